@@ -1,0 +1,67 @@
+# tact: `make demo` to see it work, `make test` to prove it. Both install everything first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help install up down demo test test-unit test-integration check lint typecheck fmt bench schemas clean
+
+help:
+	@echo "make demo       install, start Kafka + Redis + worker, play a sample stream, show actions"
+	@echo "make test       install, start what the tests need, run lint, types and the whole suite"
+	@echo "make up / down  start / stop the local Kafka broker and redis-server"
+	@echo "make bench      run the benchmarks in benchmarks/"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "tact needs Python >= 3.11 (found $$($(PYTHON) --version)); set PYTHON=..."; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+	@./deploy/redis.sh install
+	@./deploy/kafka/broker.sh fetch
+
+up: install
+	@./deploy/stack.sh up
+
+down:
+	@./deploy/stack.sh down
+
+demo: install
+	@./deploy/stack.sh with-services $(VENV)/bin/tact demo
+
+check: install lint typecheck
+	@$(VENV)/bin/tact schemas export --check
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check app agents schemas tests benchmarks
+	$(VENV)/bin/ruff format --check app agents schemas tests benchmarks
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff format app agents schemas tests benchmarks
+	$(VENV)/bin/ruff check --fix app agents schemas tests benchmarks
+
+test: check
+	@./deploy/stack.sh with-services $(PY) -m pytest tests
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+test-integration: install
+	@./deploy/stack.sh with-services $(PY) -m pytest tests/integration
+
+bench: install
+	@./deploy/stack.sh with-services $(PY) -m benchmarks
+
+schemas: $(STAMP)
+	$(VENV)/bin/tact schemas export
+
+clean:
+	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache *.egg-info

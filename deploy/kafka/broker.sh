@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# A real single-node Apache Kafka broker (KRaft: broker and controller in one JVM), assembled from
+# Kafka's own artifacts on Maven Central and started with the JDK on this machine. No Docker.
+#
+#   deploy/kafka/broker.sh fetch          resolve the pinned broker jars into the cache (once)
+#   deploy/kafka/broker.sh start          start the broker and wait until it accepts clients
+#   deploy/kafka/broker.sh stop           stop it (no-op when it is not running)
+#   deploy/kafka/broker.sh status         exit 0 when a broker answers at the address
+#   deploy/kafka/broker.sh tool CLASS ..  run a Kafka tool class (e.g. ConsumerGroupCommand)
+#   deploy/kafka/broker.sh classpath      print the classpath
+#
+# Environment:
+#   TACT_KAFKA_BOOTSTRAP   host:port clients use (default 127.0.0.1:9092); the broker listens there
+#   TACT_KAFKA_CONTROLLER_PORT  KRaft controller port (default: client port + 1)
+#   TACT_CACHE_DIR         where jars are cached (default ~/.cache/tact)
+#   TACT_RUN_DIR           where data, logs and the pid file live (default <repo>/.run)
+#   TACT_KAFKA_HEAP        JVM heap (default 512m)
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+version=$(tr -d '[:space:]' <"$here/VERSION")
+
+bootstrap=${TACT_KAFKA_BOOTSTRAP:-127.0.0.1:9092}
+bootstrap=${bootstrap%%,*}
+host=${bootstrap%:*}
+port=${bootstrap##*:}
+controller_port=${TACT_KAFKA_CONTROLLER_PORT:-$((port + 1))}
+cache=${TACT_CACHE_DIR:-$HOME/.cache/tact}/kafka-$version
+run=${TACT_RUN_DIR:-$repo/.run}/kafka-$port
+heap=${TACT_KAFKA_HEAP:-512m}
+
+log() { printf 'kafka: %s\n' "$*" >&2; }
+
+listening() {
+  # The client listener opens only once the broker is ready, so a TCP connect is a readiness probe.
+  (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null
+}
+
+fetch() {
+  if [[ -f "$cache/.complete" ]]; then
+    return 0
+  fi
+  command -v mvn >/dev/null || { log "Maven (mvn) is required to fetch the broker"; exit 1; }
+  command -v java >/dev/null || { log "a JDK 17+ is required to run the broker"; exit 1; }
+  log "fetching Apache Kafka $version from Maven Central into $cache"
+  rm -rf "$cache.partial"
+  mkdir -p "$cache.partial"
+  mvn -B -q -Dstyle.color=never -f "$here/pom.xml" -Dkafka.version="$version" \
+    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$cache.partial/libs"
+  rm -rf "$cache"
+  mv "$cache.partial" "$cache"
+  touch "$cache/.complete"
+}
+
+classpath() {
+  fetch
+  local jars=("$cache"/libs/*.jar)
+  local IFS=:
+  printf '%s' "${jars[*]}"
+}
+
+write_config() {
+  mkdir -p "$run/data" "$run/logs"
+  cat >"$run/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@$host:$controller_port
+listeners=PLAINTEXT://$host:$port,CONTROLLER://$host:$controller_port
+advertised.listeners=PLAINTEXT://$host:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$run/data
+num.partitions=1
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.cleaner.dedupe.buffer.size=8388608
+EOF
+  cat >"$run/log4j2.xml" <<EOF
+<?xml version="1.0" encoding="UTF-8"?>
+<Configuration status="WARN">
+  <Appenders>
+    <File name="server" fileName="$run/logs/server.log">
+      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
+    </File>
+  </Appenders>
+  <Loggers>
+    <Root level="INFO"><AppenderRef ref="server"/></Root>
+    <Logger name="org.apache.kafka" level="INFO"/>
+    <Logger name="kafka.request.logger" level="WARN"/>
+  </Loggers>
+</Configuration>
+EOF
+}
+
+jvm() {
+  # Sets the array `java` to the JVM command line; callers append the main class and arguments.
+  java=(java -Xms"$heap" -Xmx"$heap" -XX:+UseSerialGC -Xss1m -Djava.awt.headless=true
+    -Dlog4j2.configurationFile="$run/log4j2.xml" -cp "$(classpath)")
+}
+
+pid_alive() {
+  [[ -f "$run/kafka.pid" ]] && kill -0 "$(cat "$run/kafka.pid")" 2>/dev/null
+}
+
+start() {
+  if listening; then
+    log "a broker already answers at $host:$port"
+    return 0
+  fi
+  fetch
+  if pid_alive; then
+    log "broker process $(cat "$run/kafka.pid") is starting; waiting for it"
+  else
+    write_config
+    if [[ ! -f "$run/data/meta.properties" ]]; then
+      local cluster_id
+      cluster_id=$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+      jvm
+      "${java[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$run/server.properties" >"$run/logs/format.log" 2>&1 \
+        || { log "formatting the data dir failed:"; cat "$run/logs/format.log" >&2; exit 1; }
+    fi
+    log "starting Apache Kafka $version at $host:$port (controller $controller_port, data in $run)"
+    jvm
+    nohup "${java[@]}" kafka.Kafka "$run/server.properties" </dev/null >"$run/logs/stdout.log" 2>&1 &
+    echo $! >"$run/kafka.pid"
+  fi
+  local deadline=$((SECONDS + ${TACT_KAFKA_START_TIMEOUT:-120}))
+  until listening; do
+    if ! pid_alive; then
+      log "the broker exited during start-up; last lines of its logs:"
+      tail -n 40 "$run/logs/stdout.log" "$run/logs/server.log" >&2 2>/dev/null || true
+      exit 1
+    fi
+    if ((SECONDS > deadline)); then
+      log "the broker did not open $host:$port in time; last lines of its log:"
+      tail -n 40 "$run/logs/server.log" >&2 2>/dev/null || true
+      exit 1
+    fi
+    sleep 0.5
+  done
+  log "ready at $host:$port (pid $(cat "$run/kafka.pid"))"
+}
+
+stop() {
+  if ! pid_alive; then
+    rm -f "$run/kafka.pid"
+    if listening; then
+      log "a broker answers at $host:$port but was not started by this script; leaving it alone"
+    fi
+    return 0
+  fi
+  local pid
+  pid=$(cat "$run/kafka.pid")
+  log "stopping broker (pid $pid)"
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 60); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "broker did not stop in 30 s; killing it"
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$run/kafka.pid"
+}
+
+case "${1:-}" in
+  fetch) fetch ;;
+  start) start ;;
+  stop) stop ;;
+  status) listening ;;
+  classpath) classpath ;;
+  tool) shift; write_config; jvm; exec "${java[@]}" "$@" ;;
+  *) echo "usage: $0 fetch|start|stop|status|classpath|tool CLASS [ARGS...]" >&2; exit 2 ;;
+esac
