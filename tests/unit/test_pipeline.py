@@ -1,0 +1,108 @@
+"""The worker's pure middle: dedup below the checkpoint, dead letters in place, order kept."""
+
+from __future__ import annotations
+
+from app import codec
+from app.engine import DecisionEngine
+from app.pipeline import BatchPipeline, DeadLetter, Record
+from tests.samples import event
+
+FAMILIES = {"clickstream": "clickstream", "orders": "orders"}
+
+
+def pipeline() -> BatchPipeline:
+    return BatchPipeline(DecisionEngine(), FAMILIES, 1 << 20)  # type: ignore[arg-type]
+
+
+def rec(offset: int, value: bytes | None, topic: str = "clickstream", partition: int = 0) -> Record:
+    return Record(topic, partition, offset, b"cust-1", value, 1_700_000_000_000)
+
+
+def cart(n: int, customer: str = "cust-1") -> bytes:
+    return codec.dumps(event("add_to_cart", event_id=f"e-{n}", customer_id=customer))
+
+
+def test_garbage_between_valid_records_is_dead_lettered_in_place() -> None:
+    p = pipeline()
+    records = [
+        rec(0, cart(0)),
+        rec(1, b"garbage"),
+        rec(2, cart(2)),
+        rec(3, b"[]"),
+        rec(4, codec.dumps(event("refund"))),
+    ]
+    prepared = p.prepare(records, {})
+    result = p.decide(prepared)
+    assert [a.source_event_id for a in result.actions] == ["e-0", "e-2"]
+    assert [(d.record.offset, d.reason) for d in result.dead_letters] == [
+        (1, "not_json"),
+        (3, "not_object"),
+        (4, "wrong_topic"),
+    ]
+    assert prepared.offsets == {"clickstream:0": 5}
+    assert result.touched == {"cust-1"}
+
+
+def test_records_below_the_checkpoint_are_skipped() -> None:
+    p = pipeline()
+    records = [rec(i, cart(i)) for i in range(5)]
+    prepared = p.prepare(records, {"clickstream:0": 3, "clickstream:1": 99})
+    assert prepared.redelivered == 3
+    assert [r.offset for r, _ in prepared.items] == [3, 4]
+    assert prepared.offsets == {"clickstream:0": 5}
+
+
+def test_a_batch_of_redelivered_records_never_moves_the_checkpoint_back() -> None:
+    """After a restart the first batches lie below the checkpoint; writing their offsets
+    would let the next batch re-apply records the state already holds."""
+    p = pipeline()
+    prepared = p.prepare([rec(i, cart(i)) for i in range(4)], {"clickstream:0": 10})
+    assert prepared.items == []
+    assert prepared.offsets.get("clickstream:0", 10) >= 10
+    mixed = p.prepare([rec(8, cart(8)), rec(9, cart(9)), rec(10, cart(10))], {"clickstream:0": 10})
+    assert mixed.offsets == {"clickstream:0": 11}
+
+
+def test_offsets_are_tracked_per_partition() -> None:
+    p = pipeline()
+    records = [
+        rec(7, cart(1), partition=1),
+        rec(3, cart(2), partition=0),
+        rec(9, cart(3), topic="orders", partition=1),
+    ]
+    assert p.prepare(records, {}).offsets == {
+        "clickstream:1": 8,
+        "clickstream:0": 4,
+        "orders:1": 10,
+    }
+
+
+def test_dead_letter_headers_carry_reason_and_origin() -> None:
+    letter = DeadLetter(rec(12, b"x", partition=2), "not_json", "bad")
+    headers = dict(letter.headers())
+    assert headers["tact.dlq.reason"] == b"not_json"
+    assert headers["tact.dlq.detail"] == b"bad"
+    assert headers["tact.dlq.topic"] == b"clickstream"
+    assert headers["tact.dlq.partition"] == b"2"
+    assert headers["tact.dlq.offset"] == b"12"
+    assert headers["tact.dlq.timestamp"] == b"1700000000000"
+
+
+def test_engine_defect_becomes_a_dead_letter_and_the_batch_goes_on() -> None:
+    class Broken(DecisionEngine):
+        def process_event(self, e):  # type: ignore[no-untyped-def]
+            if e.event_id == "e-1":
+                raise RuntimeError("boom")
+            return super().process_event(e)
+
+    p = BatchPipeline(Broken(), FAMILIES, 1 << 20)  # type: ignore[arg-type]
+    result = p.decide(p.prepare([rec(0, cart(0)), rec(1, cart(1)), rec(2, cart(2))], {}))
+    assert [a.source_event_id for a in result.actions] == ["e-0", "e-2"]
+    assert [(d.reason, d.record.offset) for d in result.dead_letters] == [("internal_error", 1)]
+    assert "boom" in result.dead_letters[0].detail
+
+
+def test_customers_to_load_are_the_valid_events_customers() -> None:
+    p = pipeline()
+    prepared = p.prepare([rec(0, cart(0, "a")), rec(1, b"x"), rec(2, cart(2, "b"))], {})
+    assert prepared.customer_ids() == {"a", "b"}
