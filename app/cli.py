@@ -1,0 +1,103 @@
+"""The `tact` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from app import codec
+from app.errors import TactError
+
+
+def _render_schemas() -> dict[str, bytes]:
+    from schemas.export import documents
+
+    return {name: codec.dumps_sorted(doc) + b"\n" for name, doc in documents().items()}
+
+
+def cmd_schemas_export(args: argparse.Namespace) -> int:
+    from schemas.export import JSON_DIR, stale_files
+
+    out = Path(args.out) if args.out else JSON_DIR
+    rendered = _render_schemas()
+    if args.check:
+        stale = stale_files(out, rendered)
+        if stale:
+            print(
+                f"schemas in {out} are out of date: {', '.join(stale)}; run `tact schemas export`",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{len(rendered)} schemas in {out} are up to date")
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    for stray in stale_files(out, rendered):
+        if stray not in rendered:
+            (out / stray).unlink()
+    for name, data in rendered.items():
+        (out / name).write_bytes(data)
+    print(f"wrote {len(rendered)} schemas to {out}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from app.io.worker import run_worker
+    from app.settings import Settings
+
+    run_worker(Settings())
+    return 0
+
+
+def cmd_topics_create(args: argparse.Namespace) -> int:
+    from app.io.kafka_admin import ensure_topics
+    from app.settings import Settings
+
+    settings = Settings()
+    created = ensure_topics(settings)
+    print(f"created: {', '.join(created)}" if created else "all topics exist")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tact",
+        description="Event-streaming decision engine for e-commerce upsells and cross-sells.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    worker = sub.add_parser("worker", help="run the Faust worker (settings from TACT_* env)")
+    worker.set_defaults(func=cmd_worker)
+
+    schemas = sub.add_parser("schemas", help="JSON Schema files of the event contract")
+    schemas_sub = schemas.add_subparsers(dest="schemas_command", required=True, metavar="ACTION")
+    export = schemas_sub.add_parser("export", help="write schemas/json/*.json")
+    export.add_argument("--out", help="directory (default: the package's schemas/json)")
+    export.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 when the files differ from the models",
+    )
+    export.set_defaults(func=cmd_schemas_export)
+
+    topics = sub.add_parser("topics", help="Kafka topics tact uses")
+    topics_sub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
+    create = topics_sub.add_parser("create", help="create missing topics")
+    create.set_defaults(func=cmd_topics_create)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except TactError as exc:
+        print(f"tact: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
