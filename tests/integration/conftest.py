@@ -1,0 +1,152 @@
+"""Integration fixtures: the real broker and Redis (started by `make up` / `make test`),
+a fresh set of topics and a fresh consumer group per test, and `tact worker` processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from app.io.kafka_admin import admin_client, ensure_topics
+from app.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+TACT = Path(sys.executable).with_name("tact")  # the installed console command
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    """Kafka and Redis must be there: a missing service fails the run, it never skips."""
+    settings = Settings()
+    try:
+        admin_client(settings, timeout_s=10).close()
+    except Exception as exc:
+        pytest.fail(f"no Kafka broker at {settings.kafka_bootstrap}: {exc}; run `make up`")
+    try:
+        redis.Redis.from_url(settings.redis_url.get_secret_value()).ping()
+    except Exception as exc:
+        pytest.fail(f"no Redis at {settings.redis_url}: {exc}; run `make up`")
+    return settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def stack(base_settings: Settings) -> Settings:
+    """Settings with this test's own topics and consumer group; topics created."""
+    tag = uuid.uuid4().hex[:10]
+    settings = base_settings.model_copy(
+        update={
+            "app_id": f"tact-test-{tag}",
+            "topic_clickstream": f"clickstream-{tag}",
+            "topic_orders": f"orders-{tag}",
+            "topic_actions": f"actions-{tag}",
+            "topic_dead_letters": f"dead-letters-{tag}",
+            "topic_partitions": 3,
+            "session_timeout_s": 6.0,
+            "metrics_port": free_port(),
+        }
+    )
+    ensure_topics(settings)
+    return settings
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TACT_")}
+    for name, value in settings:
+        if value is not None:
+            raw = value.get_secret_value() if hasattr(value, "get_secret_value") else value
+            env[f"TACT_{name.upper()}"] = str(raw).lower() if isinstance(raw, bool) else str(raw)
+    env["TACT_LOG_FORMAT"] = "json"
+    return env
+
+
+class WorkerProcess:
+    """A `tact worker` subprocess whose output goes to a log file."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [str(TACT), "worker"],
+            cwd=ROOT,
+            env=settings_env(settings),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def metrics(self) -> dict[str, float]:
+        """The worker's Prometheus samples, as {'name{labels}': value}."""
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.settings.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        samples = {}
+        for line in text.splitlines():
+            if line.startswith("tact_"):
+                name, value = line.rsplit(" ", 1)
+                samples[name] = float(value)
+        return samples
+
+    def wait_metrics(self, timeout: float = 30) -> dict[str, float]:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.metrics()
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise
+                time.sleep(0.3)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        self.proc.wait(timeout=60)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Any]:
+    """start_worker(settings) -> WorkerProcess; every worker is stopped at teardown."""
+    workers: list[WorkerProcess] = []
+
+    def start(settings: Settings) -> WorkerProcess:
+        worker = WorkerProcess(settings, tmp_path / f"worker-{len(workers)}.log")
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.close()
+        sys.stderr.write(f"--- {worker.log_path.name} (last lines)\n")
+        sys.stderr.write("\n".join(worker.log().splitlines()[-15:]) + "\n")

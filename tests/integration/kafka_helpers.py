@@ -1,0 +1,79 @@
+"""Producing to and reading from the real broker with kafka-python, for the tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from app import codec
+from schemas import FAMILY_OF_TYPE
+
+
+def producer(bootstrap: str) -> KafkaProducer:
+    return KafkaProducer(
+        bootstrap_servers=bootstrap.split(","),
+        acks="all",
+        linger_ms=5,
+        max_request_size=8 * 1024 * 1024,
+    )
+
+
+def produce_events(
+    prod: KafkaProducer, topics: dict[str, str], events: Iterable[dict[str, Any]]
+) -> int:
+    """Send each event to its family's topic, keyed by customer id."""
+    n = 0
+    for e in events:
+        prod.send(
+            topics[FAMILY_OF_TYPE[e["type"]]], key=e["customer_id"].encode(), value=codec.dumps(e)
+        )
+        n += 1
+    prod.flush()
+    return n
+
+
+class TopicReader:
+    """Reads a topic from the beginning without a consumer group, accumulating records."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap.split(","),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        deadline = time.monotonic() + 30
+        while not (parts := self.consumer.partitions_for_topic(topic)):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"topic {topic} does not exist")
+            time.sleep(0.2)
+        self.consumer.assign([TopicPartition(topic, p) for p in sorted(parts)])
+        self.consumer.seek_to_beginning()
+        self.records: list[Any] = []
+
+    def poll(self) -> list[Any]:
+        for batch in self.consumer.poll(timeout_ms=500).values():
+            self.records.extend(batch)
+        return self.records
+
+    def wait_for(
+        self, done: Callable[[list[Any]], bool], timeout: float = 90.0, what: str = "records"
+    ) -> list[Any]:
+        deadline = time.monotonic() + timeout
+        while not done(self.poll()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}; have {len(self.records)}")
+        return self.records
+
+    def settle(self, quiet_s: float = 3.0) -> list[Any]:
+        """Keep reading until nothing new arrives for `quiet_s` seconds."""
+        last, since = len(self.records), time.monotonic()
+        while time.monotonic() - since < quiet_s:
+            if len(self.poll()) != last:
+                last, since = len(self.records), time.monotonic()
+        return self.records
+
+    def close(self) -> None:
+        self.consumer.close()

@@ -1,0 +1,91 @@
+"""Garbage becomes dead letters with reasons; the valid records around it still act."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app import codec
+from app.settings import Settings
+from tests.integration.kafka_helpers import TopicReader, producer
+from tests.samples import event
+
+CUSTOMER = "dlq-customer"
+
+
+def cart_add(day: int) -> dict[str, Any]:
+    return event(
+        "add_to_cart",
+        event_id=f"valid-{day}",
+        customer_id=CUSTOMER,
+        ts=f"2026-11-{day:02d}T10:00:00Z",
+    )
+
+
+def test_garbage_goes_to_dead_letters_and_the_stream_goes_on(
+    stack: Settings, start_worker: Any
+) -> None:
+    wrong_type = {**event("search", customer_id=CUSTOMER), "type": "teleport"}
+    huge = codec.dumps({**cart_add(30), "padding": "x" * (1536 * 1024)})
+    # (topic, value, expected reason); valid events between every piece of garbage.
+    garbage: list[tuple[str, bytes | None, str]] = [
+        (stack.topic_clickstream, b"{not json", "not_json"),
+        (stack.topic_clickstream, b"[1, 2, 3]", "not_object"),
+        (stack.topic_clickstream, huge, "too_large"),
+        (stack.topic_clickstream, codec.dumps(wrong_type), "unknown_type"),
+        (
+            stack.topic_clickstream,
+            codec.dumps(event("add_to_cart", customer_id=CUSTOMER, qty="two")),
+            "schema",
+        ),
+        (
+            stack.topic_clickstream,
+            codec.dumps(event("order_placed", customer_id=CUSTOMER)),
+            "wrong_topic",
+        ),
+        (stack.topic_clickstream, None, "not_json"),
+        (stack.topic_clickstream, b"\xff\xfe\xfa", "not_json"),
+        (stack.topic_orders, codec.dumps(event("page_view", customer_id=CUSTOMER)), "wrong_topic"),
+    ]
+    prod = producer(stack.kafka_bootstrap)
+    sent: list[tuple[Any, bytes | None, str]] = []
+    valid_ids = []
+    for day, (topic, value, reason) in enumerate(garbage, start=1):
+        valid = cart_add(day)
+        valid_ids.append(valid["event_id"])
+        prod.send(stack.topic_clickstream, key=CUSTOMER.encode(), value=codec.dumps(valid))
+        meta = prod.send(topic, key=CUSTOMER.encode(), value=value).get(timeout=30)
+        sent.append((meta, value, reason))
+    last = cart_add(28)
+    valid_ids.append(last["event_id"])
+    prod.send(stack.topic_clickstream, key=CUSTOMER.encode(), value=codec.dumps(last))
+    prod.flush()
+
+    worker = start_worker(stack)
+    actions = TopicReader(stack.kafka_bootstrap, stack.topic_actions)
+    dead = TopicReader(stack.kafka_bootstrap, stack.topic_dead_letters)
+    actions.wait_for(lambda r: len(r) >= len(valid_ids), what="actions of the valid events")
+    dead.wait_for(lambda r: len(r) >= len(garbage), what="dead letters")
+
+    # Every valid event still yields its action, in order.
+    assert [codec.loads(r.value)["source_event_id"] for r in actions.settle()] == valid_ids
+
+    letters = dead.settle()
+    assert len(letters) == len(garbage)
+    by_origin = {}
+    for r in letters:
+        h = {k: v.decode() for k, v in r.headers}
+        by_origin[
+            (h["tact.dlq.topic"], int(h["tact.dlq.partition"]), int(h["tact.dlq.offset"]))
+        ] = (r, h)
+    for meta, value, reason in sent:
+        record, headers = by_origin[(meta.topic, meta.partition, meta.offset)]
+        assert headers["tact.dlq.reason"] == reason
+        assert headers["tact.dlq.detail"]
+        assert record.value == value  # the original bytes, untouched
+        assert record.key == CUSTOMER.encode()
+
+    metrics = worker.wait_metrics()
+    for reason in {r for _, _, r in garbage}:
+        assert metrics[f'tact_dead_letters_total{{reason="{reason}"}}'] == sum(
+            r == reason for _, _, r in garbage
+        )

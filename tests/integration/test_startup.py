@@ -1,0 +1,61 @@
+"""Topic set-up, and clear errors when a dependency is missing."""
+
+from __future__ import annotations
+
+import subprocess
+
+from kafka import KafkaAdminClient
+from kafka.admin import ConfigResource, ConfigResourceType
+
+from app.io.kafka_admin import ensure_topics
+from app.settings import Settings
+from tests.integration.conftest import TACT, settings_env
+
+
+def test_ensure_topics_creates_with_limits_and_is_idempotent(stack: Settings) -> None:
+    assert ensure_topics(stack) == []  # the fixture already created them
+    admin = KafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+    described = {
+        t["name"]: len(t["partitions"])
+        for t in admin.describe_topics(
+            [
+                stack.topic_clickstream,
+                stack.topic_orders,
+                stack.topic_actions,
+                stack.topic_dead_letters,
+            ]
+        )
+    }
+    assert set(described.values()) == {3}
+    configs = admin.describe_configs(
+        [
+            ConfigResource(ConfigResourceType.TOPIC, stack.topic_clickstream),
+            ConfigResource(ConfigResourceType.TOPIC, stack.topic_dead_letters),
+        ]
+    )
+    limits = {name: int(c["max.message.bytes"]["value"]) for name, c in configs["topic"].items()}
+    # Inputs accept oversized events (so they become dead letters, not producer errors);
+    # dead letters hold any input plus headers.
+    assert limits == {
+        stack.topic_clickstream: 8 * 1024 * 1024,
+        stack.topic_dead_letters: 9 * 1024 * 1024,
+    }
+    admin.close()
+
+
+def test_worker_without_redis_says_so(stack: Settings) -> None:
+    env = settings_env(stack)
+    env["TACT_REDIS_URL"] = "redis://127.0.0.1:1/0"
+    out = subprocess.run([str(TACT), "worker"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "Redis does not answer" in out.stderr and "make up" in out.stderr
+
+
+def test_topics_without_kafka_says_so(stack: Settings) -> None:
+    env = settings_env(stack)
+    env["TACT_KAFKA_BOOTSTRAP"] = "127.0.0.1:1"
+    out = subprocess.run(
+        [str(TACT), "topics", "create"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2
+    assert "no Kafka broker answers at 127.0.0.1:1" in out.stderr
