@@ -36,6 +36,7 @@ demo: install
 
 check: install lint typecheck
 	@$(VENV)/bin/tact schemas export --check
+	@./deploy/compose-check.sh
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check app agents schemas tests benchmarks

@@ -60,6 +60,21 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from app.cli.demo import Demo
+    from app.settings import Settings
+
+    demo = Demo(
+        Settings(),
+        customers=args.customers,
+        rate=args.rate,
+        seed=args.seed,
+        log_dir=Path(args.log_dir),
+        colour=sys.stdout.isatty(),
+    )
+    return demo.run(wait=not args.exit_when_done)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tact",
@@ -80,6 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="write nothing; exit 1 when the files differ from the models",
     )
     export.set_defaults(func=cmd_schemas_export)
+
+    demo = sub.add_parser(
+        "demo", help="start a worker, play a sample stream into Kafka, show the actions live"
+    )
+    demo.add_argument("--customers", type=int, default=150, help="customers in the stream")
+    demo.add_argument("--rate", type=float, default=300.0, help="events per second to play")
+    demo.add_argument("--seed", type=int, default=None, help="stream seed (default: the clock)")
+    demo.add_argument("--log-dir", default=".run", help="where the worker's log goes")
+    demo.add_argument(
+        "--exit-when-done",
+        action="store_true",
+        help="stop after the summary instead of waiting for Ctrl-C",
+    )
+    demo.set_defaults(func=cmd_demo)
 
     topics = sub.add_parser("topics", help="Kafka topics tact uses")
     topics_sub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
