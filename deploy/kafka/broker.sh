@@ -46,8 +46,13 @@ fetch() {
   log "fetching Apache Kafka $version from Maven Central into $cache"
   rm -rf "$cache.partial"
   mkdir -p "$cache.partial"
-  mvn -B -q -Dstyle.color=never -f "$here/pom.xml" -Dkafka.version="$version" \
-    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$cache.partial/libs"
+  if ! mvn -B -Dstyle.color=never -f "$here/pom.xml" -Dkafka.version="$version" \
+    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$cache.partial/libs" \
+    >"$cache.partial/mvn.log" 2>&1; then
+    log "Maven could not resolve the broker; its output:"
+    tail -n 40 "$cache.partial/mvn.log" >&2
+    exit 1
+  fi
   rm -rf "$cache"
   mv "$cache.partial" "$cache"
   touch "$cache/.complete"

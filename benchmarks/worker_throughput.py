@@ -1,0 +1,151 @@
+"""Throughput of `tact worker` through the real broker and Redis.
+
+Produces a generated stream into fresh topics, starts one worker process, and times how long it
+takes until its Redis checkpoint covers every input record. Reports events/s (from the first
+checkpoint to the last, so start-up is reported apart), the worker's peak RSS, and actions out.
+
+    python -m benchmarks.worker_throughput --customers 8000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import redis
+from kafka import KafkaProducer
+
+from app import codec
+from app.io.kafka_admin import ensure_topics
+from app.sample import generate
+from app.settings import Settings
+from schemas import FAMILY_OF_TYPE
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _checkpointed(client: redis.Redis, key: str) -> int:
+    return sum(int(v) for v in client.hgetall(key).values())  # type: ignore[union-attr]
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run(customers: int, partitions: int, batch_max: int) -> dict[str, float]:
+    tag = uuid.uuid4().hex[:8]
+    settings = Settings().model_copy(
+        update={
+            "app_id": f"tact-bench-{tag}",
+            "topic_clickstream": f"bench-clickstream-{tag}",
+            "topic_orders": f"bench-orders-{tag}",
+            "topic_actions": f"bench-actions-{tag}",
+            "topic_dead_letters": f"bench-dead-letters-{tag}",
+            "topic_partitions": partitions,
+            "batch_max": batch_max,
+            "metrics_port": 0,
+        }
+    )
+    ensure_topics(settings)
+    topics = {"clickstream": settings.topic_clickstream, "orders": settings.topic_orders}
+
+    started = time.perf_counter()
+    producer = KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        linger_ms=50,
+        batch_size=256 * 1024,
+        acks=1,
+    )
+    events = 0
+    for e in generate(customers, seed=42):
+        producer.send(
+            topics[FAMILY_OF_TYPE[e["type"]]], key=e["customer_id"].encode(), value=codec.dumps(e)
+        )
+        events += 1
+    producer.flush()
+    produce_s = time.perf_counter() - started
+    print(
+        f"produced {events} events of {customers} customers in {produce_s:.1f} s "
+        f"({events / produce_s:,.0f}/s with kafka-python)",
+        flush=True,
+    )
+
+    env = {
+        **os.environ,
+        **{
+            f"TACT_{k.upper()}": str(v)
+            for k, v in {
+                "app_id": settings.app_id,
+                "topic_clickstream": settings.topic_clickstream,
+                "topic_orders": settings.topic_orders,
+                "topic_actions": settings.topic_actions,
+                "topic_dead_letters": settings.topic_dead_letters,
+                "batch_max": batch_max,
+                "metrics_port": 0,
+                "log_format": "json",
+            }.items()
+        },
+    }
+    client = redis.Redis.from_url(settings.redis_url.get_secret_value())
+    key = f"tact:{settings.app_id}:offsets"
+    log = ROOT / ".run" / f"bench-worker-{tag}.log"
+    log.parent.mkdir(exist_ok=True)
+    t0 = time.perf_counter()
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        first = None
+        try:
+            while (done := _checkpointed(client, key)) < events:
+                if first is None and done:
+                    first = (time.perf_counter(), done)
+                if worker.poll() is not None:
+                    raise SystemExit(f"worker exited; see {log}")
+                time.sleep(0.05)
+            t_end = time.perf_counter()
+            rss = _peak_rss_mib(worker.pid)
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)
+    assert first is not None
+    steady = (events - first[1]) / (t_end - first[0])
+    result = {
+        "events": events,
+        "customers": customers,
+        "startup_s": first[0] - t0,
+        "events_per_s": steady,
+        "total_s": t_end - t0,
+        "peak_rss_mib": rss,
+    }
+    print(
+        f"worker: first checkpoint {result['startup_s']:.1f} s after start; "
+        f"{steady:,.0f} events/s after that; all {events} in {result['total_s']:.1f} s; "
+        f"peak RSS {rss:.0f} MiB (batch_max {batch_max}, {partitions} partitions)"
+    )
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=8000)
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--batch-max", type=int, default=500)
+    args = parser.parse_args(argv)
+    run(args.customers, args.partitions, args.batch_max)
+
+
+if __name__ == "__main__":
+    main()
