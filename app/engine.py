@@ -13,6 +13,7 @@ Rules:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -51,6 +52,18 @@ class DecisionEngine:
     def forget(self) -> None:
         """Drop every cached state (e.g. when partitions move to another worker)."""
         self.customers.clear()
+
+    def trim(self, recent: Iterable[str], limit: int) -> int:
+        """Keep at most `limit` states, dropping the least recently used; `recent` were just
+        used. Only call when every state is saved elsewhere. Returns how many were dropped."""
+        customers = self.customers
+        for cid in recent:
+            customers[cid] = customers.pop(cid)  # dicts keep insertion order: move to the end
+        excess = len(customers) - limit
+        if excess > 0:
+            for cid in list(itertools.islice(customers, excess)):
+                del customers[cid]
+        return max(excess, 0)
 
     # -- decisions ------------------------------------------------------------------------
     def process(self, event: dict[str, Any]) -> list[Action]:

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
         10.0, ge=6, le=300, description="consumer session timeout (failover time)"
     )
     state_ttl_days: int = Field(400, ge=1, description="idle customer state expires after this")
+    max_cached_customers: int = Field(
+        200_000, ge=100, description="customer states a worker keeps in memory (LRU)"
+    )
 
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus port; 0 disables")
     log_level: Literal["debug", "info", "warning", "error"] = "info"

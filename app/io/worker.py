@@ -8,7 +8,8 @@ import logging.config
 import faust
 import redis
 
-from agents.decide import DecisionWorker, attach
+from agents.decide import attach, producer_sender
+from agents.worker import DecisionWorker
 from app.engine import DecisionEngine
 from app.errors import DependencyUnavailable
 from app.io import metrics
@@ -50,7 +51,7 @@ def run_worker(settings: Settings) -> None:
         ttl_seconds=settings.state_ttl_days * 86400,
     )
     pipeline = BatchPipeline(DecisionEngine(), settings.input_topics, settings.max_event_bytes)
-    attach(app, DecisionWorker(app, settings, store, pipeline))
+    attach(app, DecisionWorker(settings, store, pipeline, producer_sender(app)))
     metrics.serve(settings.metrics_port)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, logging_config=config)
     worker.execute_from_commandline()
