@@ -4,7 +4,7 @@ Connectors and replays depend on these names and fields; JSON Schema files gener
 them live in `schemas/json/` (`tact schemas export`).
 """
 
-from schemas.action import CHANNELS, PLAYS, Action, Channel, Frame, Intensity, Play, Suppression
+from schemas.action import CHANNELS, PLAYS, Action, Suppression
 from schemas.clickstream import (
     AddToCart,
     CheckoutStart,
@@ -29,6 +29,7 @@ from schemas.orders import (
     SubscriptionStarted,
 )
 from schemas.registry import EVENT_MODELS, FAMILY_OF_TYPE, TopicFamily
+from schemas.types import Channel, Frame, Intensity, OutboundChannel, Play
 
 Event = Envelope
 
@@ -52,6 +53,7 @@ __all__ = [
     "OrderItem",
     "OrderPlaced",
     "OrderReturned",
+    "OutboundChannel",
     "PageView",
     "Play",
     "Refund",

@@ -2,54 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Self
+from typing import Annotated, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.types import CustomerId, EventTime, Identifier, Sku
+from schemas.types import (
+    Channel,
+    CustomerId,
+    EventTime,
+    Frame,
+    Identifier,
+    Intensity,
+    OutboundChannel,
+    Play,
+    Sku,
+)
 
-Play = Literal["assist", "expand", "commit", "protect"]
-Channel = Literal[
-    "onsite_pdp",
-    "onsite_cart",
-    "post_purchase",
-    "email",
-    "sms",
-    "paid_retargeting",
-    "account_portal",
-    "none",
-]
-OutboundChannel = Literal[
-    "onsite_pdp",
-    "onsite_cart",
-    "post_purchase",
-    "email",
-    "sms",
-    "paid_retargeting",
-    "account_portal",
-]
-Frame = Literal[
-    "convenience",
-    "risk_reduction",
-    "completeness",
-    "outcome_acceleration",
-    "cost_efficiency",
-    "premium_status",
-]
-Intensity = Literal["low", "medium", "high"]
 ReasonCode = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_.:-]+$")]
 
-PLAYS: tuple[Play, ...] = ("assist", "expand", "commit", "protect")
-CHANNELS: tuple[Channel, ...] = (
-    "onsite_pdp",
-    "onsite_cart",
-    "post_purchase",
-    "email",
-    "sms",
-    "paid_retargeting",
-    "account_portal",
-    "none",
-)
+PLAYS: tuple[Play, ...] = get_args(Play)
+CHANNELS: tuple[Channel, ...] = (*get_args(OutboundChannel), "none")
 
 
 class Suppression(BaseModel):

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from schemas.envelope import Envelope
-from schemas.types import Identifier, Money, Quantity, ShortText, Sku
+from schemas.types import Identifier, Money, OutboundChannel, Quantity, ShortText, Sku
 
 Page = Literal[
     "home",
@@ -27,15 +27,6 @@ SearchSort = Literal["relevance", "price_asc", "price_desc", "newest", "rating"]
 CouponAction = Literal["view", "apply", "remove", "fail"]
 OfferFeedbackKind = Literal["impression", "click", "dismiss", "accept"]
 MessageFeedbackKind = Literal["delivered", "open", "click", "bounce", "unsubscribe", "complaint"]
-FeedbackChannel = Literal[
-    "onsite_pdp",
-    "onsite_cart",
-    "post_purchase",
-    "email",
-    "sms",
-    "paid_retargeting",
-    "account_portal",
-]
 
 
 class PageView(Envelope):
@@ -120,7 +111,7 @@ class MessageFeedback(Envelope):
     """Delivery and engagement of an outbound message on a channel."""
 
     type: Literal["message_feedback"]
-    channel: FeedbackChannel
+    channel: OutboundChannel
     kind: MessageFeedbackKind
     action_id: Identifier | None = None
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
@@ -67,6 +67,28 @@ EventTime = Annotated[
         mode="validation",
     ),
 ]
+
+Play = Literal["assist", "expand", "commit", "protect"]
+# Where an action can reach a customer; "none" is the channel of a protect action.
+OutboundChannel = Literal[
+    "onsite_pdp",
+    "onsite_cart",
+    "post_purchase",
+    "email",
+    "sms",
+    "paid_retargeting",
+    "account_portal",
+]
+Channel = Literal[OutboundChannel, "none"]
+Frame = Literal[
+    "convenience",
+    "risk_reduction",
+    "completeness",
+    "outcome_acceleration",
+    "cost_efficiency",
+    "premium_status",
+]
+Intensity = Literal["low", "medium", "high"]
 
 Identifier = Annotated[str, Field(min_length=1, max_length=256)]
 CustomerId = Annotated[str, Field(min_length=1, max_length=256)]
