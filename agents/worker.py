@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from app import codec
+from app.actions import encode
 from app.io import metrics
 from app.pipeline import BatchPipeline, BatchResult, Record
 from app.settings import Settings
@@ -52,10 +52,11 @@ class DecisionWorker:
         """Process one batch; True when it was checkpointed and may be acknowledged."""
         started = time.perf_counter()
         generation = self.generation
+        engine = self.pipeline.engine
         if self.committed is None:
             self.committed = await self.store.load_offsets()
+            engine.restore_models(await self.store.load_models())
         prepared = self.pipeline.prepare(records, self.committed)
-        engine = self.pipeline.engine
         missing = [cid for cid in prepared.customer_ids() if not engine.knows(cid)]
         engine.restore(await self.store.load_customers(missing))
         if generation != self.generation:
@@ -64,7 +65,9 @@ class DecisionWorker:
         await asyncio.gather(*await self._send_all(result))
         if generation != self.generation:
             return False
-        await self.store.commit(engine.dump(result.touched), prepared.offsets)
+        await self.store.commit(
+            engine.dump(result.touched), prepared.offsets, engine.models_changes()
+        )
         self.committed.update(prepared.offsets)
         # Everything is in the store now, so the least recently used states may go.
         engine.trim(result.touched, self.settings.max_cached_customers)
@@ -79,7 +82,7 @@ class DecisionWorker:
                 await self.send(
                     self.settings.topic_actions,
                     action.customer_id.encode("utf-8"),
-                    codec.dumps(action.model_dump(mode="json")),
+                    encode(action),
                     None,
                 )
             )

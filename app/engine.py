@@ -1,61 +1,114 @@
-"""The decision engine: events in, Actions out, per-customer state kept in between.
+"""The decision engine: events in, Actions out, per-customer readiness kept in between.
 
-This is the walking skeleton's engine: one simple rule set, so that actions flow end to end.
-Issue #3 replaces the rules with readiness, the policy matrix and profit arbitration; the
-interface (`process`, `process_event`, state restore/dump) stays.
+    engine = DecisionEngine.from_files("catalog.jsonl", policy_path=None, seed=0)
+    actions = engine.process({"event_id": "e1", "type": "add_to_cart", ...})
 
-Rules:
-- add_to_cart: expand on the cart surface (completeness frame, low intensity), at most
-  ONSITE_DAILY_CAP times per customer per UTC day; an onsite upsell suppresses paid
-  retargeting for a day.
-- order_returned: protect: no offers, and every outbound channel quiet for two weeks.
+Pure: no I/O beyond reading the two files, event time only. The same events in the same order
+with the same catalog, policy and seed give the same Actions, byte for byte (app.actions.encode).
+The worker and `tact replay` both drive this class; the worker also saves and restores customer
+states (`dump`/`restore`) and the models (`models_blob`/`restore_models`) in its checkpoint.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
-from datetime import timedelta
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
-from app.actions import make_action
+from app.arbitration import Arbiter
+from app.catalog import Catalog
+from app.decisions import Decider, Decision
 from app.decode import validate_object
-from app.state import CustomerState
-from schemas import Action, AddToCart, Envelope, OrderReturned
-
-POLICY_VERSION = "skeleton-1"
-MODEL_VERSION = "rules-0"
-ONSITE_DAILY_CAP = 3
-
-_QUIET_AFTER_RETURN = timedelta(days=14)
+from app.models import Models
+from app.observe import ReadinessTracker
+from app.outcomes import OutcomeLearner
+from app.policy import Policy, load_policy
+from app.readiness import CustomerState
+from schemas import Action, Envelope, OrderPlaced, OrderReturned
 
 
 class DecisionEngine:
-    """Keeps customer state and decides. Pure: no I/O, event time only."""
+    """Readiness, models, the referee and arbitration behind one `process` call."""
 
-    def __init__(self) -> None:
+    def __init__(self, catalog: Catalog, policy: Policy | None = None, seed: int = 0) -> None:
+        self.catalog = catalog
+        self.policy = policy if policy is not None else load_policy(None)
+        self.seed = seed  # reserved for exploration; decisions are argmax today
         self.customers: dict[str, CustomerState] = {}
+        self.models = Models(self.policy.models_name, self.policy.learning.batch_size)
+        self._wire()
 
-    # -- state ----------------------------------------------------------------------------
+    def _wire(self) -> None:
+        self.tracker = ReadinessTracker(self.policy, self.catalog)
+        self.arbiter = Arbiter(self.policy, self.catalog, self.models)
+        self.learner = OutcomeLearner(self.policy, self.models)
+        self.decider = Decider(
+            self.policy, self.catalog, self.models, self.arbiter, self.tracker, self.learner
+        )
+
+    @classmethod
+    def from_files(
+        cls, catalog_path: str | Path, policy_path: str | Path | None = None, seed: int = 0
+    ) -> DecisionEngine:
+        """An engine on a catalog JSONL file and a policy YAML file (None: the default)."""
+        return cls(Catalog.from_jsonl(catalog_path), load_policy(policy_path), seed)
+
+    @property
+    def on_decision(self) -> Callable[[Decision], None] | None:
+        return self.decider.on_decision
+
+    @on_decision.setter
+    def on_decision(self, hook: Callable[[Decision], None] | None) -> None:
+        """Called with every decision's candidates, drops and choice (for explanations);
+        while set, every candidate is kept, not only the best (slower)."""
+        self.decider.on_decision = hook
+        self.arbiter.keep_all = hook is not None
+
+    # -- decisions ------------------------------------------------------------------------------
+    def process(self, event: dict[str, Any]) -> list[Action]:
+        """Validate a raw event and decide; raises BadInput for an invalid event."""
+        return self.process_event(validate_object(event))
+
+    def process_event(self, event: Envelope) -> list[Action]:
+        t = event.ts.timestamp()
+        cid = event.customer_id
+        state = self.customers.get(cid)
+        if state is None:
+            state = self.customers[cid] = CustomerState()
+        self.learner.advance(t, self.customers)
+        self.learner.close_windows(state, t)
+        if isinstance(event, OrderPlaced):
+            skus = [item.sku for item in event.items]
+            self.learner.ordered(cid, state, set(skus), t)
+            if self.learner.enabled:
+                self.models.order_value.update(event.total)
+                self.models.affinity.learn_order(skus)
+        elif isinstance(event, OrderReturned):
+            self.learner.returned(state, {item.sku for item in event.items}, t)
+        self.tracker.update(state, event, t)
+        return self.decider.decide(cid, state, event, t)
+
+    # -- state, for the worker's store ------------------------------------------------------------
     def knows(self, customer_id: str) -> bool:
         return customer_id in self.customers
 
     def restore(self, blobs: Mapping[str, bytes]) -> None:
-        """Load serialised customer states (from a store)."""
+        """Load saved customer states; their open attribution windows are rescheduled."""
         for customer_id, blob in blobs.items():
-            self.customers[customer_id] = CustomerState.from_bytes(blob)
+            state = self.customers[customer_id] = CustomerState.from_bytes(blob)
+            self.learner.reopen(customer_id, state)
 
     def dump(self, customer_ids: Iterable[str]) -> dict[str, bytes]:
-        """Serialise the named customers' states (for a store)."""
         return {cid: self.customers[cid].to_bytes() for cid in customer_ids}
 
     def forget(self) -> None:
-        """Drop every cached state (e.g. when partitions move to another worker)."""
+        """Drop every cached state (partitions moved to another worker)."""
         self.customers.clear()
 
     def trim(self, recent: Iterable[str], limit: int) -> int:
-        """Keep at most `limit` states, dropping the least recently used; `recent` were just
-        used. Only call when every state is saved elsewhere. Returns how many were dropped."""
+        """Keep at most `limit` states, least recently used first out; `recent` were just used.
+        Only call when every state is saved elsewhere. Returns how many were dropped."""
         customers = self.customers
         for cid in recent:
             customers[cid] = customers.pop(cid)  # dicts keep insertion order: move to the end
@@ -65,69 +118,17 @@ class DecisionEngine:
                 del customers[cid]
         return max(excess, 0)
 
-    # -- decisions ------------------------------------------------------------------------
-    def process(self, event: dict[str, Any]) -> list[Action]:
-        """Validate a raw event dict and decide; raises BadInput for an invalid event."""
-        return self.process_event(validate_object(event))
+    def models_changes(self) -> dict[str, bytes]:
+        """The models' state that changed since the last call (for the worker's checkpoint)."""
+        return self.models.changes()
 
-    def process_event(self, event: Envelope) -> list[Action]:
-        state = self.customers.get(event.customer_id)
-        if state is None:
-            state = self.customers[event.customer_id] = CustomerState(first_seen=event.ts)
-        state.observe(event)
-        if isinstance(event, AddToCart):
-            return self._cart_upsell(state, event)
-        if isinstance(event, OrderReturned):
-            return [
-                _action(
-                    event,
-                    "protect",
-                    "none",
-                    ttl=_QUIET_AFTER_RETURN,
-                    suppress=("email", "sms", "paid_retargeting"),
-                    quiet_for=_QUIET_AFTER_RETURN,
-                    reasons=("rule:recent_return",),
-                )
-            ]
-        return []
-
-    def _cart_upsell(self, state: CustomerState, event: AddToCart) -> list[Action]:
-        if state.onsite_offers_on(event.ts.date()) >= ONSITE_DAILY_CAP:
-            return []
-        state.count_onsite_offer(event.ts.date())
-        return [
-            _action(
-                event,
-                "expand",
-                "onsite_cart",
-                ttl=timedelta(minutes=30),
-                suppress=("paid_retargeting",),
-                quiet_for=timedelta(days=1),
-                reasons=("rule:cart_add",),
-            )
-        ]
-
-
-def _action(
-    event: Envelope,
-    play: Any,
-    channel: Any,
-    *,
-    ttl: timedelta,
-    suppress: tuple[str, ...],
-    quiet_for: timedelta,
-    reasons: tuple[str, ...],
-) -> Action:
-    return make_action(
-        customer_id=event.customer_id,
-        event_id=event.event_id,
-        ts=event.ts,
-        play=play,
-        channel=channel,
-        ttl=ttl,
-        policy_version=POLICY_VERSION,
-        model_version=MODEL_VERSION,
-        frame="completeness" if play == "expand" else None,
-        suppress=tuple((c, quiet_for) for c in suppress),  # type: ignore[misc]
-        reasons=reasons,
-    )
+    def restore_models(self, fields: Mapping[str, bytes]) -> None:
+        """Continue from checkpointed models (from `models_changes` fields, merged)."""
+        if "core" not in fields:
+            return
+        hook = self.on_decision
+        self.models = Models.from_fields(fields, self.policy.learning.batch_size)
+        self._wire()
+        for customer_id, state in self.customers.items():
+            self.learner.reopen(customer_id, state)
+        self.on_decision = hook

@@ -12,37 +12,177 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from app.catalog import Catalog, ProductSpec
 from schemas.types import format_event_time
 
 DEFAULT_START = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class Product:
-    sku: str
-    title: str
-    category: str
-    price: float
+def _p(
+    sku: str,
+    title: str,
+    category: str,
+    price: float,
+    cost: float,
+    kind: str,
+    refill_days: int | None = None,
+    **related: object,
+) -> ProductSpec:
+    return ProductSpec.model_validate(
+        {
+            "sku": sku,
+            "title": title,
+            "category": category,
+            "price": price,
+            "unit_cost": cost,
+            "kind": kind,
+            "refill_days": refill_days,
+            "related": related,
+        }
+    )
 
 
-DEMO_PRODUCTS: tuple[Product, ...] = (
-    Product("RUN-SHOE-01", "Trail running shoe", "shoes", 129.0),
-    Product("RUN-SHOE-02", "Road running shoe", "shoes", 109.0),
-    Product("RUN-SOCK-01", "Merino running socks (3 pack)", "apparel", 24.0),
-    Product("RUN-INSOLE-01", "Cushioned insoles", "accessories", 29.0),
-    Product("RUN-GEL-12", "Energy gels, box of 12", "nutrition", 21.0),
-    Product("RUN-BOTTLE-01", "Soft flask 500 ml", "accessories", 18.0),
-    Product("RUN-WATCH-01", "GPS running watch", "electronics", 249.0),
-    Product("RUN-WATCH-02", "GPS watch Pro", "electronics", 449.0),
-    Product("RUN-CARE-01", "2-year watch protection", "services", 39.0),
-    Product("RUN-JACKET-01", "Waterproof running jacket", "apparel", 149.0),
-    Product("RUN-BELT-01", "Running belt", "accessories", 22.0),
-    Product("RUN-LAMP-01", "Head torch", "accessories", 45.0),
+# A running and outdoor store: cores with accessories, consumables with subscriptions,
+# electronics with warranties and premium upgrades, and some thin-margin items.
+DEMO_CATALOG: tuple[ProductSpec, ...] = (
+    _p(
+        "RUN-SHOE-01",
+        "Trail running shoe",
+        "shoes",
+        129.0,
+        70.0,
+        "core",
+        accessories=["RUN-SOCK-01", "RUN-INSOLE-01"],
+        warranty="RUN-SHOE-CARE",
+        upgrade="RUN-SHOE-PRO",
+    ),
+    _p(
+        "RUN-SHOE-02",
+        "Road running shoe",
+        "shoes",
+        109.0,
+        62.0,
+        "core",
+        accessories=["RUN-SOCK-01", "RUN-INSOLE-01"],
+        upgrade="RUN-SHOE-PRO",
+    ),
+    _p(
+        "RUN-SHOE-PRO",
+        "Carbon racing shoe",
+        "shoes",
+        229.0,
+        120.0,
+        "premium",
+        accessories=["RUN-SOCK-02"],
+        warranty="RUN-SHOE-CARE",
+    ),
+    _p("RUN-SHOE-CARE", "Shoe care plan, 1 year", "services", 15.0, 3.0, "warranty"),
+    _p("RUN-SOCK-01", "Merino running socks (3 pack)", "apparel", 24.0, 11.0, "accessory"),
+    _p("RUN-SOCK-02", "Compression socks", "apparel", 35.0, 14.0, "accessory"),
+    _p("RUN-INSOLE-01", "Cushioned insoles", "accessories", 29.0, 12.0, "accessory"),
+    _p(
+        "RUN-GEL-12",
+        "Energy gels, box of 12",
+        "nutrition",
+        21.0,
+        9.5,
+        "consumable",
+        30,
+        subscription="RUN-GEL-SUB",
+        bundle_with=["RUN-BOTTLE-01"],
+    ),
+    _p(
+        "RUN-GEL-SUB",
+        "Energy gels, monthly subscription",
+        "nutrition",
+        18.9,
+        9.5,
+        "subscription",
+        30,
+    ),
+    _p(
+        "RUN-ELEC-20",
+        "Electrolyte tablets, tube of 20",
+        "nutrition",
+        9.0,
+        6.4,
+        "consumable",
+        21,
+        subscription="RUN-ELEC-SUB",
+    ),
+    _p(
+        "RUN-ELEC-SUB",
+        "Electrolyte tablets, subscription",
+        "nutrition",
+        8.1,
+        6.4,
+        "subscription",
+        21,
+    ),
+    _p("RUN-BOTTLE-01", "Soft flask 500 ml", "accessories", 18.0, 7.0, "accessory"),
+    _p(
+        "RUN-VEST-01",
+        "Hydration vest",
+        "packs",
+        119.0,
+        58.0,
+        "core",
+        accessories=["RUN-BOTTLE-01", "RUN-GEL-12"],
+    ),
+    _p(
+        "RUN-WATCH-01",
+        "GPS running watch",
+        "electronics",
+        249.0,
+        150.0,
+        "core",
+        accessories=["RUN-STRAP-01", "RUN-HRM-01"],
+        warranty="RUN-CARE-01",
+        upgrade="RUN-WATCH-02",
+    ),
+    _p(
+        "RUN-WATCH-02",
+        "GPS watch Pro",
+        "electronics",
+        449.0,
+        250.0,
+        "premium",
+        accessories=["RUN-STRAP-01", "RUN-HRM-01"],
+        warranty="RUN-CARE-01",
+    ),
+    _p("RUN-CARE-01", "2-year watch protection", "services", 39.0, 6.0, "warranty"),
+    _p("RUN-STRAP-01", "Spare watch strap", "electronics", 25.0, 8.0, "accessory"),
+    _p("RUN-HRM-01", "Chest heart-rate strap", "electronics", 69.0, 48.0, "accessory"),
+    _p(
+        "RUN-JACKET-01",
+        "Waterproof running jacket",
+        "apparel",
+        149.0,
+        72.0,
+        "core",
+        accessories=["RUN-CAP-01"],
+    ),
+    _p("RUN-CAP-01", "Running cap", "apparel", 22.0, 20.0, "accessory"),
+    _p("RUN-BELT-01", "Running belt", "accessories", 22.0, 19.5, "accessory"),
+    _p("RUN-LAMP-01", "Head torch", "accessories", 45.0, 21.0, "core", accessories=["RUN-BATT-4"]),
+    _p("RUN-BATT-4", "Rechargeable batteries, 4 pack", "accessories", 16.0, 14.2, "consumable", 90),
+    _p("RUN-ROLLER-01", "Foam roller", "recovery", 35.0, 15.0, "accessory"),
+    _p("RUN-MASSAGE-01", "Massage gun", "recovery", 189.0, 95.0, "premium", warranty="RUN-CARE-01"),
 )
+
+# The products customers browse and buy directly (subscriptions and plans are only offered).
+_SHELF = tuple(p for p in DEMO_CATALOG if p.kind not in ("subscription", "warranty"))
+
+
+DEMO_PRODUCTS: tuple[ProductSpec, ...] = _SHELF
+
+
+def demo_catalog() -> Catalog:
+    return Catalog.from_specs(DEMO_CATALOG)
+
 
 _PERSONAS = (
     ("window_shopper", 0.35),
@@ -82,7 +222,7 @@ class _Customer:
         self.session += 1
         self.t += after
 
-    def browse(self, products: list[Product], depth: int) -> None:
+    def browse(self, products: list[ProductSpec], depth: int) -> None:
         self.emit("page_view", page="home")
         if self.rng.random() < 0.5:
             self.emit(
@@ -98,7 +238,7 @@ class _Customer:
                     "review_read", sku=product.sku, seconds=round(self.rng.uniform(5, 180), 1)
                 )
 
-    def buy(self, products: list[Product], coupon: str | None = None) -> str:
+    def buy(self, products: list[ProductSpec], coupon: str | None = None) -> str:
         for product in products:
             self.emit("add_to_cart", sku=product.sku, qty=1, price=product.price)
         if len(products) > 1 and self.rng.random() < 0.15:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
@@ -46,6 +47,10 @@ class Settings(BaseSettings):
     max_cached_customers: int = Field(
         200_000, ge=100, description="customer states a worker keeps in memory (LRU)"
     )
+
+    catalog: Path | None = Field(None, description="catalog JSONL (default: the demo catalog)")
+    policy: Path | None = Field(None, description="policy YAML (default: the built-in policy)")
+    seed: int = Field(0, description="engine seed")
 
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus port; 0 disables")
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -1,10 +1,10 @@
 """Where customer state and input offsets are checkpointed, behind one small interface.
 
-A checkpoint is atomic: the states of the customers a batch touched and the next offset of
-every input partition it read are written together. After a crash the worker resumes from
-the checkpoint, skips records below those offsets (their effects are already in the state)
-and re-decides the rest from exactly the state they first saw, so a redelivered action is
-byte-for-byte the action first sent.
+A checkpoint is atomic: the states of the customers a batch touched, the next offset of every
+input partition it read, and the models' changed fields are written together. After a crash the
+worker resumes from the checkpoint, skips records below those offsets (their effects are already
+in the state) and re-decides the rest from exactly the state and models they first saw, so a
+redelivered action is byte-for-byte the action first sent.
 """
 
 from __future__ import annotations
@@ -29,8 +29,17 @@ class StateStore(Protocol):
         """Serialised states of those customers the store has (absent ids are new)."""
         ...
 
-    async def commit(self, customers: Mapping[str, bytes], offsets: Mapping[str, int]) -> None:
-        """Atomically write states and offsets."""
+    async def load_models(self) -> dict[str, bytes]:
+        """The checkpointed model fields (empty before the first checkpoint)."""
+        ...
+
+    async def commit(
+        self,
+        customers: Mapping[str, bytes],
+        offsets: Mapping[str, int],
+        models: Mapping[str, bytes],
+    ) -> None:
+        """Atomically write states, offsets and changed model fields."""
         ...
 
     async def close(self) -> None: ...
@@ -42,6 +51,7 @@ class InMemoryStateStore:
     def __init__(self) -> None:
         self.customers: dict[str, bytes] = {}
         self.offsets: dict[str, int] = {}
+        self.models: dict[str, bytes] = {}
         self.commits = 0
 
     async def load_offsets(self) -> dict[str, int]:
@@ -50,9 +60,18 @@ class InMemoryStateStore:
     async def load_customers(self, customer_ids: Iterable[str]) -> dict[str, bytes]:
         return {cid: self.customers[cid] for cid in customer_ids if cid in self.customers}
 
-    async def commit(self, customers: Mapping[str, bytes], offsets: Mapping[str, int]) -> None:
+    async def load_models(self) -> dict[str, bytes]:
+        return dict(self.models)
+
+    async def commit(
+        self,
+        customers: Mapping[str, bytes],
+        offsets: Mapping[str, int],
+        models: Mapping[str, bytes],
+    ) -> None:
         self.customers.update(customers)
         self.offsets.update(offsets)
+        self.models.update(models)
         self.commits += 1
 
     async def close(self) -> None:

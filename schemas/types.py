@@ -13,7 +13,8 @@ _MIN_EPOCH_MS = 0
 
 
 def parse_event_time(value: Any) -> datetime:
-    """Accept ISO-8601 with a zone, or epoch milliseconds; return an aware UTC datetime.
+    """Accept ISO-8601 with a zone, or epoch milliseconds; return an aware datetime that keeps
+    the offset it was given (UTC for "Z" and epoch milliseconds).
 
     A timestamp without a zone is refused: guessing the producer's zone silently shifts
     every time-based signal (cut-offs, caps per day, night hours).
@@ -35,7 +36,8 @@ def parse_event_time(value: Any) -> datetime:
         raise ValueError("timestamp must be ISO-8601 with a zone or epoch milliseconds")
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValueError(f"timestamp has no zone: {value!r} (add Z or an offset)")
-    return parsed.astimezone(UTC)
+    # The offset is kept: it tells the customer's zone (quiet hours, caps per local day).
+    return parsed
 
 
 def format_event_time(value: datetime) -> str:
@@ -96,3 +98,15 @@ Sku = Annotated[str, Field(min_length=1, max_length=128)]
 Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Quantity = Annotated[int, Field(ge=1, le=100_000)]
 ShortText = Annotated[str, Field(max_length=1024)]
+
+
+def zone_offset_minutes(value: datetime) -> int | None:
+    """The customer's UTC offset when the timestamp told it, else None.
+
+    "Z", "+00:00" and epoch milliseconds all read as "zone unknown": a producer that
+    normalises to UTC looks the same as a customer in London in winter.
+    """
+    offset = value.utcoffset()
+    if offset is None or not offset:
+        return None
+    return int(offset.total_seconds() // 60)

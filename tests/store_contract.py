@@ -10,18 +10,28 @@ async def check_store_contract(store: StateStore) -> None:
     assert await store.load_offsets() == {}
     assert await store.load_customers(["a", "b"]) == {}
     assert await store.load_customers([]) == {}
+    assert await store.load_models() == {}
 
-    await store.commit({"a": b'{"n":1}', "b": b"\x00\xffbinary"}, {"clickstream:0": 10})
+    await store.commit(
+        {"a": b'{"n":1}', "b": b"\x00\xffbinary"},
+        {"clickstream:0": 10},
+        {"core": b"m1", "affinity:X": b"r1"},
+    )
     assert await store.load_customers(["a", "b", "c"]) == {"a": b'{"n":1}', "b": b"\x00\xffbinary"}
     assert await store.load_offsets() == {"clickstream:0": 10}
 
-    await store.commit({"a": b'{"n":2}'}, {"clickstream:0": 12, "orders:3": 4})
+    await store.commit(
+        {"a": b'{"n":2}'},
+        {"clickstream:0": 12, "orders:3": 4},
+        {"core": b"m2", "affinity:Y": b"r2"},
+    )
+    assert await store.load_models() == {"core": b"m2", "affinity:X": b"r1", "affinity:Y": b"r2"}
     assert await store.load_customers(["a"]) == {"a": b'{"n":2}'}
     assert await store.load_customers(["b"]) == {"b": b"\x00\xffbinary"}
     assert await store.load_offsets() == {"clickstream:0": 12, "orders:3": 4}
 
-    await store.commit({}, {})
+    await store.commit({}, {}, {})
     assert await store.load_offsets() == {"clickstream:0": 12, "orders:3": 4}
     odd = "cust:with spaces/and:colons"
-    await store.commit({odd: b"x"}, {})
+    await store.commit({odd: b"x"}, {}, {})
     assert await store.load_customers([odd]) == {odd: b"x"}

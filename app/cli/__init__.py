@@ -75,6 +75,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.run(wait=not args.exit_when_done)
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from app.cli.replay import run_replay
+
+    return run_replay(
+        args.events, args.catalog, args.policy, args.seed, args.out, args.dead_letter, args.strict
+    )
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from app.cli.sample import run_sample
+
+    return run_sample(args.customers, args.seed, args.events, args.catalog)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tact",
@@ -95,6 +109,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="write nothing; exit 1 when the files differ from the models",
     )
     export.set_defaults(func=cmd_schemas_export)
+
+    replay = sub.add_parser(
+        "replay",
+        help="run the engine over a file of events and write the actions",
+        description="Run the decision engine over EVENTS (one JSON event per line, - for stdin) "
+        "and write one Action per line to --out. Bad lines go to the dead-letter file with a "
+        "reason; the summary goes to stderr.",
+    )
+    replay.add_argument("events", help="events file (JSONL), or - for stdin")
+    replay.add_argument("--catalog", required=True, help="catalog JSONL file")
+    replay.add_argument("--policy", help="policy YAML file (default: the built-in policy)")
+    replay.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    replay.add_argument("--out", required=True, help="actions file (JSONL), or - for stdout")
+    replay.add_argument("--dead-letter", help="dead-letter file (default: OUT.dead-letters.jsonl)")
+    replay.add_argument(
+        "--strict", action="store_true", help="exit with status 1 when any line was a dead letter"
+    )
+    replay.set_defaults(func=cmd_replay)
+
+    sample = sub.add_parser("sample", help="write a generated event stream and the demo catalog")
+    sample.add_argument("--customers", type=int, default=1000)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--events", required=True, help="where to write the events (JSONL)")
+    sample.add_argument("--catalog", help="where to write the demo catalog (JSONL)")
+    sample.set_defaults(func=cmd_sample)
 
     demo = sub.add_parser(
         "demo", help="start a worker, play a sample stream into Kafka, show the actions live"

@@ -20,7 +20,8 @@ _RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 class RedisStateStore:
-    """Keys: `{prefix}:c:{customer_id}` (state, expires when idle), `{prefix}:offsets` (hash).
+    """Keys: `{prefix}:c:{customer_id}` (state, expires when idle), `{prefix}:offsets` and
+    `{prefix}:models` (hashes).
 
     A commit that cannot reach Redis is retried with backoff for as long as it takes: the
     stream stalls rather than acknowledging records whose state was never saved.
@@ -30,6 +31,7 @@ class RedisStateStore:
         self._redis = aioredis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
         self._prefix = prefix
         self._offsets_key = f"{prefix}:offsets"
+        self._models_key = f"{prefix}:models"
         self._ttl = ttl_seconds
         self._max_backoff = max_backoff_s
 
@@ -57,13 +59,24 @@ class RedisStateStore:
             cid: _bytes(blob) for cid, blob in zip(ids, values, strict=True) if blob is not None
         }
 
-    async def commit(self, customers: Mapping[str, bytes], offsets: Mapping[str, int]) -> None:
+    async def load_models(self) -> dict[str, bytes]:
+        raw = await self._retrying("load models", lambda: self._redis.hgetall(self._models_key))
+        return {_text(k): _bytes(v) for k, v in raw.items()}
+
+    async def commit(
+        self,
+        customers: Mapping[str, bytes],
+        offsets: Mapping[str, int],
+        models: Mapping[str, bytes],
+    ) -> None:
         async def write() -> None:
             async with self._redis.pipeline(transaction=True) as pipe:
                 for cid, blob in customers.items():
                     pipe.set(self._key(cid), blob, ex=self._ttl)
                 if offsets:
                     pipe.hset(self._offsets_key, mapping={k: v for k, v in offsets.items()})
+                if models:
+                    pipe.hset(self._models_key, mapping={k: v for k, v in models.items()})
                 await pipe.execute()
 
         await self._retrying("commit checkpoint", write)

@@ -10,6 +10,7 @@ import redis
 
 from agents.decide import attach, producer_sender
 from agents.worker import DecisionWorker
+from app.catalog import Catalog
 from app.engine import DecisionEngine
 from app.errors import DependencyUnavailable
 from app.io import metrics
@@ -18,6 +19,8 @@ from app.io.kafka_admin import ensure_topics
 from app.io.redis_store import RedisStateStore
 from app.logs import logging_config
 from app.pipeline import BatchPipeline
+from app.policy import load_policy
+from app.sample import demo_catalog
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,19 @@ def check_redis(settings: Settings) -> None:
         ) from exc
 
 
+def build_engine(settings: Settings) -> DecisionEngine:
+    """The engine on TACT_CATALOG and TACT_POLICY (the demo catalog and the built-in policy
+    when unset)."""
+    if settings.catalog is None:
+        log.warning("TACT_CATALOG is not set: deciding on the built-in demo catalog")
+        catalog = demo_catalog()
+    else:
+        catalog = Catalog.from_jsonl(settings.catalog)
+    engine = DecisionEngine(catalog, load_policy(settings.policy), settings.seed)
+    log.info("engine ready: %d products, policy %s", len(catalog), engine.policy.version)
+    return engine
+
+
 def run_worker(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT; raises DependencyUnavailable before starting if Kafka or
     Redis cannot be reached."""
@@ -50,7 +66,9 @@ def run_worker(settings: Settings) -> None:
         prefix=f"tact:{settings.app_id}",
         ttl_seconds=settings.state_ttl_days * 86400,
     )
-    pipeline = BatchPipeline(DecisionEngine(), settings.input_topics, settings.max_event_bytes)
+    pipeline = BatchPipeline(
+        build_engine(settings), settings.input_topics, settings.max_event_bytes
+    )
     attach(app, DecisionWorker(settings, store, pipeline, producer_sender(app)))
     metrics.serve(settings.metrics_port)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, logging_config=config)

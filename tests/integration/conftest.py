@@ -136,6 +136,22 @@ class WorkerProcess:
 
 
 @pytest.fixture
+def frozen_policy(tmp_path: Path) -> Path:
+    """The default policy with learning off: decisions then depend only on each customer's
+    own events, so a restarted worker must reproduce them exactly."""
+    from importlib import resources
+
+    import yaml
+
+    text = resources.files("app.policies").joinpath("default.yaml").read_text("utf-8")
+    policy = yaml.safe_load(text)
+    policy["learning"]["enabled"] = False
+    path = tmp_path / "frozen-policy.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    return path
+
+
+@pytest.fixture
 def start_worker(tmp_path: Path) -> Iterator[Any]:
     """start_worker(settings) -> WorkerProcess; every worker is stopped at teardown."""
     workers: list[WorkerProcess] = []

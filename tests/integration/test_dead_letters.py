@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app import codec
+from app.actions import action_id
 from app.settings import Settings
 from tests.integration.kafka_helpers import TopicReader, producer
 from tests.samples import event
@@ -63,11 +64,21 @@ def test_garbage_goes_to_dead_letters_and_the_stream_goes_on(
     worker = start_worker(stack)
     actions = TopicReader(stack.kafka_bootstrap, stack.topic_actions)
     dead = TopicReader(stack.kafka_bootstrap, stack.topic_dead_letters)
-    actions.wait_for(lambda r: len(r) >= len(valid_ids), what="actions of the valid events")
+    wanted = {action_id(CUSTOMER, e, "decision") for e in valid_ids}
+    actions.wait_for(
+        lambda r: wanted <= {codec.loads(x.value)["action_id"] for x in r},
+        what="decisions on the valid events",
+    )
     dead.wait_for(lambda r: len(r) >= len(garbage), what="dead letters")
 
-    # Every valid event still yields its action, in order.
-    assert [codec.loads(r.value)["source_event_id"] for r in actions.settle()] == valid_ids
+    # Every valid event still yields its decision, in order.
+    decisions = [codec.loads(r.value) for r in actions.settle()]
+    decisions = [
+        a
+        for a in decisions
+        if a["action_id"] == action_id(CUSTOMER, a["source_event_id"], "decision")
+    ]
+    assert [a["source_event_id"] for a in decisions] == valid_ids
 
     letters = dead.settle()
     assert len(letters) == len(garbage)

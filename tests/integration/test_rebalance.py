@@ -13,13 +13,13 @@ from app.sample import generate
 from app.settings import Settings
 from tests.integration.kafka_helpers import TopicReader, produce_events, producer
 from tests.integration.test_crash_recovery import burst_customers, interleave
-from tests.integration.test_worker import expected_actions, topics_of
+from tests.integration.test_worker import clickstream_only, expected_actions, topics_of
 
 
-def test_scale_out_mid_stream(stack: Settings, start_worker: Any) -> None:
-    stack = stack.model_copy(update={"batch_max": 40})
-    events = interleave(list(generate(200, seed=17)), burst_customers(100))
-    want = {a for acts in expected_actions(events).values() for a in acts}
+def test_scale_out_mid_stream(stack: Settings, start_worker: Any, frozen_policy: Any) -> None:
+    stack = stack.model_copy(update={"batch_max": 40, "policy": frozen_policy})
+    events = clickstream_only(interleave(list(generate(200, seed=17)), burst_customers(100)))
+    want = {a for acts in expected_actions(events, frozen_policy).values() for a in acts}
     first_part, middle = len(events) * 4 // 10, len(events) * 7 // 10
     prod = producer(stack.kafka_bootstrap)
     topics = topics_of(stack)

@@ -19,7 +19,7 @@ from app.sample import generate
 from app.settings import Settings
 from tests.integration.conftest import free_port
 from tests.integration.kafka_helpers import TopicReader, produce_events, producer
-from tests.integration.test_worker import expected_actions, topics_of
+from tests.integration.test_worker import clickstream_only, expected_actions, topics_of
 
 
 class PrivateRedis:
@@ -78,13 +78,18 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 
 
 def test_redis_outage_stalls_then_recovers(
-    stack: Settings, start_worker: Any, private_redis: PrivateRedis
+    stack: Settings, start_worker: Any, private_redis: PrivateRedis, frozen_policy: Any
 ) -> None:
-    settings = stack.model_copy(update={"redis_url": private_redis.url, "batch_max": 50})
-    events = list(generate(120, seed=5))
+    # Learning off and one topic: each customer's actions depend only on its own events.
+    settings = stack.model_copy(
+        update={"redis_url": private_redis.url, "batch_max": 50, "policy": frozen_policy}
+    )
+    events = clickstream_only(list(generate(120, seed=5)))
     half = len(events) // 2
-    want = {a for acts in expected_actions(events).values() for a in acts}
-    want_first = {a for acts in expected_actions(events[:half]).values() for a in acts}
+    want = {a for acts in expected_actions(events, frozen_policy).values() for a in acts}
+    want_first = {
+        a for acts in expected_actions(events[:half], frozen_policy).values() for a in acts
+    }
 
     prod = producer(settings.kafka_bootstrap)
     worker = start_worker(settings)

@@ -11,9 +11,11 @@ import pytest
 
 from agents.worker import DecisionWorker, Headers
 from app import codec
+from app.actions import encode
 from app.engine import DecisionEngine
 from app.pipeline import BatchPipeline, Record
-from app.sample import generate
+from app.policy import Policy, load_policy
+from app.sample import demo_catalog, generate
 from app.settings import Settings
 from app.store import InMemoryStateStore
 from schemas import FAMILY_OF_TYPE
@@ -54,15 +56,29 @@ def as_records(events: list[dict[str, Any]]) -> list[Record]:
     return out
 
 
-def worker(store: InMemoryStateStore, broker: Broker, **overrides: Any) -> DecisionWorker:
+def frozen() -> Policy:
+    """Learning off: decisions depend only on each customer's own events, so a restarted or
+    evicting worker must reproduce them exactly (with learning on, global models may learn in
+    a different order after a restart; action ids still match)."""
+    policy = load_policy(None)
+    return policy.model_copy(
+        update={"learning": policy.learning.model_copy(update={"enabled": False})}
+    )
+
+
+def worker(
+    store: InMemoryStateStore, broker: Broker, policy: Policy | None = None, **overrides: Any
+) -> DecisionWorker:
     s = settings(**overrides)
-    pipeline = BatchPipeline(DecisionEngine(), s.input_topics, s.max_event_bytes)
+    pipeline = BatchPipeline(
+        DecisionEngine(demo_catalog(), policy), s.input_topics, s.max_event_bytes
+    )
     return DecisionWorker(s, store, pipeline, broker.send)
 
 
-def expected(events: list[dict[str, Any]]) -> list[bytes]:
-    engine = DecisionEngine()
-    return [codec.dumps(a.model_dump(mode="json")) for e in events for a in engine.process(e)]
+def expected(events: list[dict[str, Any]], policy: Policy | None = None) -> list[bytes]:
+    engine = DecisionEngine(demo_catalog(), policy)
+    return [encode(a) for e in events for a in engine.process(e)]
 
 
 def run_batches(w: DecisionWorker, records: list[Record], size: int) -> None:
@@ -84,23 +100,39 @@ def test_batches_give_the_engines_actions_in_order() -> None:
 
 def test_crash_between_send_and_checkpoint_then_full_redelivery() -> None:
     store, records = InMemoryStateStore(), as_records(EVENTS)
-    crashing = Broker(fail_at=40)
+    crashing = Broker(fail_at=400)
     with pytest.raises(ConnectionError):
-        run_batches(worker(store, crashing), records, 64)
+        run_batches(worker(store, crashing, frozen()), records, 64)
     assert store.commits > 0 and crashing.actions()
 
     # A new process; Kafka redelivers from the start (its commits may lag the checkpoint).
     restarted = Broker()
-    run_batches(worker(store, restarted), records, 50)
+    run_batches(worker(store, restarted, frozen()), records, 50)
     delivered = crashing.actions() + restarted.actions()
-    want = expected(EVENTS)
+    want = expected(EVENTS, frozen())
     assert sorted(set(delivered)) == sorted(want)  # nothing lost, nothing changed
     assert len(delivered) > len(want)  # the batch in flight at the crash was sent again
 
 
+def test_with_learning_on_a_restart_keeps_every_action_id() -> None:
+    store, records = InMemoryStateStore(), as_records(EVENTS)
+    crashing = Broker(fail_at=400)
+    with pytest.raises(ConnectionError):
+        run_batches(worker(store, crashing), records, 64)
+    restarted = Broker()
+    run_batches(worker(store, restarted), records, 50)
+    ids = {codec.loads(a)["action_id"] for a in crashing.actions() + restarted.actions()}
+    decision_ids = {
+        codec.loads(a)["action_id"]
+        for a in expected(EVENTS)
+        if "seq:" not in codec.loads(a)["reasons"][-1]
+    }
+    assert decision_ids <= ids
+
+
 def test_evicted_states_are_reloaded_and_decide_the_same() -> None:
     broker, store = Broker(), InMemoryStateStore()
-    w = worker(store, broker, max_cached_customers=100)
+    w = worker(store, broker, frozen(), max_cached_customers=100)
 
     async def go() -> None:
         records = as_records(EVENTS)
@@ -109,12 +141,12 @@ def test_evicted_states_are_reloaded_and_decide_the_same() -> None:
             assert len(w.pipeline.engine.customers) <= 100
 
     asyncio.run(go())
-    assert broker.actions() == expected(EVENTS)
+    assert broker.actions() == expected(EVENTS, frozen())
     assert len(store.customers) == 300
 
 
 def test_trim_keeps_the_most_recently_used() -> None:
-    engine = DecisionEngine()
+    engine = DecisionEngine(demo_catalog())
     for e in generate(10, seed=1):
         engine.process(e)
     order = list(engine.customers)

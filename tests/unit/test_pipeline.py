@@ -5,13 +5,14 @@ from __future__ import annotations
 from app import codec
 from app.engine import DecisionEngine
 from app.pipeline import BatchPipeline, DeadLetter, Record
+from app.sample import demo_catalog
 from tests.samples import event
 
 FAMILIES = {"clickstream": "clickstream", "orders": "orders"}
 
 
 def pipeline() -> BatchPipeline:
-    return BatchPipeline(DecisionEngine(), FAMILIES, 1 << 20)  # type: ignore[arg-type]
+    return BatchPipeline(DecisionEngine(demo_catalog()), FAMILIES, 1 << 20)
 
 
 def rec(offset: int, value: bytes | None, topic: str = "clickstream", partition: int = 0) -> Record:
@@ -95,7 +96,7 @@ def test_engine_defect_becomes_a_dead_letter_and_the_batch_goes_on() -> None:
                 raise RuntimeError("boom")
             return super().process_event(e)
 
-    p = BatchPipeline(Broken(), FAMILIES, 1 << 20)  # type: ignore[arg-type]
+    p = BatchPipeline(Broken(demo_catalog()), FAMILIES, 1 << 20)
     result = p.decide(p.prepare([rec(0, cart(0)), rec(1, cart(1)), rec(2, cart(2))], {}))
     assert [a.source_event_id for a in result.actions] == ["e-0", "e-2"]
     assert [(d.reason, d.record.offset) for d in result.dead_letters] == [("internal_error", 1)]

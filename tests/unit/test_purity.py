@@ -28,7 +28,20 @@ def imported_roots(path: Path) -> set[str]:
 
 def test_core_modules_exist() -> None:
     names = {p.stem for p in core_modules()}
-    assert {"engine", "pipeline", "decode", "store", "state"} <= names
+    assert {
+        "engine",
+        "pipeline",
+        "decode",
+        "store",
+        "readiness",
+        "arbitration",
+        "decisions",
+        "referee",
+        "models",
+        "policy",
+        "catalog",
+        "replay",
+    } <= names
 
 
 def test_core_source_imports_no_io_library() -> None:

@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from schemas import EVENT_MODELS, FAMILY_OF_TYPE, Action
+from schemas.types import format_event_time, zone_offset_minutes
 from tests.samples import ENVELOPE, INVALID, MINIMAL, VALID, event
 
 
@@ -85,7 +86,15 @@ def test_customer_id_length(customer_id: str, ok: bool) -> None:
 def test_timestamps_become_utc(ts: object, expected: datetime) -> None:
     parsed = EVENT_MODELS["search"].model_validate(event("search", ts=ts))
     assert parsed.ts == expected
-    assert parsed.ts.tzinfo is UTC
+    assert format_event_time(parsed.ts).endswith("Z")
+
+
+def test_the_offset_given_is_kept_as_the_customers_zone() -> None:
+    parse = EVENT_MODELS["search"].model_validate
+    assert zone_offset_minutes(parse(event("search", ts="2026-11-02T10:15:00+01:00")).ts) == 60
+    assert zone_offset_minutes(parse(event("search", ts="2026-11-02T01:15:00-05:30")).ts) == -330
+    assert zone_offset_minutes(parse(event("search", ts="2026-11-02T10:15:00Z")).ts) is None
+    assert zone_offset_minutes(parse(event("search", ts=1793956500000)).ts) is None
 
 
 @pytest.mark.parametrize(
