@@ -7,7 +7,8 @@ For each candidate (play, offer, channel, frame, intensity):
         - pressure cost   (risk of losing the cart, scaled by intensity; fatigue on outbound)
         - cannibalisation (P(buying it anyway) x the margin that would have come without us)
 
-The engine picks the best candidate when its EIP is positive; otherwise it protects.
+The engine picks the best candidate when its EIP is above the policy's min_expected_profit
+(0.10 by default: positive but negligible is not worth the attention); otherwise it protects.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ _OFFER_ORDER: tuple[Relation, ...] = (
     "accessories",
     "bundle_with",
 )
+_MAX_FOCUS = 5  # items of a cart or order whose relations are considered (the most valuable)
 _VALUE_FRAMES = frozenset({"cost_efficiency", "risk_reduction"})  # frames that change the value
 
 
@@ -205,7 +207,9 @@ class Arbiter:
         exclude = set(ctx.focus) | set(ctx.state.cart)
         busy = set(exclude)  # what the customer is already looking at or buying
         found: list[Offer] = []
-        products = [p for p in (self.catalog.get(s) for s in ctx.focus) if p is not None]
+        products = [
+            p for p in (self.catalog.get(s) for s in ctx.focus[:_MAX_FOCUS]) if p is not None
+        ]
         if ctx.moment in ("browse", "cart", "checkout") and products:
             found.append(Offer("self", products[0]))
         if ctx.moment == "post_purchase" and products:

@@ -69,6 +69,7 @@ class Decider:
         self.learner = learner
         self.on_decision: Callable[[Decision], None] | None = None
         self._last: Context | None = None  # the latest moment's context (reused by refills)
+        self._threshold = policy.min_expected_profit
         self._dispatch: dict[str, Callable[[str, CustomerState, Any, float], list[Action]]] = {
             "page_view": self._on_page_view,
             "add_to_cart": self._on_add_to_cart,
@@ -157,7 +158,7 @@ class Decider:
         best = max(scored, key=lambda s: s.eip) if scored else None
         decision.candidates, decision.drops = scored, ctx.drops
         holdout = in_holdout(cid, self.policy.holdout.salt, self.policy.holdout.share)
-        if best is not None and best.eip > 0:
+        if best is not None and best.eip > self._threshold:
             actions = [
                 self._upsell(
                     cid,
@@ -244,7 +245,7 @@ class Decider:
         scored = self.arbiter.score(ctx, self.arbiter.refill_offers(sku), channels, 0.0)
         best = max(scored, key=lambda s: s.eip) if scored else None
         decision.candidates, decision.drops = scored, ctx.drops
-        if best is None or best.eip <= 0:
+        if best is None or best.eip <= self._threshold:
             decision.note = "no refill offer worth making"
             self._report(decision)
             return None
@@ -271,7 +272,7 @@ class Decider:
         if not self.arbiter.channel_open(ctx, "email", at):
             return None
         option = self.arbiter.evaluate(ctx, best.offer, "email", best.frame, "low")
-        if option is None or option.eip <= 0:
+        if option is None or option.eip <= self._threshold:
             return None
         return self._upsell(cid, event, ctx, option, at, holdout, "followup", None)
 

@@ -108,8 +108,10 @@ class Affinity:
             for b in distinct:
                 if a != b:
                     row[b] = row.get(b, 0.0) + 1.0
-            if len(row) > 2 * _TOP_AFFINITY:
-                keep = heapq.nsmallest(_TOP_AFFINITY, row.items(), key=lambda kv: (-kv[1], kv[0]))
+            if len(row) > 4 * _TOP_AFFINITY:  # trimmed now and then, not on every order
+                keep = heapq.nsmallest(
+                    2 * _TOP_AFFINITY, row.items(), key=lambda kv: (-kv[1], kv[0])
+                )
                 self.pairs[a] = dict(keep)
             self._top.pop(a, None)
             self.dirty.add(a)

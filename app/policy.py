@@ -242,6 +242,7 @@ class Policy(_Spec):
     moments: dict[MomentName, MomentSpec]
     relation_frames: dict[OfferRelation, list[FrameName]]
     max_offers: int = Field(ge=0, le=10)
+    min_expected_profit: float = Field(default=0.0, ge=0)
     cost_efficiency_discount: float = Field(ge=0, lt=1)
     subscription_cycles: float = Field(ge=1, le=120)
     assist_lift: Share

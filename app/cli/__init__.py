@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,6 +90,26 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return run_sample(args.customers, args.seed, args.events, args.catalog)
 
 
+def cmd_policy_validate(args: argparse.Namespace) -> int:
+    from app.cli.policy import run_validate
+
+    return run_validate(args.file)
+
+
+def cmd_policy_explain(args: argparse.Namespace) -> int:
+    from app.cli.policy import run_explain
+
+    return run_explain(
+        args.customer_id, args.events, args.catalog, args.policy, args.seed, args.top
+    )
+
+
+def cmd_datasets_uci(args: argparse.Namespace) -> int:
+    from app.cli.datasets import run_uci
+
+    return run_uci(args.source, args.events, args.catalog, args.margin)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tact",
@@ -128,12 +149,51 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.set_defaults(func=cmd_replay)
 
+    policy = sub.add_parser("policy", help="check a policy file, or explain its decisions")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
+    validate = policy_sub.add_parser("validate", help="check a policy YAML file")
+    validate.add_argument("file")
+    validate.set_defaults(func=cmd_policy_validate)
+    explain = policy_sub.add_parser(
+        "explain",
+        help="why each candidate was chosen or dropped for one customer",
+        description="Replay EVENTS and show, for every decision moment of CUSTOMER_ID, the "
+        "readiness, segments and rules, what was dropped and why, the candidates ranked by "
+        "expected incremental profit, and the actions sent.",
+    )
+    explain.add_argument("customer_id")
+    explain.add_argument("--events", required=True, help="events file (JSONL)")
+    explain.add_argument("--catalog", required=True, help="catalog JSONL file")
+    explain.add_argument("--policy", help="policy YAML file (default: the built-in policy)")
+    explain.add_argument("--seed", type=int, default=0)
+    explain.add_argument("--top", type=int, default=8, help="candidates shown per moment")
+    explain.set_defaults(func=cmd_policy_explain)
+
     sample = sub.add_parser("sample", help="write a generated event stream and the demo catalog")
     sample.add_argument("--customers", type=int, default=1000)
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--events", required=True, help="where to write the events (JSONL)")
     sample.add_argument("--catalog", help="where to write the demo catalog (JSONL)")
     sample.set_defaults(func=cmd_sample)
+
+    datasets = sub.add_parser("datasets", help="public datasets as tact events")
+    datasets_sub = datasets.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    uci = datasets_sub.add_parser(
+        "uci",
+        help="UCI Online Retail (CC BY 4.0): orders and cancellations",
+        description="Convert the UCI Online Retail CSV (plain or .gz) to order_placed and "
+        "order_returned events, and optionally a catalog of its products.",
+    )
+    uci.add_argument("--source", required=True, help="online_retail.csv or .csv.gz")
+    uci.add_argument("--events", required=True, help="where to write the events (JSONL)")
+    uci.add_argument("--catalog", help="where to write the inferred catalog (JSONL)")
+    uci.add_argument(
+        "--margin",
+        type=float,
+        default=0.45,
+        help="gross margin assumed for unit costs (the data has none)",
+    )
+    uci.set_defaults(func=cmd_datasets_uci)
 
     demo = sub.add_parser(
         "demo", help="start a worker, play a sample stream into Kafka, show the actions live"
@@ -165,6 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,182 @@
+"""The `tact` commands that need no services: sample, replay, policy validate and explain."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app import codec
+from app.cli import main
+
+TACT = Path(sys.executable).with_name("tact")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("replay")
+    events, catalog = d / "events.jsonl", d / "catalog.jsonl"
+    assert (
+        main(
+            [
+                "sample",
+                "--customers",
+                "150",
+                "--seed",
+                "9",
+                "--events",
+                str(events),
+                "--catalog",
+                str(catalog),
+            ]
+        )
+        == 0
+    )
+    return {"dir": d, "events": events, "catalog": catalog}
+
+
+def replay(files: dict[str, Path], events: Path, out: str, *extra: str) -> int:
+    return main(
+        [
+            "replay",
+            str(events),
+            "--catalog",
+            str(files["catalog"]),
+            "--out",
+            str(files["dir"] / out),
+            *extra,
+        ]
+    )
+
+
+def test_two_replays_are_identical(files: dict[str, Path]) -> None:
+    assert replay(files, files["events"], "a.jsonl") == 0
+    assert replay(files, files["events"], "b.jsonl") == 0
+    a = (files["dir"] / "a.jsonl").read_bytes()
+    assert a and a == (files["dir"] / "b.jsonl").read_bytes()
+    for line in a.splitlines()[:50]:
+        assert codec.loads(line)["policy_version"].startswith("default")
+
+
+def test_bad_lines_become_dead_letters_and_change_nothing(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = files["events"].read_bytes().splitlines()
+    garbage = [
+        b"{not json",
+        b"[1, 2]",
+        b'{"type": "teleport", "customer_id": "c"}',
+        b'{"event_id": "x", "type": "add_to_cart", "customer_id": "c", "ts": 0}',
+    ]
+    mixed = []
+    for i, line in enumerate(good):
+        mixed.append(line)
+        if i % 400 == 7:
+            mixed.append(garbage[i % len(garbage)])
+    mixed += [b"", b"   "]
+    dirty = files["dir"] / "dirty.jsonl"
+    dirty.write_bytes(b"\n".join(mixed) + b"\n")
+    assert replay(files, files["events"], "clean-out.jsonl") == 0
+    assert (
+        replay(files, dirty, "dirty-out.jsonl", "--dead-letter", str(files["dir"] / "dead.jsonl"))
+        == 0
+    )
+    clean = (files["dir"] / "clean-out.jsonl").read_bytes()
+    assert (files["dir"] / "dirty-out.jsonl").read_bytes() == clean
+    letters = [codec.loads(x) for x in (files["dir"] / "dead.jsonl").read_bytes().splitlines()]
+    assert len(letters) == sum(1 for i in range(len(good)) if i % 400 == 7)
+    assert {x["reason"] for x in letters} <= {"not_json", "not_object", "unknown_type", "schema"}
+    assert all(x["line"] > 0 and x["raw"] and x["detail"] for x in letters)
+    err = capsys.readouterr().err
+    assert "dead letters" in err and "blank lines skipped" in err
+    assert replay(files, dirty, "strict.jsonl", "--strict") == 1
+    assert (files["dir"] / "strict.jsonl.dead-letters.jsonl").is_file()
+
+
+def test_summary_counts_actions(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    replay(files, files["events"], "summary.jsonl")
+    err = capsys.readouterr().err
+    lines = (files["dir"] / "summary.jsonl").read_bytes().splitlines()
+    assert f"actions        {len(lines):,}" in err
+    assert "events/s" in err and "by play" in err and "by channel" in err
+
+
+def test_replay_reads_stdin_and_writes_stdout(files: dict[str, Path]) -> None:
+    out = subprocess.run(
+        [str(TACT), "replay", "-", "--catalog", str(files["catalog"]), "--out", "-"],
+        input=files["events"].read_bytes(),
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    assert out.stdout == (files["dir"] / "a.jsonl").read_bytes()
+
+
+def test_policy_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    default = Path(__file__).resolve().parents[2] / "app" / "policies" / "default.yaml"
+    assert main(["policy", "validate", str(default)]) == 0
+    assert "valid policy default" in capsys.readouterr().out
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        default.read_text()
+        .replace("margin_thin_below: 0.15", "margin_thin_below: 1.5")
+        .replace("email:            {cost: 0.002", "emial:            {cost: 0.002")
+    )
+    assert main(["policy", "validate", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert "segments.margin_thin_below" in err and "emial" in err
+    (tmp_path / "notyaml.yaml").write_text("rules: [unclosed")
+    assert main(["policy", "validate", str(tmp_path / "notyaml.yaml")]) == 2
+    assert main(["policy", "validate", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_policy_explain(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    customer = codec.loads(files["events"].read_bytes().splitlines()[0])["customer_id"]
+    assert (
+        main(
+            [
+                "policy",
+                "explain",
+                customer,
+                "--events",
+                str(files["events"]),
+                "--catalog",
+                str(files["catalog"]),
+                "--top",
+                "3",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert f"customer {customer}:" in out and "candidates (" in out and "=> " in out
+    assert "readiness  confidence" in out and "segments   seg:" in out
+    assert (
+        main(
+            [
+                "policy",
+                "explain",
+                "nobody",
+                "--events",
+                str(files["events"]),
+                "--catalog",
+                str(files["catalog"]),
+            ]
+        )
+        == 1
+    )
+
+
+def test_catalog_mistakes_are_named(
+    tmp_path: Path, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "catalog.jsonl"
+    lines = files["catalog"].read_bytes().splitlines()
+    bad.write_bytes(b"\n".join([*lines[:3], b'{"sku": "X", "price": -1, "unit_cost": 1}']))
+    assert replay({**files, "catalog": bad}, files["events"], "x.jsonl") == 2
+    assert f"{bad}:4:" in capsys.readouterr().err
+    bad.write_bytes(b'{"sku": "A", "price": 1, "unit_cost": 1, "related": {"upgrade": "B"}}')
+    assert replay({**files, "catalog": bad}, files["events"], "x.jsonl") == 2
+    assert "unknown SKUs: A -> B" in capsys.readouterr().err
