@@ -144,6 +144,14 @@ class _Tables:
     channel: dict[str, tuple[str, float, float, float, float, bool]]
     by_intensity: dict[str, tuple[float, float, float, float]]
     intensity_bounds: list[tuple[float, float]]
+    offer_models: dict[tuple[str, str], float]  # (play, relation) -> their weights, lazily
+
+    def offer_model(self, play: str, relation: str) -> float:
+        value = self.offer_models.get((play, relation))
+        if value is None:
+            value = self.offer_models[(play, relation)] = (
+                self.w.get(f"play:{play}", 0.0) + self.w.get(f"rel:{relation}", 0.0))
+        return value
 
 
 @dataclass(slots=True)
@@ -159,6 +167,7 @@ class Context:
     focus: list[str]  # SKUs the moment is about, most important first
     drops: list[tuple[str, str]]  # (what, why) of everything left out
     terms: _Terms | None = None  # per-moment scoring terms, computed once
+    considered: int = 0  # candidates the rules allowed (scored or bounded out)
     channel_drops: list[str] = field(default_factory=list)  # reason codes of closed channels
 
 
@@ -193,6 +202,8 @@ class Arbiter:
         }
         self._margins: dict[str, str] = {}  # sku -> margin tier
         self._related: dict[str, tuple[tuple[str, Product], ...]] = {}  # sku -> catalog offers
+        self._play_prior = {play: prior.base + prior.play.get(play, 0.0)
+                            for play in ("assist", "expand", "commit")}
         self._readiness_prior = tuple(
             (k, v) for k, v in prior.readiness.items() if k not in ("posture",)
         )
@@ -292,7 +303,8 @@ class Arbiter:
         self, ctx: Context, offers: Iterable[Offer], channels: list[str], at_stake: float
     ) -> list[Scored]:
         """Score every allowed candidate; returns them all when `keep_all` (explanations),
-        else only the best one (or none)."""
+        else only the best one, and only if it earns more than the policy's
+        min_expected_profit. `ctx.considered` counts the candidates allowed."""
         terms = self._terms(ctx)
         stake = terms.stake_per_unit * at_stake
         p = self.policy
@@ -327,7 +339,10 @@ class Arbiter:
                 ctx.drops.append(
                     (f"{_tag(offer)}:intensity>{INTENSITY_ORDER[top]}", f"rule:{cap_rule}")
                 )
-            best = scored[0].eip if scored and not self.keep_all else -1e18
+            if self.keep_all:
+                best = -1e18
+            else:  # below the policy's threshold nothing is chosen: no need to rank it
+                best = scored[0].eip if scored else self.policy.min_expected_profit
             found = self._score_offer(
                 ctx,
                 terms,
@@ -413,6 +428,7 @@ class Arbiter:
                 },
                 by_intensity=by_intensity,
                 intensity_bounds=bounds,
+                offer_models={},
             )
         return self._accept
 
@@ -466,15 +482,11 @@ class Arbiter:
         )
         return ctx.terms
 
-    def _fit(
-        self, terms: _Terms, cache: dict[str, float], name: str, base: float, fits: dict[str, float]
-    ) -> float:
-        """A frame's or relation's prior on this moment's readiness (cached per moment)."""
-        value = cache.get(name)
-        if value is None:
-            sig = terms.signals
-            value = cache[name] = base + sum(v * sig[k] for k, v in fits.items() if k in sig)
-        return value
+    @staticmethod
+    def _fit(terms: _Terms, base: float, fits: dict[str, float]) -> float:
+        """A frame's or relation's prior on this moment's readiness."""
+        sig = terms.signals
+        return base + sum(v * sig[k] for k, v in fits.items() if k in sig)
 
     def _score_offer(
         self,
@@ -492,6 +504,7 @@ class Arbiter:
         scales the abandon risk of onsite offers."""
         if not channels or not frames:
             return []
+        ctx.considered += len(channels) * len(frames) * len(intensities)
         prior, tables = self.policy.priors.accept, self._accept
         play, relation = offer.play, offer.relation
         kind = offer.product.kind
@@ -501,42 +514,35 @@ class Arbiter:
         organic = self._p_organic(ctx, offer)
         plain_value = self._value(offer, "completeness", p_return)
         cannibalisation = organic * max(plain_value, 0.0) if relation != "self" else 0.0
-        offer_prior = (
-            prior.base
-            + prior.play.get(play, 0.0)
-            + verdict.prefer_plays.get(play, 0.0)
-            + terms.readiness_prior
-            + self._fit(
-                terms,
-                terms.relation_prior,
-                relation,
-                prior.relation.get(relation, 0.0),
-                prior.relation_fit.get(relation, {}),
-            )
-        )
+        relation_prior = terms.relation_prior.get(relation)
+        if relation_prior is None:
+            relation_prior = terms.relation_prior[relation] = self._fit(
+                terms, prior.relation.get(relation, 0.0), prior.relation_fit.get(relation, {}))
+        offer_prior = (self._play_prior[play] + verdict.prefer_plays.get(play, 0.0)
+                       + terms.readiness_prior + relation_prior)
         w = tables.w
-        offer_model = (
-            terms.customer_logit + w.get(f"play:{play}", 0.0) + w.get(f"rel:{relation}", 0.0)
-        )
+        offer_model = terms.customer_logit + tables.offer_model(play, relation)
         w_prior, keep_all = terms.w_prior, self.keep_all
         by_channel, by_intensity = terms.by_channel, terms.by_intensity
+        prefer_frames, frame_priors = verdict.prefer_frames, terms.frame_prior
         per_frame = []
         top_frame = top_value = -1e18
         for frame in frames:
-            frame_prior = verdict.prefer_frames.get(frame, 0.0) + self._fit(
-                terms,
-                terms.frame_prior,
-                frame,
-                prior.frame.get(frame, 0.0),
-                prior.frame_fit.get(frame, {}),
-            )
-            value = (
-                plain_value if frame not in _VALUE_FRAMES else self._value(offer, frame, p_return)
-            )
+            frame_prior = frame_priors.get(frame)
+            if frame_prior is None:
+                frame_prior = frame_priors[frame] = self._fit(
+                    terms, prior.frame.get(frame, 0.0), prior.frame_fit.get(frame, {}))
+            if prefer_frames:
+                frame_prior += prefer_frames.get(frame, 0.0)
+            value = plain_value if frame not in _VALUE_FRAMES else self._value(offer, frame,
+                                                                               p_return)
             frame_model = offer_model + w.get(f"fr:{frame}", 0.0)
             per_frame.append((frame, value, frame_prior, frame_model))
-            top_frame = max(top_frame, frame_model + w_prior * (offer_prior + frame_prior))
-            top_value = max(top_value, value)
+            bound = frame_model + w_prior * (offer_prior + frame_prior)
+            if bound > top_frame:
+                top_frame = bound
+            if value > top_value:
+                top_value = value
         # Upper bounds, to skip channels that cannot beat the best candidate so far.
         top_intensity, low_fatigue = terms.intensity_bounds[len(intensities) - 1]
         out: list[Scored] = []

@@ -338,9 +338,9 @@ class Decider:
         suppress.pop(best.channel, None)  # an action never cancels itself
         for channel, until in suppress.items():
             state.quiet(channel, until)
-        state.count_use(best.channel, at)
+        state.count_use(best.channel, at, t)
         if not spec.outbound:
-            state.count_use("onsite", at)
+            state.count_use("onsite", at, t)
         if best.frame in self._budget_frames:
             state.use_frame(best.frame, t, t - self._budget_days * DAY)
         expires = at + spec.ttl_hours * HOUR
@@ -403,7 +403,7 @@ class Decider:
             f"moment:{ctx.moment}",
             *ctx.segments.codes(),
             *ctx.verdict.codes,
-            "protect:no_candidate" if best is None else "protect:not_profitable",
+            "protect:not_profitable" if ctx.considered else "protect:no_candidate",
         ]
         if holdout:
             reasons.append("holdout:global")
@@ -415,7 +415,7 @@ class Decider:
             max([t + ttl, *suppress.values()]),
             suppress,
             holdout,
-            best.eip if best is not None else 0.0,
+            0.0,  # doing nothing earns nothing extra
             reasons,
         )
 

@@ -12,7 +12,7 @@ Every way a record can be unusable has a reason code, used in dead letters and m
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 
@@ -58,7 +58,8 @@ def validate_object(obj: Any, family: TopicFamily | None = None) -> Envelope:
             f"{event_type} belongs on {FAMILY_OF_TYPE[event_type]}, not on {family}",
         )
     try:
-        return model.model_validate(obj)
+        # The model's own validator: what model_validate runs, without its per-call overhead.
+        return cast(Envelope, model.__pydantic_validator__.validate_python(obj))
     except ValidationError as exc:
         raise BadInput("schema", describe_validation_error(exc)) from None
 

@@ -83,7 +83,7 @@ class CustomerState:
     )  # ch -> [delivered, opened, clicked, time]
     unsubscribed: list[str] = field(default_factory=list)
     suppress: dict[str, float] = field(default_factory=dict)  # channel -> until
-    caps: dict[str, list[float]] = field(default_factory=dict)  # channel|onsite -> [day, count]
+    caps: dict[str, list[list[int]]] = field(default_factory=dict)  # channel|onsite -> [[day, n]]
     frames_used: dict[str, list[float]] = field(default_factory=dict)  # frame -> times used
     last_onsite_upsell: float = 0.0
     live: dict[str, list[float]] = field(default_factory=dict)  # moment key -> [decision expires]
@@ -143,16 +143,25 @@ class CustomerState:
         return int((t + (self.zone or 0) * 60) // DAY)
 
     def used_today(self, key: str, t: float) -> int:
-        entry = self.caps.get(key)
-        return int(entry[1]) if entry and entry[0] == self.day_of(t) else 0
-
-    def count_use(self, key: str, t: float) -> None:
+        """Actions counted against `key` on the (local) day of `t`."""
         day = self.day_of(t)
-        entry = self.caps.get(key)
-        if entry and entry[0] == day:
-            entry[1] += 1
+        for entry in self.caps.get(key, ()):
+            if entry[0] == day:
+                return int(entry[1])
+        return 0
+
+    def count_use(self, key: str, t: float, now: float) -> None:
+        """Count an action landing at `t`, decided at `now`: scheduled actions count on their
+        own day and leave today's count alone. Days over before `now` are forgotten."""
+        day, today = self.day_of(t), self.day_of(now)
+        days = [e for e in self.caps.get(key, ()) if e[0] >= today - 1]
+        for entry in days:
+            if entry[0] == day:
+                entry[1] += 1
+                break
         else:
-            self.caps[key] = [day, 1]
+            days.append([day, 1])
+        self.caps[key] = days
 
     def suppressed(self, channel: str, t: float) -> bool:
         return self.suppress.get(channel, 0.0) > t

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import worker_throughput
+from benchmarks import replay, worker_throughput
 
 
 def main() -> int:
-    worker_throughput.main(sys.argv[1:])
+    """Every benchmark with its defaults (replay: 100k customers; worker: 8,000)."""
+    if sys.argv[1:]:
+        raise SystemExit("run one benchmark with options: python -m benchmarks.replay --help")
+    replay.main([])
+    worker_throughput.main([])
     return 0
 
 

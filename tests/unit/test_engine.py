@@ -153,3 +153,12 @@ def test_model_version_moves_with_learning(stream: list[dict]) -> None:
     engine = DecisionEngine(demo_catalog())
     versions = {a.model_version for e in stream for a in engine.process(e)}
     assert "m1.0" in versions and len(versions) > 1
+
+
+def test_explaining_does_not_change_decisions(stream: list[dict]) -> None:
+    """With a decision hook every candidate is scored (for explanations); without one the
+    engine prunes candidates that cannot win. Both must choose the same."""
+    plain = run(DecisionEngine(demo_catalog()), stream)
+    explained = DecisionEngine(demo_catalog())
+    explained.on_decision = lambda d: None
+    assert run(explained, stream) == plain

@@ -173,3 +173,20 @@ def test_suppressions_expire_in_event_time() -> None:
     assert max(x.until for x in protect.suppress) <= protect.ts + timedelta(hours=72)
     state = engine.customers["later"]
     assert not state.suppressed("email", state.last_t)
+
+
+def test_a_scheduled_action_does_not_reset_todays_caps() -> None:
+    """A refill offer scheduled weeks ahead counts on its own day; it must not wipe today's
+    count (found by the property test above)."""
+    from app.readiness import DAY, CustomerState
+
+    state = CustomerState()
+    now = 20_000 * DAY + 3600
+    for _ in range(3):
+        state.count_use("onsite", now, now)
+    state.count_use("onsite", now + 20 * DAY, now)
+    assert state.used_today("onsite", now) == 3
+    assert state.used_today("onsite", now + 20 * DAY) == 1
+    state.count_use("onsite", now + 2 * DAY, now + 2 * DAY)  # days now over are forgotten
+    assert state.used_today("onsite", now) == 0
+    assert state.used_today("onsite", now + 20 * DAY) == 1
