@@ -61,7 +61,10 @@ class DecisionWorker:
         engine.restore(await self.store.load_customers(missing))
         if generation != self.generation:
             return False
+        duplicates = engine.duplicates
         result = self.pipeline.decide(prepared)
+        if engine.duplicates > duplicates:
+            metrics.DUPLICATES.inc(engine.duplicates - duplicates)
         await asyncio.gather(*await self._send_all(result))
         if generation != self.generation:
             return False

@@ -149,8 +149,9 @@ class _Tables:
     def offer_model(self, play: str, relation: str) -> float:
         value = self.offer_models.get((play, relation))
         if value is None:
-            value = self.offer_models[(play, relation)] = (
-                self.w.get(f"play:{play}", 0.0) + self.w.get(f"rel:{relation}", 0.0))
+            value = self.offer_models[(play, relation)] = self.w.get(
+                f"play:{play}", 0.0
+            ) + self.w.get(f"rel:{relation}", 0.0)
         return value
 
 
@@ -202,8 +203,9 @@ class Arbiter:
         }
         self._margins: dict[str, str] = {}  # sku -> margin tier
         self._related: dict[str, tuple[tuple[str, Product], ...]] = {}  # sku -> catalog offers
-        self._play_prior = {play: prior.base + prior.play.get(play, 0.0)
-                            for play in ("assist", "expand", "commit")}
+        self._play_prior = {
+            play: prior.base + prior.play.get(play, 0.0) for play in ("assist", "expand", "commit")
+        }
         self._readiness_prior = tuple(
             (k, v) for k, v in prior.readiness.items() if k not in ("posture",)
         )
@@ -517,9 +519,14 @@ class Arbiter:
         relation_prior = terms.relation_prior.get(relation)
         if relation_prior is None:
             relation_prior = terms.relation_prior[relation] = self._fit(
-                terms, prior.relation.get(relation, 0.0), prior.relation_fit.get(relation, {}))
-        offer_prior = (self._play_prior[play] + verdict.prefer_plays.get(play, 0.0)
-                       + terms.readiness_prior + relation_prior)
+                terms, prior.relation.get(relation, 0.0), prior.relation_fit.get(relation, {})
+            )
+        offer_prior = (
+            self._play_prior[play]
+            + verdict.prefer_plays.get(play, 0.0)
+            + terms.readiness_prior
+            + relation_prior
+        )
         w = tables.w
         offer_model = terms.customer_logit + tables.offer_model(play, relation)
         w_prior, keep_all = terms.w_prior, self.keep_all
@@ -531,11 +538,13 @@ class Arbiter:
             frame_prior = frame_priors.get(frame)
             if frame_prior is None:
                 frame_prior = frame_priors[frame] = self._fit(
-                    terms, prior.frame.get(frame, 0.0), prior.frame_fit.get(frame, {}))
+                    terms, prior.frame.get(frame, 0.0), prior.frame_fit.get(frame, {})
+                )
             if prefer_frames:
                 frame_prior += prefer_frames.get(frame, 0.0)
-            value = plain_value if frame not in _VALUE_FRAMES else self._value(offer, frame,
-                                                                               p_return)
+            value = (
+                plain_value if frame not in _VALUE_FRAMES else self._value(offer, frame, p_return)
+            )
             frame_model = offer_model + w.get(f"fr:{frame}", 0.0)
             per_frame.append((frame, value, frame_prior, frame_model))
             bound = frame_model + w_prior * (offer_prior + frame_prior)

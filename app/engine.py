@@ -36,6 +36,7 @@ class DecisionEngine:
         self.policy = policy if policy is not None else load_policy(None)
         self.seed = seed  # reserved for exploration; decisions are argmax today
         self.customers: dict[str, CustomerState] = {}
+        self.duplicates = 0  # events skipped because their id came again (producer retries)
         self.models = Models(self.policy.models_name, self.policy.learning.batch_size)
         self._wire()
 
@@ -71,11 +72,16 @@ class DecisionEngine:
         return self.process_event(validate_object(event))
 
     def process_event(self, event: Envelope) -> list[Action]:
+        """Fold `event` into its customer's state and decide. An event whose id is among the
+        customer's last few is a duplicate: nothing happens (counted in `duplicates`)."""
         t = event.ts.timestamp()
         cid = event.customer_id
         state = self.customers.get(cid)
         if state is None:
             state = self.customers[cid] = CustomerState()
+        if state.seen_before(event.event_id):
+            self.duplicates += 1
+            return []
         self.learner.advance(t, self.customers)
         self.learner.close_windows(state, t)
         if isinstance(event, OrderPlaced):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from hashlib import blake2b
 from typing import Any
 
 from app import codec
@@ -27,6 +28,7 @@ DAY = 86400.0
 LN2 = math.log(2.0)
 
 _MAX_VIEWED = 20
+_RECENT_IDS = 8
 _MAX_CONSUMABLES = 8
 _MAX_CART = 50
 
@@ -49,6 +51,11 @@ SIGNALS: dict[str, str] = {
     "o_dismiss": "posture",
 }
 POSTURE_CHANNELS = ("email", "sms", "paid_retargeting", "account_portal")
+
+
+def _id_hash(event_id: str) -> int:
+    """53 bits of a stable hash: fits a JSON number exactly."""
+    return int.from_bytes(blake2b(event_id.encode(), digest_size=8).digest(), "big") >> 11
 
 
 def decayed(value: float, since: float, now: float, half_life_s: float) -> float:
@@ -88,8 +95,21 @@ class CustomerState:
     last_onsite_upsell: float = 0.0
     live: dict[str, list[float]] = field(default_factory=dict)  # moment key -> [decision expires]
     scheduled: list[list[Any]] = field(default_factory=list)  # [at, expires, channel, sku]
+    recent: list[int] = field(default_factory=list)  # hashes of the latest event ids
     pending: list[list[Any]] = field(default_factory=list)  # offers awaiting an outcome
     accepted: list[list[Any]] = field(default_factory=list)  # accepted offers in return window
+
+    # -- duplicates ---------------------------------------------------------------------------
+    def seen_before(self, event_id: str) -> bool:
+        """True when this event id came recently (a producer's retry): it must not be
+        folded in twice. Otherwise remember it among the last few."""
+        key = _id_hash(event_id)
+        if key in self.recent:
+            return True
+        self.recent.append(key)
+        if len(self.recent) > _RECENT_IDS:
+            del self.recent[0]
+        return False
 
     # -- signals ------------------------------------------------------------------------------
     def bump(self, name: str, now: float, half_life_s: float, amount: float = 1.0) -> None:

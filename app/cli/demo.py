@@ -103,7 +103,9 @@ class Demo:
         s = self.settings
         topics = {"clickstream": s.topic_clickstream, "orders": s.topic_orders}
         producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap.split(","), linger_ms=20)
-        events = list(generate(self.customers, seed=self.seed, prefix=f"d{self.seed % 100000}-"))
+        # Customers of this run only: a second run, even with the same seed, starts afresh.
+        run = int(time.time()) % 1_000_000
+        events = list(generate(self.customers, seed=self.seed, prefix=f"d{run}-"))
         garbage_at = {
             len(events) * (i + 1) // (len(_GARBAGE) + 1): g for i, g in enumerate(_GARBAGE)
         }
@@ -155,13 +157,7 @@ class Demo:
             self.stats.channels[a["channel"]] += 1
             for sup in a["suppress"]:
                 self.stats.suppressions[sup["channel"]] += 1
-            quiet = ", ".join(sorted({x["channel"] for x in a["suppress"]}))
-            play = self.paint(_COLOURS.get(a["play"], "0"), f"{a['play']:<7}")
-            self.say(
-                f"  {a['ts'][5:19].replace('T', ' ')}  {a['customer_id']:<14} {play} "
-                f"{a['channel']:<12} {a['frame'] or '-':<13} "
-                f"{'quiet: ' + quiet if quiet else '':<36} {','.join(a['reasons'])}"
-            )
+            self.say(_line(a, self.paint(_COLOURS.get(a["play"], "0"), f"{a['play']:<7}")))
         return len(records)
 
     def _summary(self) -> None:
@@ -176,6 +172,18 @@ class Demo:
         self.say(f"  dead letters   {sum(st.dead_letters.values())}  ({_top(st.dead_letters)})")
         if st.first_action_s is not None:
             self.say(f"  first action   {st.first_action_s:.1f} s after the demo started")
+
+
+def _line(a: dict[str, Any], play: str) -> str:
+    """One action as a line: when, who, what, where, and the short why."""
+    offer = f"{a['offer_sku']} ({a['frame']}, {a['intensity']})" if a["offer_sku"] else ""
+    quiet = ", ".join(sorted({x["channel"] for x in a["suppress"]}))
+    why = [c for c in a["reasons"] if c.startswith(("moment:", "rule:", "protect:", "seq:"))]
+    return (
+        f"  {a['ts'][5:16].replace('T', ' ')}  {a['customer_id']:<15} {play} "
+        f"{a['channel']:<14} {offer:<44} {'quiet: ' + quiet if quiet else '':<30}"
+        f"{' [holdout]' if a['holdout'] else ''}  {' '.join(why)}"
+    )
 
 
 def _top(counter: Counter[str]) -> str:

@@ -20,6 +20,9 @@ REDELIVERED = Counter(
     "tact_redelivered_skipped_total",
     "Records below the state checkpoint (already applied), skipped after a restart",
 )
+DUPLICATES = Counter(
+    "tact_duplicate_events_total", "Events skipped because their event_id came again recently"
+)
 BATCH_SECONDS = Histogram(
     "tact_batch_seconds",
     "Time to decide, send and checkpoint one batch",

@@ -162,3 +162,15 @@ def test_explaining_does_not_change_decisions(stream: list[dict]) -> None:
     explained = DecisionEngine(demo_catalog())
     explained.on_decision = lambda d: None
     assert run(explained, stream) == plain
+
+
+def test_a_repeated_event_id_is_not_applied_twice() -> None:
+    """Producers retry: the same event sent again must not count twice."""
+    s = Shopper("retry")
+    view, add = s.view("RUN-SHOE-01"), s.add("RUN-SHOE-01")
+    engine = DecisionEngine(demo_catalog())
+    first = [a for e in (view, add) for a in engine.process(e)]
+    before = engine.dump(["retry"])
+    assert engine.process(add) == [] and engine.process(view) == []
+    assert engine.dump(["retry"]) == before
+    assert engine.duplicates == 2 and first
