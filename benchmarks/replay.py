@@ -49,15 +49,24 @@ def _tact(*args: str, pin: bool = True) -> tuple[float, float, str]:
 
 def _replay(name: str, events: Path, catalog: Path, work: Path) -> dict[str, object]:
     out = work / f"{name}-actions.jsonl"
-    seconds, peak, summary = _tact("replay", str(events), "--catalog", str(catalog),
-                                   "--out", str(out))
+    seconds, peak, summary = _tact(
+        "replay", str(events), "--catalog", str(catalog), "--out", str(out)
+    )
     lines = sum(1 for _ in events.open("rb"))
     actions = sum(1 for _ in out.open("rb"))
-    result = {"stream": name, "events": lines, "actions": actions, "seconds": round(seconds, 2),
-              "events_per_s": round(lines / seconds), "peak_rss_mib": round(peak)}
-    print(f"{name:>9}: {lines:,} events -> {actions:,} actions in {seconds:.1f} s = "
-          f"{lines / seconds:,.0f} events/s end to end (process start included); "
-          f"peak RSS {peak:,.0f} MiB")
+    result = {
+        "stream": name,
+        "events": lines,
+        "actions": actions,
+        "seconds": round(seconds, 2),
+        "events_per_s": round(lines / seconds),
+        "peak_rss_mib": round(peak),
+    }
+    print(
+        f"{name:>9}: {lines:,} events -> {actions:,} actions in {seconds:.1f} s = "
+        f"{lines / seconds:,.0f} events/s end to end (process start included); "
+        f"peak RSS {peak:,.0f} MiB"
+    )
     for line in summary.splitlines():
         print(f"           {line}")
     return result
@@ -74,15 +83,34 @@ def main(argv: list[str] | None = None) -> None:
     results = []
 
     events, catalog = work / "generated.jsonl", work / "catalog.jsonl"
-    seconds, _, _ = _tact("sample", "--customers", str(args.customers), "--seed", "1",
-                          "--events", str(events), "--catalog", str(catalog), pin=False)
+    seconds, _, _ = _tact(
+        "sample",
+        "--customers",
+        str(args.customers),
+        "--seed",
+        "1",
+        "--events",
+        str(events),
+        "--catalog",
+        str(catalog),
+        pin=False,
+    )
     print(f"generated {args.customers:,} customers' events in {seconds:.1f} s")
     results.append(_replay("generated", events, catalog, work))
 
     if UCI.is_file():
         uci_events, uci_catalog = work / "uci.jsonl", work / "uci-catalog.jsonl"
-        _tact("datasets", "uci", "--source", str(UCI), "--events", str(uci_events),
-              "--catalog", str(uci_catalog), pin=False)
+        _tact(
+            "datasets",
+            "uci",
+            "--source",
+            str(UCI),
+            "--events",
+            str(uci_events),
+            "--catalog",
+            str(uci_catalog),
+            pin=False,
+        )
         results.append(_replay("uci", uci_events, uci_catalog, work))
     else:
         print(f"uci: {UCI} not found; skipped")
