@@ -33,7 +33,7 @@ def test_demo_shows_actions_and_a_summary(stack: Settings, tmp_path) -> None:  #
     assert out.returncode == 0, out.stdout + out.stderr
     text = out.stdout
     shown = re.findall(
-        r"^\s+\d\d-\d\d \d\d:\d\d:\d\d\s+d\S+\s+(assist|expand|commit|protect)", text, re.M
+        r"^\s+\d\d-\d\d \d\d:\d\d\s+d\S+\s+(assist|expand|commit|protect)", text, re.M
     )
     actions = int(re.search(r"^\s+actions\s+(\d+)", text, re.M).group(1))  # type: ignore[union-attr]
     assert actions == len(shown) > 0
