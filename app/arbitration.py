@@ -1,4 +1,4 @@
-"""Candidates and their expected incremental profit.
+"""Expected incremental profit of candidates: the arbitration.
 
 For each candidate (play, offer, channel, frame, intensity):
 
@@ -14,120 +14,17 @@ The engine picks the best candidate when its EIP is above the policy's min_expec
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from math import exp
 
-from app.catalog import Catalog, Product, Relation
+from app.catalog import Product
+from app.context import ONSITE, SIGNAL_FEATURES, Context, Offer, Scored, Terms, tag
 from app.models import PRIOR, PRIOR_SCALE, Models
-from app.policy import INTENSITY_ORDER, MomentName, OfferRelation, Policy
-from app.readiness import DAY, CustomerState, Readiness
-from app.referee import Referee, Segments, Verdict, margin_tier
-from schemas.types import Play
+from app.policy import INTENSITY_ORDER, Policy
+from app.readiness import DAY, Readiness
+from app.referee import Referee, Verdict, margin_tier
 
-_SIGNAL_FEATURES = (
-    ("confidence", "r:conf"),
-    ("urgency", "r:urg"),
-    ("price_sensitivity", "r:price"),
-    ("maturity", "r:mat"),
-    ("risk", "r:risk"),
-)
-RELATION_PLAY: dict[str, Play] = {
-    "self": "assist",
-    "accessories": "expand",
-    "bundle_with": "expand",
-    "affinity": "expand",
-    "refill": "expand",
-    "subscription": "commit",
-    "warranty": "commit",
-    "upgrade": "commit",
-}
-_ONSITE = frozenset({"onsite_pdp", "onsite_cart", "post_purchase"})
-# The catalog's relations in the order their offers are considered.
-_OFFER_ORDER: tuple[Relation, ...] = (
-    "warranty",
-    "subscription",
-    "upgrade",
-    "accessories",
-    "bundle_with",
-)
-_MAX_FOCUS = 5  # items of a cart or order whose relations are considered (the most valuable)
 _VALUE_FRAMES = frozenset({"cost_efficiency", "risk_reduction"})  # frames that change the value
-
-
-@dataclass(frozen=True, slots=True)
-class Offer:
-    relation: OfferRelation
-    product: Product  # what is offered (for assist: the item the customer considers)
-    base: Product | None = None  # the item it relates to
-    play: Play = "expand"  # set from the relation
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "play", RELATION_PLAY[self.relation])
-
-
-def _tag(offer: Offer) -> str:
-    return f"offer:{offer.product.sku}:{offer.relation}"
-
-
-@dataclass(slots=True)
-class Scored:
-    offer: Offer
-    channel: str
-    frame: str
-    intensity: str
-    prior: float
-    p_accept: float
-    p_return: float
-    p_organic: float
-    value: float
-    channel_cost: float
-    pressure: float
-    cannibalisation: float
-    eip: float
-
-    def features(self, r: Readiness) -> dict[str, float]:
-        """The acceptance model's input for this candidate (what it learns from)."""
-        return accept_features(self.prior, self.channel, self.offer, self.frame, self.intensity, r)
-
-
-def accept_features(
-    prior: float, channel: str, offer: Offer, frame: str, intensity: str, r: Readiness
-) -> dict[str, float]:
-    x = {
-        PRIOR: prior / PRIOR_SCALE,
-        f"ch:{channel}": 1.0,
-        f"play:{offer.play}": 1.0,
-        f"rel:{offer.relation}": 1.0,
-        f"fr:{frame}": 1.0,
-        f"int:{intensity}": 1.0,
-        "r:post": r.signal("posture", channel),
-        "r:ltv": r.ltv_score,
-    }
-    for name, key in _SIGNAL_FEATURES:
-        x[key] = getattr(r, name)
-    return x
-
-
-def return_features(prior: float, product: Product, r: Readiness) -> dict[str, float]:
-    return {PRIOR: prior / PRIOR_SCALE, f"kind:{product.kind}": 1.0, "r:risk": r.risk}
-
-
-@dataclass(slots=True)
-class _Terms:
-    """Per-moment parts of the acceptance logit and the pressure cost."""
-
-    signals: dict[str, float]
-    customer_logit: float
-    readiness_prior: float
-    w_prior: float
-    by_channel: dict[str, tuple[float, float, float, float, bool]]
-    by_intensity: dict[str, tuple[float, float, float, float]]
-    stake_per_unit: float  # x the margin at stake = pressure scale of onsite offers
-    weights_at: int
-    frame_prior: dict[str, float]  # lazily filled per moment
-    relation_prior: dict[str, float]
-    intensity_bounds: list[tuple[float, float]]
-    p_return: dict[str, float]  # product kind -> P(return), lazily filled
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,27 +52,9 @@ class _Tables:
         return value
 
 
-@dataclass(slots=True)
-class Context:
-    """One decision moment, as the arbiter sees it."""
-
-    moment: MomentName
-    t: float
-    state: CustomerState
-    readiness: Readiness
-    segments: Segments
-    verdict: Verdict
-    focus: list[str]  # SKUs the moment is about, most important first
-    drops: list[tuple[str, str]]  # (what, why) of everything left out
-    terms: _Terms | None = None  # per-moment scoring terms, computed once
-    considered: int = 0  # candidates the rules allowed (scored or bounded out)
-    channel_drops: list[str] = field(default_factory=list)  # reason codes of closed channels
-
-
 class Arbiter:
-    def __init__(self, policy: Policy, catalog: Catalog, models: Models) -> None:
+    def __init__(self, policy: Policy, models: Models) -> None:
         self.policy = policy
-        self.catalog = catalog
         self.models = models
         self.referee = Referee(policy)
         self._weights_at = -1
@@ -188,7 +67,7 @@ class Arbiter:
                 prior.channel.get(c, 0.0),
                 spec.cost,
                 spec.unsubscribe_risk * spec.subscriber_value,
-                c in _ONSITE,
+                c in ONSITE,
             )
             for c, spec in policy.channels.items()
         }
@@ -202,7 +81,6 @@ class Arbiter:
             for i in INTENSITY_ORDER
         }
         self._margins: dict[str, str] = {}  # sku -> margin tier
-        self._related: dict[str, tuple[tuple[str, Product], ...]] = {}  # sku -> catalog offers
         self._play_prior = {
             play: prior.base + prior.play.get(play, 0.0) for play in ("assist", "expand", "commit")
         }
@@ -213,92 +91,6 @@ class Arbiter:
         self._returns_at = -1
         self._returns_w: dict[str, float] = {}
         self._returns_b = 0.0
-
-    # -- offers -------------------------------------------------------------------------------
-    def offers(self, ctx: Context) -> list[Offer]:
-        """Assist on the item in focus, then expand and commit offers around the focus."""
-        exclude = set(ctx.focus) | set(ctx.state.cart)
-        busy = set(exclude)  # what the customer is already looking at or buying
-        found: list[Offer] = []
-        products = [
-            p for p in (self.catalog.get(s) for s in ctx.focus[:_MAX_FOCUS]) if p is not None
-        ]
-        if ctx.moment in ("browse", "cart", "checkout") and products:
-            found.append(Offer("self", products[0]))
-        if ctx.moment == "post_purchase" and products:
-            found.append(Offer("self", max(products, key=lambda p: p.margin)))
-        upsells: list[Offer] = []
-        for base in products:
-            related = self._related.get(base.sku)
-            if related is None:
-                related = self._related[base.sku] = tuple(
-                    (relation, product)
-                    for relation in _OFFER_ORDER
-                    for sku in self.catalog.related(base.sku, relation)
-                    if (product := self.catalog.get(sku)) is not None
-                )
-            for relation, product in related:
-                if product.sku not in exclude:
-                    upsells.append(Offer(relation, product, base))
-                    exclude.add(product.sku)
-            if not related:
-                for sku in self.models.affinity.top(base.sku, self.policy.max_offers):
-                    product = self.catalog.get(sku)
-                    if product is not None and sku not in exclude:
-                        upsells.append(Offer("affinity", product, base))
-                        exclude.add(sku)
-        due = ctx.readiness.due_consumable
-        if (
-            due
-            and due not in busy
-            and ctx.readiness.maturity >= self.policy.sequencing.refill_due_from
-        ):
-            upsells = self.refill_offers(due) + upsells
-        limit = self.policy.moments[ctx.moment].max_offers
-        return found + upsells[: self.policy.max_offers if limit is None else limit]
-
-    def refill_offers(self, sku: str) -> list[Offer]:
-        product = self.catalog.get(sku)
-        if product is None:
-            return []
-        offers = [Offer("refill", product, product)]
-        for sub in self.catalog.related(sku, "subscription"):
-            sub_product = self.catalog.get(sub)
-            if sub_product is not None:
-                offers.insert(0, Offer("subscription", sub_product, product))
-        return offers
-
-    # -- channels -----------------------------------------------------------------------------
-    def channels(self, ctx: Context, delivery: dict[str, float]) -> list[str]:
-        """Which of the channels in `delivery` (channel -> delivery time) this customer may be
-        reached on (customer-level checks; caps count the day the action lands)."""
-        onsite_used = ctx.state.used_today("onsite", ctx.t)
-        out = []
-        for channel, at in delivery.items():
-            why = self._closed(ctx, channel, at, onsite_used)
-            if why:
-                ctx.drops.append((f"channel:{channel}", why))
-                ctx.channel_drops.append(f"drop:{channel}:{why}")
-            else:
-                out.append(channel)
-        return out
-
-    def channel_open(self, ctx: Context, channel: str, at: float) -> bool:
-        return self._closed(ctx, channel, at, ctx.state.used_today("onsite", ctx.t)) is None
-
-    def _closed(self, ctx: Context, channel: str, at: float, onsite_used: int) -> str | None:
-        """Why `channel` is closed to this customer at `at`, or None when it is open."""
-        s, p = ctx.state, self.policy
-        if channel in s.unsubscribed:
-            return "unsubscribed"
-        if s.suppressed(channel, at):
-            return "suppressed"
-        if s.used_today(channel, at) >= p.channels[channel].daily_cap:
-            return "cap"
-        if not p.channels[channel].outbound and onsite_used >= p.caps.onsite_per_day:
-            return "cap"  # the customer's own surfaces together (what `_upsell` counts)
-        rule = ctx.verdict.channel_block(channel)
-        return f"rule:{rule}" if rule is not None else None
 
     # -- scoring ------------------------------------------------------------------------------
     def score(
@@ -320,10 +112,10 @@ class Arbiter:
             verdict = self.referee.for_offer(ctx.segments, ctx.moment, margin)
             play = offer.play
             if play in verdict.deny_plays:
-                ctx.drops.append((_tag(offer), f"rule:{verdict.deny_plays[play]}"))
+                ctx.drops.append((tag(offer), f"rule:{verdict.deny_plays[play]}"))
                 continue
             if offer.relation in verdict.deny_relations:
-                ctx.drops.append((_tag(offer), f"rule:{verdict.deny_relations[offer.relation]}"))
+                ctx.drops.append((tag(offer), f"rule:{verdict.deny_relations[offer.relation]}"))
                 continue
             offer_channels = channels
             if verdict.blocks_channels:
@@ -333,13 +125,13 @@ class Arbiter:
                     if rule is None:
                         offer_channels.append(channel)
                     else:
-                        ctx.drops.append((f"{_tag(offer)}@{channel}", f"rule:{rule}"))
+                        ctx.drops.append((f"{tag(offer)}@{channel}", f"rule:{rule}"))
             frames = self._frames(ctx, offer, verdict)
             cap, cap_rule = verdict.max_intensity.get(play, (2, ""))
             top = min(most_by_readiness, cap)
             if cap < most_by_readiness:
                 ctx.drops.append(
-                    (f"{_tag(offer)}:intensity>{INTENSITY_ORDER[top]}", f"rule:{cap_rule}")
+                    (f"{tag(offer)}:intensity>{INTENSITY_ORDER[top]}", f"rule:{cap_rule}")
                 )
             if self.keep_all:
                 best = -1e18
@@ -423,7 +215,7 @@ class Arbiter:
                 w_prior=w_prior,
                 w_post=w.get("r:post", 0.0),
                 w_ltv=w.get("r:ltv", 0.0),
-                w_signals=tuple((name, w.get(key, 0.0)) for name, key in _SIGNAL_FEATURES),
+                w_signals=tuple((name, w.get(key, 0.0)) for name, key in SIGNAL_FEATURES),
                 channel={
                     c: (consts[0], w.get(consts[0], 0.0), *consts[1:])
                     for c, consts in self._channel_consts.items()
@@ -434,7 +226,7 @@ class Arbiter:
             )
         return self._accept
 
-    def _terms(self, ctx: Context) -> _Terms:
+    def _terms(self, ctx: Context) -> Terms:
         """Everything about the moment that does not depend on the offer or frame (computed
         once per moment and weight version)."""
         tables = self._tables()
@@ -468,7 +260,7 @@ class Arbiter:
         readiness_prior = 0.0
         for k, v in self._readiness_prior:
             readiness_prior += v * signals[k]
-        ctx.terms = _Terms(
+        ctx.terms = Terms(
             signals,
             customer_logit,
             readiness_prior,
@@ -485,7 +277,7 @@ class Arbiter:
         return ctx.terms
 
     @staticmethod
-    def _fit(terms: _Terms, base: float, fits: dict[str, float]) -> float:
+    def _fit(terms: Terms, base: float, fits: dict[str, float]) -> float:
         """A frame's or relation's prior on this moment's readiness."""
         sig = terms.signals
         return base + sum(v * sig[k] for k, v in fits.items() if k in sig)
@@ -493,7 +285,7 @@ class Arbiter:
     def _score_offer(
         self,
         ctx: Context,
-        terms: _Terms,
+        terms: Terms,
         offer: Offer,
         channels: list[str],
         frames: list[str],

@@ -42,7 +42,7 @@ class DecisionEngine:
 
     def _wire(self) -> None:
         self.tracker = ReadinessTracker(self.policy, self.catalog)
-        self.arbiter = Arbiter(self.policy, self.catalog, self.models)
+        self.arbiter = Arbiter(self.policy, self.models)
         self.learner = OutcomeLearner(self.policy, self.models)
         self.decider = Decider(
             self.policy, self.catalog, self.models, self.arbiter, self.tracker, self.learner

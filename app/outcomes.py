@@ -13,7 +13,7 @@ import heapq
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from app.arbitration import RELATION_PLAY, Scored
+from app.context import RELATION_PLAY, Scored
 from app.models import PRIOR, PRIOR_SCALE, Models, OnlineLogit
 from app.policy import Policy
 from app.readiness import DAY, HOUR, CustomerState, Readiness

@@ -300,7 +300,7 @@ def test_quiet_hours_delay_outbound_in_the_customers_zone() -> None:
         engine.process(e)
     d = decisions[-1]
     state = engine.customers["night"]
-    at = engine.decider.delivery_time(state, "paid_retargeting", d.t)
+    at = engine.decider.sequencer.delivery_time(state, "paid_retargeting", d.t)
     local_hour = ((at / HOUR) + 1) % 24
     assert 8 <= local_hour < 21
-    assert engine.decider.delivery_time(state, "onsite_pdp", d.t) == d.t
+    assert engine.decider.sequencer.delivery_time(state, "onsite_pdp", d.t) == d.t
