@@ -99,10 +99,6 @@ class Catalog:
                 skus = tuple(s for r, s in product.related if r == relation)
                 if skus:
                     self.related_by_relation[(product.sku, relation)] = skus
-        # A subscription or warranty "of" a product: reverse lookups for the offer's base item.
-        self.base_of: dict[str, str] = {
-            target: p.sku for p in self.products.values() for _, target in p.related
-        }
 
     def __len__(self) -> int:
         return len(self.products)
@@ -115,10 +111,6 @@ class Catalog:
 
     def related(self, sku: str, relation: Relation) -> tuple[str, ...]:
         return self.related_by_relation.get((sku, relation), ())
-
-    def has_relations(self, sku: str) -> bool:
-        product = self.products.get(sku)
-        return bool(product and product.related)
 
     @classmethod
     def from_specs(cls, specs: Iterable[ProductSpec]) -> Catalog:

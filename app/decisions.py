@@ -290,7 +290,6 @@ class Decider:
             t + longest * HOUR,
             {c: t + h * HOUR for c, h in quiet.items()},
             holdout,
-            0.0,
             [f"protect:{trigger}", *segments_of(self.policy, r).codes()],
         )
         self._report(

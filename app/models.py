@@ -70,9 +70,6 @@ class OnlineLogit:
         self.updates += len(self.queue)
         self.queue = []
 
-    def weight(self, name: str) -> float:
-        return float(self.model._weights[name]) if name in self.model._weights else 0.0
-
     def state(self) -> dict[str, Any]:
         return {
             "weights": dict(self.model._weights),

@@ -92,7 +92,6 @@ class CustomerState:
     suppress: dict[str, float] = field(default_factory=dict)  # channel -> until
     caps: dict[str, list[list[int]]] = field(default_factory=dict)  # channel|onsite -> [[day, n]]
     frames_used: dict[str, list[float]] = field(default_factory=dict)  # frame -> times used
-    last_onsite_upsell: float = 0.0
     live: dict[str, list[float]] = field(default_factory=dict)  # moment key -> [decision expires]
     scheduled: list[list[Any]] = field(default_factory=list)  # [at, expires, channel, sku]
     recent: list[int] = field(default_factory=list)  # hashes of the latest event ids
@@ -119,10 +118,6 @@ class CustomerState:
         else:
             pair[0] = max(decayed(pair[0], pair[1], now, half_life_s) + amount, 0.0)
             pair[1] = max(pair[1], now)
-
-    def level(self, name: str, now: float, half_life_s: float) -> float:
-        pair = self.sig.get(name)
-        return decayed(pair[0], pair[1], now, half_life_s) if pair else 0.0
 
     # -- small bounded collections ------------------------------------------------------------
     def saw_product(self, sku: str) -> int:

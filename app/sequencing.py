@@ -54,7 +54,6 @@ class Sequencer:
         seq = p.sequencing
         if best.channel in ONSITE_UPSELL and offer.play in UPSELL_PLAYS:
             suppress["paid_retargeting"] = t + seq.onsite_upsell_suppresses_paid_hours * HOUR
-            state.last_onsite_upsell = t
         if ctx.moment == "post_purchase" and offer.play in UPSELL_PLAYS:
             suppress["paid_retargeting"] = max(
                 suppress.get("paid_retargeting", 0.0),
@@ -140,7 +139,6 @@ class Sequencer:
             max([t + ttl, *suppress.values()]),
             suppress,
             holdout,
-            0.0,  # doing nothing earns nothing extra
             reasons,
         )
 
@@ -152,10 +150,10 @@ class Sequencer:
         expires_at: float,
         suppress: dict[str, float],
         holdout: bool,
-        expected_profit: float,
         reasons: list[str],
     ) -> Action:
-        """A protect decision: no offer, and these channels quiet until then."""
+        """A protect decision: no offer, these channels quiet until then, and an expected
+        incremental profit of 0 (doing nothing earns nothing extra)."""
         return self._action(
             cid,
             event,
@@ -170,7 +168,7 @@ class Sequencer:
             expires_at=expires_at,
             suppress=suppress,
             holdout=holdout,
-            expected_profit=expected_profit,
+            expected_profit=0.0,
             reasons=reasons,
         )
 
