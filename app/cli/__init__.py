@@ -223,6 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TactError as exc:
         print(f"tact: {exc}", file=sys.stderr)
         return 2
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        print(f"tact: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly

@@ -180,3 +180,36 @@ def test_catalog_mistakes_are_named(
     bad.write_bytes(b'{"sku": "A", "price": 1, "unit_cost": 1, "related": {"upgrade": "B"}}')
     assert replay({**files, "catalog": bad}, files["events"], "x.jsonl") == 2
     assert "unknown SKUs: A -> B" in capsys.readouterr().err
+
+
+def test_file_errors_are_reported_not_raised(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(
+            [
+                "replay",
+                str(tmp_path / "nope.jsonl"),
+                "--catalog",
+                str(files["catalog"]),
+                "--out",
+                str(tmp_path / "out.jsonl"),
+            ]
+        )
+        == 2
+    )
+    assert "nope.jsonl" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "replay",
+                str(files["events"]),
+                "--catalog",
+                str(files["catalog"]),
+                "--out",
+                str(tmp_path / "missing-dir" / "out.jsonl"),
+            ]
+        )
+        == 2
+    )
+    assert "missing-dir" in capsys.readouterr().err

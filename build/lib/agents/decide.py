@@ -1,0 +1,77 @@
+"""The decision agent: clickstream and orders in (raw bytes), Actions and dead letters out.
+
+The agent only moves records between Faust and DecisionWorker (agents/worker.py): it reads
+batches without acknowledging them, hands them over, and acknowledges them once the worker
+has checkpointed, so Faust never commits an offset whose effects are not saved.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Sequence
+from typing import Any, cast
+
+import faust
+
+from agents.worker import DecisionWorker, Headers
+from app.pipeline import Record
+
+log = logging.getLogger(__name__)
+
+
+def _record(event: faust.EventT[bytes]) -> Record:
+    message = event.message
+    return Record(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
+    )
+
+
+def producer_sender(app: faust.App) -> Any:
+    """A Sender on the Faust app's producer (sending now, not attached to the source event)."""
+
+    async def send(
+        topic: str, key: bytes | None, value: bytes | None, headers: Headers | None
+    ) -> Awaitable[Any]:
+        return await app.producer.send(topic, key, value, None, None, headers)
+
+    return send
+
+
+def attach(app: faust.App, worker: DecisionWorker) -> None:
+    """Register the decision agent and the rebalance hooks on `app`."""
+    settings = worker.settings
+    channel = app.topic(
+        *settings.input_topics,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    inputs = set(settings.input_topics)
+
+    async def decide(stream: faust.StreamT[bytes]) -> None:
+        # noack_take yields events (not values) and leaves acknowledging to us.
+        source = cast(faust.Stream[bytes], stream)
+        batches = source.noack_take(settings.batch_max, within=settings.batch_within_s)
+        async for batch in batches:
+            events = cast(Sequence[faust.EventT[bytes]], batch)
+            if await worker.handle([_record(e) for e in events]):
+                for event in events:
+                    await source.ack(event)
+
+    async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        mine = sorted(f"{tp.topic}:{tp.partition}" for tp in assigned if tp.topic in inputs)
+        log.info("assigned %d input partitions: %s", len(mine), ", ".join(mine))
+
+    async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
+        # Faust has waited for in-flight batches (stream_wait_empty) before this signal.
+        worker.forget()
+
+    app.agent(channel, name="tact.decide", concurrency=1)(decide)
+    app.on_partitions_assigned.connect(cast(Any, on_assigned))
+    app.on_partitions_revoked.connect(cast(Any, on_revoked))

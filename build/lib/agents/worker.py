@@ -1,0 +1,128 @@
+"""One worker's batch loop, without Faust: checkpointed state in, actions and dead letters out.
+
+Per batch: skip records already in the checkpoint, decode, load the states of customers not
+in memory, decide (pure core), send actions and dead letters and wait until the broker has
+them, checkpoint states and offsets in one atomic write; the caller then acknowledges the
+records so Faust may commit their offsets. A crash anywhere in between loses nothing: the
+records are redelivered and re-decided from the checkpointed state, giving the same actions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from app.actions import encode
+from app.io import metrics
+from app.pipeline import BatchPipeline, BatchResult, Record
+from app.settings import Settings
+from app.store import StateStore
+
+log = logging.getLogger(__name__)
+
+Headers = list[tuple[str, bytes]]
+# send(topic, key, value, headers) buffers a record and returns an awaitable that completes
+# when the broker has it (raising if it could not be delivered).
+Sender = Callable[[str, bytes | None, bytes | None, Headers | None], Awaitable[Awaitable[Any]]]
+
+
+class DecisionWorker:
+    """The state of one worker process: the engine's cache, the checkpoint, the sender."""
+
+    def __init__(
+        self, settings: Settings, store: StateStore, pipeline: BatchPipeline, send: Sender
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.pipeline = pipeline
+        self.send = send
+        self.committed: dict[str, int] | None = None
+        self.generation = 0
+
+    def forget(self) -> None:
+        """Partitions may move to another worker: drop cached state; reload on next use."""
+        self.generation += 1
+        self.committed = None
+        self.pipeline.engine.forget()
+
+    async def handle(self, records: Sequence[Record]) -> bool:
+        """Process one batch; True when it was checkpointed and may be acknowledged."""
+        started = time.perf_counter()
+        generation = self.generation
+        engine = self.pipeline.engine
+        if self.committed is None:
+            self.committed = await self.store.load_offsets()
+            engine.restore_models(await self.store.load_models())
+        prepared = self.pipeline.prepare(records, self.committed)
+        missing = [cid for cid in prepared.customer_ids() if not engine.knows(cid)]
+        engine.restore(await self.store.load_customers(missing))
+        if generation != self.generation:
+            return False
+        duplicates = engine.duplicates
+        result = self.pipeline.decide(prepared)
+        if engine.duplicates > duplicates:
+            metrics.DUPLICATES.inc(engine.duplicates - duplicates)
+        await asyncio.gather(*await self._send_all(result))
+        if generation != self.generation:
+            return False
+        await self.store.commit(
+            engine.dump(result.touched), prepared.offsets, engine.models_changes()
+        )
+        self.committed.update(prepared.offsets)
+        # Everything is in the store now, so the least recently used states may go.
+        engine.trim(result.touched, self.settings.max_cached_customers)
+        _count(result, prepared.redelivered, len(records), time.perf_counter() - started)
+        return True
+
+    async def _send_all(self, result: BatchResult) -> list[Awaitable[Any]]:
+        """Hand every action and dead letter to the producer; return their deliveries."""
+        deliveries = []
+        for action in result.actions:
+            deliveries.append(
+                await self.send(
+                    self.settings.topic_actions,
+                    action.customer_id.encode("utf-8"),
+                    encode(action),
+                    None,
+                )
+            )
+        for letter in result.dead_letters:
+            record = letter.record
+            log.warning(
+                "dead letter: %s (%s)",
+                letter.reason,
+                letter.detail,
+                extra={
+                    "topic": record.topic,
+                    "partition": record.partition,
+                    "offset": record.offset,
+                    "reason": letter.reason,
+                },
+            )
+            deliveries.append(
+                await self.send(
+                    self.settings.topic_dead_letters,
+                    record.key,
+                    record.value,
+                    letter.headers(),
+                )
+            )
+        return deliveries
+
+
+def _count(result: BatchResult, redelivered: int, size: int, seconds: float) -> None:
+    for event_type, n in result.events_by_type.items():
+        metrics.EVENTS.labels(event_type).inc(n)
+    for letter in result.dead_letters:
+        metrics.DEAD_LETTERS.labels(letter.reason).inc()
+    for action in result.actions:
+        metrics.ACTIONS.labels(action.play, action.channel).inc()
+        for suppression in action.suppress:
+            metrics.SUPPRESSIONS.labels(suppression.channel).inc()
+    if redelivered:
+        metrics.REDELIVERED.inc(redelivered)
+    metrics.BATCH_SIZE.observe(size)
+    metrics.BATCH_SECONDS.observe(seconds)

@@ -1,0 +1,179 @@
+"""The product catalog (`--catalog` JSONL): prices, unit costs, kinds and relations.
+
+One JSON object per line:
+    {"sku": "RUN-GEL-12", "title": "Energy gels", "category": "nutrition", "price": 21.0,
+     "unit_cost": 9.5, "kind": "consumable", "refill_days": 30,
+     "related": {"subscription": "RUN-GEL-SUB", "bundle_with": ["RUN-BOTTLE-01"]}}
+
+`related` may name accessories, bundle_with, subscription, warranty and upgrade (each a SKU or
+a list of SKUs). Where a product names no relations, tact learns related items from what is
+bought together (app/affinity.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from app import codec
+from app.decode import describe_validation_error
+from app.errors import ConfigurationError
+
+Kind = Literal["core", "accessory", "consumable", "subscription", "warranty", "premium"]
+Relation = Literal["accessories", "bundle_with", "subscription", "warranty", "upgrade"]
+RELATIONS: tuple[Relation, ...] = (
+    "accessories",
+    "bundle_with",
+    "subscription",
+    "warranty",
+    "upgrade",
+)
+
+
+def _as_list(value: object) -> object:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else value
+
+
+SkuList = Annotated[list[Annotated[str, Field(min_length=1)]], BeforeValidator(_as_list)]
+
+
+class RelatedSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    accessories: SkuList = []
+    bundle_with: SkuList = []
+    subscription: SkuList = []
+    warranty: SkuList = []
+    upgrade: SkuList = []
+
+
+class ProductSpec(BaseModel):
+    """One catalog line."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    sku: Annotated[str, Field(min_length=1, max_length=128)]
+    title: str = ""
+    category: str = "uncategorised"
+    price: float = Field(ge=0, allow_inf_nan=False)
+    unit_cost: float = Field(ge=0, allow_inf_nan=False)
+    kind: Kind = "core"
+    related: RelatedSpec = RelatedSpec()
+    refill_days: int | None = Field(default=None, ge=1, le=3650)
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    sku: str
+    title: str
+    category: str
+    price: float
+    unit_cost: float
+    kind: Kind
+    refill_days: int | None
+    related: tuple[tuple[Relation, str], ...]
+
+    @property
+    def margin(self) -> float:
+        return self.price - self.unit_cost
+
+    @property
+    def margin_rate(self) -> float:
+        return self.margin / self.price if self.price > 0 else 0.0
+
+
+class Catalog:
+    """Products by SKU, and the catalog's relations between them."""
+
+    def __init__(self, products: Iterable[Product]) -> None:
+        self.products: dict[str, Product] = {p.sku: p for p in products}
+        self.related_by_relation: dict[tuple[str, Relation], tuple[str, ...]] = {}
+        for product in self.products.values():
+            for relation in RELATIONS:
+                skus = tuple(s for r, s in product.related if r == relation)
+                if skus:
+                    self.related_by_relation[(product.sku, relation)] = skus
+
+    def __len__(self) -> int:
+        return len(self.products)
+
+    def __contains__(self, sku: object) -> bool:
+        return sku in self.products
+
+    def get(self, sku: str) -> Product | None:
+        return self.products.get(sku)
+
+    def related(self, sku: str, relation: Relation) -> tuple[str, ...]:
+        return self.related_by_relation.get((sku, relation), ())
+
+    @classmethod
+    def from_specs(cls, specs: Iterable[ProductSpec]) -> Catalog:
+        products = [
+            Product(
+                s.sku,
+                s.title,
+                s.category,
+                s.price,
+                s.unit_cost,
+                s.kind,
+                s.refill_days,
+                tuple((r, sku) for r in RELATIONS for sku in getattr(s.related, r)),
+            )
+            for s in specs
+        ]
+        catalog = cls(products)
+        catalog._check()
+        return catalog
+
+    @classmethod
+    def from_jsonl(cls, path: str | Path) -> Catalog:
+        """Load a catalog file; ConfigurationError names the line and field of any mistake."""
+        return cls.from_specs(_read_specs(Path(path)))
+
+    def _check(self) -> None:
+        unknown = sorted(
+            {
+                f"{p.sku} -> {s}"
+                for p in self.products.values()
+                for _, s in p.related
+                if s not in self.products
+            }
+        )
+        if unknown:
+            shown = ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+            raise ConfigurationError(f"catalog relations name unknown SKUs: {shown}")
+
+
+def _read_specs(path: Path) -> Iterator[ProductSpec]:
+    if not path.is_file():
+        raise ConfigurationError(f"catalog file not found: {path}")
+    seen: set[str] = set()
+    with path.open("rb") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                spec = ProductSpec.model_validate(codec.loads(line))
+            except codec.JSONDecodeError as exc:
+                raise ConfigurationError(f"{path}:{number}: not JSON: {exc}") from None
+            except ValidationError as exc:
+                raise ConfigurationError(
+                    f"{path}:{number}: {describe_validation_error(exc)}"
+                ) from None
+            if spec.sku in seen:
+                raise ConfigurationError(f"{path}:{number}: duplicate sku {spec.sku!r}")
+            seen.add(spec.sku)
+            yield spec
+
+
+def write_jsonl(specs: Iterable[ProductSpec], path: str | Path) -> None:
+    """Write catalog lines (used by the sample and dataset adapters)."""
+    with Path(path).open("wb") as out:
+        for spec in specs:
+            out.write(codec.dumps(spec.model_dump(exclude_defaults=True)) + b"\n")

@@ -1,0 +1,237 @@
+"""The `tact` command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from app import codec
+from app.errors import TactError
+
+
+def _render_schemas() -> dict[str, bytes]:
+    from schemas.export import documents
+
+    return {name: codec.dumps_sorted(doc) + b"\n" for name, doc in documents().items()}
+
+
+def cmd_schemas_export(args: argparse.Namespace) -> int:
+    from schemas.export import JSON_DIR, stale_files
+
+    out = Path(args.out) if args.out else JSON_DIR
+    rendered = _render_schemas()
+    if args.check:
+        stale = stale_files(out, rendered)
+        if stale:
+            print(
+                f"schemas in {out} are out of date: {', '.join(stale)}; run `tact schemas export`",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{len(rendered)} schemas in {out} are up to date")
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    for stray in stale_files(out, rendered):
+        if stray not in rendered:
+            (out / stray).unlink()
+    for name, data in rendered.items():
+        (out / name).write_bytes(data)
+    print(f"wrote {len(rendered)} schemas to {out}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from app.io.worker import run_worker
+    from app.settings import Settings
+
+    run_worker(Settings())
+    return 0
+
+
+def cmd_topics_create(args: argparse.Namespace) -> int:
+    from app.io.kafka_admin import ensure_topics
+    from app.settings import Settings
+
+    settings = Settings()
+    created = ensure_topics(settings)
+    print(f"created: {', '.join(created)}" if created else "all topics exist")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from app.cli.demo import Demo
+    from app.settings import Settings
+
+    demo = Demo(
+        Settings(),
+        customers=args.customers,
+        rate=args.rate,
+        seed=args.seed,
+        log_dir=Path(args.log_dir),
+        colour=sys.stdout.isatty(),
+    )
+    return demo.run(wait=not args.exit_when_done)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from app.cli.replay import run_replay
+
+    return run_replay(
+        args.events, args.catalog, args.policy, args.seed, args.out, args.dead_letter, args.strict
+    )
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from app.cli.sample import run_sample
+
+    return run_sample(args.customers, args.seed, args.events, args.catalog)
+
+
+def cmd_policy_validate(args: argparse.Namespace) -> int:
+    from app.cli.policy import run_validate
+
+    return run_validate(args.file)
+
+
+def cmd_policy_explain(args: argparse.Namespace) -> int:
+    from app.cli.policy import run_explain
+
+    return run_explain(
+        args.customer_id, args.events, args.catalog, args.policy, args.seed, args.top
+    )
+
+
+def cmd_datasets_uci(args: argparse.Namespace) -> int:
+    from app.cli.datasets import run_uci
+
+    return run_uci(args.source, args.events, args.catalog, args.margin)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tact",
+        description="Event-streaming decision engine for e-commerce upsells and cross-sells.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    worker = sub.add_parser("worker", help="run the Faust worker (settings from TACT_* env)")
+    worker.set_defaults(func=cmd_worker)
+
+    schemas = sub.add_parser("schemas", help="JSON Schema files of the event contract")
+    schemas_sub = schemas.add_subparsers(dest="schemas_command", required=True, metavar="ACTION")
+    export = schemas_sub.add_parser("export", help="write schemas/json/*.json")
+    export.add_argument("--out", help="directory (default: the package's schemas/json)")
+    export.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 when the files differ from the models",
+    )
+    export.set_defaults(func=cmd_schemas_export)
+
+    replay = sub.add_parser(
+        "replay",
+        help="run the engine over a file of events and write the actions",
+        description="Run the decision engine over EVENTS (one JSON event per line, - for stdin) "
+        "and write one Action per line to --out. Bad lines go to the dead-letter file with a "
+        "reason; the summary goes to stderr.",
+    )
+    replay.add_argument("events", help="events file (JSONL), or - for stdin")
+    replay.add_argument("--catalog", required=True, help="catalog JSONL file")
+    replay.add_argument("--policy", help="policy YAML file (default: the built-in policy)")
+    replay.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    replay.add_argument("--out", required=True, help="actions file (JSONL), or - for stdout")
+    replay.add_argument("--dead-letter", help="dead-letter file (default: OUT.dead-letters.jsonl)")
+    replay.add_argument(
+        "--strict", action="store_true", help="exit with status 1 when any line was a dead letter"
+    )
+    replay.set_defaults(func=cmd_replay)
+
+    policy = sub.add_parser("policy", help="check a policy file, or explain its decisions")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
+    validate = policy_sub.add_parser("validate", help="check a policy YAML file")
+    validate.add_argument("file")
+    validate.set_defaults(func=cmd_policy_validate)
+    explain = policy_sub.add_parser(
+        "explain",
+        help="why each candidate was chosen or dropped for one customer",
+        description="Replay EVENTS and show, for every decision moment of CUSTOMER_ID, the "
+        "readiness, segments and rules, what was dropped and why, the candidates ranked by "
+        "expected incremental profit, and the actions sent.",
+    )
+    explain.add_argument("customer_id")
+    explain.add_argument("--events", required=True, help="events file (JSONL)")
+    explain.add_argument("--catalog", required=True, help="catalog JSONL file")
+    explain.add_argument("--policy", help="policy YAML file (default: the built-in policy)")
+    explain.add_argument("--seed", type=int, default=0)
+    explain.add_argument("--top", type=int, default=8, help="candidates shown per moment")
+    explain.set_defaults(func=cmd_policy_explain)
+
+    sample = sub.add_parser("sample", help="write a generated event stream and the demo catalog")
+    sample.add_argument("--customers", type=int, default=1000)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--events", required=True, help="where to write the events (JSONL)")
+    sample.add_argument("--catalog", help="where to write the demo catalog (JSONL)")
+    sample.set_defaults(func=cmd_sample)
+
+    datasets = sub.add_parser("datasets", help="public datasets as tact events")
+    datasets_sub = datasets.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    uci = datasets_sub.add_parser(
+        "uci",
+        help="UCI Online Retail (CC BY 4.0): orders and cancellations",
+        description="Convert the UCI Online Retail CSV (plain or .gz) to order_placed and "
+        "order_returned events, and optionally a catalog of its products.",
+    )
+    uci.add_argument("--source", required=True, help="online_retail.csv or .csv.gz")
+    uci.add_argument("--events", required=True, help="where to write the events (JSONL)")
+    uci.add_argument("--catalog", help="where to write the inferred catalog (JSONL)")
+    uci.add_argument(
+        "--margin",
+        type=float,
+        default=0.45,
+        help="gross margin assumed for unit costs (the data has none)",
+    )
+    uci.set_defaults(func=cmd_datasets_uci)
+
+    demo = sub.add_parser(
+        "demo", help="start a worker, play a sample stream into Kafka, show the actions live"
+    )
+    demo.add_argument("--customers", type=int, default=150, help="customers in the stream")
+    demo.add_argument("--rate", type=float, default=300.0, help="events per second to play")
+    demo.add_argument("--seed", type=int, default=None, help="stream seed (default: the clock)")
+    demo.add_argument("--log-dir", default=".run", help="where the worker's log goes")
+    demo.add_argument(
+        "--exit-when-done",
+        action="store_true",
+        help="stop after the summary instead of waiting for Ctrl-C",
+    )
+    demo.set_defaults(func=cmd_demo)
+
+    topics = sub.add_parser("topics", help="Kafka topics tact uses")
+    topics_sub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
+    create = topics_sub.add_parser("create", help="create missing topics")
+    create.set_defaults(func=cmd_topics_create)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except TactError as exc:
+        print(f"tact: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        print(f"tact: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

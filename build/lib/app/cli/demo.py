@@ -1,0 +1,225 @@
+"""`tact demo`: start a worker, play a realistic stream into the topics, show the actions live.
+
+Each run uses its own customer ids, so a second run is as lively as the first.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from app import codec
+from app.io.kafka_admin import ensure_topics
+from app.sample import generate
+from app.settings import Settings
+from schemas import FAMILY_OF_TYPE
+
+_COLOURS = {"expand": "32", "commit": "36", "assist": "34", "protect": "33"}
+
+# A few records a real stream also carries, to show that they become dead letters.
+_GARBAGE: tuple[bytes, ...] = (
+    b"{this is not json",
+    b'{"event_id":"x","type":"teleport","customer_id":"demo","ts":0}',
+    b'{"event_id":"y","type":"add_to_cart","customer_id":"demo","ts":0,"qty":"two"}',
+)
+
+
+@dataclass
+class DemoStats:
+    events: Counter[str] = field(default_factory=Counter)
+    plays: Counter[str] = field(default_factory=Counter)
+    channels: Counter[str] = field(default_factory=Counter)
+    suppressions: Counter[str] = field(default_factory=Counter)
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    first_action_s: float | None = None
+
+
+class Demo:
+    def __init__(
+        self,
+        settings: Settings,
+        customers: int,
+        rate: float,
+        seed: int | None,
+        log_dir: Path,
+        colour: bool,
+    ) -> None:
+        self.settings = settings
+        self.customers = customers
+        self.rate = rate
+        self.seed = seed if seed is not None else int(time.time())
+        self.log_path = log_dir / "demo-worker.log"
+        self.colour = colour
+        self.stats = DemoStats()
+        self.started = time.monotonic()
+
+    def say(self, text: str = "") -> None:
+        print(text, flush=True)
+
+    def paint(self, code: str, text: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.colour else text
+
+    def run(self, wait: bool) -> int:
+        s = self.settings
+        self.say(
+            f"tact demo: Kafka {s.kafka_bootstrap}, Redis {s.redis_url}, "
+            f"{self.customers} customers, seed {self.seed}"
+        )
+        ensure_topics(s)
+        tails = _Tail(s, [s.topic_actions, s.topic_dead_letters])
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "worker"], stdout=log, stderr=subprocess.STDOUT
+            )
+            self.say(f"worker started (pid {worker.pid}); its log: {self.log_path}")
+            try:
+                self._play(tails, worker)
+                self._drain(tails, worker, quiet_s=6.0)
+                self._summary()
+                if wait:
+                    self.say(
+                        "\nThe worker keeps running: produce your own events to "
+                        f"'{s.topic_clickstream}' / '{s.topic_orders}'. Ctrl-C stops it all."
+                    )
+                    while worker.poll() is None:
+                        self._show(tails.poll())
+            except KeyboardInterrupt:
+                self.say("\nstopping")
+            finally:
+                tails.close()
+                _stop(worker)
+        return 0 if worker.returncode in (0, -signal.SIGTERM, None) else 1
+
+    def _play(self, tails: _Tail, worker: subprocess.Popen[bytes]) -> None:
+        s = self.settings
+        topics = {"clickstream": s.topic_clickstream, "orders": s.topic_orders}
+        producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap.split(","), linger_ms=20)
+        # Customers of this run only: a second run, even with the same seed, starts afresh.
+        run = int(time.time()) % 1_000_000
+        events = list(generate(self.customers, seed=self.seed, prefix=f"d{run}-"))
+        garbage_at = {
+            len(events) * (i + 1) // (len(_GARBAGE) + 1): g for i, g in enumerate(_GARBAGE)
+        }
+        self.say(
+            f"playing {len(events)} events at {self.rate:.0f}/s "
+            f"(plus {len(_GARBAGE)} bad records)\n"
+        )
+        for n, e in enumerate(events):
+            producer.send(
+                topics[FAMILY_OF_TYPE[e["type"]]],
+                key=e["customer_id"].encode(),
+                value=codec.dumps(e),
+            )
+            self.stats.events[e["type"]] += 1
+            if n in garbage_at:
+                producer.send(s.topic_clickstream, key=b"demo", value=garbage_at[n])
+            if n % 25 == 0:
+                producer.flush()
+                self._show(tails.poll(timeout_ms=0))
+                if worker.poll() is not None:
+                    raise SystemExit(f"the worker exited; see {self.log_path}")
+                time.sleep(25 / self.rate)
+        producer.flush()
+        producer.close()
+
+    def _drain(self, tails: _Tail, worker: subprocess.Popen[bytes], quiet_s: float) -> None:
+        last = time.monotonic()
+        while time.monotonic() - last < quiet_s and worker.poll() is None:
+            if self._show(tails.poll()):
+                last = time.monotonic()
+
+    def _show(self, records: list[Any]) -> int:
+        for r in records:
+            if r.topic == self.settings.topic_dead_letters:
+                headers = {k: v.decode() for k, v in r.headers}
+                reason = headers.get("tact.dlq.reason", "?")
+                self.stats.dead_letters[reason] += 1
+                self.say(
+                    self.paint(
+                        "31",
+                        f"  dead letter  {reason:<13} {headers.get('tact.dlq.detail', '')[:70]}",
+                    )
+                )
+                continue
+            a = codec.loads(r.value)
+            if self.stats.first_action_s is None:
+                self.stats.first_action_s = time.monotonic() - self.started
+            self.stats.plays[a["play"]] += 1
+            self.stats.channels[a["channel"]] += 1
+            for sup in a["suppress"]:
+                self.stats.suppressions[sup["channel"]] += 1
+            self.say(_line(a, self.paint(_COLOURS.get(a["play"], "0"), f"{a['play']:<7}")))
+        return len(records)
+
+    def _summary(self) -> None:
+        st = self.stats
+        total = sum(st.plays.values())
+        self.say("\nsummary")
+        self.say(f"  events played  {sum(st.events.values())}  ({_top(st.events)})")
+        self.say(
+            f"  actions        {total}  by play: {_top(st.plays)}; by channel: {_top(st.channels)}"
+        )
+        self.say(f"  suppressions   {sum(st.suppressions.values())}  ({_top(st.suppressions)})")
+        self.say(f"  dead letters   {sum(st.dead_letters.values())}  ({_top(st.dead_letters)})")
+        if st.first_action_s is not None:
+            self.say(f"  first action   {st.first_action_s:.1f} s after the demo started")
+
+
+def _line(a: dict[str, Any], play: str) -> str:
+    """One action as a line: when, who, what, where, and the short why."""
+    offer = f"{a['offer_sku']} ({a['frame']}, {a['intensity']})" if a["offer_sku"] else ""
+    quiet = ", ".join(sorted({x["channel"] for x in a["suppress"]}))
+    why = [c for c in a["reasons"] if c.startswith(("moment:", "rule:", "protect:", "seq:"))]
+    return (
+        f"  {a['ts'][5:16].replace('T', ' ')}  {a['customer_id']:<15} {play} "
+        f"{a['channel']:<14} {offer:<44} {'quiet: ' + quiet if quiet else '':<30}"
+        f"{' [holdout]' if a['holdout'] else ''}  {' '.join(why)}"
+    )
+
+
+def _top(counter: Counter[str]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counter.most_common()) or "none"
+
+
+class _Tail:
+    """Reads topics from their current end: only what this demo run produces."""
+
+    def __init__(self, settings: Settings, topics: list[str]) -> None:
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap.split(","), enable_auto_commit=False
+        )
+        parts = [
+            TopicPartition(t, p)
+            for t in topics
+            for p in sorted(self.consumer.partitions_for_topic(t) or ())
+        ]
+        self.consumer.assign(parts)
+        self.consumer.seek_to_end()
+        for tp in parts:
+            self.consumer.position(tp)  # resolve the end offsets now, before anything is sent
+
+    def poll(self, timeout_ms: int = 300) -> list[Any]:
+        batches = self.consumer.poll(timeout_ms=timeout_ms)
+        return sorted((r for rs in batches.values() for r in rs), key=lambda r: r.timestamp)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def _stop(worker: subprocess.Popen[bytes]) -> None:
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()

@@ -1,0 +1,124 @@
+"""The shapes a decision moment is made of: offers, scored candidates, the moment's context."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from app.catalog import Product
+from app.models import PRIOR, PRIOR_SCALE
+from app.policy import MomentName, OfferRelation
+from app.readiness import CustomerState, Readiness
+from app.referee import Segments, Verdict
+from schemas.types import Play
+
+SIGNAL_FEATURES = (
+    ("confidence", "r:conf"),
+    ("urgency", "r:urg"),
+    ("price_sensitivity", "r:price"),
+    ("maturity", "r:mat"),
+    ("risk", "r:risk"),
+)
+RELATION_PLAY: dict[str, Play] = {
+    "self": "assist",
+    "accessories": "expand",
+    "bundle_with": "expand",
+    "affinity": "expand",
+    "refill": "expand",
+    "subscription": "commit",
+    "warranty": "commit",
+    "upgrade": "commit",
+}
+ONSITE = frozenset({"onsite_pdp", "onsite_cart", "post_purchase"})
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    relation: OfferRelation
+    product: Product  # what is offered (for assist: the item the customer considers)
+    base: Product | None = None  # the item it relates to
+    play: Play = "expand"  # set from the relation
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "play", RELATION_PLAY[self.relation])
+
+
+def tag(offer: Offer) -> str:
+    return f"offer:{offer.product.sku}:{offer.relation}"
+
+
+@dataclass(slots=True)
+class Scored:
+    offer: Offer
+    channel: str
+    frame: str
+    intensity: str
+    prior: float
+    p_accept: float
+    p_return: float
+    p_organic: float
+    value: float
+    channel_cost: float
+    pressure: float
+    cannibalisation: float
+    eip: float
+
+    def features(self, r: Readiness) -> dict[str, float]:
+        """The acceptance model's input for this candidate (what it learns from)."""
+        return accept_features(self.prior, self.channel, self.offer, self.frame, self.intensity, r)
+
+
+def accept_features(
+    prior: float, channel: str, offer: Offer, frame: str, intensity: str, r: Readiness
+) -> dict[str, float]:
+    x = {
+        PRIOR: prior / PRIOR_SCALE,
+        f"ch:{channel}": 1.0,
+        f"play:{offer.play}": 1.0,
+        f"rel:{offer.relation}": 1.0,
+        f"fr:{frame}": 1.0,
+        f"int:{intensity}": 1.0,
+        "r:post": r.signal("posture", channel),
+        "r:ltv": r.ltv_score,
+    }
+    for name, key in SIGNAL_FEATURES:
+        x[key] = getattr(r, name)
+    return x
+
+
+def return_features(prior: float, product: Product, r: Readiness) -> dict[str, float]:
+    return {PRIOR: prior / PRIOR_SCALE, f"kind:{product.kind}": 1.0, "r:risk": r.risk}
+
+
+@dataclass(slots=True)
+class Terms:
+    """Per-moment parts of the acceptance logit and the pressure cost."""
+
+    signals: dict[str, float]
+    customer_logit: float
+    readiness_prior: float
+    w_prior: float
+    by_channel: dict[str, tuple[float, float, float, float, bool]]
+    by_intensity: dict[str, tuple[float, float, float, float]]
+    stake_per_unit: float  # x the margin at stake = pressure scale of onsite offers
+    weights_at: int
+    frame_prior: dict[str, float]  # lazily filled per moment
+    relation_prior: dict[str, float]
+    intensity_bounds: list[tuple[float, float]]
+    p_return: dict[str, float]  # product kind -> P(return), lazily filled
+
+
+@dataclass(slots=True)
+class Context:
+    """One decision moment, as the arbiter sees it."""
+
+    moment: MomentName
+    t: float
+    state: CustomerState
+    readiness: Readiness
+    segments: Segments
+    verdict: Verdict
+    focus: list[str]  # SKUs the moment is about, most important first
+    drops: list[tuple[str, str]]  # (what, why) of everything left out
+    terms: Terms | None = None  # per-moment scoring terms, computed once
+    considered: int = 0  # candidates the rules allowed (scored or bounded out)
+    channel_drops: list[str] = field(default_factory=list)  # reason codes of closed channels

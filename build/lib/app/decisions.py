@@ -1,0 +1,335 @@
+"""From an event to decisions: which events are moments, and what each moment decides (an
+upsell or a protect, a follow-up email, a scheduled refill offer, restraint after a return).
+Building the Actions and their effects on the customer's future is app/sequencing.py.
+
+Slots name each action of an event ("decision", "followup", "refill:<sku>"); the action id is a
+hash of customer, event and slot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from app.arbitration import Arbiter
+from app.catalog import Catalog
+from app.context import Context, Scored
+from app.holdout import in_holdout
+from app.models import Models
+from app.observe import ReadinessTracker
+from app.offers import Offers
+from app.outcomes import OutcomeLearner
+from app.policy import MomentName, Policy
+from app.readiness import DAY, HOUR, CustomerState, Readiness
+from app.referee import Segments, segments_of
+from app.sequencing import ONSITE_UPSELL, UPSELL_PLAYS, Sequencer, cancellations, prune_live
+from schemas import Action, Envelope
+
+_MAX_REFILLS = 2
+
+
+@dataclass(slots=True)
+class Decision:
+    """What the engine considered at one moment (for `tact policy explain` and tests)."""
+
+    customer_id: str
+    event_id: str
+    moment: str
+    t: float
+    readiness: Readiness | None = None
+    segments: Segments | None = None
+    rules: list[str] = field(default_factory=list)
+    candidates: list[Scored] = field(default_factory=list)
+    drops: list[tuple[str, str]] = field(default_factory=list)
+    chosen: Scored | None = None
+    actions: list[Action] = field(default_factory=list)
+    note: str = ""
+
+
+class Decider:
+    def __init__(
+        self,
+        policy: Policy,
+        catalog: Catalog,
+        models: Models,
+        arbiter: Arbiter,
+        tracker: ReadinessTracker,
+        learner: OutcomeLearner,
+    ) -> None:
+        self.policy = policy
+        self.catalog = catalog
+        self.models = models
+        self.arbiter = arbiter
+        self.tracker = tracker
+        self.learner = learner
+        self.offers = Offers(policy, catalog, models)
+        self.sequencer = Sequencer(policy, models, learner)
+        self.on_decision: Callable[[Decision], None] | None = None
+        self._last: Context | None = None  # the latest moment's context (reused by refills)
+        self._threshold = policy.min_expected_profit
+        self._dispatch: dict[str, Callable[[str, CustomerState, Any, float], list[Action]]] = {
+            "page_view": self._on_page_view,
+            "add_to_cart": self._on_add_to_cart,
+            "checkout_start": self._on_checkout,
+            "order_placed": self._order,
+            "order_returned": self._protect_on("order_returned"),
+            "refund": self._protect_on("refund"),
+            "support_contact": self._protect_on("support_contact"),
+            "message_feedback": self._on_message_feedback,
+        }
+
+    # -- dispatch -----------------------------------------------------------------------------
+    def decide(self, cid: str, state: CustomerState, event: Envelope, t: float) -> list[Action]:
+        """The actions `event` calls for (most events only update readiness: none)."""
+        handler = self._dispatch.get(event.type)
+        return handler(cid, state, event, t) if handler is not None else []
+
+    def _on_page_view(self, cid: str, state: CustomerState, event: Any, t: float) -> list[Action]:
+        if event.page == "pdp" and event.sku:
+            return self._moment(cid, state, event, t, "browse", [event.sku], f"pdp:{event.sku}")
+        return []
+
+    def _on_add_to_cart(self, cid: str, state: CustomerState, event: Any, t: float) -> list[Action]:
+        return self._moment(cid, state, event, t, "cart", [event.sku, *_by_value(state)], None)
+
+    def _on_checkout(self, cid: str, state: CustomerState, event: Any, t: float) -> list[Action]:
+        return self._moment(cid, state, event, t, "checkout", _by_value(state), "checkout")
+
+    def _on_message_feedback(
+        self, cid: str, state: CustomerState, event: Any, t: float
+    ) -> list[Action]:
+        if event.kind == "complaint":
+            return self._protect_trigger(cid, state, event, t, "complaint")
+        return []
+
+    def _protect_on(self, trigger: str) -> Callable[[str, CustomerState, Any, float], list[Action]]:
+        def handler(cid: str, state: CustomerState, event: Any, t: float) -> list[Action]:
+            return self._protect_trigger(cid, state, event, t, trigger)
+
+        return handler
+
+    # -- moments ------------------------------------------------------------------------------
+    def _context(
+        self,
+        cid: str,
+        state: CustomerState,
+        event: Envelope,
+        t: float,
+        moment: MomentName,
+        focus: list[str],
+    ) -> tuple[Context, Decision]:
+        r = self.tracker.get(state, t, self.models.aov_prior(50.0))
+        seg = segments_of(self.policy, r)
+        verdict = self.arbiter.referee.for_customer(seg, moment)
+        ctx = Context(moment, t, state, r, seg, verdict, focus, [])
+        return ctx, Decision(cid, event.event_id, moment, t, r, seg, list(verdict.rules))
+
+    def _moment(
+        self,
+        cid: str,
+        state: CustomerState,
+        event: Envelope,
+        t: float,
+        moment: MomentName,
+        focus: list[str],
+        reuse_key: str | None,
+        extra_suppress: dict[str, float] | None = None,
+    ) -> list[Action]:
+        if moment not in self.policy.moments:
+            return []
+        if reuse_key is not None and state.live.get(reuse_key, [0.0])[0] > t:
+            self._report(Decision(cid, event.event_id, moment, t, note="reused: still live"))
+            return []
+        ctx, decision = self._context(cid, state, event, t, moment, focus)
+        self._last = ctx
+        delivery = {
+            c: self.sequencer.delivery_time(state, c, t)
+            for c in self.policy.moments[moment].channels
+        }
+        channels = self.offers.channels(ctx, delivery)
+        offers = self.offers.around(ctx)
+        scored = self.arbiter.score(ctx, offers, channels, self._at_stake(state, focus, ctx))
+        best = max(scored, key=lambda s: s.eip) if scored else None
+        decision.candidates, decision.drops = scored, ctx.drops
+        holdout = in_holdout(cid, self.policy.holdout.salt, self.policy.holdout.share)
+        if best is not None and best.eip > self._threshold:
+            actions = [
+                self.sequencer.upsell(
+                    cid,
+                    event,
+                    ctx,
+                    best,
+                    delivery[best.channel],
+                    holdout,
+                    "decision",
+                    extra_suppress,
+                )
+            ]
+            decision.chosen = best
+            follow = self._followup(cid, event, ctx, best, holdout)
+            if follow is not None:
+                actions.append(follow)
+        else:
+            actions = [self.sequencer.protect(cid, event, ctx, best, holdout, extra_suppress)]
+        if reuse_key is not None:
+            ttl = self.policy.channels[self.policy.moments[moment].channels[0]].ttl_hours
+            state.live[reuse_key] = [t + ttl * HOUR]
+            prune_live(state, t)
+        decision.actions = actions
+        self._report(decision)
+        return actions
+
+    def _order(self, cid: str, state: CustomerState, event: Any, t: float) -> list[Action]:
+        skus = {item.sku for item in event.items}
+        cancel = cancellations(state, skus, t)
+        lines = sorted(event.items, key=lambda i: -i.price * i.qty)
+        actions = self._moment(
+            cid,
+            state,
+            event,
+            t,
+            "post_purchase",
+            list(dict.fromkeys(i.sku for i in lines)),
+            None,
+            cancel,
+        )
+        refills = [
+            s
+            for s in dict.fromkeys(i.sku for i in lines)
+            if (p := self.catalog.get(s)) is not None and p.kind == "consumable" and p.refill_days
+        ]
+        for sku in refills[:_MAX_REFILLS]:
+            action = self._schedule_refill(cid, state, event, t, sku, self._last)
+            if action is not None:
+                actions.append(action)
+        return actions
+
+    def _schedule_refill(
+        self,
+        cid: str,
+        state: CustomerState,
+        event: Envelope,
+        t: float,
+        sku: str,
+        base: Context | None,
+    ) -> Action | None:
+        """Decide now the offer to make when the consumable bought now runs low (reusing the
+        post-purchase moment's readiness when there was one)."""
+        if "refill" not in self.policy.moments:
+            return None
+        product = self.catalog.get(sku)
+        assert product is not None and product.refill_days
+        seq = self.policy.sequencing
+        due = t + max(product.refill_days * seq.refill_due_from - seq.refill_lead_days, 1.0) * DAY
+        if base is not None and base.t == t:
+            r = replace(base.readiness, maturity=seq.refill_due_from, due_consumable=sku)
+            verdict = self.arbiter.referee.for_customer(base.segments, "refill")
+            ctx = Context("refill", t, state, r, base.segments, verdict, [sku], [])
+            decision = Decision(
+                cid, event.event_id, "refill", t, r, base.segments, list(verdict.rules)
+            )
+        else:
+            ctx, decision = self._context(cid, state, event, t, "refill", [sku])
+            ctx.readiness = replace(ctx.readiness, maturity=seq.refill_due_from, due_consumable=sku)
+            decision.readiness = ctx.readiness
+        delivery = {
+            c: self.sequencer.delivery_time(state, c, due)
+            for c in self.policy.moments["refill"].channels
+        }
+        channels = self.offers.channels(ctx, delivery)
+        scored = self.arbiter.score(ctx, self.offers.refill_offers(sku), channels, 0.0)
+        best = max(scored, key=lambda s: s.eip) if scored else None
+        decision.candidates, decision.drops = scored, ctx.drops
+        if best is None or best.eip <= self._threshold:
+            decision.note = "no refill offer worth making"
+            self._report(decision)
+            return None
+        holdout = in_holdout(cid, self.policy.holdout.salt, self.policy.holdout.share)
+        action = self.sequencer.upsell(
+            cid, event, ctx, best, delivery[best.channel], holdout, f"refill:{sku}", None
+        )
+        decision.chosen, decision.actions = best, [action]
+        self._report(decision)
+        return action
+
+    def _followup(
+        self, cid: str, event: Envelope, ctx: Context, best: Scored, holdout: bool
+    ) -> Action | None:
+        """An onsite upsell may be followed by an email later, if that is still worth it."""
+        if not (
+            self.policy.sequencing.followup_email_after_onsite
+            and best.channel in ONSITE_UPSELL
+            and best.offer.play in UPSELL_PLAYS
+            and "email" in self.policy.channels
+        ):
+            return None
+        at = self.sequencer.delivery_time(ctx.state, "email", ctx.t)
+        if not self.offers.channel_open(ctx, "email", at):
+            return None
+        option = self.arbiter.evaluate(ctx, best.offer, "email", best.frame, "low")
+        if option is None or option.eip <= self._threshold:
+            return None
+        return self.sequencer.upsell(cid, event, ctx, option, at, holdout, "followup", None)
+
+    def _protect_trigger(
+        self, cid: str, state: CustomerState, event: Envelope, t: float, trigger: str
+    ) -> list[Action]:
+        quiet = self.policy.protect.get(trigger)
+        if quiet is None:
+            return []
+        for channel, hours in quiet.items():
+            state.quiet(channel, t + hours * HOUR)
+        r = self.tracker.get(state, t, self.models.aov_prior(50.0))
+        holdout = in_holdout(cid, self.policy.holdout.salt, self.policy.holdout.share)
+        longest = max(quiet.values(), default=1.0)
+        action = self.sequencer.protect_action(
+            cid,
+            event,
+            t,
+            t + longest * HOUR,
+            {c: t + h * HOUR for c, h in quiet.items()},
+            holdout,
+            [f"protect:{trigger}", *segments_of(self.policy, r).codes()],
+        )
+        self._report(
+            Decision(
+                cid,
+                event.event_id,
+                f"protect:{trigger}",
+                t,
+                r,
+                actions=[action],
+                note=f"restraint after {trigger}",
+            )
+        )
+        return [action]
+
+    # -- building actions ---------------------------------------------------------------------
+    # -- helpers ------------------------------------------------------------------------------
+    def _at_stake(self, state: CustomerState, focus: list[str], ctx: Context) -> float:
+        """Margin an offer could cost by distracting: the cart's, and the item in focus (not
+        yet in the cart) weighted by how likely the customer is to buy it."""
+        default_rate = self.policy.priors.value.margin_rate
+        total = 0.0
+        for sku, (qty, price) in state.cart.items():
+            product = self.catalog.get(sku)
+            total += qty * price * (product.margin_rate if product is not None else default_rate)
+        if focus and focus[0] not in state.cart and ctx.moment in ("browse", "cart"):
+            product = self.catalog.get(focus[0])
+            if product is not None:
+                total += product.margin * ctx.readiness.confidence * 0.5
+        return total
+
+    def _delivery(self, state: CustomerState, moment: str, t: float) -> dict[str, float]:
+        """When an action on each of the moment's channels would land."""
+        when = self.sequencer.delivery_time
+        return {c: when(state, c, t) for c in self.policy.moments[moment].channels}
+
+    def _report(self, decision: Decision) -> None:
+        if self.on_decision is not None:
+            self.on_decision(decision)
+
+
+def _by_value(state: CustomerState) -> list[str]:
+    return [sku for sku, _ in sorted(state.cart.items(), key=lambda kv: -kv[1][0] * kv[1][1])]

@@ -1,0 +1,140 @@
+"""The decision engine: events in, Actions out, per-customer readiness kept in between.
+
+    engine = DecisionEngine.from_files("catalog.jsonl", policy_path=None, seed=0)
+    actions = engine.process({"event_id": "e1", "type": "add_to_cart", ...})
+
+Pure: no I/O beyond reading the two files, event time only. The same events in the same order
+with the same catalog, policy and seed give the same Actions, byte for byte (app.actions.encode).
+The worker and `tact replay` both drive this class; the worker also saves and restores customer
+states (`dump`/`restore`) and the models (`models_blob`/`restore_models`) in its checkpoint.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from app.arbitration import Arbiter
+from app.catalog import Catalog
+from app.decisions import Decider, Decision
+from app.decode import validate_object
+from app.models import Models
+from app.observe import ReadinessTracker
+from app.outcomes import OutcomeLearner
+from app.policy import Policy, load_policy
+from app.readiness import CustomerState
+from schemas import Action, Envelope, OrderPlaced, OrderReturned
+
+
+class DecisionEngine:
+    """Readiness, models, the referee and arbitration behind one `process` call."""
+
+    def __init__(self, catalog: Catalog, policy: Policy | None = None, seed: int = 0) -> None:
+        self.catalog = catalog
+        self.policy = policy if policy is not None else load_policy(None)
+        self.seed = seed  # reserved for exploration; decisions are argmax today
+        self.customers: dict[str, CustomerState] = {}
+        self.duplicates = 0  # events skipped because their id came again (producer retries)
+        self.models = Models(self.policy.models_name, self.policy.learning.batch_size)
+        self._wire()
+
+    def _wire(self) -> None:
+        self.tracker = ReadinessTracker(self.policy, self.catalog)
+        self.arbiter = Arbiter(self.policy, self.models)
+        self.learner = OutcomeLearner(self.policy, self.models)
+        self.decider = Decider(
+            self.policy, self.catalog, self.models, self.arbiter, self.tracker, self.learner
+        )
+
+    @classmethod
+    def from_files(
+        cls, catalog_path: str | Path, policy_path: str | Path | None = None, seed: int = 0
+    ) -> DecisionEngine:
+        """An engine on a catalog JSONL file and a policy YAML file (None: the default)."""
+        return cls(Catalog.from_jsonl(catalog_path), load_policy(policy_path), seed)
+
+    @property
+    def on_decision(self) -> Callable[[Decision], None] | None:
+        return self.decider.on_decision
+
+    @on_decision.setter
+    def on_decision(self, hook: Callable[[Decision], None] | None) -> None:
+        """Called with every decision's candidates, drops and choice (for explanations);
+        while set, every candidate is kept, not only the best (slower)."""
+        self.decider.on_decision = hook
+        self.arbiter.keep_all = hook is not None
+
+    # -- decisions ------------------------------------------------------------------------------
+    def process(self, event: dict[str, Any]) -> list[Action]:
+        """Validate a raw event and decide; raises BadInput for an invalid event."""
+        return self.process_event(validate_object(event))
+
+    def process_event(self, event: Envelope) -> list[Action]:
+        """Fold `event` into its customer's state and decide. An event whose id is among the
+        customer's last few is a duplicate: nothing happens (counted in `duplicates`)."""
+        t = event.ts.timestamp()
+        cid = event.customer_id
+        state = self.customers.get(cid)
+        if state is None:
+            state = self.customers[cid] = CustomerState()
+        if state.seen_before(event.event_id):
+            self.duplicates += 1
+            return []
+        self.learner.advance(t, self.customers)
+        self.learner.close_windows(state, t)
+        if isinstance(event, OrderPlaced):
+            skus = [item.sku for item in event.items]
+            self.learner.ordered(cid, state, set(skus), t)
+            if self.learner.enabled:
+                self.models.order_value.update(event.total)
+                self.models.affinity.learn_order(skus)
+        elif isinstance(event, OrderReturned):
+            self.learner.returned(state, {item.sku for item in event.items}, t)
+        self.tracker.update(state, event, t)
+        return self.decider.decide(cid, state, event, t)
+
+    # -- state, for the worker's store ------------------------------------------------------------
+    def knows(self, customer_id: str) -> bool:
+        return customer_id in self.customers
+
+    def restore(self, blobs: Mapping[str, bytes]) -> None:
+        """Load saved customer states; their open attribution windows are rescheduled."""
+        for customer_id, blob in blobs.items():
+            state = self.customers[customer_id] = CustomerState.from_bytes(blob)
+            self.learner.reopen(customer_id, state)
+
+    def dump(self, customer_ids: Iterable[str]) -> dict[str, bytes]:
+        return {cid: self.customers[cid].to_bytes() for cid in customer_ids}
+
+    def forget(self) -> None:
+        """Drop every cached state (partitions moved to another worker)."""
+        self.customers.clear()
+
+    def trim(self, recent: Iterable[str], limit: int) -> int:
+        """Keep at most `limit` states, least recently used first out; `recent` were just used.
+        Only call when every state is saved elsewhere. Returns how many were dropped."""
+        customers = self.customers
+        for cid in recent:
+            customers[cid] = customers.pop(cid)  # dicts keep insertion order: move to the end
+        excess = len(customers) - limit
+        if excess > 0:
+            for cid in list(itertools.islice(customers, excess)):
+                del customers[cid]
+        return max(excess, 0)
+
+    def models_changes(self) -> dict[str, bytes]:
+        """The models' state that changed since the last call (for the worker's checkpoint)."""
+        return self.models.changes()
+
+    def restore_models(self, fields: Mapping[str, bytes]) -> None:
+        """Continue from checkpointed models (from `models_changes` fields, merged)."""
+        if "core" not in fields:
+            return
+        hook = self.on_decision
+        self.models = Models.from_fields(fields, self.policy.learning.batch_size)
+        self._wire()
+        for customer_id, state in self.customers.items():
+            self.learner.reopen(customer_id, state)
+        self.on_decision = hook

@@ -1,0 +1,1 @@
+"""The edges: the only modules of `app` that touch Kafka, Faust or Redis."""

@@ -1,0 +1,75 @@
+"""`tact worker`: set up topics, check Redis, and run the Faust worker until stopped."""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+
+import faust
+import redis
+
+from agents.decide import attach, producer_sender
+from agents.worker import DecisionWorker
+from app.catalog import Catalog
+from app.engine import DecisionEngine
+from app.errors import DependencyUnavailable
+from app.io import metrics
+from app.io.faust_app import build_app
+from app.io.kafka_admin import ensure_topics
+from app.io.redis_store import RedisStateStore
+from app.logs import logging_config
+from app.pipeline import BatchPipeline
+from app.policy import load_policy
+from app.sample import demo_catalog
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def check_redis(settings: Settings) -> None:
+    """Fail fast, with a hint, when Redis is not there."""
+    url = settings.redis_url.get_secret_value()
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=5).ping()
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        raise DependencyUnavailable(
+            f"Redis does not answer at {settings.redis_url} ({exc}); start it with `make up`, "
+            "or set TACT_REDIS_URL"
+        ) from exc
+
+
+def build_engine(settings: Settings) -> DecisionEngine:
+    """The engine on TACT_CATALOG and TACT_POLICY (the demo catalog and the built-in policy
+    when unset)."""
+    if settings.catalog is None:
+        log.warning("TACT_CATALOG is not set: deciding on the built-in demo catalog")
+        catalog = demo_catalog()
+    else:
+        catalog = Catalog.from_jsonl(settings.catalog)
+    engine = DecisionEngine(catalog, load_policy(settings.policy), settings.seed)
+    log.info("engine ready: %d products, policy %s", len(catalog), engine.policy.version)
+    return engine
+
+
+def run_worker(settings: Settings) -> None:
+    """Run until SIGTERM/SIGINT; raises DependencyUnavailable before starting if Kafka or
+    Redis cannot be reached."""
+    config = logging_config(settings.log_level, settings.log_format)
+    logging.config.dictConfig(config)
+    log.info("starting worker", extra={"settings": str(settings.redacted())})
+    check_redis(settings)
+    if settings.create_topics:
+        ensure_topics(settings)
+    app = build_app(settings)
+    store = RedisStateStore(
+        settings.redis_url.get_secret_value(),
+        prefix=f"tact:{settings.app_id}",
+        ttl_seconds=settings.state_ttl_days * 86400,
+    )
+    pipeline = BatchPipeline(
+        build_engine(settings), settings.input_topics, settings.max_event_bytes
+    )
+    attach(app, DecisionWorker(settings, store, pipeline, producer_sender(app)))
+    metrics.serve(settings.metrics_port)
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, logging_config=config)
+    worker.execute_from_commandline()

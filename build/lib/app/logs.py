@@ -1,0 +1,60 @@
+"""Logging set-up: JSON lines in production, readable text on a terminal.
+
+Context (topic, partition, offset, customer, action_id, ...) travels in `extra` and becomes
+fields of the JSON line.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from app import codec
+
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg, and every `extra` field."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, tz=UTC),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                line[key] = value if isinstance(value, (str, int, float, bool)) else str(value)
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return codec.dumps(line).decode("utf-8")
+
+
+def logging_config(level: str, fmt: str) -> dict[str, Any]:
+    """A dictConfig for the root logger; fmt is json, text or auto (text on a terminal)."""
+    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    formatter: dict[str, Any] = (
+        {"()": JsonFormatter}
+        if use_json
+        else {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"}
+    )
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"main": formatter},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "main", "stream": sys.stderr}
+        },
+        "root": {"handlers": ["stderr"], "level": level.upper()},
+        "loggers": {
+            # The Kafka clients are chatty at INFO; their warnings still come through.
+            "aiokafka": {"level": "WARNING"},
+            "kafka": {"level": "WARNING"},
+            "faust": {"level": "WARNING" if level.lower() == "info" else level.upper()},
+            "mode": {"level": "WARNING" if level.lower() == "info" else level.upper()},
+        },
+    }

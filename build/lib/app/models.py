@@ -1,0 +1,191 @@
+"""The engine's online models: P(accept), P(return), the order-value prior, co-purchase affinity.
+
+P(accept) and P(return) are River logistic regressions whose first feature is the policy's
+prior logit: before any outcome they predict exactly the prior, and each outcome moves them from
+there. The prior enters scaled down by PRIOR_SCALE with weight PRIOR_SCALE, so SGD moves its
+weight slowly relative to its size: a near-fixed offset that recalibrates over many outcomes,
+while the other weights learn corrections. (Entered unscaled, a few early successes turn the
+prior's weight negative and the model inverts.) Everything is
+checkpointable to bytes, and `version` names the state: `<models_name>.<outcomes learned>`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from river import linear_model, optim, stats
+
+from app import codec
+
+PRIOR = "prior"
+PRIOR_SCALE = 10.0
+_TOP_AFFINITY = 12  # co-purchased SKUs remembered per SKU
+_PAIR_ITEMS = 12  # distinct SKUs of one order used for pairs
+
+
+def sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    z = math.exp(x)
+    return z / (1.0 + z)
+
+
+class OnlineLogit:
+    """A River LogisticRegression that starts at a prior logit (feature `prior`).
+
+    Outcomes are applied in mini-batches of `batch_size`: the weights, and so every cache of
+    them, change once per batch rather than on every outcome. Queued outcomes are part of the
+    state, so a checkpoint restores exactly what would have happened next.
+    """
+
+    def __init__(self, learning_rate: float = 0.02, l2: float = 1e-4, batch_size: int = 64) -> None:
+        self.model = linear_model.LogisticRegression(
+            optimizer=optim.SGD(learning_rate), l2=l2, intercept_lr=0.01
+        )
+        self.model._weights[PRIOR] = PRIOR_SCALE
+        self.batch_size = batch_size
+        self.queue: list[tuple[dict[str, float], bool]] = []
+        self.updates = 0  # outcomes applied to the weights
+
+    def logit(self, x: Mapping[str, float]) -> float:
+        """The model's logit; the same number River's predict_proba_one squashes."""
+        w = self.model._weights
+        return float(self.model.intercept + sum(w[k] * v for k, v in x.items() if k in w))
+
+    def predict_one(self, x: Mapping[str, float]) -> float:
+        return sigmoid(self.logit(x))
+
+    def learn_one(self, x: Mapping[str, float], y: bool) -> None:
+        self.queue.append((dict(x), bool(y)))
+        if len(self.queue) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Apply every queued outcome now."""
+        for x, y in self.queue:
+            self.model.learn_one(x, y)
+        self.updates += len(self.queue)
+        self.queue = []
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "weights": dict(self.model._weights),
+            "intercept": self.model.intercept,
+            "iterations": self.model.optimizer.n_iterations,
+            "updates": self.updates,
+            "queue": [[x, y] for x, y in self.queue],
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        for name, value in state["weights"].items():
+            self.model._weights[name] = value
+        self.model.intercept = state["intercept"]
+        self.model.optimizer.n_iterations = state["iterations"]
+        self.updates = state["updates"]
+        self.queue = [(dict(x), bool(y)) for x, y in state.get("queue", [])]
+
+
+class Affinity:
+    """What is bought together: per SKU, the SKUs most often in the same order."""
+
+    def __init__(self) -> None:
+        self.pairs: dict[str, dict[str, float]] = {}
+        self._top: dict[str, list[str]] = {}  # sku -> ranked co-purchases (cache)
+        self.dirty: set[str] = set()  # rows changed since the last checkpoint
+
+    def learn_order(self, skus: Iterable[str]) -> None:
+        distinct = list(dict.fromkeys(skus))[:_PAIR_ITEMS]
+        if len(distinct) < 2:
+            return
+        for a in distinct:
+            row = self.pairs.setdefault(a, {})
+            for b in distinct:
+                if a != b:
+                    row[b] = row.get(b, 0.0) + 1.0
+            if len(row) > 4 * _TOP_AFFINITY:  # trimmed now and then, not on every order
+                keep = heapq.nsmallest(
+                    2 * _TOP_AFFINITY, row.items(), key=lambda kv: (-kv[1], kv[0])
+                )
+                self.pairs[a] = dict(keep)
+            self._top.pop(a, None)
+            self.dirty.add(a)
+
+    def top(self, sku: str, n: int) -> list[str]:
+        ranked = self._top.get(sku)
+        if ranked is None:
+            row = self.pairs.get(sku, {})
+            ranked = [s for s, _ in sorted(row.items(), key=lambda kv: (-kv[1], kv[0]))]
+            self._top[sku] = ranked[:_TOP_AFFINITY]
+        return ranked[:n]
+
+
+class Models:
+    """All learned state of one engine."""
+
+    def __init__(self, name: str, batch_size: int = 64) -> None:
+        self.name = name
+        self.accept = OnlineLogit(batch_size=batch_size)
+        self.returns = OnlineLogit(batch_size=batch_size)
+        self.order_value = stats.Mean()
+        self.affinity = Affinity()
+        self.watermark = 0.0  # the latest event time the models have seen
+
+    @property
+    def version(self) -> str:
+        return f"{self.name}.{self.accept.updates + self.returns.updates}"
+
+    def aov_prior(self, fallback: float) -> float:
+        return float(self.order_value.get()) if self.order_value.n else fallback
+
+    def core_state(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "accept": self.accept.state(),
+            "returns": self.returns.state(),
+            "order_value": {"n": self.order_value.n, "mean": self.order_value.get()},
+            "watermark": self.watermark,
+        }
+
+    def to_bytes(self) -> bytes:
+        """Everything, in one blob (tests and files)."""
+        return codec.dumps({**self.core_state(), "affinity": self.affinity.pairs})
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> Models:
+        data = codec.loads(blob)
+        return cls.from_fields(
+            {
+                "core": codec.dumps(data),
+                **{f"affinity:{sku}": codec.dumps(row) for sku, row in data["affinity"].items()},
+            }
+        )
+
+    def changes(self) -> dict[str, bytes]:
+        """What changed since the last call, as named fields for a store: the small core
+        always, and only the affinity rows that moved (a big catalog has thousands)."""
+        fields = {"core": codec.dumps(self.core_state())}
+        for sku in self.affinity.dirty:
+            fields[f"affinity:{sku}"] = codec.dumps(self.affinity.pairs[sku])
+        self.affinity.dirty = set()
+        return fields
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, bytes], batch_size: int = 64) -> Models:
+        core = codec.loads(fields["core"])
+        models = cls(core["name"], batch_size)
+        models.watermark = core.get("watermark", 0.0)
+        models.accept.restore(core["accept"])
+        models.returns.restore(core["returns"])
+        ov = core["order_value"]
+        models.order_value.n = ov["n"]
+        models.order_value._mean = ov["mean"]
+        prefix = "affinity:"
+        models.affinity.pairs = {
+            name[len(prefix) :]: dict(codec.loads(blob))
+            for name, blob in fields.items()
+            if name.startswith(prefix)
+        }
+        return models

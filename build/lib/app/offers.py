@@ -1,0 +1,115 @@
+"""Which offers a moment considers, and which channels are open to the customer."""
+
+from __future__ import annotations
+
+from app.catalog import Catalog, Product, Relation
+from app.context import Context, Offer
+from app.models import Models
+from app.policy import Policy
+
+# The catalog's relations in the order their offers are considered.
+_OFFER_ORDER: tuple[Relation, ...] = (
+    "warranty",
+    "subscription",
+    "upgrade",
+    "accessories",
+    "bundle_with",
+)
+_MAX_FOCUS = 5  # items of a cart or order whose relations are considered (the most valuable)
+
+
+class Offers:
+    """Finds the offers around the items in focus and checks channels against the customer's
+    unsubscribes, suppressions, caps and the referee's verdict."""
+
+    def __init__(self, policy: Policy, catalog: Catalog, models: Models) -> None:
+        self.policy = policy
+        self.catalog = catalog
+        self.models = models
+        self._related: dict[str, tuple[tuple[str, Product], ...]] = {}  # sku -> catalog offers
+
+    # -- offers -------------------------------------------------------------------------------
+    def around(self, ctx: Context) -> list[Offer]:
+        """Assist on the item in focus, then expand and commit offers around the focus."""
+        exclude = set(ctx.focus) | set(ctx.state.cart)
+        busy = set(exclude)  # what the customer is already looking at or buying
+        found: list[Offer] = []
+        products = [
+            p for p in (self.catalog.get(s) for s in ctx.focus[:_MAX_FOCUS]) if p is not None
+        ]
+        if ctx.moment in ("browse", "cart", "checkout") and products:
+            found.append(Offer("self", products[0]))
+        if ctx.moment == "post_purchase" and products:
+            found.append(Offer("self", max(products, key=lambda p: p.margin)))
+        upsells: list[Offer] = []
+        for base in products:
+            related = self._related.get(base.sku)
+            if related is None:
+                related = self._related[base.sku] = tuple(
+                    (relation, product)
+                    for relation in _OFFER_ORDER
+                    for sku in self.catalog.related(base.sku, relation)
+                    if (product := self.catalog.get(sku)) is not None
+                )
+            for relation, product in related:
+                if product.sku not in exclude:
+                    upsells.append(Offer(relation, product, base))
+                    exclude.add(product.sku)
+            if not related:
+                for sku in self.models.affinity.top(base.sku, self.policy.max_offers):
+                    product = self.catalog.get(sku)
+                    if product is not None and sku not in exclude:
+                        upsells.append(Offer("affinity", product, base))
+                        exclude.add(sku)
+        due = ctx.readiness.due_consumable
+        if (
+            due
+            and due not in busy
+            and ctx.readiness.maturity >= self.policy.sequencing.refill_due_from
+        ):
+            upsells = self.refill_offers(due) + upsells
+        limit = self.policy.moments[ctx.moment].max_offers
+        return found + upsells[: self.policy.max_offers if limit is None else limit]
+
+    def refill_offers(self, sku: str) -> list[Offer]:
+        product = self.catalog.get(sku)
+        if product is None:
+            return []
+        offers = [Offer("refill", product, product)]
+        for sub in self.catalog.related(sku, "subscription"):
+            sub_product = self.catalog.get(sub)
+            if sub_product is not None:
+                offers.insert(0, Offer("subscription", sub_product, product))
+        return offers
+
+    # -- channels -----------------------------------------------------------------------------
+    def channels(self, ctx: Context, delivery: dict[str, float]) -> list[str]:
+        """Which of the channels in `delivery` (channel -> delivery time) this customer may be
+        reached on (customer-level checks; caps count the day the action lands)."""
+        onsite_used = ctx.state.used_today("onsite", ctx.t)
+        out = []
+        for channel, at in delivery.items():
+            why = self._closed(ctx, channel, at, onsite_used)
+            if why:
+                ctx.drops.append((f"channel:{channel}", why))
+                ctx.channel_drops.append(f"drop:{channel}:{why}")
+            else:
+                out.append(channel)
+        return out
+
+    def channel_open(self, ctx: Context, channel: str, at: float) -> bool:
+        return self._closed(ctx, channel, at, ctx.state.used_today("onsite", ctx.t)) is None
+
+    def _closed(self, ctx: Context, channel: str, at: float, onsite_used: int) -> str | None:
+        """Why `channel` is closed to this customer at `at`, or None when it is open."""
+        s, p = ctx.state, self.policy
+        if channel in s.unsubscribed:
+            return "unsubscribed"
+        if s.suppressed(channel, at):
+            return "suppressed"
+        if s.used_today(channel, at) >= p.channels[channel].daily_cap:
+            return "cap"
+        if not p.channels[channel].outbound and onsite_used >= p.caps.onsite_per_day:
+            return "cap"  # the customer's own surfaces together (what sequencing counts)
+        rule = ctx.verdict.channel_block(channel)
+        return f"rule:{rule}" if rule is not None else None

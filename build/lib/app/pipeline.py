@@ -1,0 +1,143 @@
+"""One batch of input records through the engine, with no I/O: the worker's pure middle.
+
+The worker (agents/decide.py) reads a batch, asks `prepare` which records are new and which
+customers' states it must load, loads them, calls `decide`, sends what comes back, and
+checkpoints. Nothing here knows about Kafka or Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from app.decode import decode_event
+from app.engine import DecisionEngine
+from app.errors import BadInput
+from app.store import partition_key
+from schemas import Action, Envelope, TopicFamily
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTER_HEADER_PREFIX = "tact.dlq."
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed record, as the broker gave it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None = None
+
+    @property
+    def partition_key(self) -> str:
+        return partition_key(self.topic, self.partition)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record tact could not use, and why. Sent with its original key and bytes."""
+
+    record: Record
+    reason: str
+    detail: str
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        """Kafka headers carrying the reason and where the record came from."""
+        r = self.record
+        fields = {
+            "reason": self.reason,
+            "detail": self.detail,
+            "topic": r.topic,
+            "partition": str(r.partition),
+            "offset": str(r.offset),
+            "timestamp": "" if r.timestamp_ms is None else str(r.timestamp_ms),
+        }
+        return [(DEAD_LETTER_HEADER_PREFIX + k, v.encode("utf-8")) for k, v in fields.items()]
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A batch after deduplication and decoding, before any decision."""
+
+    items: list[tuple[Record, Envelope | DeadLetter]]
+    redelivered: int
+    offsets: dict[str, int]
+
+    def customer_ids(self) -> set[str]:
+        return {item.customer_id for _, item in self.items if isinstance(item, Envelope)}
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What a batch produced, for the worker to send, count and checkpoint."""
+
+    actions: list[Action] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    events_by_type: Counter[str] = field(default_factory=Counter)
+    touched: set[str] = field(default_factory=set)
+
+
+class BatchPipeline:
+    """Deduplicate, decode and decide one batch of records."""
+
+    def __init__(
+        self, engine: DecisionEngine, families: Mapping[str, TopicFamily], max_event_bytes: int
+    ) -> None:
+        self.engine = engine
+        self.families = dict(families)
+        self.max_event_bytes = max_event_bytes
+
+    def prepare(self, records: Sequence[Record], committed: Mapping[str, int]) -> Prepared:
+        """Drop records below the checkpoint (already in the state) and decode the rest."""
+        items: list[tuple[Record, Envelope | DeadLetter]] = []
+        offsets: dict[str, int] = {}
+        redelivered = 0
+        for record in records:
+            key = record.partition_key
+            checkpoint = committed.get(key, 0)
+            if record.offset < checkpoint:
+                redelivered += 1
+                continue
+            # Never below the checkpoint: a batch of redelivered records must not move it back.
+            offsets[key] = max(offsets.get(key, checkpoint), record.offset + 1)
+            items.append((record, self._decode(record)))
+        return Prepared(items, redelivered, offsets)
+
+    def _decode(self, record: Record) -> Envelope | DeadLetter:
+        try:
+            return decode_event(record.value, self.families.get(record.topic), self.max_event_bytes)
+        except BadInput as exc:
+            return DeadLetter(record, exc.reason, exc.detail)
+
+    def decide(self, prepared: Prepared) -> BatchResult:
+        """Run each valid event through the engine, in order."""
+        result = BatchResult()
+        for record, item in prepared.items:
+            if isinstance(item, DeadLetter):
+                result.dead_letters.append(item)
+                continue
+            try:
+                actions = self.engine.process_event(item)
+            except Exception as exc:  # a defect in the core must not stop the stream
+                log.exception(
+                    "engine failed on event %s",
+                    item.event_id,
+                    extra={
+                        "topic": record.topic,
+                        "partition": record.partition,
+                        "offset": record.offset,
+                        "customer": item.customer_id,
+                    },
+                )
+                result.dead_letters.append(DeadLetter(record, "internal_error", repr(exc)[:1000]))
+                continue
+            result.events_by_type[item.type] += 1
+            result.touched.add(item.customer_id)
+            result.actions.extend(actions)
+        return result

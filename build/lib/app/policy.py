@@ -1,0 +1,297 @@
+"""The policy matrix: a versioned YAML file validated by pydantic.
+
+`load_policy(None)` gives the built-in default (app/policies/default.yaml, which documents every
+key); `load_policy(path)` reads a file and raises ConfigurationError naming each mistake.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal, Self, get_args
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from app.catalog import Kind
+from app.decode import describe_validation_error
+from app.errors import ConfigurationError
+from schemas.types import Frame, Intensity, OutboundChannel, Play
+
+
+def _one_of(kind: str, values: tuple[str, ...]) -> AfterValidator:
+    def check(value: str) -> str:
+        if value not in values:
+            raise ValueError(f"unknown {kind} {value!r}; expected one of: {', '.join(values)}")
+        return value
+
+    return AfterValidator(check)
+
+
+MOMENTS = ("browse", "cart", "checkout", "post_purchase", "refill")
+OFFER_RELATIONS = (
+    "self",
+    "accessories",
+    "bundle_with",
+    "affinity",
+    "subscription",
+    "warranty",
+    "upgrade",
+    "refill",
+)
+SIGNALS = ("confidence", "urgency", "price_sensitivity", "maturity", "risk", "posture", "ltv")
+TRIGGERS = ("order_returned", "refund", "support_contact", "complaint")
+INTENSITY_ORDER: tuple[str, ...] = get_args(Intensity)
+
+# Names in a policy: plain strings, checked against their vocabulary when the policy loads.
+MomentName = Annotated[str, _one_of("moment", MOMENTS)]
+OfferRelation = Annotated[str, _one_of("offer relation", OFFER_RELATIONS)]
+Signal = Annotated[str, _one_of("readiness signal", SIGNALS)]
+ChannelName = Annotated[str, _one_of("channel", get_args(OutboundChannel))]
+PlayName = Annotated[str, _one_of("play", get_args(Play))]
+FrameName = Annotated[str, _one_of("frame", get_args(Frame))]
+IntensityName = Annotated[str, _one_of("intensity", INTENSITY_ORDER)]
+KindName = Annotated[str, _one_of("product kind", get_args(Kind))]
+Trigger = Annotated[str, _one_of("protect trigger", TRIGGERS)]
+Tier = Literal["low", "medium", "high"]
+MarginTier = Literal["thin", "normal", "high"]
+
+Hours = Annotated[float, Field(ge=0, le=24 * 3650)]
+Share = Annotated[float, Field(ge=0, le=1)]
+Logit = Annotated[float, Field(ge=-20, le=20)]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class QuietHours(_Spec):
+    start: int = Field(ge=0, le=23)
+    end: int = Field(ge=0, le=23)
+
+
+class TimeSpec(_Spec):
+    quiet_hours: QuietHours
+    assume_utc_offset_minutes: int | None = Field(default=None, ge=-840, le=840)
+    shipping_cutoff_hour_utc: int = Field(ge=0, le=23)
+
+
+class HoldoutSpec(_Spec):
+    share: float = Field(ge=0, le=0.5)
+    salt: str = Field(min_length=1)
+
+
+class AttributionSpec(_Spec):
+    window_hours: float = Field(gt=0, le=24 * 90)
+    return_window_days: float = Field(gt=0, le=365)
+
+
+class DecaySpec(_Spec):
+    confidence: float = Field(gt=0)
+    urgency: float = Field(gt=0)
+    price_sensitivity: float = Field(gt=0)
+    risk: float = Field(gt=0)
+    posture: float = Field(gt=0)
+
+
+class SegmentsSpec(_Spec):
+    margin_thin_below: Share
+    margin_high_from: Share
+    risk_medium_from: Share
+    risk_high_from: Share
+    ltv_medium_from: float = Field(ge=0)
+    ltv_high_from: float = Field(gt=0)
+    discount_trained_from: Share
+    ready_confidence_from: Share
+
+
+class ChannelSpec(_Spec):
+    cost: float = Field(ge=0)
+    outbound: bool
+    daily_cap: int = Field(ge=0, le=100)
+    ttl_hours: float = Field(gt=0, le=24 * 90)
+    delay_hours: Hours = 0.0
+    unsubscribe_risk: Share = 0.0
+    subscriber_value: float = Field(default=0.0, ge=0)
+
+
+class MomentSpec(_Spec):
+    channels: list[ChannelName] = Field(min_length=1)
+    pressure: float = Field(ge=0, le=100)
+    max_offers: int | None = Field(default=None, ge=0, le=10)  # default: the policy's
+    protect_suppresses: dict[ChannelName, Hours] = {}
+
+
+class IntensitySpec(_Spec):
+    high_when: dict[Signal, Share]
+    medium_when: dict[Signal, Share]
+    abandon_risk: dict[IntensityName, Share]
+    fatigue: dict[IntensityName, float]
+
+
+class AcceptPrior(_Spec):
+    base: Logit
+    channel: dict[ChannelName, Logit]
+    play: dict[PlayName, Logit]
+    relation: dict[OfferRelation, Logit]
+    frame: dict[FrameName, Logit]
+    intensity: dict[IntensityName, Logit]
+    readiness: dict[Signal, Logit] = {}
+    frame_fit: dict[FrameName, dict[Signal, Logit]] = {}
+    relation_fit: dict[OfferRelation, dict[Signal, Logit]] = {}
+
+
+class ReturnPrior(_Spec):
+    base: Logit
+    kind: dict[KindName, Logit] = {}
+    risk: Logit = 0.0
+
+
+class OrganicPrior(_Spec):
+    base: Share
+    per_view: Share
+    refill_at_maturity: Share
+
+
+class ValuePrior(_Spec):
+    new_customer_orders_per_year: float = Field(gt=0, le=365)
+    max_orders_per_year: float = Field(gt=0, le=365)
+    margin_rate: Share
+
+
+class PriorsSpec(_Spec):
+    accept: AcceptPrior
+    return_: ReturnPrior = Field(alias="return")
+    organic: OrganicPrior
+    value: ValuePrior
+
+
+class LearningSpec(_Spec):
+    enabled: bool = True  # false: models stay at the priors, nothing global is learned
+    batch_size: int = Field(default=64, ge=1, le=100_000)
+
+
+class CapsSpec(_Spec):
+    onsite_per_day: int = Field(ge=0, le=100)
+
+
+class SequencingSpec(_Spec):
+    onsite_upsell_suppresses_paid_hours: Hours
+    post_purchase_suppresses_paid_hours: Hours
+    followup_email_after_onsite: bool
+    refill_lead_days: float = Field(ge=0, le=365)
+    refill_due_from: float = Field(gt=0, le=2)
+
+
+class FrameBudget(_Spec):
+    max: int = Field(ge=0)
+    per_days: float = Field(gt=0, le=365)
+
+
+class RuleWhen(_Spec):
+    risk: list[Tier] | None = None
+    margin: list[MarginTier] | None = None
+    ltv: list[Tier] | None = None
+    customer: list[Literal["new", "returning"]] | None = None
+    ready: bool | None = None
+    discount_trained: bool | None = None
+    moment: list[MomentName] | None = None
+
+
+class RuleThen(_Spec):
+    deny_channels: list[ChannelName] = []
+    allow_channels: list[ChannelName] | None = None
+    deny_plays: list[PlayName] = []
+    deny_frames: list[FrameName] = []
+    deny_relations: list[OfferRelation] = []
+    max_intensity: dict[PlayName, IntensityName] = {}
+    prefer_plays: dict[PlayName, Logit] = {}
+    prefer_frames: dict[FrameName, Logit] = {}
+    frame_budget: dict[FrameName, FrameBudget] = {}
+
+
+class Rule(_Spec):
+    name: Annotated[str, Field(pattern=r"^[a-z0-9_]{1,40}$")]
+    when: RuleWhen
+    then: RuleThen
+
+    @property
+    def candidate_level(self) -> bool:
+        """Rules on the offer's margin are checked per candidate, the rest per customer."""
+        return self.when.margin is not None
+
+
+class Policy(_Spec):
+    """The whole policy. See app/policies/default.yaml for what each key means."""
+
+    version: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    models_name: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")]
+    time: TimeSpec
+    holdout: HoldoutSpec
+    attribution: AttributionSpec
+    decay_hours: DecaySpec
+    segments: SegmentsSpec
+    channels: dict[ChannelName, ChannelSpec]
+    moments: dict[MomentName, MomentSpec]
+    relation_frames: dict[OfferRelation, list[FrameName]]
+    max_offers: int = Field(ge=0, le=10)
+    min_expected_profit: float = Field(default=0.0, ge=0)
+    cost_efficiency_discount: float = Field(ge=0, lt=1)
+    subscription_cycles: float = Field(ge=1, le=120)
+    assist_lift: Share
+    assist_return_cut: Share
+    return_handling_cost: float = Field(ge=0)
+    intensity: IntensitySpec
+    priors: PriorsSpec
+    learning: LearningSpec = LearningSpec()
+    caps: CapsSpec
+    sequencing: SequencingSpec
+    protect: dict[Trigger, dict[ChannelName, Hours]]
+    rules: list[Rule] = []
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        missing = sorted(set(get_args(OutboundChannel)) - set(self.channels))
+        if missing:
+            raise ValueError(f"channels: every channel needs costs and caps; missing {missing}")
+        names = [r.name for r in self.rules]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"rules: names must be unique; repeated {duplicates}")
+        s = self.segments
+        if not s.margin_thin_below <= s.margin_high_from:
+            raise ValueError("segments: margin_thin_below must not exceed margin_high_from")
+        if not s.risk_medium_from <= s.risk_high_from:
+            raise ValueError("segments: risk_medium_from must not exceed risk_high_from")
+        if not s.ltv_medium_from <= s.ltv_high_from:
+            raise ValueError("segments: ltv_medium_from must not exceed ltv_high_from")
+        return self
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    """The policy in `path`, or the built-in default when None."""
+    if path is None:
+        text = resources.files("app.policies").joinpath("default.yaml").read_text("utf-8")
+        where = "built-in default policy"
+    else:
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigurationError(f"policy file not found: {file}")
+        text, where = file.read_text("utf-8"), str(file)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"{where}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{where}: a policy is a YAML mapping")
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigurationError(f"{where}: {describe_validation_error(exc)}") from None

@@ -1,0 +1,229 @@
+"""Per-customer readiness: time-decayed signals in six families, folded in one event at a time.
+
+Signals are (value, time) pairs that halve every `decay_hours[family]` of event time. Scores in
+[0, 1] are read at decision time:
+
+    confidence         repeated product views, review reading depth, policy and FAQ views
+    urgency            cart and checkout momentum, the shipping cut-off
+    price_sensitivity  coupons, discount clicks, price-ascending sorts, coupon-led orders
+    maturity           time since a consumable was bought against its refill_days
+    risk               returns and refunds against purchases, support contacts, size-guide views
+    posture            per channel: opens and clicks against deliveries, onsite offer feedback
+
+Times are epoch seconds of event time. The state is plain numbers and small dicts, serialised
+as compact JSON for the worker's store.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from hashlib import blake2b
+from typing import Any
+
+from app import codec
+
+HOUR = 3600.0
+DAY = 86400.0
+LN2 = math.log(2.0)
+
+_MAX_VIEWED = 20
+_RECENT_IDS = 8
+_MAX_CONSUMABLES = 8
+_MAX_CART = 50
+
+# Decayed signals: name -> family (its half-life comes from the policy).
+SIGNALS: dict[str, str] = {
+    "pdp": "confidence",
+    "review": "confidence",
+    "policy": "confidence",
+    "cart": "urgency",
+    "checkout": "urgency",
+    "coupon": "price_sensitivity",
+    "discount": "price_sensitivity",
+    "sort": "price_sensitivity",
+    "support": "risk",
+    "size": "risk",
+    "bought": "risk",
+    "returned": "risk",
+    "o_shown": "posture",
+    "o_click": "posture",
+    "o_dismiss": "posture",
+}
+POSTURE_CHANNELS = ("email", "sms", "paid_retargeting", "account_portal")
+
+
+def _id_hash(event_id: str) -> int:
+    """53 bits of a stable hash: fits a JSON number exactly."""
+    return int.from_bytes(blake2b(event_id.encode(), digest_size=8).digest(), "big") >> 11
+
+
+def decayed(value: float, since: float, now: float, half_life_s: float) -> float:
+    if now <= since or value == 0.0:
+        return value
+    return value * math.exp(-LN2 * (now - since) / half_life_s)
+
+
+def squash(x: float) -> float:
+    """0 -> 0, growing smoothly to 1."""
+    return 1.0 - math.exp(-x) if x > 0 else 0.0
+
+
+@dataclass(slots=True)
+class CustomerState:
+    """Everything tact keeps about one customer."""
+
+    first_t: float = 0.0
+    last_t: float = 0.0
+    zone: int | None = None  # UTC offset in minutes, when events told it
+    sig: dict[str, list[float]] = field(default_factory=dict)  # name -> [value, time]
+    viewed: dict[str, int] = field(default_factory=dict)  # sku -> product page views
+    cart: dict[str, list[float]] = field(default_factory=dict)  # sku -> [qty, unit price]
+    consumables: dict[str, float] = field(default_factory=dict)  # sku -> last bought (time)
+    orders: int = 0
+    coupon_orders: int = 0
+    spend: float = 0.0
+    first_order_t: float = 0.0
+    last_order_t: float = 0.0
+    channels: dict[str, list[float]] = field(
+        default_factory=dict
+    )  # ch -> [delivered, opened, clicked, time]
+    unsubscribed: list[str] = field(default_factory=list)
+    suppress: dict[str, float] = field(default_factory=dict)  # channel -> until
+    caps: dict[str, list[list[int]]] = field(default_factory=dict)  # channel|onsite -> [[day, n]]
+    frames_used: dict[str, list[float]] = field(default_factory=dict)  # frame -> times used
+    live: dict[str, list[float]] = field(default_factory=dict)  # moment key -> [decision expires]
+    scheduled: list[list[Any]] = field(default_factory=list)  # [at, expires, channel, sku]
+    recent: list[int] = field(default_factory=list)  # hashes of the latest event ids
+    pending: list[list[Any]] = field(default_factory=list)  # offers awaiting an outcome
+    accepted: list[list[Any]] = field(default_factory=list)  # accepted offers in return window
+
+    # -- duplicates ---------------------------------------------------------------------------
+    def seen_before(self, event_id: str) -> bool:
+        """True when this event id came recently (a producer's retry): it must not be
+        folded in twice. Otherwise remember it among the last few."""
+        key = _id_hash(event_id)
+        if key in self.recent:
+            return True
+        self.recent.append(key)
+        if len(self.recent) > _RECENT_IDS:
+            del self.recent[0]
+        return False
+
+    # -- signals ------------------------------------------------------------------------------
+    def bump(self, name: str, now: float, half_life_s: float, amount: float = 1.0) -> None:
+        pair = self.sig.get(name)
+        if pair is None:
+            self.sig[name] = [max(amount, 0.0), now]
+        else:
+            pair[0] = max(decayed(pair[0], pair[1], now, half_life_s) + amount, 0.0)
+            pair[1] = max(pair[1], now)
+
+    # -- small bounded collections ------------------------------------------------------------
+    def saw_product(self, sku: str) -> int:
+        """Count a product page view; returns the views before this one."""
+        before = self.viewed.pop(sku, 0)
+        self.viewed[sku] = before + 1
+        if len(self.viewed) > _MAX_VIEWED:
+            del self.viewed[next(iter(self.viewed))]
+        return before
+
+    def add_to_cart(self, sku: str, qty: int, price: float) -> None:
+        line = self.cart.get(sku)
+        if line:
+            line[0] += qty
+            line[1] = price
+        elif len(self.cart) < _MAX_CART:
+            self.cart[sku] = [float(qty), price]
+
+    def remove_from_cart(self, sku: str, qty: int) -> None:
+        line = self.cart.get(sku)
+        if line:
+            line[0] -= qty
+            if line[0] <= 0:
+                del self.cart[sku]
+
+    def cart_value(self) -> float:
+        return sum(q * p for q, p in self.cart.values())
+
+    def bought_consumable(self, sku: str, now: float) -> None:
+        self.consumables.pop(sku, None)
+        self.consumables[sku] = now
+        if len(self.consumables) > _MAX_CONSUMABLES:
+            del self.consumables[next(iter(self.consumables))]
+
+    # -- caps and suppressions ----------------------------------------------------------------
+    def day_of(self, t: float) -> int:
+        """The customer's local day number (UTC when the zone is unknown)."""
+        return int((t + (self.zone or 0) * 60) // DAY)
+
+    def used_today(self, key: str, t: float) -> int:
+        """Actions counted against `key` on the (local) day of `t`."""
+        day = self.day_of(t)
+        for entry in self.caps.get(key, ()):
+            if entry[0] == day:
+                return int(entry[1])
+        return 0
+
+    def count_use(self, key: str, t: float, now: float) -> None:
+        """Count an action landing at `t`, decided at `now`: scheduled actions count on their
+        own day and leave today's count alone. Days over before `now` are forgotten."""
+        day, today = self.day_of(t), self.day_of(now)
+        days = [e for e in self.caps.get(key, ()) if e[0] >= today - 1]
+        for entry in days:
+            if entry[0] == day:
+                entry[1] += 1
+                break
+        else:
+            days.append([day, 1])
+        self.caps[key] = days
+
+    def suppressed(self, channel: str, t: float) -> bool:
+        return self.suppress.get(channel, 0.0) > t
+
+    def quiet(self, channel: str, until: float) -> None:
+        if until > self.suppress.get(channel, 0.0):
+            self.suppress[channel] = until
+
+    def frame_uses(self, frame: str, since: float) -> int:
+        return sum(1 for t in self.frames_used.get(frame, ()) if t >= since)
+
+    def use_frame(self, frame: str, t: float, keep_after: float) -> None:
+        times = [x for x in self.frames_used.get(frame, ()) if x >= keep_after]
+        times.append(t)
+        self.frames_used[frame] = times
+
+    # -- serialisation ------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        return codec.dumps({name: getattr(self, name) for name in _FIELDS})
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> CustomerState:
+        data = codec.loads(blob)
+        return cls(**{k: v for k, v in data.items() if k in _FIELDS})
+
+
+_FIELDS = tuple(CustomerState.__dataclass_fields__)
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """Scores at one moment, each in [0, 1] unless noted."""
+
+    confidence: float
+    urgency: float
+    price_sensitivity: float
+    maturity: float  # time since purchase / refill_days of the most mature consumable (0-1.5)
+    risk: float
+    posture: dict[str, float]  # channel -> engagement, 0.5 when nothing is known
+    ltv: float  # predicted value over a year (currency)
+    ltv_score: float  # ltv against the policy's high-LTV threshold, capped at 1
+    due_consumable: str | None  # the consumable most due for a refill
+    new_customer: bool
+
+    def signal(self, name: str, channel: str) -> float:
+        if name == "posture":
+            return self.posture.get(channel, 0.5)
+        if name == "ltv":
+            return self.ltv_score
+        return float(getattr(self, name))

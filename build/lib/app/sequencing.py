@@ -1,0 +1,263 @@
+"""What a decision does: the Action it becomes, and its effects on the customer's future.
+
+Suppressions (an onsite upsell keeps paid retargeting quiet; a protect keeps channels quiet),
+caps counted on the day an action lands, frames used against their budgets, scheduled offers
+(and their cancellation by a purchase), attribution windows opened for learning, and quiet
+hours that push outbound delivery to the morning in the customer's zone.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from app.actions import action_id, build, suppression, utc
+from app.context import Context, Offer, Scored
+from app.models import Models
+from app.outcomes import OutcomeLearner
+from app.policy import Policy
+from app.readiness import DAY, HOUR, CustomerState, Readiness
+from schemas import Action, Envelope
+
+ONSITE_UPSELL = frozenset({"onsite_pdp", "onsite_cart"})
+UPSELL_PLAYS = frozenset({"expand", "commit"})
+_MAX_REASONS = 12
+
+
+class Sequencer:
+    """Builds Actions and applies what they imply to the customer's state."""
+
+    def __init__(self, policy: Policy, models: Models, learner: OutcomeLearner) -> None:
+        self.policy = policy
+        self.models = models
+        self.learner = learner
+        self._budget_frames = {f for r in policy.rules for f in r.then.frame_budget}
+        self._budget_days = max(
+            (b.per_days for r in policy.rules for b in r.then.frame_budget.values()), default=0.0
+        )
+
+    def upsell(
+        self,
+        cid: str,
+        event: Envelope,
+        ctx: Context,
+        best: Scored,
+        at: float,
+        holdout: bool,
+        slot: str,
+        extra_suppress: dict[str, float] | None,
+    ) -> Action:
+        p, state, t = self.policy, ctx.state, ctx.t
+        spec = p.channels[best.channel]
+        offer = best.offer
+        suppress = dict(extra_suppress or {})
+        seq = p.sequencing
+        if best.channel in ONSITE_UPSELL and offer.play in UPSELL_PLAYS:
+            suppress["paid_retargeting"] = t + seq.onsite_upsell_suppresses_paid_hours * HOUR
+        if ctx.moment == "post_purchase" and offer.play in UPSELL_PLAYS:
+            suppress["paid_retargeting"] = max(
+                suppress.get("paid_retargeting", 0.0),
+                t + seq.post_purchase_suppresses_paid_hours * HOUR,
+            )
+        suppress.pop(best.channel, None)  # an action never cancels itself
+        for channel, until in suppress.items():
+            state.quiet(channel, until)
+        state.count_use(best.channel, at, t)
+        if not spec.outbound:
+            state.count_use("onsite", at, t)
+        if best.frame in self._budget_frames:
+            state.use_frame(best.frame, t, t - self._budget_days * DAY)
+        expires = at + spec.ttl_hours * HOUR
+        if spec.outbound or slot != "decision":
+            state.scheduled.append([at, expires, best.channel, offer.product.sku])
+            del state.scheduled[:-8]
+        if not holdout and offer.play in UPSELL_PLAYS:
+            # Assist is judged by engagement (offer feedback), not by purchases of the item it
+            # supports, most of which would happen anyway.
+            self.learner.offered(
+                cid, state, best, ctx.readiness, at, self._return_prior(offer, ctx.readiness)
+            )
+        reasons = [
+            f"moment:{ctx.moment}",
+            *ctx.segments.codes(),
+            *ctx.verdict.codes,
+            f"offer:{offer.relation}",
+            f"pick:{offer.play}:{best.channel}:{best.frame}:{best.intensity}",
+        ]
+        if holdout:
+            reasons.append("holdout:global")
+        if slot != "decision":
+            reasons.append(f"seq:{slot.split(':')[0]}")
+        reasons += ctx.channel_drops[:4]
+        return self._action(
+            cid,
+            event,
+            slot,
+            t,
+            play=offer.play,
+            channel=best.channel,
+            offer_sku=offer.product.sku,
+            frame=best.frame,
+            intensity=best.intensity,
+            not_before=at,
+            expires_at=expires,
+            suppress=suppress,
+            holdout=holdout,
+            expected_profit=best.eip,
+            reasons=reasons,
+        )
+
+    def protect(
+        self,
+        cid: str,
+        event: Envelope,
+        ctx: Context,
+        best: Scored | None,
+        holdout: bool,
+        extra_suppress: dict[str, float] | None,
+    ) -> Action:
+        t, moment = ctx.t, self.policy.moments[ctx.moment]
+        suppress = dict(extra_suppress or {})
+        for channel, hours in moment.protect_suppresses.items():
+            suppress[channel] = max(suppress.get(channel, 0.0), t + hours * HOUR)
+        for channel, until in suppress.items():
+            ctx.state.quiet(channel, until)
+        ttl = self.policy.channels[moment.channels[0]].ttl_hours * HOUR
+        reasons = [
+            f"moment:{ctx.moment}",
+            *ctx.segments.codes(),
+            *ctx.verdict.codes,
+            "protect:not_profitable" if ctx.considered else "protect:no_candidate",
+        ]
+        if holdout:
+            reasons.append("holdout:global")
+        reasons += ctx.channel_drops[:4]
+        return self.protect_action(
+            cid,
+            event,
+            t,
+            max([t + ttl, *suppress.values()]),
+            suppress,
+            holdout,
+            reasons,
+        )
+
+    def protect_action(
+        self,
+        cid: str,
+        event: Envelope,
+        t: float,
+        expires_at: float,
+        suppress: dict[str, float],
+        holdout: bool,
+        reasons: list[str],
+    ) -> Action:
+        """A protect decision: no offer, these channels quiet until then, and an expected
+        incremental profit of 0 (doing nothing earns nothing extra)."""
+        return self._action(
+            cid,
+            event,
+            "decision",
+            t,
+            play="protect",
+            channel="none",
+            offer_sku=None,
+            frame=None,
+            intensity="low",
+            not_before=t,
+            expires_at=expires_at,
+            suppress=suppress,
+            holdout=holdout,
+            expected_profit=0.0,
+            reasons=reasons,
+        )
+
+    def _action(
+        self,
+        cid: str,
+        event: Envelope,
+        slot: str,
+        t: float,
+        *,
+        play: Any,
+        channel: Any,
+        offer_sku: str | None,
+        frame: Any,
+        intensity: Any,
+        not_before: float,
+        expires_at: float,
+        suppress: dict[str, float],
+        holdout: bool,
+        expected_profit: float,
+        reasons: list[str],
+    ) -> Action:
+        ts = event.ts
+        return build(
+            {
+                "action_id": action_id(cid, event.event_id, slot),
+                "customer_id": cid,
+                "ts": ts,
+                "play": play,
+                "channel": channel,
+                "offer_sku": offer_sku,
+                "frame": frame,
+                "intensity": intensity,
+                "not_before": ts if not_before == t else ts + timedelta(seconds=not_before - t),
+                "expires_at": ts + timedelta(seconds=expires_at - t),
+                "suppress": [suppression(c, utc(u)) for c, u in sorted(suppress.items())]
+                if suppress
+                else [],
+                "holdout": holdout,
+                "expected_profit": round(expected_profit, 4),
+                "propensity": 1.0,
+                "reasons": reasons[:_MAX_REASONS],
+                "policy_version": self.policy.version,
+                "model_version": self.models.version,
+                "source_event_id": event.event_id,
+            }
+        )
+
+    def delivery_time(self, state: CustomerState, channel: str, t: float) -> float:
+        """When an action on `channel` decided at `t` may be delivered: after the channel's
+        delay, and for outbound channels outside the customer's quiet hours."""
+        spec = self.policy.channels[channel]
+        at = t + spec.delay_hours * HOUR
+        zone = state.zone if state.zone is not None else self.policy.time.assume_utc_offset_minutes
+        if not spec.outbound or zone is None:
+            return at
+        quiet = self.policy.time.quiet_hours
+        local_hour = ((at + zone * 60) % DAY) / HOUR
+        start, end = quiet.start, quiet.end
+        in_quiet = (
+            (start <= local_hour or local_hour < end)
+            if start > end
+            else (start <= local_hour < end)
+        )
+        if not in_quiet:
+            return at
+        wait = (end - local_hour) % 24
+        return at + wait * HOUR
+
+    def _return_prior(self, offer: Offer, r: Readiness) -> float:
+        prior = self.policy.priors.return_
+        return prior.base + prior.kind.get(offer.product.kind, 0.0) + prior.risk * r.risk
+
+
+def cancellations(state: CustomerState, skus: set[str], t: float) -> dict[str, float]:
+    """Scheduled offers of SKUs just bought are cancelled: their channels stay quiet until
+    those offers would have expired (connectors drop pending actions a suppression covers)."""
+    cancel: dict[str, float] = {}
+    kept = []
+    for entry in state.scheduled:
+        at, expires, channel, sku = entry
+        if sku in skus and at > t:
+            cancel[channel] = max(cancel.get(channel, 0.0), expires)
+        elif expires > t:
+            kept.append(entry)
+    state.scheduled = kept
+    return cancel
+
+
+def prune_live(state: CustomerState, t: float) -> None:
+    if len(state.live) > 16:
+        state.live = {k: v for k, v in state.live.items() if v[0] > t}

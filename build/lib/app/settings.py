@@ -1,0 +1,66 @@
+"""The one settings object. Every value comes from a `TACT_`-prefixed environment variable
+(or a `.env` file); nothing else in tact reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.decode import DEFAULT_MAX_EVENT_BYTES
+
+
+class Settings(BaseSettings):
+    """tact's configuration; see README "Configuration" for each variable."""
+
+    model_config = SettingsConfigDict(env_prefix="TACT_", env_file=".env", extra="ignore")
+
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="host:port[,host:port] of Kafka")
+    redis_url: SecretStr = Field(
+        SecretStr("redis://127.0.0.1:6379/0"),
+        description="Redis URL; may hold a password, so it is secret",
+    )
+    app_id: str = Field(
+        "tact",
+        pattern=r"^[A-Za-z0-9._-]{1,100}$",
+        description="Faust app id: the consumer group and the Redis key prefix",
+    )
+
+    topic_clickstream: str = "clickstream"
+    topic_orders: str = "orders"
+    topic_actions: str = "actions"
+    topic_dead_letters: str = "dead-letters"
+    create_topics: bool = Field(True, description="create missing topics when the worker starts")
+    topic_partitions: int = Field(6, ge=1, le=1000, description="partitions of created topics")
+    topic_replication: int = Field(1, ge=1, le=10)
+
+    max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, ge=1024, le=64 * 1024 * 1024)
+    batch_max: int = Field(500, ge=1, le=100_000, description="events per processing batch")
+    batch_within_s: float = Field(0.1, gt=0, le=10, description="max wait to fill a batch")
+    session_timeout_s: float = Field(
+        10.0, ge=6, le=300, description="consumer session timeout (failover time)"
+    )
+    state_ttl_days: int = Field(400, ge=1, description="idle customer state expires after this")
+    max_cached_customers: int = Field(
+        200_000, ge=100, description="customer states a worker keeps in memory (LRU)"
+    )
+
+    catalog: Path | None = Field(None, description="catalog JSONL (default: the demo catalog)")
+    policy: Path | None = Field(None, description="policy YAML (default: the built-in policy)")
+    seed: int = Field(0, description="engine seed")
+
+    metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus port; 0 disables")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "text"] = "auto"
+
+    @property
+    def input_topics(self) -> dict[str, Literal["clickstream", "orders"]]:
+        """Input topic name -> the family of events it carries."""
+        return {self.topic_clickstream: "clickstream", self.topic_orders: "orders"}
+
+    def redacted(self) -> dict[str, object]:
+        """Settings as a dict safe to log (secrets stay masked)."""
+        return {k: (str(v) if isinstance(v, SecretStr) else v) for k, v in self}
