@@ -143,10 +143,7 @@ class Decider:
             return []
         ctx, decision = self._context(cid, state, event, t, moment, focus)
         self._last = ctx
-        delivery = {
-            c: self.sequencer.delivery_time(state, c, t)
-            for c in self.policy.moments[moment].channels
-        }
+        delivery = self._delivery(state, moment, t)
         channels = self.offers.channels(ctx, delivery)
         offers = self.offers.around(ctx)
         scored = self.arbiter.score(ctx, offers, channels, self._at_stake(state, focus, ctx))
@@ -233,10 +230,7 @@ class Decider:
             ctx, decision = self._context(cid, state, event, t, "refill", [sku])
             ctx.readiness = replace(ctx.readiness, maturity=seq.refill_due_from, due_consumable=sku)
             decision.readiness = ctx.readiness
-        delivery = {
-            c: self.sequencer.delivery_time(state, c, due)
-            for c in self.policy.moments["refill"].channels
-        }
+        delivery = self._delivery(state, "refill", due)
         channels = self.offers.channels(ctx, delivery)
         scored = self.arbiter.score(ctx, self.offers.refill_offers(sku), channels, 0.0)
         best = max(scored, key=lambda s: s.eip) if scored else None
