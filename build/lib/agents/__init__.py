@@ -1,1 +1,0 @@
-"""Thin Faust agents: decode -> call the core -> encode -> send."""

@@ -1,1 +1,0 @@
-"""Adapters from public datasets to tact's event schema (pure: rows in, events out)."""

@@ -1,1 +1,0 @@
-"""The edges: the only modules of `app` that touch Kafka, Faust or Redis."""
