@@ -68,6 +68,7 @@ class Decider:
         self.on_decision: Callable[[Decision], None] | None = None
         self._last: Context | None = None  # the latest moment's context (reused by refills)
         self._threshold = policy.min_expected_profit
+        self._first_order_value = policy.priors.value.first_order_value
         self._dispatch: dict[str, Callable[[str, CustomerState, Any, float], list[Action]]] = {
             "page_view": self._on_page_view,
             "add_to_cart": self._on_add_to_cart,
@@ -119,7 +120,7 @@ class Decider:
         moment: MomentName,
         focus: list[str],
     ) -> tuple[Context, Decision]:
-        r = self.tracker.get(state, t, self.models.aov_prior(50.0))
+        r = self.tracker.get(state, t, self.models.aov_prior(self._first_order_value))
         seg = segments_of(self.policy, r)
         verdict = self.arbiter.referee.for_customer(seg, moment)
         ctx = Context(moment, t, state, r, seg, verdict, focus, [])
@@ -274,7 +275,7 @@ class Decider:
             return []
         for channel, hours in quiet.items():
             state.quiet(channel, t + hours * HOUR)
-        r = self.tracker.get(state, t, self.models.aov_prior(50.0))
+        r = self.tracker.get(state, t, self.models.aov_prior(self._first_order_value))
         holdout = in_holdout(cid, self.policy.holdout.salt, self.policy.holdout.share)
         longest = max(quiet.values(), default=1.0)
         action = self.sequencer.protect_action(

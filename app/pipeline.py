@@ -1,6 +1,6 @@
 """One batch of input records through the engine, with no I/O: the worker's pure middle.
 
-The worker (agents/decide.py) reads a batch, asks `prepare` which records are new and which
+The worker (agents/worker.py) reads a batch, asks `prepare` which records are new and which
 customers' states it must load, loads them, calls `decide`, sends what comes back, and
 checkpoints. Nothing here knows about Kafka or Redis.
 """
@@ -136,6 +136,10 @@ class BatchPipeline:
                     },
                 )
                 result.dead_letters.append(DeadLetter(record, "internal_error", repr(exc)[:1000]))
+                if self.engine.knows(item.customer_id):
+                    # Whatever the engine changed before failing is in its cache: checkpoint it
+                    # so the cache and the store never disagree.
+                    result.touched.add(item.customer_id)
                 continue
             result.events_by_type[item.type] += 1
             result.touched.add(item.customer_id)

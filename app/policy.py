@@ -161,6 +161,7 @@ class OrganicPrior(_Spec):
 
 
 class ValuePrior(_Spec):
+    first_order_value: float = Field(default=50.0, gt=0)  # until orders teach the average
     new_customer_orders_per_year: float = Field(gt=0, le=365)
     max_orders_per_year: float = Field(gt=0, le=365)
     margin_rate: Share

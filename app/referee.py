@@ -5,6 +5,7 @@ once per offer. A verdict says what is denied and preferred, and which rules sai
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 from app.catalog import Product
@@ -111,20 +112,7 @@ class Verdict:
         """This verdict plus `rules` (used for offer-level rules; self is not changed)."""
         if not rules:
             return self
-        out = Verdict(
-            list(self.rules),
-            dict(self.deny_channels),
-            self.allow_channels,
-            dict(self.deny_plays),
-            dict(self.deny_frames),
-            dict(self.deny_relations),
-            dict(self.max_intensity),
-            dict(self.prefer_plays),
-            dict(self.prefer_frames),
-            dict(self.frame_budget),
-            self.blocks_channels,
-            list(self.codes),
-        )
+        out = copy.deepcopy(self)
         for rule in rules:
             out.apply(rule)
         return out

@@ -107,3 +107,18 @@ def test_customers_to_load_are_the_valid_events_customers() -> None:
     p = pipeline()
     prepared = p.prepare([rec(0, cart(0, "a")), rec(1, b"x"), rec(2, cart(2, "b"))], {})
     assert prepared.customer_ids() == {"a", "b"}
+
+
+def test_state_changed_before_an_engine_failure_is_still_checkpointed() -> None:
+    """The engine may fail after updating a customer's state: that state is in its cache, so
+    it is checkpointed too (cache and store must never disagree)."""
+
+    class FailsAfterUpdate(DecisionEngine):
+        def process_event(self, e):  # type: ignore[no-untyped-def]
+            super().process_event(e)
+            raise RuntimeError("after the update")
+
+    p = BatchPipeline(FailsAfterUpdate(demo_catalog()), FAMILIES, 1 << 20)
+    result = p.decide(p.prepare([rec(0, cart(0, "solo"))], {}))
+    assert [d.reason for d in result.dead_letters] == ["internal_error"]
+    assert result.touched == {"solo"}

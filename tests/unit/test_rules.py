@@ -104,10 +104,9 @@ def test_thin_margin_offers_stay_on_low_cost_surfaces() -> None:
 
 def test_no_thin_margin_offer_ever_goes_to_paid_or_sms() -> None:
     engine = DecisionEngine(demo_catalog())
-    for event in generate(600, seed=31):
-        for action in engine.process(event):
-            if action.offer_sku in THIN:
-                assert action.channel not in ("paid_retargeting", "sms")
+    thin = [a for e in generate(600, seed=31) for a in engine.process(e) if a.offer_sku in THIN]
+    assert thin, "the stream must lead to thin-margin offers"
+    assert not [a for a in thin if a.channel in ("paid_retargeting", "sms")]
 
 
 # -- high predicted LTV -----------------------------------------------------------------------
@@ -276,18 +275,22 @@ def test_a_return_calls_for_restraint() -> None:
 
 
 def test_checkout_protect_keeps_the_cart_surface_quiet() -> None:
-    """At checkout the pressure of an offer is high: when nothing pays for it, tact protects
-    and keeps the cart surface quiet for the checkout."""
+    """At checkout an offer risks the cart: with a valuable cart nothing pays for that risk,
+    so tact protects and keeps the cart surface quiet for the checkout."""
     s = Shopper("checkout")
     events = [s.view("RUN-SHOE-01"), s.add("RUN-SHOE-01"), s.add("RUN-WATCH-02"), s.checkout(578.0)]
-    _actions, decisions = run(events)
-    checkout = [d for d in decisions if d.moment == "checkout"][-1]
-    action = checkout.actions[0]
-    if action.play == "protect":
-        assert [x.channel for x in action.suppress] == ["onsite_cart"]
-    else:
-        assert checkout.chosen is not None and checkout.chosen.eip > 0
+    _, decisions = run(events)
+    checkout = last(decisions, "checkout")
+    (action,) = checkout.actions
+    assert action.play == "protect" and "protect:not_profitable" in action.reasons
+    assert [x.channel for x in action.suppress] == ["onsite_cart"]
     assert all(c.pressure > 0 for c in checkout.candidates if c.channel == "onsite_cart")
+
+    policy = load_policy(None)  # the control: the same checkout without pressure upsells
+    moments = dict(policy.moments)
+    moments["checkout"] = moments["checkout"].model_copy(update={"pressure": 0.0})
+    _, control = run(events, policy.model_copy(update={"moments": moments}))
+    assert last(control, "checkout").actions[0].play != "protect"
 
 
 def test_quiet_hours_delay_outbound_in_the_customers_zone() -> None:
