@@ -1,13 +1,13 @@
-"""Building Action records: the deterministic action id and the wire encoding."""
+"""Building Action and Outcome records: the deterministic action id and the wire encoding."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from hashlib import blake2b
-from typing import Any
+from typing import Any, TypeVar
 
 from app import codec
-from schemas import Action, Suppression
+from schemas import Action, Outcome, Suppression
 from schemas.types import format_event_time
 
 
@@ -30,22 +30,30 @@ def build(fields: dict[str, Any]) -> Action:
     What `Action.model_construct` does, minus its per-field bookkeeping: the engine makes
     thousands per second. Tests check the result equals a validated Action.
     """
-    action = Action.__new__(Action)
-    object.__setattr__(action, "__dict__", fields)
-    object.__setattr__(action, "__pydantic_fields_set__", _ACTION_FIELDS)
-    object.__setattr__(action, "__pydantic_extra__", None)
-    object.__setattr__(action, "__pydantic_private__", None)
-    return action
+    return _construct(Action, fields, _ACTION_FIELDS)
 
 
 _SUPPRESSION_FIELDS = frozenset(Suppression.model_fields)
+_OUTCOME_FIELDS = frozenset(Outcome.model_fields)
 
 
 def suppression(channel: str, until: datetime) -> Suppression:
     """A Suppression built without validation (see `build`)."""
-    item = Suppression.__new__(Suppression)
-    object.__setattr__(item, "__dict__", {"channel": channel, "until": until})
-    object.__setattr__(item, "__pydantic_fields_set__", _SUPPRESSION_FIELDS)
+    return _construct(Suppression, {"channel": channel, "until": until}, _SUPPRESSION_FIELDS)
+
+
+def build_outcome(fields: dict[str, Any]) -> Outcome:
+    """An Outcome built without validation (see `build`; tests validate them)."""
+    return _construct(Outcome, fields, _OUTCOME_FIELDS)
+
+
+M = TypeVar("M")
+
+
+def _construct(model: type[M], fields: dict[str, Any], names: frozenset[str]) -> M:
+    item = model.__new__(model)
+    object.__setattr__(item, "__dict__", fields)
+    object.__setattr__(item, "__pydantic_fields_set__", names)
     object.__setattr__(item, "__pydantic_extra__", None)
     object.__setattr__(item, "__pydantic_private__", None)
     return item
@@ -63,6 +71,22 @@ def encode(action: Action) -> bytes:
 def encode_line(action: Action) -> bytes:
     """`encode` plus the newline of a JSON-lines file."""
     return codec.dumps_line(as_json(action))
+
+
+def encode_outcome_line(outcome: Outcome) -> bytes:
+    """An Outcome as one line of JSON (times in UTC with a Z)."""
+    return codec.dumps_line(outcome_json(outcome))
+
+
+def encode_outcome(outcome: Outcome) -> bytes:
+    return codec.dumps(outcome_json(outcome))
+
+
+def outcome_json(outcome: Outcome) -> dict[str, Any]:
+    data = dict(outcome.__dict__)
+    for name in ("decided_at", "window_start", "window_end", "closed_at"):
+        data[name] = format_event_time(data[name])
+    return data
 
 
 def as_json(action: Action) -> dict[str, Any]:

@@ -7,49 +7,49 @@ For each candidate (play, offer, channel, frame, intensity):
         - pressure cost   (risk of losing the cart, scaled by intensity; fatigue on outbound)
         - cannibalisation (P(buying it anyway) x the margin that would have come without us)
 
-The engine picks the best candidate when its EIP is above the policy's min_expected_profit
-(0.10 by default: positive but negligible is not worth the attention); otherwise it protects.
+Candidates group into arms, one per (offer, frame) on its best channel and intensity. Protect
+earns the policy's min_expected_profit (0.10 by default: positive but negligible is not worth
+the attention). Which arm is taken is drawn by Thompson sampling (app/bandit.py); with
+exploration off, the arm of highest EIP when it beats protect.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from math import exp
 
-from app.catalog import Product
-from app.context import ONSITE, SIGNAL_FEATURES, Context, Offer, Scored, Terms, tag
-from app.models import PRIOR, PRIOR_SCALE, Models
+from app.context import Context, Offer, Scored, Terms, tag
+from app.economics import Economics
+from app.models import Models
 from app.policy import INTENSITY_ORDER, Policy
-from app.readiness import DAY, Readiness
+from app.readiness import DAY
 from app.referee import Referee, Verdict, margin_tier
+from app.terms import TermsBuilder
 
 _VALUE_FRAMES = frozenset({"cost_efficiency", "risk_reduction"})  # frames that change the value
 
 
-@dataclass(frozen=True, slots=True)
-class _Tables:
-    """The acceptance model's weights, looked up once per weight version."""
+class _Race:
+    """The arms of one moment, and the running cut below which an arm cannot be in
+    contention (app/bandit.py: within `z` spreads of the best lower bound, or of `floor`)."""
 
-    weights_at: int
-    intercept: float
-    w: dict[str, float]
-    w_prior: float
-    w_post: float
-    w_ltv: float
-    w_signals: tuple[tuple[str, float], ...]
-    channel: dict[str, tuple[str, float, float, float, float, bool]]
-    by_intensity: dict[str, tuple[float, float, float, float]]
-    intensity_bounds: list[tuple[float, float]]
-    offer_models: dict[tuple[str, str], float]  # (play, relation) -> their weights, lazily
+    def __init__(self, floor: float, z: float) -> None:
+        self.floor = floor
+        self.z = z
+        self.cut = floor
+        self.arms: list[Scored] = []
 
-    def offer_model(self, play: str, relation: str) -> float:
-        value = self.offer_models.get((play, relation))
-        if value is None:
-            value = self.offer_models[(play, relation)] = self.w.get(
-                f"play:{play}", 0.0
-            ) + self.w.get(f"rel:{relation}", 0.0)
-        return value
+    def enter(self, arm: Scored) -> None:
+        if arm.eip + self.z * arm.spread < self.cut:
+            return
+        self.arms.append(arm)
+        self.cut = max(self.cut, arm.eip - self.z * arm.spread)
+
+    def contenders(self, limit: int) -> list[Scored]:
+        """The arms still in contention, best expected profit first, at most `limit`."""
+        alive = [a for a in self.arms if a.eip + self.z * a.spread >= self.cut]
+        alive.sort(key=lambda a: -a.eip)
+        return alive[:limit]
 
 
 class Arbiter:
@@ -57,53 +57,27 @@ class Arbiter:
         self.policy = policy
         self.models = models
         self.referee = Referee(policy)
-        self._weights_at = -1
-        self._accept: _Tables
-        prior = policy.priors.accept
-        self._posture_prior = prior.readiness.get("posture", 0.0)
-        self._channel_consts = {
-            c: (
-                f"ch:{c}",
-                prior.channel.get(c, 0.0),
-                spec.cost,
-                spec.unsubscribe_risk * spec.subscriber_value,
-                c in ONSITE,
-            )
-            for c, spec in policy.channels.items()
-        }
-        self._intensity_consts = {
-            i: (
-                f"int:{i}",
-                prior.intensity.get(i, 0.0),
-                policy.intensity.abandon_risk.get(i, 0.0),
-                policy.intensity.fatigue.get(i, 1.0),
-            )
-            for i in INTENSITY_ORDER
-        }
         self._margins: dict[str, str] = {}  # sku -> margin tier
-        self._play_prior = {
-            play: prior.base + prior.play.get(play, 0.0) for play in ("assist", "expand", "commit")
-        }
-        self._readiness_prior = tuple(
-            (k, v) for k, v in prior.readiness.items() if k not in ("posture",)
-        )
-        self.keep_all = False  # keep every candidate (for explanations), not just the best
-        self._returns_at = -1
-        self._returns_w: dict[str, float] = {}
-        self._returns_b = 0.0
+        self._build = TermsBuilder(policy, models)
+        self.keep_all = False  # keep every candidate in ctx.shown (for explanations)
+        self.economics = Economics(policy, models)
+        exploration = policy.exploration
+        self._z = exploration.contention_z if exploration.enabled else 0.0
 
     # -- scoring ------------------------------------------------------------------------------
     def score(
         self, ctx: Context, offers: Iterable[Offer], channels: list[str], at_stake: float
     ) -> list[Scored]:
-        """Score every allowed candidate; returns them all when `keep_all` (explanations),
-        else only the best one, and only if it earns more than the policy's
-        min_expected_profit. `ctx.considered` counts the candidates allowed."""
-        terms = self._terms(ctx)
+        """The arms of this moment: for every (offer, frame) the rules allow, its best channel
+        and intensity, with the posterior spread of its expected profit. Arms that cannot be
+        in contention for the choice (app/bandit.py) are left out; when `keep_all`
+        (explanations) every candidate is also kept in `ctx.shown`. `ctx.considered` counts
+        the candidates allowed."""
+        terms = self._build.terms(ctx)
         stake = terms.stake_per_unit * at_stake
         p = self.policy
         most_by_readiness = self._max_intensity(terms.signals)
-        scored: list[Scored] = []
+        race = _Race(p.min_expected_profit, self._z)
         for offer in offers:
             product = offer.product
             margin = self._margins.get(product.sku)
@@ -133,11 +107,7 @@ class Arbiter:
                 ctx.drops.append(
                     (f"{tag(offer)}:intensity>{INTENSITY_ORDER[top]}", f"rule:{cap_rule}")
                 )
-            if self.keep_all:
-                best = -1e18
-            else:  # below the policy's threshold nothing is chosen: no need to rank it
-                best = scored[0].eip if scored else self.policy.min_expected_profit
-            found = self._score_offer(
+            self._score_offer(
                 ctx,
                 terms,
                 offer,
@@ -145,26 +115,36 @@ class Arbiter:
                 frames,
                 INTENSITY_ORDER[: top + 1],
                 verdict,
-                best,
+                race,
                 stake,
             )
-            if self.keep_all:
-                scored.extend(found)
-            elif found:
-                scored = found
-        return scored
+        return race.contenders(self.policy.exploration.max_arms)
 
     def evaluate(
         self, ctx: Context, offer: Offer, channel: str, frame: str, intensity: str
     ) -> Scored | None:
-        """One candidate, as `score` would score it (used for follow-ups)."""
+        """One candidate, as `score` would score it, whatever the rules (used for follow-ups
+        and for following a logged decision)."""
         verdict = self.referee.for_offer(
             ctx.segments, ctx.moment, margin_tier(self.policy, offer.product)
         )
-        found = self._score_offer(
-            ctx, self._terms(ctx), offer, [channel], [frame], (intensity,), verdict, -1e18, 0.0
-        )
-        return found[0] if found else None
+        race = _Race(-1e18, 0.0)
+        keep_all, self.keep_all = self.keep_all, False
+        try:
+            self._score_offer(
+                ctx,
+                self._build.terms(ctx),
+                offer,
+                [channel],
+                [frame],
+                (intensity,),
+                verdict,
+                race,
+                0.0,
+            )
+        finally:
+            self.keep_all = keep_all
+        return race.arms[0] if race.arms else None
 
     def _frames(self, ctx: Context, offer: Offer, verdict: Verdict) -> list[str]:
         allowed = self.policy.relation_frames.get(offer.relation, [])
@@ -190,98 +170,6 @@ class Arbiter:
             return 1
         return 0
 
-    def _tables(self) -> _Tables:
-        """Everything that depends only on the acceptance model's weights, rebuilt when they
-        change (once per learning mini-batch)."""
-        model = self.models.accept
-        if self._weights_at != model.updates:
-            w = dict(model.model._weights)
-            w_prior = w.get(PRIOR, PRIOR_SCALE) / PRIOR_SCALE
-            by_intensity = {
-                i: (prior_i, w.get(key, 0.0), abandon, fatigue)
-                for i, (key, prior_i, abandon, fatigue) in self._intensity_consts.items()
-            }
-            bounds = []  # per "up to intensity i": (best intensity logit, lowest fatigue)
-            for top in range(len(INTENSITY_ORDER)):
-                allowed = [by_intensity[i] for i in INTENSITY_ORDER[: top + 1]]
-                bounds.append(
-                    (max(w_prior * a[0] + a[1] for a in allowed), min(a[3] for a in allowed))
-                )
-            self._weights_at = model.updates
-            self._accept = _Tables(
-                weights_at=model.updates,
-                intercept=model.model.intercept,
-                w=w,
-                w_prior=w_prior,
-                w_post=w.get("r:post", 0.0),
-                w_ltv=w.get("r:ltv", 0.0),
-                w_signals=tuple((name, w.get(key, 0.0)) for name, key in SIGNAL_FEATURES),
-                channel={
-                    c: (consts[0], w.get(consts[0], 0.0), *consts[1:])
-                    for c, consts in self._channel_consts.items()
-                },
-                by_intensity=by_intensity,
-                intensity_bounds=bounds,
-                offer_models={},
-            )
-        return self._accept
-
-    def _terms(self, ctx: Context) -> Terms:
-        """Everything about the moment that does not depend on the offer or frame (computed
-        once per moment and weight version)."""
-        tables = self._tables()
-        cached = ctx.terms
-        if cached is not None and cached.weights_at == tables.weights_at:
-            return cached
-        p, r = self.policy, ctx.readiness
-        signals = {
-            "confidence": r.confidence,
-            "urgency": r.urgency,
-            "price_sensitivity": r.price_sensitivity,
-            "maturity": r.maturity,
-            "risk": r.risk,
-            "ltv": r.ltv_score,
-        }
-        customer_logit = tables.intercept + tables.w_ltv * r.ltv_score
-        for name, weight in tables.w_signals:
-            customer_logit += weight * signals[name]
-        posture, w_post, posture_prior = r.posture, tables.w_post, self._posture_prior
-        by_channel = {}
-        for channel, (_, weight, base, cost, fatigue_base, onsite) in tables.channel.items():
-            level = posture.get(channel, 0.5)
-            by_channel[channel] = (
-                base + posture_prior * (level - 0.5),
-                weight + w_post * level,
-                cost,
-                fatigue_base,
-                onsite,
-            )
-        per_unit = p.moments[ctx.moment].pressure * (1.5 - r.confidence)
-        readiness_prior = 0.0
-        for k, v in self._readiness_prior:
-            readiness_prior += v * signals[k]
-        ctx.terms = Terms(
-            signals,
-            customer_logit,
-            readiness_prior,
-            tables.w_prior,
-            by_channel,
-            tables.by_intensity,
-            per_unit,
-            tables.weights_at,
-            {},
-            {},
-            tables.intensity_bounds,
-            {},
-        )
-        return ctx.terms
-
-    @staticmethod
-    def _fit(terms: Terms, base: float, fits: dict[str, float]) -> float:
-        """A frame's or relation's prior on this moment's readiness."""
-        sig = terms.signals
-        return base + sum(v * sig[k] for k, v in fits.items() if k in sig)
-
     def _score_offer(
         self,
         ctx: Context,
@@ -291,30 +179,31 @@ class Arbiter:
         frames: list[str],
         intensities: tuple[str, ...],
         verdict: Verdict,
-        best_eip: float,
+        race: _Race,
         stake: float,
-    ) -> list[Scored]:
-        """The offer's candidates beating `best_eip` (all of them when keep_all); `stake`
-        scales the abandon risk of onsite offers."""
+    ) -> None:
+        """Enter the offer's arms (one per frame: its best channel and intensity) in `race`;
+        `stake` scales the abandon risk of onsite offers."""
         if not channels or not frames:
-            return []
+            return
         ctx.considered += len(channels) * len(frames) * len(intensities)
-        prior, tables = self.policy.priors.accept, self._accept
+        prior, economics, build = self.policy.priors.accept, self.economics, self._build
+        tables = build.accept
         play, relation = offer.play, offer.relation
         kind = offer.product.kind
         p_return = terms.p_return.get(kind)
         if p_return is None:
-            p_return = terms.p_return[kind] = self.p_return(offer.product, ctx.readiness)
-        organic = self._p_organic(ctx, offer)
-        plain_value = self._value(offer, "completeness", p_return)
+            p_return = terms.p_return[kind] = economics.p_return(offer.product, ctx.readiness)
+        organic = economics.p_organic(ctx, offer)
+        plain_value = economics.value(offer, "completeness", p_return)
         cannibalisation = organic * max(plain_value, 0.0) if relation != "self" else 0.0
         relation_prior = terms.relation_prior.get(relation)
         if relation_prior is None:
-            relation_prior = terms.relation_prior[relation] = self._fit(
-                terms, prior.relation.get(relation, 0.0), prior.relation_fit.get(relation, {})
+            relation_prior = terms.relation_prior[relation] = build.fit(
+                terms, prior.relation.get(relation, 0.0), build.relation_fit.get(relation, ())
             )
         offer_prior = (
-            self._play_prior[play]
+            build.play_prior[play]
             + verdict.prefer_plays.get(play, 0.0)
             + terms.readiness_prior
             + relation_prior
@@ -324,41 +213,56 @@ class Arbiter:
         w_prior, keep_all = terms.w_prior, self.keep_all
         by_channel, by_intensity = terms.by_channel, terms.by_intensity
         prefer_frames, frame_priors = verdict.prefer_frames, terms.frame_prior
+        cells, segment = self.models.cells, ctx.segments.key
         per_frame = []
         top_frame = top_value = -1e18
+        top_spread = 0.0
         for frame in frames:
             frame_prior = frame_priors.get(frame)
             if frame_prior is None:
-                frame_prior = frame_priors[frame] = self._fit(
-                    terms, prior.frame.get(frame, 0.0), prior.frame_fit.get(frame, {})
+                frame_prior = frame_priors[frame] = build.fit(
+                    terms, prior.frame.get(frame, 0.0), build.frame_fit.get(frame, ())
                 )
             if prefer_frames:
                 frame_prior += prefer_frames.get(frame, 0.0)
             value = (
-                plain_value if frame not in _VALUE_FRAMES else self._value(offer, frame, p_return)
+                plain_value
+                if frame not in _VALUE_FRAMES
+                else economics.value(offer, frame, p_return)
             )
             frame_model = offer_model + w.get(f"fr:{frame}", 0.0)
-            per_frame.append((frame, value, frame_prior, frame_model))
+            spread = cells.spread(segment, play, frame) if race.z else 0.0
             bound = frame_model + w_prior * (offer_prior + frame_prior)
-            if bound > top_frame:
-                top_frame = bound
-            if value > top_value:
-                top_value = value
-        # Upper bounds, to skip channels that cannot beat the best candidate so far.
+            per_frame.append((frame, value, frame_prior, frame_model, spread, bound))
+            top_frame = max(top_frame, bound)
+            top_value = max(top_value, value)
+            top_spread = max(top_spread, spread)
+        # Upper bounds skip what can neither improve an arm nor bring it into contention; the
+        # same skips decide the arms when every candidate is kept for an explanation.
         top_intensity, low_fatigue = terms.intensity_bounds[len(intensities) - 1]
-        out: list[Scored] = []
+        z, cut = race.z, race.cut
+        best: dict[str, tuple[float, str, str, float, float, float, float]] = {}
         for channel in channels:
             ch_prior, ch_model, cost, fatigue_base, onsite = by_channel[channel]
-            if not keep_all:
-                bound = top_frame + ch_model + w_prior * ch_prior + top_intensity
-                if (
-                    top_value / (1.0 + exp(-bound))
-                    - cost
-                    - fatigue_base * low_fatigue
-                    - cannibalisation
-                ) <= best_eip:
+            ch_logit = ch_model + w_prior * ch_prior + top_intensity
+            fixed = cost + fatigue_base * low_fatigue + cannibalisation
+            # p x value is at most the largest p times the value when it is positive, and
+            # below 0 when it is not (p can be near 0).
+            reach = top_value / (1.0 + exp(-(top_frame + ch_logit)))
+            skip_channel = max(reach, 0.0) + z * top_spread * abs(reach) - fixed < cut
+            if skip_channel and not keep_all:
+                continue
+            for frame, value, frame_prior, frame_model, spread, bound in per_frame:
+                incumbent = best.get(frame)
+                reach = value / (1.0 + exp(-(bound + ch_logit)))
+                most = max(reach, 0.0) - fixed
+                skip = (
+                    skip_channel
+                    or most < (incumbent[0] if incumbent else -1e18)
+                    or most + z * spread * abs(reach) < cut
+                )
+                if skip and not keep_all:
                     continue
-            for frame, value, frame_prior, frame_model in per_frame:
                 for intensity in intensities:
                     i_prior, i_model, abandon, fatigue = by_intensity[intensity]
                     logit_prior = offer_prior + frame_prior + ch_prior + i_prior
@@ -367,70 +271,66 @@ class Arbiter:
                     )
                     pressure = fatigue_base * fatigue + (stake * abandon if onsite else 0.0)
                     eip = p_accept * value - cost - pressure - cannibalisation
-                    if keep_all or eip > best_eip:
-                        best_eip = eip
-                        candidate = Scored(
-                            offer,
+                    if keep_all:
+                        ctx.shown.append(
+                            Scored(
+                                offer,
+                                channel,
+                                frame,
+                                intensity,
+                                logit_prior,
+                                p_accept,
+                                p_return,
+                                organic,
+                                value,
+                                cost,
+                                pressure,
+                                cannibalisation,
+                                eip,
+                                abs(p_accept * value) * spread,
+                            )
+                        )
+                    if not skip and (incumbent is None or eip > incumbent[0]):
+                        incumbent = best[frame] = (
+                            eip,
                             channel,
-                            frame,
                             intensity,
                             logit_prior,
                             p_accept,
-                            p_return,
-                            organic,
-                            value,
-                            cost,
                             pressure,
-                            cannibalisation,
-                            eip,
+                            cost,
                         )
-                        if keep_all:
-                            out.append(candidate)
-                        else:
-                            out = [candidate]
-        return out
-
-    def p_return(self, product: Product, r: Readiness) -> float:
-        """P(return) of `product` for this customer: the returns model on return_features."""
-        prior = self.policy.priors.return_
-        logit_prior = prior.base + prior.kind.get(product.kind, 0.0) + prior.risk * r.risk
-        model = self.models.returns
-        if model.updates != self._returns_at:
-            self._returns_w = dict(model.model._weights)
-            self._returns_b = model.model.intercept
-            self._returns_at = model.updates
-        w = self._returns_w
-        logit = (
-            self._returns_b
-            + w.get(PRIOR, PRIOR_SCALE) / PRIOR_SCALE * logit_prior
-            + w.get(f"kind:{product.kind}", 0.0)
-            + w.get("r:risk", 0.0) * r.risk
-        )
-        return 1.0 / (1.0 + exp(-logit))
-
-    def _p_organic(self, ctx: Context, offer: Offer) -> float:
-        organic = self.policy.priors.organic
-        if offer.relation == "self":
-            return 0.0
-        if offer.relation == "refill":
-            return organic.refill_at_maturity * min(ctx.readiness.maturity, 1.0)
-        views = ctx.state.viewed.get(offer.product.sku, 0)
-        return min(organic.base + organic.per_view * views, 0.6)
-
-    def _value(self, offer: Offer, frame: str, p_return: float) -> float:
-        """Profit if the offer is taken up under `frame`, after returns."""
-        p, product = self.policy, offer.product
-        handling = p_return * p.return_handling_cost
-        if offer.relation == "self":
-            margin = product.margin
-            value = margin * p.assist_lift * (1.0 - p_return)
-            if frame == "risk_reduction":  # fit guidance and reassurance prevent returns
-                value += p.assist_return_cut * p_return * (margin + p.return_handling_cost)
-            return value
-        discount = p.cost_efficiency_discount if frame == "cost_efficiency" else 0.0
-        unit = product.price * (1.0 - discount) - product.unit_cost
-        if offer.relation == "subscription":
-            return unit * p.subscription_cycles * (1.0 - p_return) - handling
-        if offer.relation == "upgrade" and offer.base is not None:
-            unit -= offer.base.margin
-        return unit * (1.0 - p_return) - handling
+        for frame, value, _, _, spread, _ in per_frame:
+            found = best.get(frame)
+            if found is None:
+                continue
+            eip, channel, intensity, logit_prior, p_accept, pressure, cost = found
+            if eip + z * abs(p_accept * value) * spread < race.cut:
+                continue  # out of contention: race.enter would refuse it
+            if keep_all:  # the arm is the displayed candidate with the same numbers
+                arm = next(
+                    c
+                    for c in reversed(ctx.shown)
+                    if c.offer is offer
+                    and c.channel == channel
+                    and c.frame == frame
+                    and c.intensity == intensity
+                )
+            else:
+                arm = Scored(
+                    offer,
+                    channel,
+                    frame,
+                    intensity,
+                    logit_prior,
+                    p_accept,
+                    p_return,
+                    organic,
+                    value,
+                    cost,
+                    pressure,
+                    cannibalisation,
+                    eip,
+                    abs(p_accept * value) * spread,
+                )
+            race.enter(arm)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from app.catalog import Product
+from app.experiments import Assignment
 from app.models import PRIOR, PRIOR_SCALE
 from app.policy import MomentName, OfferRelation
 from app.readiness import CustomerState, Readiness
@@ -61,6 +62,7 @@ class Scored:
     pressure: float
     cannibalisation: float
     eip: float
+    spread: float = 0.0  # posterior standard deviation of eip (what exploration draws from)
 
     def features(self, r: Readiness) -> dict[str, float]:
         """The acceptance model's input for this candidate (what it learns from)."""
@@ -117,8 +119,10 @@ class Context:
     readiness: Readiness
     segments: Segments
     verdict: Verdict
+    assignment: Assignment
     focus: list[str]  # SKUs the moment is about, most important first
     drops: list[tuple[str, str]]  # (what, why) of everything left out
     terms: Terms | None = None  # per-moment scoring terms, computed once
     considered: int = 0  # candidates the rules allowed (scored or bounded out)
     channel_drops: list[str] = field(default_factory=list)  # reason codes of closed channels
+    shown: list[Scored] = field(default_factory=list)  # every candidate (explanations only)

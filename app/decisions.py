@@ -12,14 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from app.actions import action_id
 from app.arbitration import Arbiter
+from app.bandit import choice_distribution, pick, uniform
 from app.catalog import Catalog
 from app.context import Context, Scored
-from app.holdout import in_holdout
+from app.experiments import Experiments
 from app.models import Models
 from app.observe import ReadinessTracker
 from app.offers import Offers
-from app.outcomes import OutcomeLearner
 from app.policy import MomentName, Policy
 from app.readiness import DAY, HOUR, CustomerState, Readiness
 from app.referee import Segments, segments_of
@@ -27,6 +28,22 @@ from app.sequencing import ONSITE_UPSELL, UPSELL_PLAYS, Sequencer, cancellations
 from schemas import Action, Envelope
 
 _MAX_REFILLS = 2
+
+
+class Chooser:
+    """Draws the arm of a decision from its distribution, with a uniform hashed from the seed
+    and the action id: the same decision is drawn again when an event is redelivered."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def choose(
+        self, action_id: str, arms: list[Scored], distribution: dict[int, float]
+    ) -> tuple[Scored | None, float]:
+        """The chosen arm (None: protect) and its probability."""
+        order = sorted(distribution)
+        index = order[pick([distribution[i] for i in order], uniform(self.seed, action_id))]
+        return (arms[index] if index < len(arms) else None), distribution[index]
 
 
 @dataclass(slots=True)
@@ -43,6 +60,7 @@ class Decision:
     candidates: list[Scored] = field(default_factory=list)
     drops: list[tuple[str, str]] = field(default_factory=list)
     chosen: Scored | None = None
+    arms: list[tuple[Scored | None, float]] = field(default_factory=list)  # (None: protect)
     actions: list[Action] = field(default_factory=list)
     note: str = ""
 
@@ -55,16 +73,20 @@ class Decider:
         models: Models,
         arbiter: Arbiter,
         tracker: ReadinessTracker,
-        learner: OutcomeLearner,
+        sequencer: Sequencer,
+        chooser: Chooser,
     ) -> None:
         self.policy = policy
         self.catalog = catalog
         self.models = models
         self.arbiter = arbiter
         self.tracker = tracker
-        self.learner = learner
+        self.sequencer = sequencer
+        self.chooser = chooser
+        self.experiments = Experiments(policy)
         self.offers = Offers(policy, catalog, models)
-        self.sequencer = Sequencer(policy, models, learner)
+        exploration = policy.exploration
+        self._z = exploration.contention_z if exploration.enabled else 0.0
         self.on_decision: Callable[[Decision], None] | None = None
         self._last: Context | None = None  # the latest moment's context (reused by refills)
         self._threshold = policy.min_expected_profit
@@ -123,8 +145,20 @@ class Decider:
         r = self.tracker.get(state, t, self.models.aov_prior(self._first_order_value))
         seg = segments_of(self.policy, r)
         verdict = self.arbiter.referee.for_customer(seg, moment)
-        ctx = Context(moment, t, state, r, seg, verdict, focus, [])
+        ctx = Context(moment, t, state, r, seg, verdict, self.experiments.assign(cid), focus, [])
         return ctx, Decision(cid, event.event_id, moment, t, r, seg, list(verdict.rules))
+
+    def _choose(
+        self, cid: str, event: Envelope, slot: str, arms: list[Scored], decision: Decision
+    ) -> tuple[Scored | None, float]:
+        """Thompson sampling among the arms and protect (app/bandit.py)."""
+        distribution = choice_distribution(
+            [a.eip for a in arms], [a.spread for a in arms], self._threshold, self._z
+        )
+        decision.arms = [
+            (arms[i] if i < len(arms) else None, p) for i, p in sorted(distribution.items())
+        ]
+        return self.chooser.choose(action_id(cid, event.event_id, slot), arms, distribution)
 
     def _moment(
         self,
@@ -147,11 +181,11 @@ class Decider:
         delivery = self._delivery(state, moment, t)
         channels = self.offers.channels(ctx, delivery)
         offers = self.offers.around(ctx)
-        scored = self.arbiter.score(ctx, offers, channels, self._at_stake(state, focus, ctx))
-        best = max(scored, key=lambda s: s.eip) if scored else None
-        decision.candidates, decision.drops = scored, ctx.drops
-        holdout = in_holdout(cid, self.policy.holdout.salt, self.policy.holdout.share)
-        if best is not None and best.eip > self._threshold:
+        arms = self.arbiter.score(ctx, offers, channels, self._at_stake(state, focus, ctx))
+        decision.candidates = ctx.shown if self.arbiter.keep_all else arms
+        decision.drops = ctx.drops
+        best, propensity = self._choose(cid, event, "decision", arms, decision)
+        if best is not None:
             actions = [
                 self.sequencer.upsell(
                     cid,
@@ -159,17 +193,17 @@ class Decider:
                     ctx,
                     best,
                     delivery[best.channel],
-                    holdout,
                     "decision",
                     extra_suppress,
+                    propensity,
                 )
             ]
             decision.chosen = best
-            follow = self._followup(cid, event, ctx, best, holdout)
+            follow = self._followup(cid, event, ctx, best, propensity)
             if follow is not None:
                 actions.append(follow)
         else:
-            actions = [self.sequencer.protect(cid, event, ctx, best, holdout, extra_suppress)]
+            actions = [self.sequencer.protect(cid, event, ctx, extra_suppress, propensity)]
         if reuse_key is not None:
             ttl = self.policy.channels[self.policy.moments[moment].channels[0]].ttl_hours
             state.live[reuse_key] = [t + ttl * HOUR]
@@ -223,7 +257,7 @@ class Decider:
         if base is not None and base.t == t:
             r = replace(base.readiness, maturity=seq.refill_due_from, due_consumable=sku)
             verdict = self.arbiter.referee.for_customer(base.segments, "refill")
-            ctx = Context("refill", t, state, r, base.segments, verdict, [sku], [])
+            ctx = Context("refill", t, state, r, base.segments, verdict, base.assignment, [sku], [])
             decision = Decision(
                 cid, event.event_id, "refill", t, r, base.segments, list(verdict.rules)
             )
@@ -233,25 +267,27 @@ class Decider:
             decision.readiness = ctx.readiness
         delivery = self._delivery(state, "refill", due)
         channels = self.offers.channels(ctx, delivery)
-        scored = self.arbiter.score(ctx, self.offers.refill_offers(sku), channels, 0.0)
-        best = max(scored, key=lambda s: s.eip) if scored else None
-        decision.candidates, decision.drops = scored, ctx.drops
-        if best is None or best.eip <= self._threshold:
+        arms = self.arbiter.score(ctx, self.offers.refill_offers(sku), channels, 0.0)
+        decision.candidates = ctx.shown if self.arbiter.keep_all else arms
+        decision.drops = ctx.drops
+        slot = f"refill:{sku}"
+        best, propensity = self._choose(cid, event, slot, arms, decision)
+        if best is None:
             decision.note = "no refill offer worth making"
             self._report(decision)
             return None
-        holdout = in_holdout(cid, self.policy.holdout.salt, self.policy.holdout.share)
         action = self.sequencer.upsell(
-            cid, event, ctx, best, delivery[best.channel], holdout, f"refill:{sku}", None
+            cid, event, ctx, best, delivery[best.channel], slot, None, propensity
         )
         decision.chosen, decision.actions = best, [action]
         self._report(decision)
         return action
 
     def _followup(
-        self, cid: str, event: Envelope, ctx: Context, best: Scored, holdout: bool
+        self, cid: str, event: Envelope, ctx: Context, best: Scored, propensity: float
     ) -> Action | None:
-        """An onsite upsell may be followed by an email later, if that is still worth it."""
+        """An onsite upsell may be followed by an email later, if that is still worth it
+        (chosen with the decision it follows, so with its propensity)."""
         if not (
             self.policy.sequencing.followup_email_after_onsite
             and best.channel in ONSITE_UPSELL
@@ -265,7 +301,7 @@ class Decider:
         option = self.arbiter.evaluate(ctx, best.offer, "email", best.frame, "low")
         if option is None or option.eip <= self._threshold:
             return None
-        return self.sequencer.upsell(cid, event, ctx, option, at, holdout, "followup", None)
+        return self.sequencer.upsell(cid, event, ctx, option, at, "followup", None, propensity)
 
     def _protect_trigger(
         self, cid: str, state: CustomerState, event: Envelope, t: float, trigger: str
@@ -273,19 +309,21 @@ class Decider:
         quiet = self.policy.protect.get(trigger)
         if quiet is None:
             return []
-        for channel, hours in quiet.items():
-            state.quiet(channel, t + hours * HOUR)
         r = self.tracker.get(state, t, self.models.aov_prior(self._first_order_value))
-        holdout = in_holdout(cid, self.policy.holdout.salt, self.policy.holdout.share)
+        segments = segments_of(self.policy, r)
+        suppress = {c: t + h * HOUR for c, h in quiet.items()}
         longest = max(quiet.values(), default=1.0)
         action = self.sequencer.protect_action(
             cid,
             event,
+            state,
             t,
             t + longest * HOUR,
-            {c: t + h * HOUR for c, h in quiet.items()},
-            holdout,
-            [f"protect:{trigger}", *segments_of(self.policy, r).codes()],
+            suppress,
+            self.experiments.assign(cid),
+            segments.key,
+            [f"protect:{trigger}", *segments.codes()],
+            1.0,
         )
         self._report(
             Decision(
@@ -300,7 +338,6 @@ class Decider:
         )
         return [action]
 
-    # -- building actions ---------------------------------------------------------------------
     # -- helpers ------------------------------------------------------------------------------
     def _at_stake(self, state: CustomerState, focus: list[str], ctx: Context) -> float:
         """Margin an offer could cost by distracting: the cart's, and the item in focus (not

@@ -5,8 +5,10 @@
 
 Pure: no I/O beyond reading the two files, event time only. The same events in the same order
 with the same catalog, policy and seed give the same Actions, byte for byte (app.actions.encode).
-The worker and `tact replay` both drive this class; the worker also saves and restores customer
-states (`dump`/`restore`) and the models (`models_blob`/`restore_models`) in its checkpoint.
+Every Action opens an attribution window; when one closes, its Outcome record waits in
+`take_outcomes()` (app/attribution.py). The worker and `tact replay` both drive this class; the
+worker also saves and restores customer states (`dump`/`restore`) and the models
+(`models_changes`/`restore_models`) in its checkpoint.
 """
 
 from __future__ import annotations
@@ -17,35 +19,70 @@ from pathlib import Path
 from typing import Any
 
 from app.arbitration import Arbiter
+from app.attribution import Attribution
 from app.catalog import Catalog
-from app.decisions import Decider, Decision
+from app.decisions import Chooser, Decider, Decision
 from app.decode import validate_object
+from app.learning import Learner
 from app.models import Models
 from app.observe import ReadinessTracker
-from app.outcomes import OutcomeLearner
 from app.policy import Policy, load_policy
 from app.readiness import CustomerState
-from schemas import Action, Envelope, OrderPlaced, OrderReturned
+from app.sequencing import Sequencer
+from schemas import (
+    Action,
+    Envelope,
+    MessageFeedback,
+    OfferFeedback,
+    OrderPlaced,
+    OrderReturned,
+    Outcome,
+    Refund,
+)
 
 
 class DecisionEngine:
     """Readiness, models, the referee and arbitration behind one `process` call."""
 
-    def __init__(self, catalog: Catalog, policy: Policy | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        policy: Policy | None = None,
+        seed: int = 0,
+        chooser: Chooser | None = None,
+    ) -> None:
         self.catalog = catalog
         self.policy = policy if policy is not None else load_policy(None)
-        self.seed = seed  # reserved for exploration; decisions are argmax today
+        self.seed = seed  # exploration draws are hashed from it and the action id
+        self.chooser = chooser if chooser is not None else Chooser(seed)
         self.customers: dict[str, CustomerState] = {}
         self.duplicates = 0  # events skipped because their id came again (producer retries)
-        self.models = Models(self.policy.models_name, self.policy.learning.batch_size)
+        self.models = self._new_models()
         self._wire()
+
+    def _new_models(self) -> Models:
+        p = self.policy
+        return Models(
+            p.models_name,
+            p.learning.batch_size,
+            p.exploration.prior_conversions,
+            p.exploration.prior_trials,
+        )
 
     def _wire(self) -> None:
         self.tracker = ReadinessTracker(self.policy, self.catalog)
         self.arbiter = Arbiter(self.policy, self.models)
-        self.learner = OutcomeLearner(self.policy, self.models)
+        self.learner = Learner(self.policy, self.models)
+        self.attribution = Attribution(self.policy, self.catalog, self.models, self.learner)
+        sequencer = Sequencer(self.policy, self.models, self.attribution, self.arbiter.economics)
         self.decider = Decider(
-            self.policy, self.catalog, self.models, self.arbiter, self.tracker, self.learner
+            self.policy,
+            self.catalog,
+            self.models,
+            self.arbiter,
+            self.tracker,
+            sequencer,
+            self.chooser,
         )
 
     @classmethod
@@ -82,18 +119,35 @@ class DecisionEngine:
         if state.seen_before(event.event_id):
             self.duplicates += 1
             return []
-        self.learner.advance(t, self.customers)
-        self.learner.close_windows(state, t)
+        attribution = self.attribution
+        attribution.advance(t, self.customers)
+        attribution.close_due(cid, state, t)
         if isinstance(event, OrderPlaced):
-            skus = [item.sku for item in event.items]
-            self.learner.ordered(cid, state, set(skus), t)
+            attribution.ordered(cid, state, event, t)
             if self.learner.enabled:
                 self.models.order_value.update(event.total)
-                self.models.affinity.learn_order(skus)
+                self.models.affinity.learn_order([item.sku for item in event.items])
         elif isinstance(event, OrderReturned):
-            self.learner.returned(state, {item.sku for item in event.items}, t)
+            attribution.returned(state, event, t)
+        elif isinstance(event, Refund):
+            attribution.refunded(state, event, t)
+        elif isinstance(event, OfferFeedback):
+            attribution.feedback(cid, state, event.kind, t, event.action_id, None)
+        elif isinstance(event, MessageFeedback):
+            attribution.feedback(cid, state, event.kind, t, event.action_id, event.channel)
         self.tracker.update(state, event, t)
         return self.decider.decide(cid, state, event, t)
+
+    # -- outcomes -------------------------------------------------------------------------------
+    def take_outcomes(self) -> list[Outcome]:
+        """The Outcome records whose windows closed since the last call, in closing order."""
+        return self.attribution.take()
+
+    def flush(self, t: float | None = None) -> list[Outcome]:
+        """The stream has ended: close every open window as `censored` (at `t`, default the
+        latest event time seen) and return all Outcomes not yet taken."""
+        self.attribution.flush(self.customers, self.models.watermark if t is None else t)
+        return self.take_outcomes()
 
     # -- state, for the worker's store ------------------------------------------------------------
     def knows(self, customer_id: str) -> bool:
@@ -103,7 +157,7 @@ class DecisionEngine:
         """Load saved customer states; their open attribution windows are rescheduled."""
         for customer_id, blob in blobs.items():
             state = self.customers[customer_id] = CustomerState.from_bytes(blob)
-            self.learner.reopen(customer_id, state)
+            self.attribution.reopen(customer_id, state)
 
     def dump(self, customer_ids: Iterable[str]) -> dict[str, bytes]:
         return {cid: self.customers[cid].to_bytes() for cid in customer_ids}
@@ -133,8 +187,16 @@ class DecisionEngine:
         if "core" not in fields:
             return
         hook = self.on_decision
-        self.models = Models.from_fields(fields, self.policy.learning.batch_size)
+        waiting = self.take_outcomes()
+        p = self.policy
+        self.models = Models.from_fields(
+            fields,
+            p.learning.batch_size,
+            p.exploration.prior_conversions,
+            p.exploration.prior_trials,
+        )
         self._wire()
+        self.attribution.requeue(waiting)
         for customer_id, state in self.customers.items():
-            self.learner.reopen(customer_id, state)
+            self.attribution.reopen(customer_id, state)
         self.on_decision = hook

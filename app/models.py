@@ -1,11 +1,14 @@
-"""The engine's online models: P(accept), P(return), the order-value prior, co-purchase affinity.
+"""The engine's online models: P(accept), P(return), P(buying anyway), the order-value prior,
+co-purchase affinity, and the exploration cells of app/bandit.py.
 
-P(accept) and P(return) are River logistic regressions whose first feature is the policy's
-prior logit: before any outcome they predict exactly the prior, and each outcome moves them from
-there. The prior enters scaled down by PRIOR_SCALE with weight PRIOR_SCALE, so SGD moves its
-weight slowly relative to its size: a near-fixed offset that recalibrates over many outcomes,
-while the other weights learn corrections. (Entered unscaled, a few early successes turn the
-prior's weight negative and the model inverts.) Everything is
+P(accept) learns from delivered offers, P(return) from accepted ones, and P(organic), the
+chance a customer buys the offered item without being asked, only from holdout decisions:
+what customers did when nothing was sent. All three are River logistic regressions whose first
+feature is the policy's prior logit: before any outcome they predict exactly the prior, and each
+outcome moves them from there. The prior enters scaled down by PRIOR_SCALE with weight
+PRIOR_SCALE, so SGD moves its weight slowly relative to its size: a near-fixed offset that
+recalibrates over many outcomes, while the other weights learn corrections. (Entered unscaled,
+a few early successes turn the prior's weight negative and the model inverts.) Everything is
 checkpointable to bytes, and `version` names the state: `<models_name>.<outcomes learned>`.
 """
 
@@ -19,6 +22,7 @@ from typing import Any
 from river import linear_model, optim, stats
 
 from app import codec
+from app.bandit import Cells
 
 PRIOR = "prior"
 PRIOR_SCALE = 10.0
@@ -125,17 +129,25 @@ class Affinity:
 class Models:
     """All learned state of one engine."""
 
-    def __init__(self, name: str, batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        name: str,
+        batch_size: int = 64,
+        prior_conversions: float = 6.0,
+        prior_trials: float = 120.0,
+    ) -> None:
         self.name = name
         self.accept = OnlineLogit(batch_size=batch_size)
         self.returns = OnlineLogit(batch_size=batch_size)
+        self.organic = OnlineLogit(batch_size=batch_size)
         self.order_value = stats.Mean()
         self.affinity = Affinity()
+        self.cells = Cells(prior_conversions, prior_trials)
         self.watermark = 0.0  # the latest event time the models have seen
 
     @property
     def version(self) -> str:
-        return f"{self.name}.{self.accept.updates + self.returns.updates}"
+        return f"{self.name}.{self.accept.updates + self.returns.updates + self.organic.updates}"
 
     def aov_prior(self, fallback: float) -> float:
         return float(self.order_value.get()) if self.order_value.n else fallback
@@ -145,40 +157,62 @@ class Models:
             "name": self.name,
             "accept": self.accept.state(),
             "returns": self.returns.state(),
+            "organic": self.organic.state(),
             "order_value": {"n": self.order_value.n, "mean": self.order_value.get()},
             "watermark": self.watermark,
         }
 
     def to_bytes(self) -> bytes:
         """Everything, in one blob (tests and files)."""
-        return codec.dumps({**self.core_state(), "affinity": self.affinity.pairs})
+        return codec.dumps(
+            {**self.core_state(), "affinity": self.affinity.pairs, "cells": self.cells.state()}
+        )
 
     @classmethod
-    def from_bytes(cls, blob: bytes) -> Models:
+    def from_bytes(
+        cls, blob: bytes, prior_conversions: float = 6.0, prior_trials: float = 120.0
+    ) -> Models:
         data = codec.loads(blob)
         return cls.from_fields(
             {
                 "core": codec.dumps(data),
+                "cells": codec.dumps(data.get("cells", {})),
                 **{f"affinity:{sku}": codec.dumps(row) for sku, row in data["affinity"].items()},
-            }
+            },
+            prior_conversions=prior_conversions,
+            prior_trials=prior_trials,
         )
 
     def changes(self) -> dict[str, bytes]:
         """What changed since the last call, as named fields for a store: the small core
-        always, and only the affinity rows that moved (a big catalog has thousands)."""
+        always, the exploration cells when they moved, and only the affinity rows that
+        moved (a big catalog has thousands)."""
         fields = {"core": codec.dumps(self.core_state())}
+        if self.cells.dirty:
+            fields["cells"] = codec.dumps(self.cells.state())
+            self.cells.dirty = False
         for sku in self.affinity.dirty:
             fields[f"affinity:{sku}"] = codec.dumps(self.affinity.pairs[sku])
         self.affinity.dirty = set()
         return fields
 
     @classmethod
-    def from_fields(cls, fields: Mapping[str, bytes], batch_size: int = 64) -> Models:
+    def from_fields(
+        cls,
+        fields: Mapping[str, bytes],
+        batch_size: int = 64,
+        prior_conversions: float = 6.0,
+        prior_trials: float = 120.0,
+    ) -> Models:
         core = codec.loads(fields["core"])
-        models = cls(core["name"], batch_size)
+        models = cls(core["name"], batch_size, prior_conversions, prior_trials)
         models.watermark = core.get("watermark", 0.0)
         models.accept.restore(core["accept"])
         models.returns.restore(core["returns"])
+        if "organic" in core:
+            models.organic.restore(core["organic"])
+        if "cells" in fields:
+            models.cells.restore(codec.loads(fields["cells"]))
         ov = core["order_value"]
         models.order_value.n = ov["n"]
         models.order_value._mean = ov["mean"]

@@ -56,6 +56,7 @@ OfferRelation = Annotated[str, _one_of("offer relation", OFFER_RELATIONS)]
 Signal = Annotated[str, _one_of("readiness signal", SIGNALS)]
 ChannelName = Annotated[str, _one_of("channel", get_args(OutboundChannel))]
 PlayName = Annotated[str, _one_of("play", get_args(Play))]
+UpsellPlay = Annotated[str, _one_of("play that makes an offer", ("assist", "expand", "commit"))]
 FrameName = Annotated[str, _one_of("frame", get_args(Frame))]
 IntensityName = Annotated[str, _one_of("intensity", INTENSITY_ORDER)]
 KindName = Annotated[str, _one_of("product kind", get_args(Kind))]
@@ -91,6 +92,38 @@ class HoldoutSpec(_Spec):
 class AttributionSpec(_Spec):
     window_hours: float = Field(gt=0, le=24 * 90)
     return_window_days: float = Field(gt=0, le=365)
+    max_open: int = Field(default=24, ge=1, le=256)  # open windows per customer
+
+
+class ExperimentsSpec(_Spec):
+    """Randomised tests beside the global holdout, assigned per customer by hash."""
+
+    salt: str = Field(min_length=1)
+    # Held out: the play is decided as usual but never delivered to this share of customers.
+    play_holdouts: dict[UpsellPlay, Annotated[float, Field(ge=0, le=0.5)]] = {}
+    # Suppressed: the channel is closed to this share of customers (what does it really add?).
+    channel_suppression: dict[ChannelName, Annotated[float, Field(ge=0, le=0.5)]] = {}
+
+
+class ExplorationSpec(_Spec):
+    """Thompson sampling over the (offer, frame) arms the rules allow."""
+
+    enabled: bool = True  # false: always the arm of highest expected profit (propensity 1)
+    # What the priors are worth per (segment, play, frame) cell, in outcomes: conversions
+    # out of trials. Fewer means wider posteriors and more exploration at the start.
+    prior_conversions: float = Field(default=6.0, gt=0, le=100_000)
+    prior_trials: float = Field(default=120.0, gt=0, le=1_000_000)
+    # Arms whose posterior cannot reach the best within this many standard deviations are
+    # out of contention (at 2.5, an arm that far short would win under 0.02% of draws): they
+    # are never drawn.
+    contention_z: float = Field(default=2.5, ge=1, le=6)
+    max_arms: int = Field(default=6, ge=1, le=32)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.prior_conversions >= self.prior_trials:
+            raise ValueError("prior_conversions must be below prior_trials")
+        return self
 
 
 class DecaySpec(_Spec):
@@ -236,6 +269,8 @@ class Policy(_Spec):
     models_name: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")]
     time: TimeSpec
     holdout: HoldoutSpec
+    experiments: ExperimentsSpec = ExperimentsSpec(salt="tact-experiments-v1")
+    exploration: ExplorationSpec = ExplorationSpec()
     attribution: AttributionSpec
     decay_hours: DecaySpec
     segments: SegmentsSpec

@@ -95,8 +95,7 @@ class CustomerState:
     live: dict[str, list[float]] = field(default_factory=dict)  # moment key -> [decision expires]
     scheduled: list[list[Any]] = field(default_factory=list)  # [at, expires, channel, sku]
     recent: list[int] = field(default_factory=list)  # hashes of the latest event ids
-    pending: list[list[Any]] = field(default_factory=list)  # offers awaiting an outcome
-    accepted: list[list[Any]] = field(default_factory=list)  # accepted offers in return window
+    windows: list[list[Any]] = field(default_factory=list)  # open attribution windows
 
     # -- duplicates ---------------------------------------------------------------------------
     def seen_before(self, event_id: str) -> bool:

@@ -21,6 +21,12 @@ class Segments:
     ready: bool
     discount_trained: bool
 
+    @property
+    def key(self) -> str:
+        """The segment of exploration cells and outcome records, e.g. `new:low:medium`
+        (customer, risk, ltv)."""
+        return f"{self.customer}:{self.risk}:{self.ltv}"
+
     def codes(self) -> list[str]:
         codes = _SEGMENT_CODES.get(self)
         if codes is None:

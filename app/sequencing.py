@@ -12,11 +12,13 @@ from datetime import timedelta
 from typing import Any
 
 from app.actions import action_id, build, suppression, utc
-from app.context import Context, Offer, Scored
+from app.attribution import Attribution
+from app.context import Context, Scored
+from app.economics import Economics
+from app.experiments import Assignment
 from app.models import Models
-from app.outcomes import OutcomeLearner
 from app.policy import Policy
-from app.readiness import DAY, HOUR, CustomerState, Readiness
+from app.readiness import DAY, HOUR, CustomerState
 from schemas import Action, Envelope
 
 ONSITE_UPSELL = frozenset({"onsite_pdp", "onsite_cart"})
@@ -27,10 +29,13 @@ _MAX_REASONS = 12
 class Sequencer:
     """Builds Actions and applies what they imply to the customer's state."""
 
-    def __init__(self, policy: Policy, models: Models, learner: OutcomeLearner) -> None:
+    def __init__(
+        self, policy: Policy, models: Models, attribution: Attribution, economics: Economics
+    ) -> None:
         self.policy = policy
         self.models = models
-        self.learner = learner
+        self.attribution = attribution
+        self.economics = economics
         self._budget_frames = {f for r in policy.rules for f in r.then.frame_budget}
         self._budget_days = max(
             (b.per_days for r in policy.rules for b in r.then.frame_budget.values()), default=0.0
@@ -43,9 +48,9 @@ class Sequencer:
         ctx: Context,
         best: Scored,
         at: float,
-        holdout: bool,
         slot: str,
         extra_suppress: dict[str, float] | None,
+        propensity: float,
     ) -> Action:
         p, state, t = self.policy, ctx.state, ctx.t
         spec = p.channels[best.channel]
@@ -60,8 +65,7 @@ class Sequencer:
                 t + seq.post_purchase_suppresses_paid_hours * HOUR,
             )
         suppress.pop(best.channel, None)  # an action never cancels itself
-        for channel, until in suppress.items():
-            state.quiet(channel, until)
+        self._quiet(cid, state, suppress, t)
         state.count_use(best.channel, at, t)
         if not spec.outbound:
             state.count_use("onsite", at, t)
@@ -71,12 +75,7 @@ class Sequencer:
         if spec.outbound or slot != "decision":
             state.scheduled.append([at, expires, best.channel, offer.product.sku])
             del state.scheduled[:-8]
-        if not holdout and offer.play in UPSELL_PLAYS:
-            # Assist is judged by engagement (offer feedback), not by purchases of the item it
-            # supports, most of which would happen anyway.
-            self.learner.offered(
-                cid, state, best, ctx.readiness, at, self._return_prior(offer, ctx.readiness)
-            )
+        held_out = ctx.assignment.held_out(offer.play)
         reasons = [
             f"moment:{ctx.moment}",
             *ctx.segments.codes(),
@@ -84,12 +83,12 @@ class Sequencer:
             f"offer:{offer.relation}",
             f"pick:{offer.play}:{best.channel}:{best.frame}:{best.intensity}",
         ]
-        if holdout:
-            reasons.append("holdout:global")
+        if held_out:
+            reasons.append(held_out)
         if slot != "decision":
             reasons.append(f"seq:{slot.split(':')[0]}")
         reasons += ctx.channel_drops[:4]
-        return self._action(
+        action = self._action(
             cid,
             event,
             slot,
@@ -102,26 +101,43 @@ class Sequencer:
             not_before=at,
             expires_at=expires,
             suppress=suppress,
-            holdout=holdout,
+            holdout=held_out is not None,
             expected_profit=best.eip,
+            propensity=propensity,
+            experiments=ctx.assignment.arms,
             reasons=reasons,
         )
+        r, product = ctx.readiness, offer.product
+        learn = [
+            best.prior,
+            r.confidence,
+            r.urgency,
+            r.price_sensitivity,
+            r.maturity,
+            r.risk,
+            r.signal("posture", best.channel),
+            r.ltv_score,
+            product.kind,
+            self.economics.return_prior(product, r),
+            self.economics.organic_prior(ctx, offer) if offer.relation != "self" else 0.0,
+        ]
+        self.attribution.open(
+            state, action, t, at, offer.relation, ctx.segments.key, held_out or "", learn
+        )
+        return action
 
     def protect(
         self,
         cid: str,
         event: Envelope,
         ctx: Context,
-        best: Scored | None,
-        holdout: bool,
         extra_suppress: dict[str, float] | None,
+        propensity: float,
     ) -> Action:
         t, moment = ctx.t, self.policy.moments[ctx.moment]
         suppress = dict(extra_suppress or {})
         for channel, hours in moment.protect_suppresses.items():
             suppress[channel] = max(suppress.get(channel, 0.0), t + hours * HOUR)
-        for channel, until in suppress.items():
-            ctx.state.quiet(channel, until)
         ttl = self.policy.channels[moment.channels[0]].ttl_hours * HOUR
         reasons = [
             f"moment:{ctx.moment}",
@@ -129,32 +145,40 @@ class Sequencer:
             *ctx.verdict.codes,
             "protect:not_profitable" if ctx.considered else "protect:no_candidate",
         ]
-        if holdout:
-            reasons.append("holdout:global")
         reasons += ctx.channel_drops[:4]
         return self.protect_action(
             cid,
             event,
+            ctx.state,
             t,
             max([t + ttl, *suppress.values()]),
             suppress,
-            holdout,
+            ctx.assignment,
+            ctx.segments.key,
             reasons,
+            propensity,
         )
 
     def protect_action(
         self,
         cid: str,
         event: Envelope,
+        state: CustomerState,
         t: float,
         expires_at: float,
         suppress: dict[str, float],
-        holdout: bool,
+        assignment: Assignment,
+        segment: str,
         reasons: list[str],
+        propensity: float,
     ) -> Action:
         """A protect decision: no offer, these channels quiet until then, and an expected
         incremental profit of 0 (doing nothing earns nothing extra)."""
-        return self._action(
+        self._quiet(cid, state, suppress, t)
+        held_out = assignment.held_out("protect")
+        if held_out:
+            reasons = [*reasons, held_out]
+        action = self._action(
             cid,
             event,
             "decision",
@@ -167,10 +191,20 @@ class Sequencer:
             not_before=t,
             expires_at=expires_at,
             suppress=suppress,
-            holdout=holdout,
+            holdout=held_out is not None,
             expected_profit=0.0,
+            propensity=propensity,
+            experiments=assignment.arms,
             reasons=reasons,
         )
+        self.attribution.open(state, action, t, t, "", segment, held_out or "", None)
+        return action
+
+    def _quiet(self, cid: str, state: CustomerState, suppress: dict[str, float], t: float) -> None:
+        """Apply suppressions; they cancel pending Actions they cover (as connectors do)."""
+        for channel, until in suppress.items():
+            state.quiet(channel, until)
+            self.attribution.suppressed(cid, state, channel, until, t)
 
     def _action(
         self,
@@ -189,6 +223,8 @@ class Sequencer:
         suppress: dict[str, float],
         holdout: bool,
         expected_profit: float,
+        propensity: float,
+        experiments: dict[str, str],
         reasons: list[str],
     ) -> Action:
         ts = event.ts
@@ -209,7 +245,8 @@ class Sequencer:
                 else [],
                 "holdout": holdout,
                 "expected_profit": round(expected_profit, 4),
-                "propensity": 1.0,
+                "propensity": propensity,
+                "experiments": experiments,
                 "reasons": reasons[:_MAX_REASONS],
                 "policy_version": self.policy.version,
                 "model_version": self.models.version,
@@ -237,10 +274,6 @@ class Sequencer:
             return at
         wait = (end - local_hour) % 24
         return at + wait * HOUR
-
-    def _return_prior(self, offer: Offer, r: Readiness) -> float:
-        prior = self.policy.priors.return_
-        return prior.base + prior.kind.get(offer.product.kind, 0.0) + prior.risk * r.risk
 
 
 def cancellations(state: CustomerState, skus: set[str], t: float) -> dict[str, float]:

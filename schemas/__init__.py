@@ -1,6 +1,7 @@
 """tact's public contract: the events it consumes and the Action records it produces.
 
-Connectors and replays depend on these names and fields; JSON Schema files generated from
+Connectors and replays depend on these names and fields (Outcome records are what followed
+each Action); JSON Schema files generated from
 them live in `schemas/json/` (`tact schemas export`).
 """
 
@@ -28,6 +29,7 @@ from schemas.orders import (
     SubscriptionCancelled,
     SubscriptionStarted,
 )
+from schemas.outcome import Outcome
 from schemas.registry import EVENT_MODELS, FAMILY_OF_TYPE, TopicFamily
 from schemas.types import Channel, Frame, Intensity, OutboundChannel, Play
 
@@ -54,6 +56,7 @@ __all__ = [
     "OrderPlaced",
     "OrderReturned",
     "OutboundChannel",
+    "Outcome",
     "PageView",
     "Play",
     "Refund",

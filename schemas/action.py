@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Self, get_args
+from typing import Annotated, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -19,6 +19,8 @@ from schemas.types import (
 )
 
 ReasonCode = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_.:-]+$")]
+ExperimentName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_.:-]+$")]
+ExperimentArm = Literal["treated", "held_out", "allowed", "suppressed"]
 
 PLAYS: tuple[Play, ...] = get_args(Play)
 CHANNELS: tuple[Channel, ...] = (*get_args(OutboundChannel), "none")
@@ -55,7 +57,17 @@ class Action(BaseModel):
     suppress: list[Suppression]
     holdout: bool
     expected_profit: float = Field(allow_inf_nan=False)
-    propensity: float = Field(ge=0, le=1)
+    propensity: float = Field(
+        gt=0,
+        le=1,
+        description="probability with which this action was chosen among the allowed ones "
+        "(exploration); 1.0 for decisions made deterministically",
+    )
+    experiments: dict[ExperimentName, ExperimentArm] = Field(
+        default_factory=dict,
+        description="the customer's deterministic assignment in every experiment of the "
+        "policy, e.g. {'holdout': 'treated', 'play_holdout:commit': 'held_out'}",
+    )
     reasons: list[ReasonCode]
     policy_version: Annotated[str, Field(min_length=1, max_length=64)]
     model_version: Annotated[str, Field(min_length=1, max_length=64)]

@@ -1,4 +1,4 @@
-"""JSON Schema documents for every event type and the Action, as files in `schemas/json/`."""
+"""JSON Schema documents for every event type, the Action and the Outcome (schemas/json/)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.action import Action
+from schemas.outcome import Outcome
 from schemas.registry import EVENT_MODELS, FAMILY_OF_TYPE
 
 JSON_DIR = Path(__file__).parent / "json"
@@ -23,6 +24,9 @@ def documents() -> dict[str, dict[str, Any]]:
     action = Action.model_json_schema(mode="serialization")
     action["$id"] = f"{_BASE_ID}action.json"
     docs["action.json"] = _with_draft(action)
+    outcome = Outcome.model_json_schema(mode="serialization")
+    outcome["$id"] = f"{_BASE_ID}outcome.json"
+    docs["outcome.json"] = _with_draft(outcome)
     return docs
 
 

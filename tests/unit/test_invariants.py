@@ -137,7 +137,7 @@ def test_holdout_customers_are_decided_for_but_never_contacted() -> None:
     treated = [a for a in actions if not in_holdout(a.customer_id, salt, share)]
     assert held and treated
     assert all(a.holdout for a in held)  # recorded, marked: connectors deliver none of them
-    assert not any(a.holdout for a in treated)
+    assert all(a.experiments["holdout"] == "held_out" for a in held)
     assert {a.play for a in held} >= {"protect", "expand"}  # decisions are still made
     assert all(
         "holdout:global" in a.reasons
@@ -146,20 +146,48 @@ def test_holdout_customers_are_decided_for_but_never_contacted() -> None:
         or "protect:no_candidate" in a.reasons
         or "protect:not_profitable" in a.reasons
     )
+    # Treated customers are held out only from the plays of their play holdouts.
+    for a in treated:
+        assert a.experiments["holdout"] == "treated"
+        held_play = a.experiments.get(f"play_holdout:{a.play}") == "held_out"
+        assert a.holdout == held_play
+        assert (f"holdout:play:{a.play}" in a.reasons) == held_play
+    assert any(a.holdout for a in treated) and any(not a.holdout for a in treated)
 
 
-def test_holdout_outcomes_do_not_train_the_acceptance_model() -> None:
-    """Holdout customers are never shown offers, so their purchases say nothing about
-    acceptance: no attribution window opens for them."""
+def test_holdout_outcomes_train_only_the_organic_model() -> None:
+    """Holdout customers are never shown offers: their purchases say nothing about
+    acceptance, only about what customers buy anyway. Every learned example comes from a
+    window of the right kind, and their counts match exactly."""
     policy = POLICY.model_copy(update={"holdout": POLICY.holdout.model_copy(update={"share": 0.5})})
     engine = DecisionEngine(demo_catalog(), policy)
-    for event in generate(400, seed=2):
+    outcomes = []
+    for event in generate(600, seed=2):
         engine.process(event)
-    held = {cid for cid in engine.customers if in_holdout(cid, policy.holdout.salt, 0.5)}
-    treated = set(engine.customers) - held
-    assert held and treated
-    assert all(not engine.customers[c].pending and not engine.customers[c].accepted for c in held)
-    assert any(engine.customers[c].pending or engine.customers[c].accepted for c in treated)
+        outcomes += engine.take_outcomes()
+    outcomes += engine.flush()
+    # Answered: the window ran its course, or the offer was bought (learned at once).
+    answered = [
+        o
+        for o in outcomes
+        if o.play in ("expand", "commit")
+        and (o.status == "closed" or (o.status == "censored" and o.converted))
+    ]
+    delivered = [o for o in answered if o.delivered]
+    held = [o for o in answered if o.holdout]
+    assert delivered and held
+    assert all(not o.delivered and o.channel_cost == 0 for o in outcomes if o.holdout)
+    shown_assist = [
+        o
+        for o in outcomes
+        if o.status == "closed"
+        and o.play == "assist"
+        and o.delivered
+        and set(o.feedback) & {"impression", "delivered", "open", "click", "accept"}
+    ]
+    models = engine.models
+    assert models.accept.updates + len(models.accept.queue) == len(delivered) + len(shown_assist)
+    assert models.organic.updates + len(models.organic.queue) == len(held)
 
 
 def test_suppressions_expire_in_event_time() -> None:

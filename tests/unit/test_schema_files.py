@@ -17,9 +17,9 @@ def test_committed_schema_files_match_the_models() -> None:
     assert stale == [], f"run `tact schemas export`; stale: {stale}"
 
 
-def test_one_file_per_event_type_and_action() -> None:
+def test_one_file_per_event_type_action_and_outcome() -> None:
     names = {p.stem for p in JSON_DIR.glob("*.json")}
-    assert names == set(VALID) | {"action"}
+    assert names == set(VALID) | {"action", "outcome"}
 
 
 def test_check_mode_detects_drift(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,383 @@
+"""Attribution: every Action's window, what followed in it, and the Outcome it closes with.
+
+When an Action is made, a window opens in the customer's state. It runs from `not_before`
+for the policy's attribution window (72 h by default). What the customer does meanwhile is
+joined to it:
+
+    offer / message feedback   naming its action_id (message feedback without one: the
+                               latest delivered window on that channel)
+    orders                     every order's margin counts in the window (`window_margin`);
+                               an order of the offered SKU converts it: the latest delivered
+                               window of that SKU is credited (last touch), earlier ones
+                               convert without credit; holdout windows record the purchase
+                               the customer made without being asked
+    returns and refunds        of a converted SKU within the return window: margin given
+                               back plus handling
+    purchases, suppressions    of the offered SKU, or on its channel, before `not_before`:
+    and unsubscribes           the Action is cancelled (connectors drop it), never delivered
+
+A window closes on event time: when the customer's next event or the stream's watermark
+passes its end; a converted window stays open for returns until the return window ends. Its
+Outcome is then queued (`take`) and the Learner (app/learning.py) is told what it teaches.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from app.actions import build_outcome, utc
+from app.catalog import Catalog
+from app.learning import UPSELL_PLAYS, Learner
+from app.models import Models
+from app.policy import Policy
+from app.readiness import DAY, HOUR, CustomerState
+from schemas import Action, OrderPlaced, OrderReturned, Outcome, Refund
+
+# A window, as a list in the customer's state (compact JSON):
+(ID, DECIDED, START, END, PHASE, PLAY, CHANNEL, SKU, RELATION, FRAME, INTENSITY, HOLDOUT) = range(
+    12
+)
+(PROPENSITY, SEGMENT, VERSIONS, LEARN, TALLY) = range(12, 17)
+# PHASE: 0 purchase window, 1 return window (converted). HOLDOUT: "" or the reason held out.
+# TALLY: running figures.
+(FEEDBACK, CONVERTED, CREDIT, QTY, REVENUE, MARGIN, RET_QTY, RET_LOSS) = range(8)
+(UNSUB, WINDOW_MARGIN, ORDER_ID, ORDER_TOTAL, REFUNDED, RETURNED) = range(8, 14)
+_CREDIT = ("none", "last_touch", "other_touch")
+_SHOWN = ("impression", "delivered", "open", "click", "accept")
+
+
+def _tally() -> list[Any]:
+    return [{}, False, 0, 0, 0.0, 0.0, 0, 0.0, 0.0, 0.0, "", 0.0, 0.0, False]
+
+
+class Attribution:
+    """Keeps every customer's open windows and the event-time schedule of their ends."""
+
+    def __init__(self, policy: Policy, catalog: Catalog, models: Models, learner: Learner) -> None:
+        self.policy = policy
+        self.catalog = catalog
+        self.models = models  # carries the watermark, so it is checkpointed with them
+        self.learner = learner
+        self.window_s = policy.attribution.window_hours * HOUR
+        self.return_window_s = policy.attribution.return_window_days * DAY
+        self.max_open = policy.attribution.max_open
+        self.handling = policy.return_handling_cost
+        self.default_margin_rate = policy.priors.value.margin_rate
+        self.channel_cost = {c: spec.cost for c, spec in policy.channels.items()}
+        self.subscriber_value = {c: spec.subscriber_value for c, spec in policy.channels.items()}
+        self._schedule: list[tuple[float, str]] = []  # (window end, customer)
+        self._closed: list[Outcome] = []
+
+    # -- opening ------------------------------------------------------------------------------
+    def open(
+        self,
+        state: CustomerState,
+        action: Action,
+        t: float,
+        start: float,
+        relation: str,
+        segment: str,
+        held_out: str,
+        learn: list[Any] | None,
+    ) -> None:
+        """A window for `action`, decided at `t`, deliverable from `start`."""
+        entry: list[Any] = [
+            action.action_id,
+            t,
+            start,
+            start + self.window_s,
+            0,
+            action.play,
+            action.channel,
+            action.offer_sku,
+            relation,
+            action.frame,
+            action.intensity,
+            held_out,
+            action.propensity,
+            segment,
+            f"{action.policy_version}|{action.model_version}",
+            learn,
+            _tally(),
+        ]
+        if len(state.windows) >= self.max_open:
+            self._emit(action.customer_id, state.windows.pop(0), t, "evicted")
+        state.windows.append(entry)
+        heapq.heappush(self._schedule, (entry[END], action.customer_id))
+
+    def reopen(self, customer_id: str, state: CustomerState) -> None:
+        """Put a reloaded customer's open windows back on the schedule."""
+        for entry in state.windows:
+            heapq.heappush(self._schedule, (entry[END], customer_id))
+
+    # -- what follows -------------------------------------------------------------------------
+    def ordered(self, cid: str, state: CustomerState, order: OrderPlaced, t: float) -> None:
+        if not state.windows:
+            return
+        margin = sum(self._margin(i.sku, i.price) * i.qty for i in order.items)
+        bought: dict[str, tuple[int, float]] = {}
+        for item in order.items:
+            qty, revenue = bought.get(item.sku, (0, 0.0))
+            bought[item.sku] = (qty + item.qty, revenue + item.qty * item.price)
+        for entry in state.windows:
+            if entry[PHASE] == 0 and entry[START] <= t <= entry[END]:
+                entry[TALLY][WINDOW_MARGIN] += margin
+        for sku, (qty, revenue) in bought.items():
+            self._convert(state, sku, qty, revenue, order, t)
+        self._cancel(cid, state, t, lambda e: e[SKU] in bought)
+
+    def _convert(
+        self,
+        state: CustomerState,
+        sku: str,
+        qty: int,
+        revenue: float,
+        order: OrderPlaced,
+        t: float,
+    ) -> None:
+        hits = [
+            e
+            for e in state.windows
+            if e[PHASE] == 0
+            and e[SKU] == sku
+            and e[START] <= t <= e[END]
+            and not e[TALLY][CONVERTED]
+        ]
+        delivered = [e for e in hits if self._delivered(e)]
+        last = max(delivered, key=lambda e: e[START]) if delivered else None
+        for entry in hits:
+            tally = entry[TALLY]
+            tally[CONVERTED] = True
+            if entry is last:
+                tally[CREDIT] = 1
+                tally[QTY], tally[REVENUE] = qty, revenue
+                tally[MARGIN] = revenue - qty * self._unit_cost(sku, revenue / qty)
+                tally[ORDER_ID], tally[ORDER_TOTAL] = order.order_id, order.total
+            elif self._delivered(entry):
+                tally[CREDIT] = 2
+            self._learn_purchase(entry, True)
+            entry[PHASE] = 1
+            entry[END] = t + self.return_window_s
+            heapq.heappush(self._schedule, (entry[END], order.customer_id))
+
+    def returned(self, state: CustomerState, event: OrderReturned, t: float) -> None:
+        for item in event.items:
+            for entry in state.windows:
+                tally = entry[TALLY]
+                if entry[PHASE] != 1 or entry[SKU] != item.sku or t > entry[END]:
+                    continue
+                if not tally[RETURNED]:
+                    tally[RETURNED] = True
+                    if self._delivered(entry) and entry[PLAY] in UPSELL_PLAYS:
+                        self.learner.kept(entry[LEARN], True)
+                if tally[CREDIT] == 1 and tally[RET_QTY] < tally[QTY]:
+                    qty = min(item.qty, tally[QTY] - tally[RET_QTY])
+                    tally[RET_QTY] += qty
+                    tally[RET_LOSS] += qty * (tally[MARGIN] / tally[QTY] + self.handling)
+
+    def refunded(self, state: CustomerState, event: Refund, t: float) -> None:
+        """A refund of a credited order without a return of the SKU: its share is lost."""
+        for entry in state.windows:
+            tally = entry[TALLY]
+            if entry[PHASE] != 1 or tally[ORDER_ID] != event.order_id or t > entry[END]:
+                continue
+            if tally[RET_QTY] or tally[ORDER_TOTAL] <= 0:
+                continue  # the return already counted what was given back
+            share = event.amount * tally[REVENUE] / tally[ORDER_TOTAL]
+            lost = min(share, tally[REVENUE] - tally[REFUNDED])
+            tally[REFUNDED] += lost
+            tally[RET_LOSS] += lost
+
+    def feedback(
+        self,
+        cid: str,
+        state: CustomerState,
+        kind: str,
+        t: float,
+        action_id: str | None,
+        channel: str | None,
+    ) -> None:
+        """Offer or message feedback: counted on the window it names (or the latest delivered
+        one on its channel); an unsubscribe costs the channel's subscriber value once, and
+        cancels what is still pending on that channel."""
+        entry = self._find(state, action_id, channel, t)
+        if entry is not None:
+            counts = entry[TALLY][FEEDBACK]
+            counts[kind] = counts.get(kind, 0) + 1
+            if kind in ("unsubscribe", "complaint") and not entry[TALLY][UNSUB]:
+                entry[TALLY][UNSUB] = self.subscriber_value.get(entry[CHANNEL], 0.0)
+        if kind in ("unsubscribe", "complaint") and channel is not None:
+            self._cancel(cid, state, t, lambda e: e[CHANNEL] == channel)
+
+    def suppressed(
+        self, cid: str, state: CustomerState, channel: str, until: float, t: float
+    ) -> None:
+        """A suppression cancels pending Actions on that channel due before it ends."""
+        self._cancel(cid, state, t, lambda e: e[CHANNEL] == channel and e[START] < until)
+
+    def _find(
+        self, state: CustomerState, action_id: str | None, channel: str | None, t: float
+    ) -> list[Any] | None:
+        if action_id is not None:
+            return next((e for e in state.windows if e[ID] == action_id), None)
+        if channel is None:
+            return None
+        found = [
+            e
+            for e in state.windows
+            if e[CHANNEL] == channel and e[START] <= t and self._delivered(e)
+        ]
+        return max(found, key=lambda e: e[START]) if found else None
+
+    def _cancel(self, cid: str, state: CustomerState, t: float, which: Any) -> None:
+        pending = [e for e in state.windows if e[START] > t and e[PLAY] != "protect" and which(e)]
+        for entry in pending:
+            state.windows.remove(entry)
+            self._emit(cid, entry, t, "cancelled")
+
+    # -- closing ------------------------------------------------------------------------------
+    def close_due(self, cid: str, state: CustomerState, t: float) -> None:
+        """Close every window of this customer that ended before `t`."""
+        if state.windows and any(e[END] < t for e in state.windows):
+            self._close(cid, state, t)
+
+    def advance(self, t: float, customers: Mapping[str, CustomerState]) -> None:
+        """Move the watermark to `t` and close the windows that ended before it, in order of
+        their ends (so the models learn in the same order whatever the schedule holds;
+        customers not in memory close on their next event)."""
+        if t <= self.models.watermark:
+            return
+        self.models.watermark = t
+        schedule = self._schedule
+        while schedule and schedule[0][0] < t:
+            until, cid = heapq.heappop(schedule)
+            state = customers.get(cid)
+            if state is not None and state.windows:
+                self._close(cid, state, math.nextafter(until, math.inf))  # ends <= until
+
+    def _close(self, cid: str, state: CustomerState, before: float) -> None:
+        """Close the windows that ended before `before`."""
+        kept = []
+        for entry in state.windows:
+            if entry[END] < before:
+                self._finish(entry)
+                self._emit(cid, entry, entry[END], "closed")
+            else:
+                kept.append(entry)
+        state.windows = kept
+
+    def flush(self, customers: Mapping[str, CustomerState], t: float) -> None:
+        """The stream ended: every window still open closes as censored (what is known)."""
+        for cid, state in customers.items():
+            for entry in state.windows:
+                self._emit(cid, entry, t, "censored")
+            state.windows = []
+        self._schedule = []
+
+    def take(self) -> list[Outcome]:
+        """The Outcomes closed since the last call."""
+        out, self._closed = self._closed, []
+        return out
+
+    def requeue(self, outcomes: list[Outcome]) -> None:
+        """Outcomes taken from another instance, not yet handed on (kept first in line)."""
+        self._closed = [*outcomes, *self._closed]
+
+    def _finish(self, entry: list[Any]) -> None:
+        """What a window that ran its course teaches."""
+        tally = entry[TALLY]
+        if entry[PHASE] == 1:
+            if self._delivered(entry) and entry[PLAY] in UPSELL_PLAYS and not tally[RETURNED]:
+                self.learner.kept(entry[LEARN], False)
+        elif entry[PLAY] == "assist":
+            feedback = tally[FEEDBACK]
+            if self._delivered(entry) and any(k in feedback for k in _SHOWN):
+                engaged = "click" in feedback or "accept" in feedback
+                self.learner.engagement(
+                    entry[LEARN],
+                    entry[CHANNEL],
+                    entry[FRAME],
+                    entry[INTENSITY],
+                    entry[SEGMENT],
+                    engaged,
+                )
+        else:
+            self._learn_purchase(entry, False)
+
+    def _learn_purchase(self, entry: list[Any], bought: bool) -> None:
+        if entry[LEARN] is None or entry[PLAY] not in UPSELL_PLAYS:
+            return
+        self.learner.purchase(
+            entry[LEARN],
+            entry[PLAY],
+            entry[CHANNEL],
+            entry[RELATION],
+            entry[FRAME],
+            entry[INTENSITY],
+            self._delivered(entry),
+            entry[SEGMENT],
+            bought,
+        )
+
+    def _emit(self, cid: str, entry: list[Any], at: float, status: str) -> None:
+        tally = entry[TALLY]
+        delivered = status != "cancelled" and self._delivered(entry)
+        cost = self.channel_cost.get(entry[CHANNEL], 0.0) if delivered else 0.0
+        unsub = tally[UNSUB]
+        policy_version, model_version = entry[VERSIONS].split("|", 1)
+        self._closed.append(
+            build_outcome(
+                {
+                    "action_id": entry[ID],
+                    "customer_id": cid,
+                    "decided_at": utc(entry[DECIDED]),
+                    "window_start": utc(entry[START]),
+                    "window_end": utc(entry[START] + self.window_s),
+                    "closed_at": utc(max(at, entry[DECIDED])),
+                    "status": status,
+                    "play": entry[PLAY],
+                    "channel": entry[CHANNEL],
+                    "offer_sku": entry[SKU],
+                    "frame": entry[FRAME],
+                    "intensity": entry[INTENSITY],
+                    "holdout": bool(entry[HOLDOUT]),
+                    "propensity": entry[PROPENSITY],
+                    "segment": entry[SEGMENT],
+                    "delivered": delivered,
+                    "feedback": dict(tally[FEEDBACK]),
+                    "converted": bool(tally[CONVERTED]),
+                    "attribution": _CREDIT[tally[CREDIT]],
+                    "quantity": tally[QTY],
+                    "revenue": round(tally[REVENUE], 4),
+                    "margin": round(tally[MARGIN], 4),
+                    "returned_quantity": tally[RET_QTY],
+                    "return_loss": round(tally[RET_LOSS], 4),
+                    "channel_cost": cost,
+                    "unsubscribe_cost": unsub,
+                    "profit": round(tally[MARGIN] - tally[RET_LOSS] - cost - unsub, 4),
+                    "window_margin": round(tally[WINDOW_MARGIN], 4),
+                    "window_profit": round(
+                        tally[WINDOW_MARGIN] - tally[RET_LOSS] - cost - unsub, 4
+                    ),
+                    "policy_version": policy_version,
+                    "model_version": model_version,
+                }
+            )
+        )
+
+    # -- helpers ------------------------------------------------------------------------------
+    @staticmethod
+    def _delivered(entry: list[Any]) -> bool:
+        return not entry[HOLDOUT] and entry[PLAY] != "protect"
+
+    def _unit_cost(self, sku: str, price: float) -> float:
+        product = self.catalog.get(sku)
+        if product is not None:
+            return product.unit_cost
+        return price * (1.0 - self.default_margin_rate)
+
+    def _margin(self, sku: str, price: float) -> float:
+        return price - self._unit_cost(sku, price)

@@ -1,0 +1,110 @@
+"""Learning from outcomes: what each kind of window teaches the models (app/models.py).
+
+    delivered expand / commit offer   P(accept): ordered within the window or not; and the
+                                      exploration cell of its (segment, play, frame)
+    delivered assist                  P(accept): engaged (click, accept) once shown, or not;
+                                      never learned when nothing says it was shown
+    accepted offer                    P(return): returned within the return window or kept
+    holdout offer (not delivered)     P(organic): bought anyway, or not; the baseline that
+                                      makes arbitration count incremental profit only
+
+Windows are the lists app/attribution.py keeps; the features are those the offer was scored
+on at decision time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.context import RELATION_PLAY
+from app.models import PRIOR, PRIOR_SCALE, Models
+from app.policy import Policy
+
+# The learning features of a window: what the offer was scored on at decision time.
+L_PRIOR, L_CONF, L_URG, L_PRICE, L_MAT, L_RISK, L_POST, L_LTV, L_KIND, L_RETURN, L_ORGANIC = range(
+    11
+)
+_SIGNAL_KEYS = ("r:conf", "r:urg", "r:price", "r:mat", "r:risk", "r:post", "r:ltv")
+UPSELL_PLAYS = frozenset({"expand", "commit"})
+
+
+def accept_x(
+    learn: list[Any], channel: str, relation: str, frame: str, intensity: str
+) -> dict[str, float]:
+    x = {
+        PRIOR: learn[L_PRIOR] / PRIOR_SCALE,
+        f"ch:{channel}": 1.0,
+        f"play:{RELATION_PLAY[relation]}": 1.0,
+        f"rel:{relation}": 1.0,
+        f"fr:{frame}": 1.0,
+        f"int:{intensity}": 1.0,
+    }
+    x.update(zip(_SIGNAL_KEYS, learn[L_CONF : L_LTV + 1], strict=True))
+    return x
+
+
+def return_x(learn: list[Any]) -> dict[str, float]:
+    return {
+        PRIOR: learn[L_RETURN] / PRIOR_SCALE,
+        f"kind:{learn[L_KIND]}": 1.0,
+        "r:risk": learn[L_RISK],
+    }
+
+
+def organic_x(learn: list[Any], relation: str) -> dict[str, float]:
+    return {
+        PRIOR: learn[L_ORGANIC] / PRIOR_SCALE,
+        f"rel:{relation}": 1.0,
+        f"kind:{learn[L_KIND]}": 1.0,
+    }
+
+
+class Learner:
+    """Turns closed windows into training examples (nothing when learning is off)."""
+
+    def __init__(self, policy: Policy, models: Models) -> None:
+        self.enabled = policy.learning.enabled
+        self.models = models
+
+    def purchase(
+        self,
+        learn: list[Any],
+        play: str,
+        channel: str,
+        relation: str,
+        frame: str,
+        intensity: str,
+        delivered: bool,
+        segment: str,
+        bought: bool,
+    ) -> None:
+        """An offer's purchase window has an answer: bought within it, or closed without."""
+        if not self.enabled or play not in UPSELL_PLAYS:
+            return
+        if delivered:
+            self.models.accept.learn_one(
+                accept_x(learn, channel, relation, frame, intensity), bought
+            )
+            self.models.cells.update(segment, play, frame, bought)
+        else:
+            self.models.organic.learn_one(organic_x(learn, relation), bought)
+
+    def engagement(
+        self,
+        learn: list[Any],
+        channel: str,
+        frame: str,
+        intensity: str,
+        segment: str,
+        engaged: bool,
+    ) -> None:
+        """A delivered assist that was shown: did the customer engage with it?"""
+        if not self.enabled:
+            return
+        self.models.accept.learn_one(accept_x(learn, channel, "self", frame, intensity), engaged)
+        self.models.cells.update(segment, "assist", frame, engaged)
+
+    def kept(self, learn: list[Any], returned: bool) -> None:
+        """An accepted offer's return window closed: returned in it, or kept."""
+        if self.enabled:
+            self.models.returns.learn_one(return_x(learn), returned)

@@ -1,0 +1,220 @@
+"""Attribution: each Action gets exactly one Outcome, with what followed it joined on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from app.actions import outcome_json
+from app.catalog import Catalog
+from app.engine import DecisionEngine
+from app.policy import Policy, load_policy
+from app.sample import DEMO_CATALOG, demo_catalog, generate
+from schemas import Action, Outcome
+from tests.builders import Shopper
+
+PRODUCTS = {p.sku: p for p in DEMO_CATALOG}
+POLICY = load_policy(None)
+
+
+def policy_with(**changes: Any) -> Policy:
+    """The default policy with no holdouts or experiments (unless `changes` set them)."""
+    base = POLICY.model_copy(
+        update={
+            "holdout": POLICY.holdout.model_copy(update={"share": 0.0}),
+            "experiments": POLICY.experiments.model_copy(
+                update={"play_holdouts": {}, "channel_suppression": {}}
+            ),
+        }
+    )
+    return base.model_copy(update=changes)
+
+
+class Run:
+    """An engine fed one event at a time, keeping every action and outcome."""
+
+    def __init__(self, policy: Policy | None = None, catalog: Catalog | None = None) -> None:
+        self.engine = DecisionEngine(catalog or demo_catalog(), policy or policy_with())
+        self.actions: list[Action] = []
+        self.outcomes: list[Outcome] = []
+
+    def feed(self, *events: dict[str, Any]) -> list[Action]:
+        new: list[Action] = []
+        for event in events:
+            new += self.engine.process(event)
+            self.outcomes += self.engine.take_outcomes()
+        self.actions += new
+        return new
+
+    def finish(self) -> None:
+        self.outcomes += self.engine.flush()
+
+    def outcome(self, action: Action) -> Outcome:
+        (found,) = [o for o in self.outcomes if o.action_id == action.action_id]
+        return found
+
+
+def onsite_upsell(run: Run, s: Shopper) -> Action:
+    """Cart adds until the engine makes an onsite expand or commit offer."""
+    for sku in ("RUN-SHOE-01", "RUN-WATCH-01", "RUN-VEST-01", "RUN-JACKET-01"):
+        actions = run.feed(s.view(sku), s.read_reviews(sku), s.add(sku))
+        found = [
+            a for a in actions if a.play in ("expand", "commit") and a.channel == "onsite_cart"
+        ]
+        if found:
+            return found[0]
+    raise AssertionError("no onsite upsell in four carts")
+
+
+def test_an_order_of_the_offered_sku_converts_and_credits_the_last_touch() -> None:
+    run, s = Run(), Shopper("buyer")
+    offer = onsite_upsell(run, s)
+    assert offer.offer_sku is not None
+    s.wait(hours=2)
+    run.feed(s.order(offer.offer_sku))
+    s.wait(days=40)  # past the return window: the record closes
+    run.feed(s.view("RUN-SOCK-01"))
+    outcome = run.outcome(offer)
+    product = PRODUCTS[offer.offer_sku]
+    assert outcome.status == "closed" and outcome.converted and outcome.delivered
+    assert outcome.attribution == "last_touch"
+    assert outcome.quantity == 1 and outcome.revenue == product.price
+    assert outcome.margin == pytest.approx(product.price - product.unit_cost)
+    assert outcome.channel_cost == POLICY.channels["onsite_cart"].cost
+    assert outcome.profit == pytest.approx(outcome.margin - outcome.channel_cost)
+    assert outcome.window_margin >= outcome.margin
+    assert outcome.propensity == offer.propensity
+    Outcome.model_validate(outcome_json(outcome))
+
+
+def test_a_return_within_the_window_gives_the_margin_back_with_handling() -> None:
+    run, s = Run(), Shopper("returner")
+    offer = onsite_upsell(run, s)
+    assert offer.offer_sku is not None
+    run.feed(s.order(offer.offer_sku))
+    s.wait(days=5)
+    run.feed(s.return_(offer.offer_sku))
+    run.finish()
+    outcome = run.outcome(offer)
+    assert outcome.converted and outcome.returned_quantity == 1
+    assert outcome.return_loss == pytest.approx(outcome.margin + POLICY.return_handling_cost)
+    assert outcome.profit == pytest.approx(-POLICY.return_handling_cost - outcome.channel_cost)
+
+
+def test_no_order_in_the_window_closes_unconverted_at_its_end() -> None:
+    run, s = Run(), Shopper("browser")
+    offer = onsite_upsell(run, s)
+    s.wait(days=4)
+    run.feed(s.view("RUN-CAP-01"))
+    outcome = run.outcome(offer)
+    assert outcome.status == "closed" and not outcome.converted
+    assert outcome.closed_at == outcome.window_end
+    assert outcome.profit == pytest.approx(-outcome.channel_cost)
+
+
+def test_holdout_records_what_the_customer_did_without_being_asked() -> None:
+    run = Run(policy_with(holdout=POLICY.holdout.model_copy(update={"share": 0.5})))
+    outcome = None
+    for n in range(40):  # find a holdout customer with an upsell decision
+        s = Shopper(f"h{n}")
+        actions = run.feed(
+            s.view("RUN-SHOE-01"), s.read_reviews("RUN-SHOE-01"), s.add("RUN-SHOE-01")
+        )
+        held = [a for a in actions if a.holdout and a.play in ("expand", "commit") and a.offer_sku]
+        if held:
+            assert held[0].offer_sku is not None
+            run.feed(s.order(held[0].offer_sku))
+            run.finish()
+            outcome = run.outcome(held[0])
+            break
+    assert outcome is not None, "no holdout upsell in 40 customers"
+    assert outcome.holdout and not outcome.delivered
+    assert outcome.converted and outcome.attribution == "none"  # bought anyway: not credited
+    assert outcome.channel_cost == 0 and outcome.margin == 0 and outcome.profit == 0
+
+
+def test_feedback_naming_the_action_is_counted_on_its_outcome() -> None:
+    run, s = Run(), Shopper("clicker")
+    offer = onsite_upsell(run, s)
+    run.feed(
+        s.event("offer_feedback", action_id=offer.action_id, kind="impression"),
+        s.event("offer_feedback", action_id=offer.action_id, kind="click"),
+        s.event("offer_feedback", action_id="f" * 32, kind="click"),  # not ours: ignored
+    )
+    run.finish()
+    assert run.outcome(offer).feedback == {"impression": 1, "click": 1}
+
+
+def test_an_unsubscribe_from_a_message_costs_the_subscriber_value() -> None:
+    run, s = Run(), Shopper("leaver")
+    emails: list[Action] = []
+    for sku in ("RUN-SHOE-01", "RUN-WATCH-01", "RUN-VEST-01", "RUN-JACKET-01", "RUN-LAMP-01"):
+        actions = run.feed(s.view(sku), s.read_reviews(sku, 200), s.add(sku))
+        emails = [a for a in actions if a.channel == "email" and a.play != "protect"]
+        if emails:
+            break
+        s.wait(days=2)
+    assert emails, "no email in five carts"
+    email = emails[0]
+    s.t = email.not_before.astimezone(s.tz)
+    run.feed(
+        s.event("message_feedback", channel="email", kind="unsubscribe", action_id=email.action_id)
+    )
+    run.finish()
+    outcome = run.outcome(email)
+    assert outcome.feedback.get("unsubscribe") == 1
+    assert outcome.unsubscribe_cost == POLICY.channels["email"].subscriber_value
+    assert outcome.profit <= -outcome.unsubscribe_cost
+
+
+def test_a_purchase_before_delivery_cancels_the_pending_action() -> None:
+    run, s = Run(), Shopper("quick")
+    pending: list[Action] = []
+    for sku in ("RUN-SHOE-01", "RUN-WATCH-01", "RUN-VEST-01", "RUN-JACKET-01", "RUN-LAMP-01"):
+        actions = run.feed(s.view(sku), s.read_reviews(sku, 200), s.add(sku))
+        pending = [
+            a for a in actions if a.not_before > a.ts and a.play != "protect" and a.offer_sku
+        ]
+        if pending:
+            break
+        s.wait(days=2)
+    assert pending, "no scheduled action in five carts"
+    action = pending[0]
+    assert action.offer_sku is not None
+    run.feed(s.order(action.offer_sku))  # before it is due
+    outcome = run.outcome(action)
+    assert outcome.status == "cancelled" and not outcome.delivered
+    assert outcome.channel_cost == 0 and outcome.profit == 0
+
+
+def test_every_action_has_exactly_one_valid_outcome() -> None:
+    run = Run(POLICY)
+    for event in generate(300, seed=5):
+        run.feed(event)
+    run.finish()
+    ids = [o.action_id for o in run.outcomes]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == {a.action_id for a in run.actions}
+    by_id = {a.action_id: a for a in run.actions}
+    for outcome in run.outcomes:
+        again = Outcome.model_validate(outcome_json(outcome))
+        action = by_id[outcome.action_id]
+        assert (again.play, again.channel, again.offer_sku, again.holdout) == (
+            action.play,
+            action.channel,
+            action.offer_sku,
+            action.holdout,
+        )
+        assert again.profit == pytest.approx(
+            again.margin - again.return_loss - again.channel_cost - again.unsubscribe_cost
+        )
+    assert {o.status for o in run.outcomes} >= {"closed", "censored"}
+
+
+def test_outcomes_are_the_same_in_two_runs() -> None:
+    first, second = Run(POLICY), Run(POLICY)
+    for event in generate(200, seed=8):
+        first.feed(event)
+        second.feed(event)
+    assert [outcome_json(o) for o in first.outcomes] == [outcome_json(o) for o in second.outcomes]
