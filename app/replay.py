@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app import codec
-from app.actions import encode_line
+from app.actions import encode_line, encode_outcome_line
 from app.decode import DEFAULT_MAX_EVENT_BYTES, decode_event
 from app.engine import DecisionEngine
 from app.errors import BadInput
-from schemas import Action
+from schemas import Action, Outcome
 
 _RAW_LIMIT = 64 * 1024  # of a bad line, this much is kept in its dead letter
 
@@ -33,6 +33,7 @@ class ReplayStats:
     channels: Counter[str] = field(default_factory=Counter)
     suppressions: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)  # by status
     bytes_read: int = 0
     started: float = field(default_factory=time.perf_counter)
     finished: float = 0.0
@@ -79,9 +80,11 @@ class Replayer:
         write_dead_letter: Callable[[bytes], object],
         progress: Callable[[ReplayStats], None] | None = None,
         progress_every: int = 4096,
+        write_outcome: Callable[[bytes], object] | None = None,
     ) -> ReplayStats:
-        """Each non-blank line is one event; each action and dead letter is handed over as a
-        line of JSON, newline included."""
+        """Each non-blank line is one event; each action, dead letter and outcome is handed
+        over as a line of JSON, newline included. Outcomes come as their windows close; at the
+        end, windows still open are written as `censored` (what was known by then)."""
         stats = ReplayStats()
         engine, limit = self.engine, self.max_event_bytes
         for number, line in enumerate(lines, start=1):
@@ -103,7 +106,18 @@ class Replayer:
             for action in engine.process_event(event):
                 stats.count(action)
                 write_action(encode_line(action))
+            self._outcomes(engine.take_outcomes(), stats, write_outcome)
             if progress is not None and number % progress_every == 0:
                 progress(stats)
+        self._outcomes(engine.flush(), stats, write_outcome)
         stats.finished = time.perf_counter()
         return stats
+
+    @staticmethod
+    def _outcomes(
+        outcomes: list[Outcome], stats: ReplayStats, write: Callable[[bytes], object] | None
+    ) -> None:
+        for outcome in outcomes:
+            stats.outcomes[outcome.status] += 1
+            if write is not None:
+                write(encode_outcome_line(outcome))

@@ -80,7 +80,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from app.cli.replay import run_replay
 
     return run_replay(
-        args.events, args.catalog, args.policy, args.seed, args.out, args.dead_letter, args.strict
+        args.events,
+        args.catalog,
+        args.policy,
+        args.seed,
+        args.out,
+        args.dead_letter,
+        args.strict,
+        args.outcomes,
     )
 
 
@@ -101,6 +108,22 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
 
     return run_explain(
         args.customer_id, args.events, args.catalog, args.policy, args.seed, args.top
+    )
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from app.cli.simulate import run_simulate
+
+    return run_simulate(
+        args.customers,
+        args.days,
+        args.seed,
+        args.world,
+        args.policy,
+        args.catalog,
+        args.out,
+        [p.strip() for p in args.policies.split(",") if p.strip()],
+        args.json,
     )
 
 
@@ -135,8 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
         "replay",
         help="run the engine over a file of events and write the actions",
         description="Run the decision engine over EVENTS (one JSON event per line, - for stdin) "
-        "and write one Action per line to --out. Bad lines go to the dead-letter file with a "
-        "reason; the summary goes to stderr.",
+        "and write one Action per line to --out, and one Outcome per Action to --outcomes. Bad "
+        "lines go to the dead-letter file with a reason; the summary goes to stderr.",
     )
     replay.add_argument("events", help="events file (JSONL), or - for stdin")
     replay.add_argument("--catalog", required=True, help="catalog JSONL file")
@@ -144,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     replay.add_argument("--out", required=True, help="actions file (JSONL), or - for stdout")
     replay.add_argument("--dead-letter", help="dead-letter file (default: OUT.dead-letters.jsonl)")
+    replay.add_argument(
+        "--outcomes",
+        help="outcomes file, one per action as its window closes; windows still open at the "
+        "end are written as censored (default: OUT.outcomes.jsonl)",
+    )
     replay.add_argument(
         "--strict", action="store_true", help="exit with status 1 when any line was a dead letter"
     )
@@ -175,6 +203,30 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--events", required=True, help="where to write the events (JSONL)")
     sample.add_argument("--catalog", help="where to write the demo catalog (JSONL)")
     sample.set_defaults(func=cmd_sample)
+
+    simulate = sub.add_parser(
+        "simulate",
+        help="the engine against baselines on a simulated population, in a closed loop",
+        description="Simulate a population of customers whose responses follow a ground truth "
+        "(the default world, or --world FILE), and run the engine and the baselines on it in a "
+        "closed loop: events -> actions -> responses -> outcomes. Every policy meets the same "
+        "customers with the same random draws. Prints the profit each really earned and the "
+        "incremental profit over never upselling.",
+    )
+    simulate.add_argument("--customers", type=int, help="customers (default: the world's, 3000)")
+    simulate.add_argument("--days", type=float, help="horizon in days (default: the world's, 60)")
+    simulate.add_argument("--seed", type=int, default=0, help="seed of customers and draws")
+    simulate.add_argument("--world", help="ground truth YAML (keys of app/simulate/world.py)")
+    simulate.add_argument("--policy", help="the engine's policy YAML (default: the built-in)")
+    simulate.add_argument("--catalog", help="catalog JSONL (default: the demo catalog)")
+    simulate.add_argument("--out", help="write the engine's events, actions and outcomes here")
+    simulate.add_argument(
+        "--policies",
+        default=",".join(("tact", "never", "always", "random")),
+        help="which to run, comma-separated (default: tact,never,always,random)",
+    )
+    simulate.add_argument("--json", action="store_true", help="print the figures as JSON")
+    simulate.set_defaults(func=cmd_simulate)
 
     datasets = sub.add_parser("datasets", help="public datasets as tact events")
     datasets_sub = datasets.add_subparsers(dest="dataset", required=True, metavar="DATASET")

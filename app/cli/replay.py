@@ -74,6 +74,13 @@ def _lines(source: BinaryIO) -> Iterator[bytes]:
     yield from source
 
 
+def beside(out: str, given: str | None, suffix: str) -> Path:
+    """`given`, or a file named after the actions file (`OUT.<suffix>.jsonl`)."""
+    if given:
+        return Path(given)
+    return Path(f"{out}.{suffix}.jsonl") if out != "-" else Path(f"{suffix}.jsonl")
+
+
 def run_replay(
     events: str,
     catalog: str,
@@ -82,15 +89,13 @@ def run_replay(
     out: str,
     dead_letter: str | None,
     strict: bool,
+    outcomes: str | None = None,
 ) -> int:
     engine = DecisionEngine.from_files(catalog, policy, seed)
     tune_gc()
     out_path = None if out == "-" else Path(out)
-    letters_path = (
-        Path(dead_letter)
-        if dead_letter
-        else (Path(f"{out}.dead-letters.jsonl") if out_path else Path("dead-letters.jsonl"))
-    )
+    letters_path = beside(out, dead_letter, "dead-letters")
+    outcomes_path = beside(out, outcomes, "outcomes")
     total = None if events == "-" else Path(events).stat().st_size
     progress = Progress(sys.stderr, total)
     letters = LazyFile(letters_path)
@@ -106,9 +111,20 @@ def run_replay(
             else stack.enter_context(out_path.open("wb", buffering=_BUFFER))
         )
         stack.callback(letters.close)
-        stats = Replayer(engine).run(_lines(source), sink.write, letters.write_line, progress)
+        outcome_sink = stack.enter_context(outcomes_path.open("wb", buffering=_BUFFER))
+        stats = Replayer(engine).run(
+            _lines(source),
+            sink.write,
+            letters.write_line,
+            progress,
+            write_outcome=outcome_sink.write,
+        )
         progress.done()
     _summary(stats, engine, letters_path if sum(stats.dead_letters.values()) else None)
+    sys.stderr.write(
+        f"  outcomes       {sum(stats.outcomes.values()):,} ({_top(stats.outcomes)}) "
+        f"-> {outcomes_path}\n"
+    )
     return 1 if strict and stats.dead_letters else 0
 
 

@@ -1,0 +1,111 @@
+"""`simulate`: the engine and the baselines, each in a closed loop on the same population.
+
+    results = simulate(WorldSpec(), demo_catalog(), load_policy(None), seed=0)
+    results["tact"].profit - results["never"].profit   # incremental profit of the engine
+
+With `out`, the engine's run is written as files `tact report` and `tact evaluate` read:
+events.jsonl (everything the engine saw), actions.jsonl, outcomes.jsonl, and catalog.jsonl.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from app import codec
+from app.actions import encode_line, encode_outcome_line
+from app.catalog import Catalog
+from app.engine import DecisionEngine
+from app.policy import Policy
+from app.simulate.baselines import BASELINES
+from app.simulate.ledger import Ledger
+from app.simulate.loop import Simulation
+from app.simulate.population import populate
+from app.simulate.world import WorldSpec
+from schemas import Action
+
+POLICIES = ("tact", *BASELINES)
+
+
+class EngineRun:
+    """The engine as a simulated policy; its outcomes go to `on_outcome` as they close."""
+
+    name = "tact"
+
+    def __init__(
+        self, engine: DecisionEngine, on_outcome: Callable[[bytes], object] | None = None
+    ) -> None:
+        self.engine = engine
+        self.on_outcome = on_outcome
+        self.outcomes = 0
+
+    def process(self, event: dict[str, Any]) -> list[Action]:
+        actions = self.engine.process(event)
+        self._drain(self.engine.take_outcomes())
+        return actions
+
+    def finish(self) -> None:
+        self._drain(self.engine.flush())
+
+    def _drain(self, outcomes: list[Any]) -> None:
+        self.outcomes += len(outcomes)
+        if self.on_outcome is not None:
+            for outcome in outcomes:
+                self.on_outcome(encode_outcome_line(outcome))
+
+
+def simulate(
+    world: WorldSpec,
+    catalog: Catalog,
+    policy: Policy,
+    seed: int = 0,
+    policies: tuple[str, ...] = POLICIES,
+    out: Path | None = None,
+    progress: Callable[[str, Ledger], None] | None = None,
+) -> dict[str, Ledger]:
+    """Run each of `policies` on the same customers; returns their ledgers by name."""
+    customers = populate(world, catalog, seed)
+    results: dict[str, Ledger] = {}
+    for name in policies:
+        with contextlib.ExitStack() as stack:
+            on_event = on_action = None
+            if name == "tact":
+                engine = DecisionEngine(catalog, policy, seed)
+                sinks = _sinks(stack, out, catalog) if out is not None else None
+                runner: Any = EngineRun(engine, sinks["outcomes"].write if sinks else None)
+                if sinks:
+                    on_event = _writer(sinks["events"], codec.dumps_line)
+                    on_action = _writer(sinks["actions"], encode_line)
+            else:
+                runner = BASELINES[name](catalog, policy, seed)
+            sim = Simulation(world, catalog, customers, runner, seed, on_event, on_action)
+            ledger = sim.run()
+            if isinstance(runner, EngineRun):
+                runner.finish()
+        results[name] = ledger
+        if progress is not None:
+            progress(name, ledger)
+    return results
+
+
+def _writer(sink: Any, encode: Callable[[Any], bytes]) -> Callable[[Any], None]:
+    def write(item: Any) -> None:
+        sink.write(encode(item))
+
+    return write
+
+
+def _sinks(stack: contextlib.ExitStack, out: Path, catalog: Catalog) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    from app.catalog import write_jsonl
+    from app.sample import DEMO_CATALOG
+
+    names = {p.sku for p in DEMO_CATALOG}
+    if set(catalog.products) == names:
+        write_jsonl(DEMO_CATALOG, out / "catalog.jsonl")
+    return {
+        kind: stack.enter_context((out / f"{kind}.jsonl").open("wb", buffering=1 << 20))
+        for kind in ("events", "actions", "outcomes")
+    }
