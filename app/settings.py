@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     topic_clickstream: str = "clickstream"
     topic_orders: str = "orders"
     topic_actions: str = "actions"
+    topic_outcomes: str = "outcomes"
     topic_dead_letters: str = "dead-letters"
     create_topics: bool = Field(True, description="create missing topics when the worker starts")
     topic_partitions: int = Field(6, ge=1, le=1000, description="partitions of created topics")

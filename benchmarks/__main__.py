@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import replay, worker_throughput
+from benchmarks import replay, simulate, worker_throughput
 
 
 def main() -> int:
@@ -13,6 +13,7 @@ def main() -> int:
         raise SystemExit("run one benchmark with options: python -m benchmarks.replay --help")
     replay.main([])
     worker_throughput.main([])
+    simulate.main([])
     return 0
 
 

@@ -127,6 +127,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from app.cli.report import run_report
+
+    return run_report(args)
+
+
 def cmd_datasets_uci(args: argparse.Namespace) -> int:
     from app.cli.datasets import run_uci
 
@@ -227,6 +233,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--json", action="store_true", help="print the figures as JSON")
     simulate.set_defaults(func=cmd_simulate)
+
+    report = sub.add_parser(
+        "report",
+        help="incremental profit, holdouts and experiments: an HTML report and a summary",
+        description="Measure what tact really added: profit per customer treated vs the global "
+        "holdout (bootstrap and CUPED intervals), per play, channel, frame and segment; per-play "
+        "holdouts; second purchase velocity; subscription, return and unsubscribe rates; channel "
+        "cannibalisation from the suppression tests; and the frame tests. Writes DIR/report.html "
+        "(self-contained, with plots) and DIR/report.json, and prints a summary.",
+    )
+    report.add_argument("--actions", help="actions file (JSONL)")
+    report.add_argument("--outcomes", help="outcomes file (JSONL)")
+    report.add_argument("--events", help="events file (JSONL): the clickstream and orders")
+    report.add_argument(
+        "--from-topics",
+        action="store_true",
+        help="read actions, outcomes, clickstream and orders from Kafka (TACT_* settings) "
+        "instead of files, by time range, without joining any consumer group",
+    )
+    report.add_argument("--since", help="period start, ISO-8601 with a zone (default: the data)")
+    report.add_argument("--until", help="period end, ISO-8601 with a zone (default: the data)")
+    report.add_argument("--catalog", help="catalog JSONL: unit costs and subscription products")
+    report.add_argument("--policy", help="policy YAML: return handling cost and margin rate")
+    report.add_argument(
+        "--margin-rate",
+        type=float,
+        help="margin rate of items not in the catalog (default: the policy's)",
+    )
+    report.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    report.add_argument("--out", required=True, help="directory for report.html and report.json")
+    report.set_defaults(func=cmd_report)
 
     datasets = sub.add_parser("datasets", help="public datasets as tact events")
     datasets_sub = datasets.add_subparsers(dest="dataset", required=True, metavar="DATASET")

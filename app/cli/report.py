@@ -1,0 +1,183 @@
+"""`tact report`: incremental profit and the experiments, from files or from the topics."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from app import codec
+from app.catalog import Catalog
+from app.errors import ConfigurationError
+from app.policy import load_policy
+from app.report import analysis, html
+from app.report.data import load
+
+
+def parse_time(text: str | None) -> float | None:
+    """ISO-8601 (a zone required; a bare date means 00:00 UTC) -> epoch seconds."""
+    if text is None:
+        return None
+    value = text if "T" in text else f"{text}T00:00:00+00:00"
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigurationError(f"not an ISO-8601 time: {text!r}") from None
+    if parsed.tzinfo is None:
+        raise ConfigurationError(f"time has no zone: {text!r} (add Z or an offset)")
+    return parsed.timestamp()
+
+
+def _file(path: str) -> Iterator[bytes]:
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigurationError(f"file not found: {file}")
+    with file.open("rb", buffering=1 << 20) as lines:
+        yield from lines
+
+
+def run_report(args: Any) -> int:
+    since, until = parse_time(args.since), parse_time(args.until)
+    policy = load_policy(args.policy)
+    catalog = Catalog.from_jsonl(args.catalog) if args.catalog else None
+    if args.from_topics:
+        streams = _topics(since, until)
+    else:
+        missing = [n for n in ("actions", "outcomes", "events") if not getattr(args, n)]
+        if missing:
+            raise ConfigurationError(
+                f"give --{', --'.join(missing)} (files), or --from-topics to read the topics"
+            )
+        streams = {n: _file(getattr(args, n)) for n in ("actions", "outcomes", "events")}
+    data = load(
+        streams["actions"],
+        streams["outcomes"],
+        _chain(streams),
+        catalog,
+        args.margin_rate if args.margin_rate is not None else policy.priors.value.margin_rate,
+        policy.return_handling_cost,
+        since,
+        until,
+    )
+    if not data.customers:
+        print("tact report: no Actions in the period: nothing to report", file=sys.stderr)
+        return 1
+    figures = analysis.build(data, seed=args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.html").write_text(html.render(figures), "utf-8")
+    (out / "report.json").write_bytes(codec.dumps_sorted(figures) + b"\n")
+    print("\n".join(summary(figures)))
+    print(f"-> {out / 'report.html'} (and report.json)")
+    return 0
+
+
+def _chain(streams: dict[str, Iterable[bytes]]) -> Iterator[bytes]:
+    if "events" in streams:
+        yield from streams["events"]
+    for name in ("clickstream", "orders"):
+        if name in streams:
+            yield from streams[name]
+
+
+def _topics(since: float | None, until: float | None) -> dict[str, Iterable[bytes]]:
+    from app.io.topic_reader import RangeProgress, read_range
+    from app.settings import Settings
+
+    settings = Settings()
+    since_ms = int(since * 1000) if since is not None else None
+    until_ms = int(until * 1000) if until is not None else None
+
+    def shown(state: RangeProgress) -> None:
+        if sys.stderr.isatty():
+            sys.stderr.write(f"\r{state.topic}: {state.read:,} read, {state.remaining:,} to go   ")
+
+    def read(topic: str) -> list[bytes]:
+        values = list(read_range(settings.kafka_bootstrap, topic, since_ms, until_ms, shown))
+        sys.stderr.write(f"\r{topic}: {len(values):,} records{' ' * 30}\n")
+        return values
+
+    # Outcomes close after their Actions and orders come after what prompted them: events are
+    # read without the lower bound (the pre-period is CUPED's covariate), outcomes without the
+    # upper one.
+    return {
+        "actions": read(settings.topic_actions),
+        "outcomes": list(
+            read_range(settings.kafka_bootstrap, settings.topic_outcomes, since_ms, None)
+        ),
+        "clickstream": list(
+            read_range(settings.kafka_bootstrap, settings.topic_clickstream, None, until_ms)
+        ),
+        "orders": list(read_range(settings.kafka_bootstrap, settings.topic_orders, None, until_ms)),
+    }
+
+
+def summary(f: dict[str, Any]) -> list[str]:
+    """The terminal summary of a report's figures."""
+    o = f["overall"]
+
+    def est(e: dict[str, Any] | None) -> str:
+        if not e:
+            return "n/a"
+        mark = " *" if e["low"] > 0 or e["high"] < 0 else ""
+        return f"{e['value']:+.2f} [{e['low']:+.2f}, {e['high']:+.2f}]{mark}"
+
+    lines = [
+        f"tact report: {f['customers']:,} customers decided for ({o['treated']:,} treated, "
+        f"{o['held_out']:,} held out)",
+        f"  incremental profit per customer   {est(o['incremental_profit_per_customer'])}"
+        f"   CUPED {est(o['cuped'])}",
+        f"  attributed profit per customer    {o['attributed_profit_per_customer']:+.2f}"
+        "   (what the Actions' outcomes claim)",
+    ]
+    for name in ("play", "channel"):
+        rows = f["groups"].get(name, [])
+        if rows:
+            lines.append(
+                f"  by {name:<8}  " + "; ".join(f"{r['group']} {est(r)}" for r in rows[:6])
+            )
+    if f["play_holdouts"]:
+        lines.append(
+            "  play holdouts  " + "; ".join(f"{r['play']} {est(r)}" for r in f["play_holdouts"])
+        )
+    v = f["velocity"]
+    if v.get("treated") and v.get("held_out"):
+
+        def shares(arm: str) -> str:
+            return "/".join(f"{d['share']:.0%}" for d in v[arm]["by_days"].values())
+
+        lines.append(
+            f"  second purchase by 30/60/90 days  treated {shares('treated')}, "
+            f"held out {shares('held_out')}"
+        )
+    r = f["rates"]
+    if "treated" in r and "held_out" in r:
+        lines.append(
+            "  "
+            + "; ".join(
+                f"{label} {r['treated'][key][0]:.1%} vs {r['held_out'][key][0]:.1%}"
+                for key, label in (
+                    ("subscription_attach", "subscriptions"),
+                    ("return_rate", "returns"),
+                    ("unsubscribe_rate", "unsubscribes"),
+                )
+            )
+            + " (treated vs held out)"
+        )
+    for c in f["cannibalisation"]:
+        lines.append(
+            f"  {c['channel']} adds {est(c['incremental'])} per customer; its Actions claim "
+            f"{c['attributed_per_customer']:+.2f}"
+        )
+    best = sorted((r for r in f["frames"] if r["segment"] == "all"), key=lambda r: -r["rate"])
+    if best:
+        lines.append(
+            "  frames by conversion  "
+            + ", ".join(f"{r['frame']} {r['rate']:.1%} ({r['offers']:,})" for r in best)
+        )
+    if f["skipped"]:
+        lines.append(f"  unreadable lines skipped: {f['skipped']}")
+    lines.append("  (* : the 95% interval excludes 0)")
+    return lines

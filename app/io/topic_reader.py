@@ -1,0 +1,104 @@
+"""Reading a time range of a topic, for reports and backtests, without a consumer group.
+
+Every partition is assigned directly (no group: the live workers' offsets are never touched),
+sought to the first offset at or after `since` (Kafka's offsets-for-times), and read up to the
+end offset as of the start, stopping at the first record after `until` in each partition.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+
+from app.errors import ConfigurationError, DependencyUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class RangeProgress:
+    topic: str
+    read: int = 0
+    remaining: int = 0  # records between the read position and the end offsets
+
+
+def read_range(
+    bootstrap: str,
+    topic: str,
+    since_ms: int | None,
+    until_ms: int | None,
+    progress: Callable[[RangeProgress], None] | None = None,
+    poll_ms: int = 500,
+) -> Iterator[bytes]:
+    """The values of `topic`'s records with since_ms <= timestamp <= until_ms (either bound
+    may be None), partition by partition in offset order."""
+    try:
+        consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap.split(","),
+            enable_auto_commit=False,
+            group_id=None,
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=10_000,
+        )
+    except KafkaError as exc:
+        raise DependencyUnavailable(f"no Kafka broker answers at {bootstrap}: {exc}") from exc
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise ConfigurationError(f"topic {topic!r} does not exist on {bootstrap}")
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        ends = consumer.end_offsets(tps)
+        starts = consumer.beginning_offsets(tps)
+        if since_ms is not None:
+            found = consumer.offsets_for_times({tp: since_ms for tp in tps})
+            starts = {tp: (found[tp].offset if found[tp] is not None else ends[tp]) for tp in tps}
+        state = RangeProgress(topic, 0, sum(max(ends[tp] - starts[tp], 0) for tp in tps))
+        for tp in tps:
+            if starts[tp] >= ends[tp]:
+                continue
+            consumer.assign([tp])
+            consumer.seek(tp, starts[tp])
+            yield from _partition(consumer, tp, ends[tp], until_ms, state, progress, poll_ms)
+    finally:
+        consumer.close()
+
+
+def _partition(
+    consumer: KafkaConsumer,
+    tp: TopicPartition,
+    end: int,
+    until_ms: int | None,
+    state: RangeProgress,
+    progress: Callable[[RangeProgress], None] | None,
+    poll_ms: int,
+) -> Iterator[bytes]:
+    position = consumer.position(tp)
+    idle = 0
+    while position < end:
+        batch = consumer.poll(timeout_ms=poll_ms).get(tp, [])
+        if not batch:
+            idle += 1
+            if idle > 40:
+                raise DependencyUnavailable(
+                    f"{tp.topic}:{tp.partition} stopped at offset {position}"
+                )
+            continue
+        idle = 0
+        for record in batch:
+            if record.offset >= end:
+                return
+            position = record.offset + 1
+            state.read += 1
+            state.remaining -= 1
+            if until_ms is not None and record.timestamp > until_ms:
+                state.remaining -= end - position
+                return
+            if record.value is not None:
+                yield record.value
+        if progress is not None:
+            progress(state)
