@@ -16,7 +16,7 @@ from app.actions import action_id
 from app.arbitration import Arbiter
 from app.bandit import choice_distribution, pick, uniform
 from app.catalog import Catalog
-from app.context import Context, Scored
+from app.context import RELATION_PLAY, Context, Offer, Scored
 from app.experiments import Experiments
 from app.models import Models
 from app.observe import ReadinessTracker
@@ -30,20 +30,35 @@ from schemas import Action, Envelope
 _MAX_REFILLS = 2
 
 
+# Builds the arm for (offer sku, relation, channel, frame, intensity) in the current moment,
+# whatever the rules say (for following a logged decision); None when it cannot.
+ArmResolver = Callable[[str, str, str, str, str], "Scored | None"]
+
+
 class Chooser:
     """Draws the arm of a decision from its distribution, with a uniform hashed from the seed
-    and the action id: the same decision is drawn again when an event is redelivered."""
+    and the action id: the same decision is drawn again when an event is redelivered.
+    (app/evaluate/follow.py follows a log instead.)"""
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
 
     def choose(
-        self, action_id: str, arms: list[Scored], distribution: dict[int, float]
+        self,
+        action_id: str,
+        moment: str,
+        arms: list[Scored],
+        distribution: dict[int, float],
+        resolve: ArmResolver,
     ) -> tuple[Scored | None, float]:
         """The chosen arm (None: protect) and its probability."""
         order = sorted(distribution)
         index = order[pick([distribution[i] for i in order], uniform(self.seed, action_id))]
         return (arms[index] if index < len(arms) else None), distribution[index]
+
+    def follow_up(self, action_id: str, wanted: bool) -> bool:
+        """Whether the follow-up `action_id` is made; the engine `wanted` it."""
+        return wanted
 
 
 @dataclass(slots=True)
@@ -75,6 +90,7 @@ class Decider:
         tracker: ReadinessTracker,
         sequencer: Sequencer,
         chooser: Chooser,
+        experiments: Experiments | None = None,
     ) -> None:
         self.policy = policy
         self.catalog = catalog
@@ -83,7 +99,7 @@ class Decider:
         self.tracker = tracker
         self.sequencer = sequencer
         self.chooser = chooser
-        self.experiments = Experiments(policy)
+        self.experiments = experiments if experiments is not None else Experiments(policy)
         self.offers = Offers(policy, catalog, models)
         exploration = policy.exploration
         self._z = exploration.contention_z if exploration.enabled else 0.0
@@ -149,7 +165,14 @@ class Decider:
         return ctx, Decision(cid, event.event_id, moment, t, r, seg, list(verdict.rules))
 
     def _choose(
-        self, cid: str, event: Envelope, slot: str, arms: list[Scored], decision: Decision
+        self,
+        cid: str,
+        event: Envelope,
+        slot: str,
+        ctx: Context,
+        arms: list[Scored],
+        offers: list[Offer],
+        decision: Decision,
     ) -> tuple[Scored | None, float]:
         """Thompson sampling among the arms and protect (app/bandit.py)."""
         distribution = choice_distribution(
@@ -158,7 +181,23 @@ class Decider:
         decision.arms = [
             (arms[i] if i < len(arms) else None, p) for i, p in sorted(distribution.items())
         ]
-        return self.chooser.choose(action_id(cid, event.event_id, slot), arms, distribution)
+
+        def resolve(
+            sku: str, relation: str, channel: str, frame: str, intensity: str
+        ) -> Scored | None:
+            offer = next(
+                (o for o in offers if o.product.sku == sku and o.relation == relation), None
+            )
+            product = self.catalog.get(sku)
+            if offer is None and product is not None and relation in RELATION_PLAY:
+                base = self.catalog.get(ctx.focus[0]) if ctx.focus else None
+                offer = Offer(relation, product, base)
+            if offer is None or channel not in self.policy.channels:
+                return None
+            return self.arbiter.evaluate(ctx, offer, channel, frame, intensity)
+
+        aid = action_id(cid, event.event_id, slot)
+        return self.chooser.choose(aid, ctx.moment, arms, distribution, resolve)
 
     def _moment(
         self,
@@ -184,7 +223,7 @@ class Decider:
         arms = self.arbiter.score(ctx, offers, channels, self._at_stake(state, focus, ctx))
         decision.candidates = ctx.shown if self.arbiter.keep_all else arms
         decision.drops = ctx.drops
-        best, propensity = self._choose(cid, event, "decision", arms, decision)
+        best, propensity = self._choose(cid, event, "decision", ctx, arms, offers, decision)
         if best is not None:
             actions = [
                 self.sequencer.upsell(
@@ -267,11 +306,12 @@ class Decider:
             decision.readiness = ctx.readiness
         delivery = self._delivery(state, "refill", due)
         channels = self.offers.channels(ctx, delivery)
-        arms = self.arbiter.score(ctx, self.offers.refill_offers(sku), channels, 0.0)
+        refill_offers = self.offers.refill_offers(sku)
+        arms = self.arbiter.score(ctx, refill_offers, channels, 0.0)
         decision.candidates = ctx.shown if self.arbiter.keep_all else arms
         decision.drops = ctx.drops
         slot = f"refill:{sku}"
-        best, propensity = self._choose(cid, event, slot, arms, decision)
+        best, propensity = self._choose(cid, event, slot, ctx, arms, refill_offers, decision)
         if best is None:
             decision.note = "no refill offer worth making"
             self._report(decision)
@@ -288,18 +328,18 @@ class Decider:
     ) -> Action | None:
         """An onsite upsell may be followed by an email later, if that is still worth it
         (chosen with the decision it follows, so with its propensity)."""
-        if not (
+        wanted = (
             self.policy.sequencing.followup_email_after_onsite
             and best.channel in ONSITE_UPSELL
             and best.offer.play in UPSELL_PLAYS
-            and "email" in self.policy.channels
-        ):
-            return None
+        )
         at = self.sequencer.delivery_time(ctx.state, "email", ctx.t)
-        if not self.offers.channel_open(ctx, "email", at):
-            return None
+        wanted = wanted and self.offers.channel_open(ctx, "email", at)
         option = self.arbiter.evaluate(ctx, best.offer, "email", best.frame, "low")
-        if option is None or option.eip <= self._threshold:
+        wanted = wanted and option is not None and option.eip > self._threshold
+        if option is None or not self.chooser.follow_up(
+            action_id(cid, event.event_id, "followup"), wanted
+        ):
             return None
         return self.sequencer.upsell(cid, event, ctx, option, at, "followup", None, propensity)
 

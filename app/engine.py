@@ -23,6 +23,7 @@ from app.attribution import Attribution
 from app.catalog import Catalog
 from app.decisions import Chooser, Decider, Decision
 from app.decode import validate_object
+from app.experiments import Experiments
 from app.learning import Learner
 from app.models import Models
 from app.observe import ReadinessTracker
@@ -50,11 +51,13 @@ class DecisionEngine:
         policy: Policy | None = None,
         seed: int = 0,
         chooser: Chooser | None = None,
+        experiments: Experiments | None = None,
     ) -> None:
         self.catalog = catalog
         self.policy = policy if policy is not None else load_policy(None)
         self.seed = seed  # exploration draws are hashed from it and the action id
         self.chooser = chooser if chooser is not None else Chooser(seed)
+        self.experiments = experiments  # None: the policy's (app/experiments.py)
         self.customers: dict[str, CustomerState] = {}
         self.duplicates = 0  # events skipped because their id came again (producer retries)
         self.models = self._new_models()
@@ -83,6 +86,7 @@ class DecisionEngine:
             self.tracker,
             sequencer,
             self.chooser,
+            self.experiments,
         )
 
     @classmethod

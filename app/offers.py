@@ -105,6 +105,8 @@ class Offers:
         s, p = ctx.state, self.policy
         if channel in s.unsubscribed:
             return "unsubscribed"
+        if channel in ctx.assignment.suppressed_channels:
+            return "experiment"  # the customer is in this channel's suppression test
         if s.suppressed(channel, at):
             return "suppressed"
         if s.used_today(channel, at) >= p.channels[channel].daily_cap:

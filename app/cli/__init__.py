@@ -133,6 +133,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return run_report(args)
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from app.cli.evaluate import run_evaluate
+
+    return run_evaluate(args)
+
+
 def cmd_datasets_uci(args: argparse.Namespace) -> int:
     from app.cli.datasets import run_uci
 
@@ -264,6 +270,35 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     report.add_argument("--out", required=True, help="directory for report.html and report.json")
     report.set_defaults(func=cmd_report)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="off-policy evaluation: what a candidate policy would have earned on the log",
+        description="Estimate what CANDIDATE would have earned on the logged decisions, with "
+        "IPS, self-normalised IPS and doubly robust estimators, their 95% intervals (bootstrap "
+        "over customers), the difference from the logged policy, and the effective sample size. "
+        "The candidate replays the events and follows the logged decisions, giving at each the "
+        "probability it would have chosen the logged action.",
+    )
+    evaluate.add_argument("--actions", required=True, help="logged actions (JSONL)")
+    evaluate.add_argument("--outcomes", required=True, help="their outcomes (JSONL)")
+    evaluate.add_argument(
+        "--events",
+        required=True,
+        help="the events the actions were decided on (JSONL, in the order they were processed)",
+    )
+    evaluate.add_argument("--policy", help="the candidate policy YAML (default: the built-in)")
+    evaluate.add_argument("--catalog", help="catalog JSONL (default: the demo catalog)")
+    evaluate.add_argument(
+        "--reward",
+        choices=("window_profit", "profit"),
+        default="window_profit",
+        help="window_profit: the customer's margin in the window less the action's costs "
+        "(default); profit: what the action is credited with",
+    )
+    evaluate.add_argument("--seed", type=int, default=0, help="the candidate's seed")
+    evaluate.add_argument("--out", help="also write the figures as JSON to this file")
+    evaluate.set_defaults(func=cmd_evaluate)
 
     datasets = sub.add_parser("datasets", help="public datasets as tact events")
     datasets_sub = datasets.add_subparsers(dest="dataset", required=True, metavar="DATASET")

@@ -220,3 +220,15 @@ def test_a_scheduled_action_does_not_reset_todays_caps() -> None:
     state.count_use("onsite", now + 2 * DAY, now + 2 * DAY)  # days now over are forgotten
     assert state.used_today("onsite", now) == 0
     assert state.used_today("onsite", now + 20 * DAY) == 1
+
+
+def test_channel_suppression_tests_close_the_channel_to_their_slice() -> None:
+    experiments = POLICY.experiments.model_copy(update={"channel_suppression": {"email": 0.5}})
+    engine = DecisionEngine(demo_catalog(), POLICY.model_copy(update={"experiments": experiments}))
+    actions = [a for e in generate(800, seed=21) for a in engine.process(e)]
+    suppressed = [a for a in actions if a.experiments["suppress:email"] == "suppressed"]
+    allowed = [a for a in actions if a.experiments["suppress:email"] == "allowed"]
+    assert suppressed and allowed
+    assert not any(a.channel == "email" for a in suppressed)
+    assert any(a.channel == "email" for a in allowed)  # the control: email is used otherwise
+    assert any("drop:email:experiment" in a.reasons for a in suppressed)

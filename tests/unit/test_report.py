@@ -1,0 +1,201 @@
+"""tact report: its statistics on known answers, its accounting on hand-made data, and its
+estimate against the simulator's ground truth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from app import codec
+from app.cli import main
+from app.policy import load_policy
+from app.report import analysis
+from app.report.data import load
+from app.report.stats import cuped, difference, kaplan_meier, wilson
+from app.sample import demo_catalog
+from app.simulate.run import simulate
+from app.simulate.world import WorldSpec
+
+
+def test_kaplan_meier_matches_the_textbook_example() -> None:
+    curve = kaplan_meier([1, 2, 2, 3, 4, 5], [True, True, False, True, False, True])
+    assert curve.times == [1, 2, 3, 5]
+    assert curve.survival == pytest.approx([5 / 6, 2 / 3, 4 / 9, 0.0])
+    assert curve.at(0.5)[0] == 1.0 and curve.at(2.5)[0] == pytest.approx(2 / 3)
+    assert curve.events == 4 and curve.n == 6
+
+
+def test_bootstrap_interval_covers_a_known_difference() -> None:
+    rng = np.random.default_rng(1)
+    treated = rng.normal(12.0, 5.0, 800)
+    control = rng.normal(10.0, 5.0, 800)
+    e = difference(treated.tolist(), control.tolist(), seed=2)
+    assert e is not None
+    assert e.low < 2.0 < e.high and e.significant
+    same = difference(control.tolist(), rng.normal(10.0, 5.0, 800).tolist(), seed=2)
+    assert same is not None and same.low < 0 < same.high
+    assert difference([], [1.0]) is None
+
+
+def test_cuped_removes_what_the_pre_period_explains() -> None:
+    rng = np.random.default_rng(3)
+    pre_t, pre_c = rng.gamma(2.0, 20.0, 600), rng.gamma(2.0, 20.0, 600)
+    y_t = pre_t + rng.normal(0, 5, 600) + 3.0
+    y_c = pre_c + rng.normal(0, 5, 600)
+    raw = difference(y_t.tolist(), y_c.tolist())
+    t_adj, c_adj, removed = cuped(y_t.tolist(), pre_t.tolist(), y_c.tolist(), pre_c.tolist())
+    adjusted = difference(t_adj, c_adj)
+    assert raw is not None and adjusted is not None
+    assert removed > 0.8
+    assert adjusted.high - adjusted.low < 0.5 * (raw.high - raw.low)
+    assert adjusted.low < 3.0 < adjusted.high
+
+
+def test_wilson_interval() -> None:
+    p, low, high = wilson(30, 100)
+    assert (
+        p == 0.3
+        and low == pytest.approx(0.2189, abs=1e-3)
+        and high == pytest.approx(0.3958, abs=1e-3)
+    )
+    assert wilson(0, 0) == (0.0, 0.0, 0.0)
+
+
+def _lines(records: list[dict[str, Any]]) -> list[bytes]:
+    return [codec.dumps(r) + b"\n" for r in records]
+
+
+def _action(cid: str, arm: str, ts: str = "2026-11-02T10:00:00Z", **extra: Any) -> dict[str, Any]:
+    return {
+        "action_id": f"{abs(hash((cid, ts))):032x}"[:32],
+        "customer_id": cid,
+        "ts": ts,
+        "play": "expand",
+        "channel": "onsite_cart",
+        "frame": "completeness",
+        "holdout": arm == "held_out",
+        "experiments": {"holdout": arm},
+        "reasons": ["moment:cart", "seg:new", "seg:risk:low"],
+        **extra,
+    }
+
+
+def _order(cid: str, n: int, sku: str, price: float, ts: str) -> dict[str, Any]:
+    return {
+        "event_id": f"{cid}-o{n}",
+        "type": "order_placed",
+        "customer_id": cid,
+        "ts": ts,
+        "order_id": f"{cid}-o{n}",
+        "items": [{"sku": sku, "qty": 1, "price": price}],
+        "total": price,
+    }
+
+
+def test_profit_per_customer_counts_margin_returns_and_channel_costs() -> None:
+    catalog = demo_catalog()
+    shoe = catalog.get("RUN-SHOE-01")
+    assert shoe is not None
+    actions, outcomes, events = [], [], []
+    for i in range(20):
+        for arm in ("treated", "held_out"):
+            cid = f"{arm}-{i}"
+            actions.append(_action(cid, arm))
+            cost = 0.15 if arm == "treated" else 0.0
+            outcomes.append(
+                {"customer_id": cid, "channel_cost": cost, "delivered": arm == "treated"}
+            )
+            events.append(_order(cid, 1, "RUN-SHOE-01", shoe.price, "2026-11-02T11:00:00Z"))
+            if arm == "treated":  # the treated buy twice
+                events.append(_order(cid, 2, "RUN-SHOE-01", shoe.price, "2026-11-12T11:00:00Z"))
+            if i < 5:  # a quarter of each arm returns a shoe
+                events.append(
+                    {
+                        "event_id": f"{cid}-r",
+                        "type": "order_returned",
+                        "customer_id": cid,
+                        "ts": "2026-11-20T11:00:00Z",
+                        "order_id": f"{cid}-o1",
+                        "items": [{"sku": "RUN-SHOE-01", "qty": 1}],
+                    }
+                )
+    events.append({"not": "an event"})
+    data = load(_lines(actions), _lines(outcomes), _lines(events), catalog, 0.4, 6.0)
+    assert data.skipped["events"] == 1
+    treated = data.customers["treated-0"]
+    assert treated.margin == pytest.approx(2 * shoe.margin)
+    assert treated.return_loss == pytest.approx(shoe.margin + 6.0)
+    assert treated.channel_cost == pytest.approx(0.15)
+    figures = analysis.overall(data)
+    e = figures["incremental_profit_per_customer"]
+    assert e["value"] == pytest.approx(shoe.margin - 0.15)  # one more order, less the cost
+    assert figures["treated"] == figures["held_out"] == 20
+    velocity = analysis.velocity(data)
+    assert velocity["treated"]["second_purchases"] == 20
+    assert velocity["held_out"]["second_purchases"] == 0
+    rates = analysis.rates(data)
+    assert rates["treated"]["return_rate"][0] == pytest.approx(5 / 40)
+    assert rates["held_out"]["return_rate"][0] == pytest.approx(5 / 20)
+
+
+def test_the_estimate_agrees_with_the_simulators_ground_truth(tmp_path: Path) -> None:
+    """Half the customers held out: the report's treated-vs-holdout estimate must cover the
+    true effect per customer, which the simulator knows from running everyone treated and
+    no one treated on the same customers."""
+    base = load_policy(None)
+    world = WorldSpec(customers=2000)
+    split = base.model_copy(update={"holdout": base.holdout.model_copy(update={"share": 0.5})})
+    simulate(world, demo_catalog(), split, seed=5, policies=("tact",), out=tmp_path)
+    everyone = base.model_copy(update={"holdout": base.holdout.model_copy(update={"share": 0.0})})
+    full = simulate(world, demo_catalog(), everyone, seed=5, policies=("tact", "never"))
+    truth = (full["tact"].profit - full["never"].profit) / world.customers
+
+    def read(name: str) -> list[bytes]:
+        return (tmp_path / f"{name}.jsonl").read_bytes().splitlines(keepends=True)
+
+    data = load(read("actions"), read("outcomes"), read("events"), demo_catalog(), 0.4, 6.0)
+    e = analysis.overall(data)["incremental_profit_per_customer"]
+    assert e["low"] < truth < e["high"], (truth, e)
+    attributed = analysis.overall(data)["attributed_profit_per_customer"]
+    assert attributed > e["high"]  # attribution claims more than the holdout shows
+
+
+def test_report_command_writes_html_and_json(tmp_path: Path, capsys: Any) -> None:
+    sim = tmp_path / "sim"
+    simulate(
+        WorldSpec(customers=400, days=30), demo_catalog(), load_policy(None), 1, ("tact",), sim
+    )
+    out = tmp_path / "report"
+    code = main(
+        [
+            "report",
+            "--actions", str(sim / "actions.jsonl"),
+            "--outcomes", str(sim / "outcomes.jsonl"),
+            "--events", str(sim / "events.jsonl"),
+            "--catalog", str(sim / "catalog.jsonl"),
+            "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "incremental profit per customer" in printed and "report.html" in printed
+    page = (out / "report.html").read_text()
+    for section in (
+        "Incremental profit per customer",
+        "Second purchase velocity",
+        "cannibalisation",
+        "Persuasion frames",
+    ):
+        assert section in page
+    assert page.count("<svg") >= 6 and "http" not in page.replace("http://www.w3.org", "")
+    figures = json.loads((out / "report.json").read_text())
+    assert figures["customers"] > 300 and figures["frames"]
+
+
+def test_report_refuses_missing_inputs(tmp_path: Path, capsys: Any) -> None:
+    assert main(["report", "--actions", "x", "--out", str(tmp_path)]) == 2
+    assert "--outcomes, --events" in capsys.readouterr().err
