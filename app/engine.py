@@ -63,14 +63,18 @@ class DecisionEngine:
         self.models = self._new_models()
         self._wire()
 
-    def _new_models(self) -> Models:
+    def _model_settings(self) -> dict[str, Any]:
         p = self.policy
-        return Models(
-            p.models_name,
-            p.learning.batch_size,
-            p.exploration.prior_conversions,
-            p.exploration.prior_trials,
-        )
+        return {
+            "batch_size": p.learning.batch_size,
+            "prior_conversions": p.exploration.prior_conversions,
+            "prior_trials": p.exploration.prior_trials,
+            "learning_rate": p.learning.rate,
+            "optimizer": p.learning.optimizer,
+        }
+
+    def _new_models(self) -> Models:
+        return Models(self.policy.models_name, **self._model_settings())
 
     def _wire(self) -> None:
         self.tracker = ReadinessTracker(self.policy, self.catalog)
@@ -192,13 +196,7 @@ class DecisionEngine:
             return
         hook = self.on_decision
         waiting = self.take_outcomes()
-        p = self.policy
-        self.models = Models.from_fields(
-            fields,
-            p.learning.batch_size,
-            p.exploration.prior_conversions,
-            p.exploration.prior_trials,
-        )
+        self.models = Models.from_fields(fields, **self._model_settings())
         self._wire()
         self.attribution.requeue(waiting)
         for customer_id, state in self.customers.items():

@@ -45,9 +45,19 @@ class OnlineLogit:
     state, so a checkpoint restores exactly what would have happened next.
     """
 
-    def __init__(self, learning_rate: float = 0.02, l2: float = 1e-4, batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        learning_rate: float = 0.1,
+        l2: float = 1e-4,
+        batch_size: int = 64,
+        optimizer: str = "adagrad",
+    ) -> None:
+        # AdaGrad: each feature's step shrinks with its own history, so rarely seen arms
+        # (a channel, a frame) move quickly from the prior while common ones settle.
+        opt = optim.AdaGrad(learning_rate) if optimizer == "adagrad" else optim.SGD(learning_rate)
+        self.optimizer = optimizer
         self.model = linear_model.LogisticRegression(
-            optimizer=optim.SGD(learning_rate), l2=l2, intercept_lr=0.01
+            optimizer=opt, l2=l2, intercept_lr=learning_rate / 2
         )
         self.model._weights[PRIOR] = PRIOR_SCALE
         self.batch_size = batch_size
@@ -75,10 +85,12 @@ class OnlineLogit:
         self.queue = []
 
     def state(self) -> dict[str, Any]:
+        optimizer = self.model.optimizer
         return {
             "weights": dict(self.model._weights),
             "intercept": self.model.intercept,
-            "iterations": self.model.optimizer.n_iterations,
+            "iterations": optimizer.n_iterations,
+            "g2": dict(getattr(optimizer, "g2", {})),  # AdaGrad's squared-gradient sums
             "updates": self.updates,
             "queue": [[x, y] for x, y in self.queue],
         }
@@ -87,7 +99,10 @@ class OnlineLogit:
         for name, value in state["weights"].items():
             self.model._weights[name] = value
         self.model.intercept = state["intercept"]
-        self.model.optimizer.n_iterations = state["iterations"]
+        optimizer = self.model.optimizer
+        optimizer.n_iterations = state["iterations"]
+        if hasattr(optimizer, "g2"):
+            optimizer.g2.update(state.get("g2", {}))
         self.updates = state["updates"]
         self.queue = [(dict(x), bool(y)) for x, y in state.get("queue", [])]
 
@@ -135,11 +150,13 @@ class Models:
         batch_size: int = 64,
         prior_conversions: float = 6.0,
         prior_trials: float = 120.0,
+        learning_rate: float = 0.1,
+        optimizer: str = "adagrad",
     ) -> None:
         self.name = name
-        self.accept = OnlineLogit(batch_size=batch_size)
-        self.returns = OnlineLogit(batch_size=batch_size)
-        self.organic = OnlineLogit(batch_size=batch_size)
+        self.accept = OnlineLogit(learning_rate, batch_size=batch_size, optimizer=optimizer)
+        self.returns = OnlineLogit(learning_rate, batch_size=batch_size, optimizer=optimizer)
+        self.organic = OnlineLogit(learning_rate, batch_size=batch_size, optimizer=optimizer)
         self.order_value = stats.Mean()
         self.affinity = Affinity()
         self.cells = Cells(prior_conversions, prior_trials)
@@ -169,9 +186,7 @@ class Models:
         )
 
     @classmethod
-    def from_bytes(
-        cls, blob: bytes, prior_conversions: float = 6.0, prior_trials: float = 120.0
-    ) -> Models:
+    def from_bytes(cls, blob: bytes, **settings: Any) -> Models:
         data = codec.loads(blob)
         return cls.from_fields(
             {
@@ -179,8 +194,7 @@ class Models:
                 "cells": codec.dumps(data.get("cells", {})),
                 **{f"affinity:{sku}": codec.dumps(row) for sku, row in data["affinity"].items()},
             },
-            prior_conversions=prior_conversions,
-            prior_trials=prior_trials,
+            **settings,
         )
 
     def changes(self) -> dict[str, bytes]:
@@ -197,15 +211,11 @@ class Models:
         return fields
 
     @classmethod
-    def from_fields(
-        cls,
-        fields: Mapping[str, bytes],
-        batch_size: int = 64,
-        prior_conversions: float = 6.0,
-        prior_trials: float = 120.0,
-    ) -> Models:
+    def from_fields(cls, fields: Mapping[str, bytes], **settings: Any) -> Models:
+        """Models from checkpointed fields; `settings` are the constructor's (batch size,
+        exploration priors, learning rate, optimizer)."""
         core = codec.loads(fields["core"])
-        models = cls(core["name"], batch_size, prior_conversions, prior_trials)
+        models = cls(core["name"], **settings)
         models.watermark = core.get("watermark", 0.0)
         models.accept.restore(core["accept"])
         models.returns.restore(core["returns"])

@@ -210,6 +210,8 @@ class PriorsSpec(_Spec):
 class LearningSpec(_Spec):
     enabled: bool = True  # false: models stay at the priors, nothing global is learned
     batch_size: int = Field(default=64, ge=1, le=100_000)
+    optimizer: Literal["adagrad", "sgd"] = "adagrad"
+    rate: float = Field(default=0.1, gt=0, le=10)
 
 
 class CapsSpec(_Spec):

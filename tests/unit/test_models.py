@@ -4,6 +4,7 @@ checkpoints restore it exactly, and co-purchases are learned."""
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 
 import pytest
 
@@ -24,8 +25,10 @@ def learned() -> tuple[DecisionEngine, list[Decision], list[tuple[float, float]]
         update={"learning": policy.learning.model_copy(update={"batch_size": 8})}
     )  # small batches: the weights move while deciding
     engine = DecisionEngine(demo_catalog(), policy)
-    events = list(generate(600, seed=4))
-    for event in events[:-400]:
+    # Arrivals over ten days: attribution windows (72 h) close all along the stream.
+    events = list(generate(600, seed=4, arrival_span=timedelta(days=10)))
+    half = len(events) // 2
+    for event in events[:half]:
         engine.process(event)
     assert engine.models.accept.updates > 100
     decisions: list[Decision] = []
@@ -40,7 +43,7 @@ def learned() -> tuple[DecisionEngine, list[Decision], list[tuple[float, float]]
 
     engine.on_decision = hook
     start = engine.models.accept.updates
-    for event in events[-400:]:
+    for event in events[half:]:
         engine.process(event)
     assert engine.models.accept.updates > start  # the weights moved while deciding
     return engine, decisions, pairs
