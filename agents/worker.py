@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from app.actions import encode
+from app.actions import encode, encode_outcome
 from app.io import metrics
 from app.pipeline import BatchPipeline, BatchResult, Record
 from app.settings import Settings
@@ -78,7 +78,8 @@ class DecisionWorker:
         return True
 
     async def _send_all(self, result: BatchResult) -> list[Awaitable[Any]]:
-        """Hand every action and dead letter to the producer; return their deliveries."""
+        """Hand every action, outcome and dead letter to the producer; return their
+        deliveries."""
         deliveries = []
         for action in result.actions:
             deliveries.append(
@@ -86,6 +87,15 @@ class DecisionWorker:
                     self.settings.topic_actions,
                     action.customer_id.encode("utf-8"),
                     encode(action),
+                    None,
+                )
+            )
+        for outcome in result.outcomes:
+            deliveries.append(
+                await self.send(
+                    self.settings.topic_outcomes,
+                    outcome.customer_id.encode("utf-8"),
+                    encode_outcome(outcome),
                     None,
                 )
             )
@@ -118,6 +128,8 @@ def _count(result: BatchResult, redelivered: int, size: int, seconds: float) -> 
         metrics.EVENTS.labels(event_type).inc(n)
     for letter in result.dead_letters:
         metrics.DEAD_LETTERS.labels(letter.reason).inc()
+    for outcome in result.outcomes:
+        metrics.OUTCOMES.labels(outcome.status).inc()
     for action in result.actions:
         metrics.ACTIONS.labels(action.play, action.channel).inc()
         for suppression in action.suppress:

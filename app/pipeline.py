@@ -16,7 +16,7 @@ from app.decode import decode_event
 from app.engine import DecisionEngine
 from app.errors import BadInput
 from app.store import partition_key
-from schemas import Action, Envelope, TopicFamily
+from schemas import Action, Envelope, Outcome, TopicFamily
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ class BatchResult:
     """What a batch produced, for the worker to send, count and checkpoint."""
 
     actions: list[Action] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     events_by_type: Counter[str] = field(default_factory=Counter)
     touched: set[str] = field(default_factory=set)
@@ -144,4 +145,10 @@ class BatchPipeline:
             result.events_by_type[item.type] += 1
             result.touched.add(item.customer_id)
             result.actions.extend(actions)
+        # Windows closed by this batch (of its customers or, by the watermark, of others in
+        # memory): their states changed too, so they are checkpointed with the batch.
+        result.outcomes = self.engine.take_outcomes()
+        result.touched.update(
+            o.customer_id for o in result.outcomes if self.engine.knows(o.customer_id)
+        )
         return result

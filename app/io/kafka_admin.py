@@ -28,6 +28,7 @@ def topic_specs(settings: Settings) -> dict[str, dict[str, str]]:
         settings.topic_clickstream: {"max.message.bytes": input_limit},
         settings.topic_orders: {"max.message.bytes": input_limit},
         settings.topic_actions: {},
+        settings.topic_outcomes: {},
         settings.topic_dead_letters: {
             "max.message.bytes": str(int(input_limit) + MIB),
             "retention.ms": str(30 * 24 * 3600 * 1000),

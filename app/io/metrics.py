@@ -13,6 +13,9 @@ DEAD_LETTERS = Counter(
 ACTIONS = Counter(
     "tact_actions_total", "Actions produced, by play and channel", ["play", "channel"]
 )
+OUTCOMES = Counter(
+    "tact_outcomes_total", "Outcome records sent (one per Action), by status", ["status"]
+)
 SUPPRESSIONS = Counter(
     "tact_suppressions_total", "Channel suppressions issued, by channel", ["channel"]
 )

@@ -57,6 +57,7 @@ def stack(base_settings: Settings) -> Settings:
             "topic_clickstream": f"clickstream-{tag}",
             "topic_orders": f"orders-{tag}",
             "topic_actions": f"actions-{tag}",
+            "topic_outcomes": f"outcomes-{tag}",
             "topic_dead_letters": f"dead-letters-{tag}",
             "topic_partitions": 3,
             "session_timeout_s": 6.0,

@@ -1,0 +1,142 @@
+"""Outcomes and learning in `tact worker`, against the real broker and Redis: every closed
+window's Outcome reaches the outcomes topic as the engine makes it; learned models are
+checkpointed and a restarted worker carries on from them; `tact report` reads the topics."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+
+from app import codec
+from app.actions import encode_outcome
+from app.engine import DecisionEngine
+from app.io.kafka_admin import ensure_topics
+from app.policy import load_policy
+from app.sample import demo_catalog, generate
+from app.settings import Settings
+from schemas import FAMILY_OF_TYPE, Outcome
+from tests.integration.conftest import TACT, settings_env
+from tests.integration.kafka_helpers import TopicReader, produce_events, producer
+from tests.integration.test_worker import topics_of
+
+
+def by_family(events: list[dict[str, Any]], family: str) -> list[dict[str, Any]]:
+    return [e for e in events if FAMILY_OF_TYPE[e["type"]] == family]
+
+
+def model_updates(version: str) -> int:
+    return int(version.rsplit(".", 1)[1])
+
+
+def test_outcomes_reach_their_topic_as_the_engine_makes_them(
+    stack: Settings, start_worker: Any, frozen_policy: Any
+) -> None:
+    # One partition per topic, clickstream first and orders once it is consumed: the worker
+    # sees exactly the sequence the reference engine does. Learning off: nothing global moves.
+    stack = stack.model_copy(
+        update={
+            "topic_partitions": 1,
+            "topic_clickstream": stack.topic_clickstream + "-one",
+            "topic_orders": stack.topic_orders + "-one",
+            "policy": frozen_policy,
+        }
+    )
+    ensure_topics(stack)
+    events = list(generate(150, seed=31, arrival_span=timedelta(days=6)))
+    clicks, orders = by_family(events, "clickstream"), by_family(events, "orders")
+    engine = DecisionEngine(demo_catalog(), load_policy(frozen_policy))
+    actions_n = 0
+    for e in clicks:
+        actions_n += len(engine.process(e))
+    after_clicks = actions_n
+    for e in orders:
+        actions_n += len(engine.process(e))
+    expected = {o.action_id: encode_outcome(o) for o in engine.take_outcomes()}
+    assert len(expected) > 200 and {codec.loads(v)["status"] for v in expected.values()} >= {
+        "closed",
+        "cancelled",
+    }
+
+    worker = start_worker(stack)
+    prod = producer(stack.kafka_bootstrap)
+    actions = TopicReader(stack.kafka_bootstrap, stack.topic_actions)
+    produce_events(prod, topics_of(stack), clicks)
+    actions.wait_for(lambda r: len(r) >= after_clicks, what="the clickstream's actions")
+    produce_events(prod, topics_of(stack), orders)
+    actions.wait_for(lambda r: len(r) >= actions_n, what="every action")
+    outcomes = TopicReader(stack.kafka_bootstrap, stack.topic_outcomes)
+    outcomes.wait_for(lambda r: len(r) >= len(expected), what=f"{len(expected)} outcomes")
+    got = {codec.loads(r.value)["action_id"]: r.value for r in outcomes.settle()}
+    assert got == expected  # every one, byte for byte, none twice
+    for record in outcomes.records[:50]:
+        assert Outcome.model_validate_json(record.value).customer_id == record.key.decode()
+    metrics = worker.wait_metrics()
+    assert sum(v for k, v in metrics.items() if k.startswith("tact_outcomes_total")) == len(
+        expected
+    )
+
+    # The report reads the same data back from the topics, by time range, with no group.
+    env = settings_env(stack)
+    report = subprocess.run(
+        [str(TACT), "report", "--from-topics", "--out", str(worker.log_path.parent / "report")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert report.returncode == 0, report.stderr
+    figures = codec.loads((worker.log_path.parent / "report" / "report.json").read_bytes())
+    assert figures["lines"]["actions"] == actions_n
+    assert figures["lines"]["outcomes"] == len(expected)
+    assert figures["lines"]["events"] == len(events)
+    assert "incremental profit per customer" in report.stdout
+    empty = subprocess.run(
+        [
+            str(TACT),
+            "report",
+            "--from-topics",
+            "--since",
+            "2031-01-01",
+            "--out",
+            str(worker.log_path.parent / "r2"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert empty.returncode == 1 and "no Actions in the period" in empty.stderr
+
+
+def test_learned_models_survive_a_worker_restart(stack: Settings, start_worker: Any) -> None:
+    first_events = list(generate(200, seed=41, arrival_span=timedelta(days=8), prefix="a"))
+    prod = producer(stack.kafka_bootstrap)
+    first = start_worker(stack)
+    produce_events(prod, topics_of(stack), first_events)
+    outcomes = TopicReader(stack.kafka_bootstrap, stack.topic_outcomes)
+    outcomes.wait_for(lambda r: len(r) > 300, what="outcomes of the first stream")
+    actions = TopicReader(stack.kafka_bootstrap, stack.topic_actions)
+    before = list(actions.settle(4.0))  # a copy: the reader keeps appending to its list
+    learned = max(model_updates(codec.loads(r.value)["model_version"]) for r in before)
+    assert learned >= 64, "the models learned nothing (not one mini-batch) before the restart"
+    first.kill(signal.SIGKILL)
+
+    store = redis.Redis.from_url(stack.redis_url.get_secret_value())
+    core = codec.loads(store.hget(f"tact:{stack.app_id}:models", "core"))
+    saved = core["accept"]["updates"] + core["returns"]["updates"] + core["organic"]["updates"]
+    assert saved >= learned  # what the actions said is in the checkpoint
+    assert core["accept"]["g2"], "the optimizer's state is checkpointed with the weights"
+
+    start_worker(stack)
+    start = max(e["ts"] for e in first_events)
+    later = list(generate(60, seed=42, start=datetime(2027, 6, 1, tzinfo=UTC), prefix="b"))
+    assert min(e["ts"] for e in later) > start
+    produce_events(prod, topics_of(stack), later)
+    actions.wait_for(lambda r: len(r) > len(before) + 50, what="actions after the restart")
+    after = [codec.loads(r.value) for r in actions.settle()[len(before) :]]
+    versions = [model_updates(a["model_version"]) for a in after]
+    assert min(versions) >= saved, "the restarted worker started from untrained models"
