@@ -291,10 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--catalog", help="catalog JSONL (default: the demo catalog)")
     evaluate.add_argument(
         "--reward",
-        choices=("window_profit", "profit"),
-        default="window_profit",
-        help="window_profit: the customer's margin in the window less the action's costs "
-        "(default); profit: what the action is credited with",
+        choices=("profit", "window_profit"),
+        default="profit",
+        help="profit: what each action is credited with (default); window_profit: the "
+        "customer's whole margin in the window less the action's costs",
     )
     evaluate.add_argument("--seed", type=int, default=0, help="the candidate's seed")
     evaluate.add_argument("--out", help="also write the figures as JSON to this file")

@@ -2,9 +2,17 @@
 
 The candidate's engine replays the events in follow mode (app/evaluate/follow.py): at every
 logged decision it works out its own probability of the logged action, then takes it, so
-its state stays the logged one. Rewards come from the logged Outcomes (`window_profit`: the
-customer's margin in the window less the Action's costs, or `profit`: the attributed one).
-Holdout decisions are left out (nothing was delivered, whatever was chosen).
+its state stays the logged one. Rewards come from the logged Outcomes: `profit` (what the
+Action is credited with: the offered item's margin when it was the last touch, less returns
+and costs) by default, or `window_profit` (the customer's whole margin in the window, less
+the Action's costs). Holdout decisions are left out (nothing was delivered, whatever was
+chosen).
+
+Two limits, measured in the simulator (README, "Evaluating a policy change"): a window's
+margin counts in every overlapping decision, so `window_profit` per decision can rank
+policies differently from their total profit (attributed `profit` ranked them right); and
+the candidate learns from the logged outcomes, so a candidate that explores less is valued
+as if it had the logging policy's exploration to learn from.
 
 The reward model of the doubly robust estimator is a table of mean rewards by (moment, play,
 channel), falling back to coarser keys when a cell is thin, fitted on the other half of the
@@ -29,7 +37,7 @@ from app.evaluate.estimators import Unit, estimate
 from app.evaluate.follow import FollowChooser, LoggedExperiments, arm_of_action
 from app.policy import Policy
 
-REWARDS = ("window_profit", "profit")
+REWARDS = ("profit", "window_profit")
 _MIN_CELL = 20
 
 
@@ -76,7 +84,7 @@ def evaluate(
     outcomes: Iterable[bytes],
     events: Iterable[bytes],
     seed: int = 0,
-    reward: str = "window_profit",
+    reward: str = "profit",
     keep_actions: bool = False,
 ) -> Evaluation:
     if reward not in REWARDS:

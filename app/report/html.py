@@ -20,6 +20,9 @@ td:first-child,th:first-child{text-align:left}
 """
 
 
+_MIN_FRAME_CELL = 20
+
+
 def _day(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d") if t else "?"
 
@@ -75,6 +78,7 @@ def render(figures: dict[str, Any], title: str = "tact report") -> str:
         "customer (attributed margin less returns): "
         f"<b>{_money(o['attributed_profit_per_customer'])}</b> &mdash; attribution counts "
         "purchases that would have happened anyway; the holdout does not.</p>",
+        _precision(o),
     ]
     for name, label in (
         ("play", "play"),
@@ -115,6 +119,25 @@ def render(figures: dict[str, Any], title: str = "tact report") -> str:
         "</body></html>"
     )
     return "".join(parts)
+
+
+def _precision(o: dict[str, Any]) -> str:
+    """What limits the headline interval, and what would narrow it."""
+    e = o["incremental_profit_per_customer"]
+    if not e:
+        return ""
+    half = (e["high"] - e["low"]) / 2
+    text = (
+        f"The interval is &plusmn;{half:,.2f} per customer with {o['held_out']:,} customers held "
+        "out: its width falls with the square root of the smaller group, so four times the "
+        "holdout (or the period) halves it."
+    )
+    if o["cuped_variance_removed"] == 0:
+        text += (
+            " CUPED removed nothing: these customers bought nothing before the period; with "
+            "<code>--since</code> after some history, their earlier margin becomes the covariate."
+        )
+    return f"<p class='note'>{text}</p>"
 
 
 def _velocity(v: dict[str, Any], period: dict[str, float]) -> list[str]:
@@ -214,12 +237,14 @@ def _frames(rows: list[dict[str, Any]]) -> list[str]:
             _money(r["profit_per_offer"]),
         ]
         for r in rows
+        if r["segment"] == "all" or r["offers"] >= _MIN_FRAME_CELL
     ]
     return [
         "<h2>Persuasion frames (bandit tests)</h2>",
         "<p class='note'>Delivered offers by frame: conversion (an order of the offered item, or "
         "engagement with an assist) with a 95% credible interval, overall and per segment "
-        "(customer:risk:ltv).</p>",
+        f"(customer:risk:ltv; segments with fewer than {_MIN_FRAME_CELL} offers of a frame "
+        "are left out of the table, not of the overall rows).</p>",
         chart,
         _table(["frame", "segment", "offers", "converted", "rate", "attributed profit each"], body),
     ]
