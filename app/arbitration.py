@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from math import exp
+from typing import Any
 
 from app.context import Context, Offer, Scored, Terms, tag
 from app.economics import Economics
@@ -241,7 +242,7 @@ class Arbiter:
         # same skips decide the arms when every candidate is kept for an explanation.
         top_intensity, low_fatigue = terms.intensity_bounds[len(intensities) - 1]
         z, cut = race.z, race.cut
-        best: dict[str, tuple[float, str, str, float, float, float, float]] = {}
+        best: dict[str, tuple[float, tuple[Any, ...], Scored | None]] = {}
         for channel in channels:
             ch_prior, ch_model, cost, fatigue_base, onsite = by_channel[channel]
             ch_logit = ch_model + w_prior * ch_prior + top_intensity
@@ -271,66 +272,30 @@ class Arbiter:
                     )
                     pressure = fatigue_base * fatigue + (stake * abandon if onsite else 0.0)
                     eip = p_accept * value - cost - pressure - cannibalisation
-                    if keep_all:
-                        ctx.shown.append(
-                            Scored(
-                                offer,
-                                channel,
-                                frame,
-                                intensity,
-                                logit_prior,
-                                p_accept,
-                                p_return,
-                                organic,
-                                value,
-                                cost,
-                                pressure,
-                                cannibalisation,
-                                eip,
-                                abs(p_accept * value) * spread,
-                            )
-                        )
-                    if not skip and (incumbent is None or eip > incumbent[0]):
-                        incumbent = best[frame] = (
-                            eip,
-                            channel,
-                            intensity,
-                            logit_prior,
-                            p_accept,
-                            pressure,
-                            cost,
-                        )
-        for frame, value, _, _, spread, _ in per_frame:
-            found = best.get(frame)
-            if found is None:
-                continue
-            eip, channel, intensity, logit_prior, p_accept, pressure, cost = found
-            if eip + z * abs(p_accept * value) * spread < race.cut:
-                continue  # out of contention: race.enter would refuse it
-            if keep_all:  # the arm is the displayed candidate with the same numbers
-                arm = next(
-                    c
-                    for c in reversed(ctx.shown)
-                    if c.offer is offer
-                    and c.channel == channel
-                    and c.frame == frame
-                    and c.intensity == intensity
-                )
-            else:
-                arm = Scored(
-                    offer,
-                    channel,
-                    frame,
-                    intensity,
-                    logit_prior,
-                    p_accept,
-                    p_return,
-                    organic,
-                    value,
-                    cost,
-                    pressure,
-                    cannibalisation,
-                    eip,
-                    abs(p_accept * value) * spread,
-                )
-            race.enter(arm)
+                    improves = not skip and (incumbent is None or eip > incumbent[0])
+                    if not (keep_all or improves):
+                        continue
+                    fields = (
+                        offer,
+                        channel,
+                        frame,
+                        intensity,
+                        logit_prior,
+                        p_accept,
+                        p_return,
+                        organic,
+                        value,
+                        cost,
+                        pressure,
+                        cannibalisation,
+                        eip,
+                        abs(p_accept * value) * spread,
+                    )
+                    shown = Scored(*fields) if keep_all else None
+                    if shown is not None:
+                        ctx.shown.append(shown)
+                    if improves:
+                        incumbent = best[frame] = (eip, fields, shown)
+        for eip, fields, shown in best.values():
+            if eip + z * fields[-1] >= race.cut:  # else out of contention: enter would refuse it
+                race.enter(shown if shown is not None else Scored(*fields))

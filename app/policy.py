@@ -10,19 +10,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal, Self, get_args
 
-import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    model_validator,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from app.catalog import Kind
-from app.decode import describe_validation_error
-from app.errors import ConfigurationError
+from app.yaml_config import parse, read_file
 from schemas.types import Frame, Intensity, OutboundChannel, Play
 
 
@@ -319,17 +310,5 @@ def load_policy(path: str | Path | None = None) -> Policy:
         text = resources.files("app.policies").joinpath("default.yaml").read_text("utf-8")
         where = "built-in default policy"
     else:
-        file = Path(path)
-        if not file.is_file():
-            raise ConfigurationError(f"policy file not found: {file}")
-        text, where = file.read_text("utf-8"), str(file)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{where}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigurationError(f"{where}: a policy is a YAML mapping")
-    try:
-        return Policy.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigurationError(f"{where}: {describe_validation_error(exc)}") from None
+        text, where = read_file(path, "policy")
+    return parse(text, where, "policy", Policy)

@@ -14,11 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from app.decode import describe_validation_error
-from app.errors import ConfigurationError
+from app.yaml_config import parse, read_file
 
 Share = Annotated[float, Field(ge=0, le=1)]
 Logit = Annotated[float, Field(ge=-20, le=20)]
@@ -166,16 +164,5 @@ def load_world(path: str | Path | None) -> WorldSpec:
     """The world in `path` (YAML), or the default world."""
     if path is None:
         return WorldSpec()
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigurationError(f"world file not found: {file}")
-    try:
-        data = yaml.safe_load(file.read_text("utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{file}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigurationError(f"{file}: a world file is a YAML mapping")
-    try:
-        return WorldSpec.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigurationError(f"{file}: {describe_validation_error(exc)}") from None
+    text, where = read_file(path, "world")
+    return parse(text, where, "world file", WorldSpec, empty_ok=True)

@@ -183,3 +183,20 @@ def test_when_offers_never_work_the_engine_learns_to_hold_back() -> None:
     loss = {name: never.profit - ledger.profit for name, ledger in results.items()}
     assert loss["tact"] < 0.5 * world.customers  # under 0.50 per customer
     assert loss["tact"] < loss["random"] / 3 and loss["tact"] < loss["always"] / 10
+
+
+def test_world_files_are_checked(tmp_path: Any, capsys: Any) -> None:
+    from app.cli import main
+    from app.errors import ConfigurationError
+    from app.simulate.world import load_world
+
+    good = tmp_path / "good.yaml"
+    good.write_text("customers: 50\nbase_accept: -6.0\n")
+    world = load_world(good)
+    assert world.customers == 50 and world.base_accept == -6.0 and world.days == 60.0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("customers: many\nunknown_key: 1\n")
+    with pytest.raises(ConfigurationError, match=r"customers.*unknown_key|unknown_key.*customers"):
+        load_world(bad)
+    assert main(["simulate", "--world", str(tmp_path / "missing.yaml")]) == 2
+    assert "world file not found" in capsys.readouterr().err
