@@ -37,11 +37,15 @@ class Policy(Protocol):
     def process(self, event: dict[str, Any]) -> list[Action]: ...
 
 
+_STAY_S = 1800.0  # a visit lasts this long after its last step (the order confirmation, say)
+
+
 @dataclass(slots=True)
 class _Visit:
     """The customer's current session and what actions did to it."""
 
-    session: Session
+    session: Session | None  # None: a quick visit to buy one thing
+    ends: float = 0.0  # after this the customer is no longer on the site
     lift: float = 0.0
     abandoned: bool = False
     reassured: set[str] = field(default_factory=set)  # fit guidance on these SKUs
@@ -147,7 +151,7 @@ class Simulation:
         c = shopper.customer
         if session.refill is not None and session.refill in shopper.subscribed:
             return  # the subscription delivers it now
-        shopper.visit = _Visit(session)
+        visit = shopper.visit = _Visit(session)
         for action in shopper.portal:
             if action.expires_at.timestamp() >= t:
                 self._deliver(shopper, action, t)
@@ -175,6 +179,7 @@ class Simulation:
         for page in session.policy_pages:
             emit("page_view", page=page)
         if not session.cart:
+            visit.ends = step[0] + _STAY_S
             return
         if session.coupon:
             emit("coupon_interaction", action="view", code="SAVE10")
@@ -183,6 +188,7 @@ class Simulation:
         emit("page_view", page="cart")
         emit("checkout_start", cart_value=round(sum(self._price(s) for s in session.cart), 2))
         self._push(at((20.0, 90.0)), "order", (shopper, session, sid))
+        visit.ends = step[0] + _STAY_S
 
     def _order_intent(self, t: float, payload: tuple[_Shopper, Session, str]) -> None:
         """The session's order goes through, or the cart is abandoned."""
@@ -206,6 +212,7 @@ class Simulation:
         shopper, sku, sid = payload
         if sku in shopper.owned:
             return
+        shopper.visit = _Visit(None, ends=t + 60.0 + _STAY_S)
         self._emit(shopper, t, "page_view", page="pdp", sku=sku, event_id=f"{sid}-later-view")
         self._order(shopper, t + 60.0, [(sku, self._price(sku))], 0.0, f"{sid}-later", [], None)
 
@@ -263,13 +270,17 @@ class Simulation:
         if action.holdout or action.play == "protect":
             return
         if action.channel in ONSITE:
-            if shopper.visit is not None:
+            if self.on_site(shopper, t):  # else nobody is there to see it
                 self._deliver(shopper, action, t)
         elif action.channel == "account_portal":
             shopper.portal.append(action)
         else:
             shopper.pending[action.action_id] = action
             self._push(max(action.not_before.timestamp(), t), "deliver", (shopper, action))
+
+    @staticmethod
+    def on_site(shopper: _Shopper, t: float) -> bool:
+        return shopper.visit is not None and t <= shopper.visit.ends
 
     def _scheduled(self, t: float, payload: tuple[_Shopper, Action]) -> None:
         shopper, action = payload

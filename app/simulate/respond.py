@@ -101,7 +101,7 @@ def _assist(sim: Simulation, shopper: _Shopper, action: Action, t: float) -> Non
         return
     sim._emit(shopper, t + 5.0, "offer_feedback", action_id=action.action_id, kind="click")
     visit = shopper.visit
-    if action.channel in ONSITE and visit is not None:
+    if action.channel in ONSITE and visit is not None and sim.on_site(shopper, t):
         visit.lift += world.assist_lift
         if action.frame == "risk_reduction" and action.offer_sku:
             visit.reassured.add(action.offer_sku)
@@ -110,7 +110,12 @@ def _assist(sim: Simulation, shopper: _Shopper, action: Action, t: float) -> Non
 def _pressure(sim: Simulation, shopper: _Shopper, action: Action) -> None:
     """An offer in the cart or at checkout distracts: it may cost the order under way."""
     visit = shopper.visit
-    if action.channel != "onsite_cart" or visit is None or not visit.session.cart:
+    if (
+        action.channel != "onsite_cart"
+        or visit is None
+        or not visit.session
+        or not visit.session.cart
+    ):
         return
     chance = sim.world.abandon[action.intensity]
     if "moment:checkout" in action.reasons:
@@ -134,7 +139,7 @@ def _accept_chance(sim: Simulation, shopper: _Shopper, action: Action, t: float)
         + world.per_100_price * product.price / 100.0
         + _frame_fit(sim, shopper, action.frame, relation, product.kind)
     )
-    if action.channel in ONSITE and shopper.visit is not None:
+    if action.channel in ONSITE and sim.on_site(shopper, t):
         logit += world.in_session
     if action.channel in ("email", "sms"):
         logit += 1.5 * (c.engagement - 0.5)
