@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from app.actions import utc
+from app.context import Scored
 from app.decisions import Decision
 from schemas.types import format_event_time
 
@@ -46,6 +47,11 @@ def explain(decision: Decision, top: int = 8, threshold: float = 0.0) -> list[st
         )
     if len(ranked) > top:
         lines.append(f"      ... {len(ranked) - top} more (--top to show them)")
+    if decision.arms:
+        drawn = ", ".join(
+            f"{_arm(arm)} {p:.0%}" for arm, p in sorted(decision.arms, key=lambda ap: -ap[1])
+        )
+        lines.append(f"  draw       (Thompson sampling) {drawn}")
     if ranked and decision.chosen is None:
         lines.append(f"  no candidate earns more than {threshold:.2f}: protect")
     for action in decision.actions:
@@ -63,6 +69,12 @@ def explain(decision: Decision, top: int = 8, threshold: float = 0.0) -> list[st
             + ("  [holdout: recorded, not delivered]" if action.holdout else "")
         )
     return lines
+
+
+def _arm(arm: Scored | None) -> str:
+    if arm is None:
+        return "protect"
+    return f"{arm.offer.play}:{arm.offer.product.sku}@{arm.channel}/{arm.frame}"
 
 
 def _unique(drops: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

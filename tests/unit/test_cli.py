@@ -153,6 +153,8 @@ def test_policy_explain(files: dict[str, Path], capsys: pytest.CaptureFixture[st
     out = capsys.readouterr().out
     assert f"customer {customer}:" in out and "candidates (" in out and "=> " in out
     assert "readiness  confidence" in out and "segments   seg:" in out
+    draws = [line for line in out.splitlines() if line.startswith("  draw       (Thompson")]
+    assert draws and all("%" in line for line in draws)  # each arm drawn with its probability
     assert (
         main(
             [
