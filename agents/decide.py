@@ -67,6 +67,7 @@ def attach(app: faust.App, worker: DecisionWorker) -> None:
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         mine = sorted(f"{tp.topic}:{tp.partition}" for tp in assigned if tp.topic in inputs)
         log.info("assigned %d input partitions: %s", len(mine), ", ".join(mine))
+        worker.assign(tp.partition for tp in assigned if tp.topic in inputs)
 
     async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
         # Faust has waited for in-flight batches (stream_wait_empty) before this signal.

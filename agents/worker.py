@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from app.actions import encode, encode_outcome
@@ -20,8 +20,11 @@ from app.io import metrics
 from app.pipeline import BatchPipeline, BatchResult, Record
 from app.settings import Settings
 from app.store import StateStore
+from schemas import Envelope
 
 log = logging.getLogger(__name__)
+
+_SWEEP_LIMIT = 1000  # due customers loaded per partition per batch
 
 Headers = list[tuple[str, bytes]]
 # send(topic, key, value, headers) buffers a record and returns an awaitable that completes
@@ -41,11 +44,19 @@ class DecisionWorker:
         self.send = send
         self.committed: dict[str, int] | None = None
         self.generation = 0
+        self.assigned: set[int] = set()  # input partition numbers this worker owns
+        self.partition_of: dict[str, int] = {}  # cached customer -> their input partition
+
+    def assign(self, partitions: Iterable[int]) -> None:
+        """The input partitions this worker now owns (whose due windows it closes)."""
+        self.assigned = set(partitions)
 
     def forget(self) -> None:
         """Partitions may move to another worker: drop cached state; reload on next use."""
         self.generation += 1
         self.committed = None
+        self.assigned = set()
+        self.partition_of = {}
         self.pipeline.engine.forget()
 
     async def handle(self, records: Sequence[Record]) -> bool:
@@ -57,8 +68,12 @@ class DecisionWorker:
             self.committed = await self.store.load_offsets()
             engine.restore_models(await self.store.load_models())
         prepared = self.pipeline.prepare(records, self.committed)
+        for record, item in prepared.items:
+            if isinstance(item, Envelope):
+                self.partition_of[item.customer_id] = record.partition
         missing = [cid for cid in prepared.customer_ids() if not engine.knows(cid)]
         engine.restore(await self.store.load_customers(missing))
+        gone = await self._sweep()
         if generation != self.generation:
             return False
         duplicates = engine.duplicates
@@ -68,14 +83,45 @@ class DecisionWorker:
         await asyncio.gather(*await self._send_all(result))
         if generation != self.generation:
             return False
+        due = {
+            cid: (self.partition_of[cid], engine.next_window_end(cid))
+            for cid in result.touched
+            if cid in self.partition_of
+        }
+        due.update(gone)
         await self.store.commit(
-            engine.dump(result.touched), prepared.offsets, engine.models_changes()
+            engine.dump(result.touched), prepared.offsets, engine.models_changes(), due
         )
         self.committed.update(prepared.offsets)
         # Everything is in the store now, so the least recently used states may go.
-        engine.trim(result.touched, self.settings.max_cached_customers)
+        for cid in engine.trim(result.touched, self.settings.max_cached_customers):
+            self.partition_of.pop(cid, None)
         _count(result, prepared.redelivered, len(records), time.perf_counter() - started)
         return True
+
+    async def _sweep(self) -> dict[str, tuple[int, None]]:
+        """Load the customers of this worker's partitions whose windows ended before the
+        watermark and who are not in memory (evicted, or never back since), and close those
+        windows: without this, a customer who never returns would never get their Outcomes.
+        Returns the due entries to drop (customers whose state has expired)."""
+        engine = self.pipeline.engine
+        watermark = engine.models.watermark
+        if not watermark or not self.assigned:
+            return {}
+        due: dict[str, int] = {}
+        for partition in sorted(self.assigned):
+            for cid in await self.store.load_due(partition, watermark, _SWEEP_LIMIT):
+                if not engine.knows(cid):
+                    due[cid] = partition
+        if not due:
+            return {}
+        engine.restore(await self.store.load_customers(due))
+        found = [cid for cid in due if engine.knows(cid)]
+        for cid in found:
+            self.partition_of[cid] = due[cid]
+        engine.close_windows(found)
+        metrics.DUE_LOADED.inc(len(found))
+        return {cid: (partition, None) for cid, partition in due.items() if cid not in found}
 
     async def _send_all(self, result: BatchResult) -> list[Awaitable[Any]]:
         """Hand every action, outcome and dead letter to the producer; return their

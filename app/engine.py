@@ -174,17 +174,32 @@ class DecisionEngine:
         """Drop every cached state (partitions moved to another worker)."""
         self.customers.clear()
 
-    def trim(self, recent: Iterable[str], limit: int) -> int:
+    def trim(self, recent: Iterable[str], limit: int) -> list[str]:
         """Keep at most `limit` states, least recently used first out; `recent` were just used.
-        Only call when every state is saved elsewhere. Returns how many were dropped."""
+        Only call when every state is saved elsewhere. Returns the customers dropped."""
         customers = self.customers
         for cid in recent:
             customers[cid] = customers.pop(cid)  # dicts keep insertion order: move to the end
-        excess = len(customers) - limit
-        if excess > 0:
-            for cid in list(itertools.islice(customers, excess)):
-                del customers[cid]
-        return max(excess, 0)
+        dropped = list(itertools.islice(customers, max(len(customers) - limit, 0)))
+        for cid in dropped:
+            del customers[cid]
+        return dropped
+
+    def next_window_end(self, customer_id: str) -> float | None:
+        """When the customer's earliest open attribution window ends (None: none open)."""
+        state = self.customers.get(customer_id)
+        if state is None or not state.windows:
+            return None
+        return float(min(entry[3] for entry in state.windows))
+
+    def close_windows(self, customer_ids: Iterable[str]) -> None:
+        """Close the windows of these (loaded) customers that ended before the watermark;
+        their Outcomes wait in `take_outcomes()`."""
+        t = self.models.watermark
+        for cid in customer_ids:
+            state = self.customers.get(cid)
+            if state is not None:
+                self.attribution.close_due(cid, state, t)
 
     def models_changes(self) -> dict[str, bytes]:
         """The models' state that changed since the last call (for the worker's checkpoint)."""

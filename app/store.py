@@ -1,7 +1,8 @@
 """Where customer state and input offsets are checkpointed, behind one small interface.
 
 A checkpoint is atomic: the states of the customers a batch touched, the next offset of every
-input partition it read, and the models' changed fields are written together. After a crash the
+input partition it read, the models' changed fields, and when each touched customer's next
+attribution window ends (the due index, per input partition) are written together. After a crash the
 worker resumes from the checkpoint, skips records below those offsets (their effects are already
 in the state) and re-decides the rest from exactly the state and models they first saw, so a
 redelivered action is byte-for-byte the action first sent.
@@ -11,6 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Protocol
+
+# customer -> (input partition, end of their earliest open window; None: no window open)
+Due = Mapping[str, tuple[int, float | None]]
 
 
 def partition_key(topic: str, partition: int) -> str:
@@ -33,13 +37,18 @@ class StateStore(Protocol):
         """The checkpointed model fields (empty before the first checkpoint)."""
         ...
 
+    async def load_due(self, partition: int, until: float, limit: int) -> list[str]:
+        """Customers of `partition` with a window that ended by `until` (earliest first)."""
+        ...
+
     async def commit(
         self,
         customers: Mapping[str, bytes],
         offsets: Mapping[str, int],
         models: Mapping[str, bytes],
+        due: Due | None = None,
     ) -> None:
-        """Atomically write states, offsets and changed model fields."""
+        """Atomically write states, offsets, changed model fields and due entries."""
         ...
 
     async def close(self) -> None: ...
@@ -52,6 +61,7 @@ class InMemoryStateStore:
         self.customers: dict[str, bytes] = {}
         self.offsets: dict[str, int] = {}
         self.models: dict[str, bytes] = {}
+        self.due: dict[int, dict[str, float]] = {}
         self.commits = 0
 
     async def load_offsets(self) -> dict[str, int]:
@@ -63,15 +73,27 @@ class InMemoryStateStore:
     async def load_models(self) -> dict[str, bytes]:
         return dict(self.models)
 
+    async def load_due(self, partition: int, until: float, limit: int) -> list[str]:
+        entries = self.due.get(partition, {})
+        found = sorted((end, cid) for cid, end in entries.items() if end <= until)
+        return [cid for _, cid in found[:limit]]
+
     async def commit(
         self,
         customers: Mapping[str, bytes],
         offsets: Mapping[str, int],
         models: Mapping[str, bytes],
+        due: Due | None = None,
     ) -> None:
         self.customers.update(customers)
         self.offsets.update(offsets)
         self.models.update(models)
+        for cid, (partition, end) in (due or {}).items():
+            entries = self.due.setdefault(partition, {})
+            if end is None:
+                entries.pop(cid, None)
+            else:
+                entries[cid] = end
         self.commits += 1
 
     async def close(self) -> None:

@@ -35,3 +35,14 @@ async def check_store_contract(store: StateStore) -> None:
     odd = "cust:with spaces/and:colons"
     await store.commit({odd: b"x"}, {}, {})
     assert await store.load_customers([odd]) == {odd: b"x"}
+
+    # The due index: per partition, customers whose earliest window has ended.
+    assert await store.load_due(0, 1e12, 10) == []
+    await store.commit({}, {}, {}, {"a": (0, 100.0), "b": (0, 50.0), odd: (1, 10.0)})
+    assert await store.load_due(0, 99.0, 10) == ["b"]
+    assert await store.load_due(0, 100.0, 10) == ["b", "a"]
+    assert await store.load_due(0, 100.0, 1) == ["b"]
+    assert await store.load_due(1, 100.0, 10) == [odd]
+    await store.commit({}, {}, {}, {"b": (0, None), "a": (0, 200.0)})
+    assert await store.load_due(0, 150.0, 10) == []
+    assert await store.load_due(0, 250.0, 10) == ["a"]

@@ -16,6 +16,10 @@ ACTIONS = Counter(
 OUTCOMES = Counter(
     "tact_outcomes_total", "Outcome records sent (one per Action), by status", ["status"]
 )
+DUE_LOADED = Counter(
+    "tact_due_customers_loaded_total",
+    "Customers not in memory loaded to close attribution windows that had ended",
+)
 SUPPRESSIONS = Counter(
     "tact_suppressions_total", "Channel suppressions issued, by channel", ["channel"]
 )

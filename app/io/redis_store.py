@@ -12,6 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.errors import DependencyUnavailable
+from app.store import Due
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -21,7 +22,8 @@ _RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 class RedisStateStore:
     """Keys: `{prefix}:c:{customer_id}` (state, expires when idle), `{prefix}:offsets` and
-    `{prefix}:models` (hashes).
+    `{prefix}:models` (hashes), `{prefix}:due:{partition}` (sorted sets: customer -> end of
+    their earliest open attribution window).
 
     A commit that cannot reach Redis is retried with backoff for as long as it takes: the
     stream stalls rather than acknowledging records whose state was never saved.
@@ -63,16 +65,31 @@ class RedisStateStore:
         raw = await self._retrying("load models", lambda: self._redis.hgetall(self._models_key))
         return {_text(k): _bytes(v) for k, v in raw.items()}
 
+    async def load_due(self, partition: int, until: float, limit: int) -> list[str]:
+        key = f"{self._prefix}:due:{partition}"
+        found = await self._retrying(
+            "load due windows",
+            lambda: self._redis.zrangebyscore(key, "-inf", until, start=0, num=limit),
+        )
+        return [_text(cid) for cid in found if isinstance(cid, bytes | str)]
+
     async def commit(
         self,
         customers: Mapping[str, bytes],
         offsets: Mapping[str, int],
         models: Mapping[str, bytes],
+        due: Due | None = None,
     ) -> None:
         async def write() -> None:
             async with self._redis.pipeline(transaction=True) as pipe:
                 for cid, blob in customers.items():
                     pipe.set(self._key(cid), blob, ex=self._ttl)
+                for cid, (partition, end) in (due or {}).items():
+                    key = f"{self._prefix}:due:{partition}"
+                    if end is None:
+                        pipe.zrem(key, cid)
+                    else:
+                        pipe.zadd(key, {cid: end})
                 if offsets:
                     pipe.hset(self._offsets_key, mapping={k: v for k, v in offsets.items()})
                 if models:

@@ -9,6 +9,7 @@ import subprocess
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import redis
 
 from app import codec
@@ -19,6 +20,7 @@ from app.policy import load_policy
 from app.sample import demo_catalog, generate
 from app.settings import Settings
 from schemas import FAMILY_OF_TYPE, Outcome
+from schemas.types import format_event_time
 from tests.integration.conftest import TACT, settings_env
 from tests.integration.kafka_helpers import TopicReader, produce_events, producer
 from tests.integration.test_worker import topics_of
@@ -32,22 +34,34 @@ def model_updates(version: str) -> int:
     return int(version.rsplit(".", 1)[1])
 
 
+@pytest.mark.parametrize("cached", [200_000, 100])
 def test_outcomes_reach_their_topic_as_the_engine_makes_them(
-    stack: Settings, start_worker: Any, frozen_policy: Any
+    stack: Settings, start_worker: Any, frozen_policy: Any, cached: int
 ) -> None:
     # One partition per topic, clickstream first and orders once it is consumed: the worker
     # sees exactly the sequence the reference engine does. Learning off: nothing global moves.
+    # With room for only 100 customers, most are evicted before their windows end: the due
+    # index in Redis must bring them back to close them.
     stack = stack.model_copy(
         update={
             "topic_partitions": 1,
             "topic_clickstream": stack.topic_clickstream + "-one",
             "topic_orders": stack.topic_orders + "-one",
             "policy": frozen_policy,
+            "max_cached_customers": cached,
         }
     )
     ensure_topics(stack)
     events = list(generate(150, seed=31, arrival_span=timedelta(days=6)))
     clicks, orders = by_family(events, "clickstream"), by_family(events, "orders")
+    last = max(datetime.fromisoformat(e["ts"]) for e in events)
+    tick = {  # a last event after the rest: the worker sweeps due windows before it
+        "event_id": "tick",
+        "type": "page_view",
+        "page": "home",
+        "customer_id": "tick",
+        "ts": format_event_time(last + timedelta(seconds=1)),
+    }
     engine = DecisionEngine(demo_catalog(), load_policy(frozen_policy))
     actions_n = 0
     for e in clicks:
@@ -55,6 +69,7 @@ def test_outcomes_reach_their_topic_as_the_engine_makes_them(
     after_clicks = actions_n
     for e in orders:
         actions_n += len(engine.process(e))
+    actions_n += len(engine.process(tick))
     expected = {o.action_id: encode_outcome(o) for o in engine.take_outcomes()}
     assert len(expected) > 200 and {codec.loads(v)["status"] for v in expected.values()} >= {
         "closed",
@@ -67,6 +82,8 @@ def test_outcomes_reach_their_topic_as_the_engine_makes_them(
     produce_events(prod, topics_of(stack), clicks)
     actions.wait_for(lambda r: len(r) >= after_clicks, what="the clickstream's actions")
     produce_events(prod, topics_of(stack), orders)
+    actions.wait_for(lambda r: len(r) >= actions_n - 1, what="the orders' actions")
+    produce_events(prod, topics_of(stack), [tick])
     actions.wait_for(lambda r: len(r) >= actions_n, what="every action")
     outcomes = TopicReader(stack.kafka_bootstrap, stack.topic_outcomes)
     outcomes.wait_for(lambda r: len(r) >= len(expected), what=f"{len(expected)} outcomes")
@@ -92,7 +109,7 @@ def test_outcomes_reach_their_topic_as_the_engine_makes_them(
     figures = codec.loads((worker.log_path.parent / "report" / "report.json").read_bytes())
     assert figures["lines"]["actions"] == actions_n
     assert figures["lines"]["outcomes"] == len(expected)
-    assert figures["lines"]["events"] == len(events)
+    assert figures["lines"]["events"] == len(events) + 1  # and the tick
     assert "incremental profit per customer" in report.stdout
     empty = subprocess.run(
         [

@@ -150,5 +150,46 @@ def test_trim_keeps_the_most_recently_used() -> None:
     for e in generate(10, seed=1):
         engine.process(e)
     order = list(engine.customers)
-    assert engine.trim([order[0]], limit=3) == 7
+    assert len(engine.trim([order[0]], limit=3)) == 7
     assert list(engine.customers) == [*order[8:], order[0]]
+
+
+def test_windows_of_evicted_customers_still_close() -> None:
+    """With room for 100 customers, most are evicted before their windows end; the due index
+    brings them back to close them, so every Outcome the pure engine gives is sent."""
+    from datetime import datetime, timedelta
+
+    from app.actions import encode_outcome
+    from schemas.types import format_event_time
+
+    events = list(generate(300, seed=5, arrival_span=timedelta(days=6)))
+    last = max(datetime.fromisoformat(e["ts"]) for e in events)
+    tick = {
+        "event_id": "tick",
+        "type": "page_view",
+        "page": "home",
+        "customer_id": "tick",
+        "ts": format_event_time(last + timedelta(seconds=1)),
+    }
+    events.append(tick)  # one more batch after the rest: the sweep runs before it
+    reference = DecisionEngine(demo_catalog(), frozen())
+    for e in events:
+        reference.process(e)
+    expected_outcomes = {o.action_id: encode_outcome(o) for o in reference.take_outcomes()}
+
+    def run(assign: bool) -> dict[str, bytes]:
+        store, broker = InMemoryStateStore(), Broker()
+        w = worker(store, broker, frozen(), max_cached_customers=100)
+        if assign:
+            w.assign([0])
+        records = as_records(events)
+        for i in range(0, len(records) - 1, 60):
+            assert asyncio.run(w.handle(records[i : min(i + 60, len(records) - 1)]))
+        assert asyncio.run(w.handle(records[-1:]))
+        assert len(w.pipeline.engine.customers) <= 100 + 60
+        return {codec.loads(v)["action_id"]: v for t, _, v in broker.sent if t == "outcomes" and v}
+
+    assert len(expected_outcomes) > 500
+    assert run(assign=True) == expected_outcomes
+    unswept = run(assign=False)  # the control: a worker that owns no partition never sweeps
+    assert len(unswept) < 0.8 * len(expected_outcomes)
