@@ -139,6 +139,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return run_evaluate(args)
 
 
+def cmd_lag(args: argparse.Namespace) -> int:
+    from app.cli.lag import run_lag
+
+    return run_lag(args)
+
+
 def cmd_datasets_uci(args: argparse.Namespace) -> int:
     from app.cli.datasets import run_uci
 
@@ -299,6 +305,22 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0, help="the candidate's seed")
     evaluate.add_argument("--out", help="also write the figures as JSON to this file")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    lag = sub.add_parser(
+        "lag",
+        help="consumer lag per group, topic and partition (exit 1 over a threshold)",
+        description="Per consumer group, topic and partition: the committed offset, the log end "
+        "offset, the lag between them (as Kafka's consumer-groups tool reports them) and the "
+        "time lag, the age of the oldest record not yet processed. Exits 1 when any partition "
+        "is over --max-lag or --max-time-lag, for scripts and alerts.",
+    )
+    lag.add_argument(
+        "--group", action="append", help="consumer group (repeatable; default: TACT_APP_ID)"
+    )
+    lag.add_argument("--max-lag", type=int, help="records: exit 1 when a partition lags more")
+    lag.add_argument("--max-time-lag", type=float, help="seconds: exit 1 when older than this")
+    lag.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    lag.set_defaults(func=cmd_lag)
 
     datasets = sub.add_parser("datasets", help="public datasets as tact events")
     datasets_sub = datasets.add_subparsers(dest="dataset", required=True, metavar="DATASET")
