@@ -77,7 +77,7 @@ class DecisionWorker:
         if generation != self.generation:
             return False
         duplicates = engine.duplicates
-        result = self.pipeline.decide(prepared)
+        result = self.pipeline.decide(prepared, now=time.time())
         if engine.duplicates > duplicates:
             metrics.DUPLICATES.inc(engine.duplicates - duplicates)
         await asyncio.gather(*await self._send_all(result))
@@ -182,5 +182,7 @@ def _count(result: BatchResult, redelivered: int, size: int, seconds: float) -> 
             metrics.SUPPRESSIONS.labels(suppression.channel).inc()
     if redelivered:
         metrics.REDELIVERED.inc(redelivered)
+    if result.stale:
+        metrics.STALE.inc(result.stale)
     metrics.BATCH_SIZE.observe(size)
     metrics.BATCH_SECONDS.observe(seconds)

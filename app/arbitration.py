@@ -60,6 +60,7 @@ class Arbiter:
         self.referee = Referee(policy)
         self._margins: dict[str, str] = {}  # sku -> margin tier
         self._build = TermsBuilder(policy, models)
+        self._stale_frames = frozenset(policy.freshness.deny_frames)
         self.keep_all = False  # keep every candidate in ctx.shown (for explanations)
         self.economics = Economics(policy, models)
         exploration = policy.exploration
@@ -149,6 +150,10 @@ class Arbiter:
 
     def _frames(self, ctx: Context, offer: Offer, verdict: Verdict) -> list[str]:
         allowed = self.policy.relation_frames.get(offer.relation, [])
+        if ctx.stale:
+            for frame in self._stale_frames.intersection(allowed):
+                ctx.drops.append((f"frame:{frame}", "stale"))
+            allowed = [f for f in allowed if f not in self._stale_frames]
         if not verdict.deny_frames and not verdict.frame_budget:
             return allowed
         frames = []

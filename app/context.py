@@ -126,3 +126,4 @@ class Context:
     considered: int = 0  # candidates the rules allowed (scored or bounded out)
     channel_drops: list[str] = field(default_factory=list)  # reason codes of closed channels
     shown: list[Scored] = field(default_factory=list)  # every candidate (explanations only)
+    stale: bool = False  # the event waited in Kafka past the policy's freshness limit

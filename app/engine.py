@@ -116,9 +116,12 @@ class DecisionEngine:
         """Validate a raw event and decide; raises BadInput for an invalid event."""
         return self.process_event(validate_object(event))
 
-    def process_event(self, event: Envelope) -> list[Action]:
+    def process_event(self, event: Envelope, lag_s: float | None = None) -> list[Action]:
         """Fold `event` into its customer's state and decide. An event whose id is among the
-        customer's last few is a duplicate: nothing happens (counted in `duplicates`)."""
+        customer's last few is a duplicate: nothing happens (counted in `duplicates`).
+        `lag_s` is how long the event waited before reaching the engine (the worker passes
+        it; replays do not): past the policy's freshness limit, time-sensitive offers are not
+        made for it."""
         t = event.ts.timestamp()
         cid = event.customer_id
         state = self.customers.get(cid)
@@ -144,7 +147,9 @@ class DecisionEngine:
         elif isinstance(event, MessageFeedback):
             attribution.feedback(cid, state, event.kind, t, event.action_id, event.channel)
         self.tracker.update(state, event, t)
-        return self.decider.decide(cid, state, event, t)
+        limit = self.policy.freshness.max_lag_seconds
+        stale = lag_s is not None and limit is not None and lag_s > limit
+        return self.decider.decide(cid, state, event, t, stale)
 
     # -- outcomes -------------------------------------------------------------------------------
     def take_outcomes(self) -> list[Outcome]:

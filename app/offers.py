@@ -27,6 +27,7 @@ class Offers:
         self.catalog = catalog
         self.models = models
         self._related: dict[str, tuple[tuple[str, Product], ...]] = {}  # sku -> catalog offers
+        self._stale_channels = frozenset(policy.freshness.close_channels)
 
     # -- offers -------------------------------------------------------------------------------
     def around(self, ctx: Context) -> list[Offer]:
@@ -107,6 +108,8 @@ class Offers:
             return "unsubscribed"
         if channel in ctx.assignment.suppressed_channels:
             return "experiment"  # the customer is in this channel's suppression test
+        if ctx.stale and channel in self._stale_channels:
+            return "stale"  # the worker lagged: the customer has left this surface
         if s.suppressed(channel, at):
             return "suppressed"
         if s.used_today(channel, at) >= p.channels[channel].daily_cap:

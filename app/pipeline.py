@@ -82,6 +82,7 @@ class BatchResult:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     events_by_type: Counter[str] = field(default_factory=Counter)
     touched: set[str] = field(default_factory=set)
+    stale: int = 0  # events that waited past the policy's freshness limit
 
 
 class BatchPipeline:
@@ -93,6 +94,8 @@ class BatchPipeline:
         self.engine = engine
         self.families = dict(families)
         self.max_event_bytes = max_event_bytes
+        limit = engine.policy.freshness.max_lag_seconds
+        self.stale_after = limit if limit is not None else float("inf")
 
     def prepare(self, records: Sequence[Record], committed: Mapping[str, int]) -> Prepared:
         """Drop records below the checkpoint (already in the state) and decode the rest."""
@@ -116,15 +119,22 @@ class BatchPipeline:
         except BadInput as exc:
             return DeadLetter(record, exc.reason, exc.detail)
 
-    def decide(self, prepared: Prepared) -> BatchResult:
-        """Run each valid event through the engine, in order."""
+    def decide(self, prepared: Prepared, now: float | None = None) -> BatchResult:
+        """Run each valid event through the engine, in order. With `now` (wall-clock seconds),
+        each event's lag is how long its record waited in Kafka (`now` - the record's
+        timestamp): what makes it stale when the worker falls behind."""
         result = BatchResult()
         for record, item in prepared.items:
             if isinstance(item, DeadLetter):
                 result.dead_letters.append(item)
                 continue
+            lag = None
+            if now is not None and record.timestamp_ms is not None:
+                lag = now - record.timestamp_ms / 1000.0
+                if lag > self.stale_after:
+                    result.stale += 1
             try:
-                actions = self.engine.process_event(item)
+                actions = self.engine.process_event(item, lag)
             except Exception as exc:  # a defect in the core must not stop the stream
                 log.exception(
                     "engine failed on event %s",

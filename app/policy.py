@@ -96,6 +96,15 @@ class ExperimentsSpec(_Spec):
     channel_suppression: dict[ChannelName, Annotated[float, Field(ge=0, le=0.5)]] = {}
 
 
+class FreshnessSpec(_Spec):
+    """A lagging worker must not fire offers whose moment has passed: for an event that
+    waited in Kafka longer than this, these channels are closed and these frames dropped."""
+
+    max_lag_seconds: float | None = Field(default=300.0, gt=0)  # None: never stale
+    close_channels: list[ChannelName] = ["onsite_pdp", "onsite_cart", "post_purchase"]
+    deny_frames: list[FrameName] = ["outcome_acceleration"]
+
+
 class ExplorationSpec(_Spec):
     """Thompson sampling over the (offer, frame) arms the rules allow."""
 
@@ -264,6 +273,7 @@ class Policy(_Spec):
     holdout: HoldoutSpec
     experiments: ExperimentsSpec = ExperimentsSpec(salt="tact-experiments-v1")
     exploration: ExplorationSpec = ExplorationSpec()
+    freshness: FreshnessSpec = FreshnessSpec()
     attribution: AttributionSpec
     decay_hours: DecaySpec
     segments: SegmentsSpec

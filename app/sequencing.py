@@ -87,6 +87,8 @@ class Sequencer:
             reasons.append(held_out)
         if slot != "decision":
             reasons.append(f"seq:{slot.split(':')[0]}")
+        if ctx.stale:
+            reasons.append("stale")
         reasons += ctx.channel_drops[:4]
         action = self._action(
             cid,
@@ -145,6 +147,8 @@ class Sequencer:
             *ctx.verdict.codes,
             "protect:not_profitable" if ctx.considered else "protect:no_candidate",
         ]
+        if ctx.stale:
+            reasons.append("stale")
         reasons += ctx.channel_drops[:4]
         return self.protect_action(
             cid,

@@ -16,6 +16,10 @@ ACTIONS = Counter(
 OUTCOMES = Counter(
     "tact_outcomes_total", "Outcome records sent (one per Action), by status", ["status"]
 )
+STALE = Counter(
+    "tact_stale_events_total",
+    "Events that waited in Kafka past the policy's freshness limit (no onsite or urgency offers)",
+)
 DUE_LOADED = Counter(
     "tact_due_customers_loaded_total",
     "Customers not in memory loaded to close attribution windows that had ended",

@@ -101,3 +101,29 @@ def test_every_moment_on_both_topics_gets_its_decision(stack: Settings, start_wo
     for record in actions.settle():
         action = Action.model_validate_json(record.value)
         assert record.key.decode() == action.customer_id
+
+
+def test_a_lagging_worker_fires_no_stale_offers(stack: Settings, start_worker: Any) -> None:
+    """Records that waited in Kafka past the freshness limit (their timestamps an hour old):
+    decided, but nothing onsite, and counted as stale."""
+    import time
+
+    events = list(generate(60, seed=17))
+    prod = producer(stack.kafka_bootstrap)
+    an_hour_ago = int((time.time() - 3600) * 1000)
+    for e in events:
+        prod.send(
+            topics_of(stack)[FAMILY_OF_TYPE[e["type"]]],
+            key=e["customer_id"].encode(),
+            value=codec.dumps(e),
+            timestamp_ms=an_hour_ago,
+        )
+    prod.flush()
+    worker = start_worker(stack)
+    actions = TopicReader(stack.kafka_bootstrap, stack.topic_actions)
+    actions.wait_for(lambda r: len(r) > 30, what="actions")
+    records = actions.settle()
+    decided = [codec.loads(r.value) for r in records]
+    assert decided and not any(a["channel"].startswith("onsite") for a in decided)
+    assert any("stale" in a["reasons"] for a in decided)
+    assert worker.wait_metrics()["tact_stale_events_total"] == len(events)

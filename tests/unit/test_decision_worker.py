@@ -193,3 +193,26 @@ def test_windows_of_evicted_customers_still_close() -> None:
     assert run(assign=True) == expected_outcomes
     unswept = run(assign=False)  # the control: a worker that owns no partition never sweeps
     assert len(unswept) < 0.8 * len(expected_outcomes)
+
+
+def test_records_that_waited_past_the_freshness_limit_are_stale() -> None:
+    import time
+
+    events = list(generate(60, seed=3))
+
+    def onsite_actions(age_s: float) -> tuple[int, int]:
+        store, broker = InMemoryStateStore(), Broker()
+        w = worker(store, broker)
+        stamp = int((time.time() - age_s) * 1000)
+        records = [
+            Record(r.topic, r.partition, r.offset, r.key, r.value, stamp)
+            for r in as_records(events)
+        ]
+        assert asyncio.run(w.handle(records))
+        actions = [codec.loads(v) for v in broker.actions()]
+        return sum(a["channel"].startswith("onsite") for a in actions), len(actions)
+
+    fresh, total = onsite_actions(1.0)
+    stale, stale_total = onsite_actions(3600.0)
+    assert fresh > 10 and total > 50
+    assert stale == 0 and stale_total > 20  # decided, but nothing onsite

@@ -9,6 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.decode import validate_object
 from app.engine import DecisionEngine
 from app.holdout import holdout_draw, in_holdout
 from app.policy import load_policy
@@ -232,3 +233,23 @@ def test_channel_suppression_tests_close_the_channel_to_their_slice() -> None:
     assert not any(a.channel == "email" for a in suppressed)
     assert any(a.channel == "email" for a in allowed)  # the control: email is used otherwise
     assert any("drop:email:experiment" in a.reasons for a in suppressed)
+
+
+def test_stale_events_get_no_onsite_or_urgency_offers() -> None:
+    """An event that waited in Kafka past the freshness limit (a lagging worker): the
+    customer has left the page, so nothing onsite and no urgency; the rest may still go."""
+    events = list(generate(400, seed=23))
+    onsite = set(POLICY.freshness.close_channels)
+    fresh_engine, stale_engine = DecisionEngine(demo_catalog()), DecisionEngine(demo_catalog())
+    fresh = [a for e in events for a in fresh_engine.process_event(validate_object(e), 1.0)]
+    stale = [a for e in events for a in stale_engine.process_event(validate_object(e), 900.0)]
+    assert sum(a.channel in onsite for a in fresh) > 200  # the control
+    assert any(a.frame == "outcome_acceleration" for a in fresh)
+    assert not any(a.channel in onsite for a in stale)
+    assert not any(a.frame == "outcome_acceleration" for a in stale)
+    # Decisions for the moment say why (a refill offer is scheduled for weeks later: not stale).
+    decided = [
+        a for a in stale if a.reasons[0].startswith("moment:") and "seq:refill" not in a.reasons
+    ]
+    assert decided and all("stale" in a.reasons for a in decided)
+    assert any(a.channel in ("email", "sms", "account_portal") for a in stale)

@@ -91,10 +91,10 @@ def test_dead_letter_headers_carry_reason_and_origin() -> None:
 
 def test_engine_defect_becomes_a_dead_letter_and_the_batch_goes_on() -> None:
     class Broken(DecisionEngine):
-        def process_event(self, e):  # type: ignore[no-untyped-def]
+        def process_event(self, e, lag_s=None):  # type: ignore[no-untyped-def]
             if e.event_id == "e-1":
                 raise RuntimeError("boom")
-            return super().process_event(e)
+            return super().process_event(e, lag_s)
 
     p = BatchPipeline(Broken(demo_catalog()), FAMILIES, 1 << 20)
     result = p.decide(p.prepare([rec(0, cart(0)), rec(1, cart(1)), rec(2, cart(2))], {}))
@@ -114,8 +114,8 @@ def test_state_changed_before_an_engine_failure_is_still_checkpointed() -> None:
     it is checkpointed too (cache and store must never disagree)."""
 
     class FailsAfterUpdate(DecisionEngine):
-        def process_event(self, e):  # type: ignore[no-untyped-def]
-            super().process_event(e)
+        def process_event(self, e, lag_s=None):  # type: ignore[no-untyped-def]
+            super().process_event(e, lag_s)
             raise RuntimeError("after the update")
 
     p = BatchPipeline(FailsAfterUpdate(demo_catalog()), FAMILIES, 1 << 20)
