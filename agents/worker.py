@@ -184,5 +184,7 @@ def _count(result: BatchResult, redelivered: int, size: int, seconds: float) -> 
         metrics.REDELIVERED.inc(redelivered)
     if result.stale:
         metrics.STALE.inc(result.stale)
+    for seconds in result.decision_seconds:
+        metrics.DECISION_SECONDS.observe(seconds)
     metrics.BATCH_SIZE.observe(size)
     metrics.BATCH_SECONDS.observe(seconds)

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     seed: int = Field(0, description="engine seed")
 
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus port; 0 disables")
+    lag_interval_s: float = Field(
+        15.0, ge=1, le=3600, description="how often the worker reads its group's lag"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "text"] = "auto"
 

@@ -1,8 +1,9 @@
-"""Prometheus metrics of the worker, served on TACT_METRICS_PORT at /metrics."""
+"""Prometheus metrics of the worker, served on TACT_METRICS_PORT at /metrics (and a status page
+at /, app/io/status.py)."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, disable_created_metrics, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
@@ -42,9 +43,18 @@ BATCH_SECONDS = Histogram(
 BATCH_SIZE = Histogram(
     "tact_batch_records", "Records per batch", buckets=(1, 10, 50, 100, 250, 500, 1000, 5000)
 )
-
-
-def serve(port: int, host: str = "0.0.0.0") -> None:
-    """Start the /metrics endpoint in a background thread (port 0 disables it)."""
-    if port:
-        start_http_server(port, addr=host)
+DECISION_SECONDS = Histogram(
+    "tact_decision_seconds",
+    "Time the engine took for one event (readiness, arms, the draw, the Actions)",
+    buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
+)
+LAG_RECORDS = Gauge(
+    "tact_consumer_lag_records",
+    "Records not yet processed by the worker's group, per input partition (as `tact lag`)",
+    ["topic", "partition"],
+)
+LAG_SECONDS = Gauge(
+    "tact_consumer_lag_seconds",
+    "Age of the oldest record not yet processed, per input partition (as `tact lag`)",
+    ["topic", "partition"],
+)

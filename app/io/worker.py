@@ -13,10 +13,10 @@ from agents.worker import DecisionWorker
 from app.catalog import Catalog
 from app.engine import DecisionEngine
 from app.errors import DependencyUnavailable
-from app.io import metrics
 from app.io.faust_app import build_app
 from app.io.kafka_admin import ensure_topics
 from app.io.redis_store import RedisStateStore
+from app.io.status import Status
 from app.logs import logging_config
 from app.pipeline import BatchPipeline
 from app.policy import load_policy
@@ -70,6 +70,13 @@ def run_worker(settings: Settings) -> None:
         build_engine(settings), settings.input_topics, settings.max_event_bytes
     )
     attach(app, DecisionWorker(settings, store, pipeline, producer_sender(app)))
-    metrics.serve(settings.metrics_port)
+    if settings.metrics_port:
+        status = Status(
+            settings.kafka_bootstrap,
+            settings.app_id,
+            settings.input_topics,
+            settings.lag_interval_s,
+        )
+        status.serve(settings.metrics_port)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, logging_config=config)
     worker.execute_from_commandline()

@@ -127,3 +127,32 @@ def test_a_lagging_worker_fires_no_stale_offers(stack: Settings, start_worker: A
     assert decided and not any(a["channel"].startswith("onsite") for a in decided)
     assert any("stale" in a["reasons"] for a in decided)
     assert worker.wait_metrics()["tact_stale_events_total"] == len(events)
+
+
+def test_status_page_and_lag_metrics(stack: Settings, start_worker: Any) -> None:
+    """The worker reads its own group's lag (as `tact lag` does) into gauges and a status
+    page, and times each decision."""
+    import time
+    import urllib.request
+
+    stack = stack.model_copy(update={"lag_interval_s": 1.0})
+    events = list(generate(40, seed=5))
+    worker = start_worker(stack)
+    produce_events(producer(stack.kafka_bootstrap), topics_of(stack), events)
+    TopicReader(stack.kafka_bootstrap, stack.topic_actions).wait_for(
+        lambda r: len(r) > 20, what="actions"
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        samples = worker.wait_metrics()
+        lag = {k: v for k, v in samples.items() if k.startswith("tact_consumer_lag_records{")}
+        if len(lag) == 2 * stack.topic_partitions and sum(lag.values()) == 0:
+            break  # every input partition seen, and caught up
+        assert time.monotonic() < deadline, f"no lag gauges for every partition: {lag}"
+        time.sleep(0.5)
+    assert any(stack.topic_clickstream in k for k in lag)
+    assert samples["tact_decision_seconds_count"] == len(events)
+    url = f"http://127.0.0.1:{stack.metrics_port}/"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        page = response.read().decode()
+    assert "tact worker" in page and stack.topic_clickstream in page and "events/s" in page

@@ -44,3 +44,38 @@ def test_readme_documents_every_setting() -> None:
         f"TACT_{n.upper()}" for n in Settings.model_fields if f"`TACT_{n.upper()}`" not in readme
     ]
     assert missing == []
+
+
+def _worker_metric_names() -> set[str]:
+    """Every series name the worker exports (counters as _total, histograms as _bucket...)."""
+    from prometheus_client import REGISTRY
+
+    import app.io.metrics as worker_metrics
+
+    del worker_metrics  # imported for its registrations
+    names = set()
+    for family in REGISTRY.collect():
+        names.add(family.name)
+        for suffix in ("_total", "_bucket", "_sum", "_count"):
+            names.add(family.name + suffix)
+    return names
+
+
+def test_the_dashboard_uses_only_metrics_the_worker_exports() -> None:
+    import json
+    import re
+
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "tact-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {m for e in exprs for m in re.findall(r"\btact_[a-z_]+", e)}
+    assert len(used) >= 10
+    assert used <= _worker_metric_names(), used - _worker_metric_names()
+    assert {"tact_consumer_lag_records", "tact_decision_seconds_bucket"} <= used
+
+
+def test_prometheus_scrapes_the_metrics_port() -> None:
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    (job,) = config["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    port = Settings.model_fields["metrics_port"].default
+    assert any(t.endswith(f":{port}") for t in job["static_configs"][0]["targets"])
