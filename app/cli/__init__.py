@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app import codec
-from app.errors import TactError
+from app.errors import ConfigurationError, TactError
 
 
 def _render_schemas() -> dict[str, bytes]:
@@ -77,7 +77,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from app.cli.replay import run_replay
+    from app.cli.replay import run_replay, run_replay_topics
+
+    if args.from_topics:
+        if args.events is not None:
+            raise ConfigurationError("give EVENTS or --from-topics, not both")
+        return run_replay_topics(args)
+    if args.events is None:
+        raise ConfigurationError("give EVENTS (a file, or - for stdin) or --from-topics")
+    if args.report or args.evaluate:
+        raise ConfigurationError("--report and --evaluate go with --from-topics")
 
     return run_replay(
         args.events,
@@ -145,10 +154,16 @@ def cmd_lag(args: argparse.Namespace) -> int:
     return run_lag(args)
 
 
-def cmd_datasets_uci(args: argparse.Namespace) -> int:
-    from app.cli.datasets import run_uci
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from app.cli.datasets import run_dataset
 
-    return run_uci(args.source, args.events, args.catalog, args.margin)
+    return run_dataset(args.dataset, args.source, args.events, args.catalog, args.margin)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from app.cli.datasets import run_ingest
+
+    return run_ingest(args.dataset, args.source, args.catalog, args.margin, args.rate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and write one Action per line to --out, and one Outcome per Action to --outcomes. Bad "
         "lines go to the dead-letter file with a reason; the summary goes to stderr.",
     )
-    replay.add_argument("events", help="events file (JSONL), or - for stdin")
+    replay.add_argument("events", nargs="?", help="events file (JSONL), or - for stdin")
     replay.add_argument("--catalog", required=True, help="catalog JSONL file")
     replay.add_argument("--policy", help="policy YAML file (default: the built-in policy)")
     replay.add_argument("--seed", type=int, default=0, help="seed (default 0)")
@@ -192,6 +207,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument(
         "--strict", action="store_true", help="exit with status 1 when any line was a dead letter"
+    )
+    backtest = replay.add_argument_group(
+        "backtests from the topics",
+        "Read clickstream and orders from Kafka by record time (TACT_* settings; offsets for "
+        "times per partition, never joining a consumer group) and replay them as a file would "
+        "be, in record-time order.",
+    )
+    backtest.add_argument("--from-topics", action="store_true", help="read the input topics")
+    backtest.add_argument("--since", help="range start, ISO-8601 with a zone (default: all)")
+    backtest.add_argument("--until", help="range end, ISO-8601 with a zone (default: all)")
+    backtest.add_argument("--report", help="also write the report of the replay to this directory")
+    backtest.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="also estimate what --policy would have earned on the actions the live worker "
+        "logged in the range (topics actions and outcomes): off-policy evaluation",
     )
     replay.set_defaults(func=cmd_replay)
 
@@ -330,16 +361,38 @@ def build_parser() -> argparse.ArgumentParser:
         description="Convert the UCI Online Retail CSV (plain or .gz) to order_placed and "
         "order_returned events, and optionally a catalog of its products.",
     )
-    uci.add_argument("--source", required=True, help="online_retail.csv or .csv.gz")
-    uci.add_argument("--events", required=True, help="where to write the events (JSONL)")
-    uci.add_argument("--catalog", help="where to write the inferred catalog (JSONL)")
-    uci.add_argument(
-        "--margin",
-        type=float,
-        default=0.45,
-        help="gross margin assumed for unit costs (the data has none)",
+    rees = datasets_sub.add_parser(
+        "rees46",
+        help="REES46 multi-category store clickstream (credit REES46; views, carts, purchases)",
+        description="Convert a REES46 eCommerce behaviour CSV (plain or .gz) to page views, "
+        "cart adds and orders, and optionally a catalog of its products. Credit: REES46 "
+        "Marketing Platform (rees46.com); do not redistribute the data.",
     )
-    uci.set_defaults(func=cmd_datasets_uci)
+    for dataset, default_margin in ((uci, 0.45), (rees, 0.30)):
+        dataset.add_argument("--source", required=True, help="the dataset's CSV (.csv or .gz)")
+        dataset.add_argument("--events", required=True, help="where to write the events (JSONL)")
+        dataset.add_argument("--catalog", help="where to write the inferred catalog (JSONL)")
+        dataset.add_argument(
+            "--margin",
+            type=float,
+            default=default_margin,
+            help=f"gross margin assumed for unit costs; the data has none ({default_margin})",
+        )
+        dataset.set_defaults(func=cmd_datasets)
+
+    ingest = sub.add_parser(
+        "ingest",
+        help="produce a public dataset into the input topics, in tact's schema",
+        description="Convert a public dataset (uci: UCI Online Retail; rees46: the REES46 "
+        "clickstream) and produce its events into the clickstream and orders topics (TACT_* "
+        "settings), keyed by customer, each record's timestamp its event's time.",
+    )
+    ingest.add_argument("dataset", choices=("uci", "rees46"))
+    ingest.add_argument("--source", required=True, help="the dataset's CSV (.csv or .csv.gz)")
+    ingest.add_argument("--catalog", help="also write the inferred catalog (JSONL) here")
+    ingest.add_argument("--margin", type=float, help="gross margin assumed for unit costs")
+    ingest.add_argument("--rate", type=float, help="events per second at most (default: all)")
+    ingest.set_defaults(func=cmd_ingest)
 
     demo = sub.add_parser(
         "demo", help="start a worker, play a sample stream into Kafka, show the actions live"

@@ -6,10 +6,11 @@ import contextlib
 import gc
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, Any, BinaryIO
 
+from app import codec
 from app.engine import DecisionEngine
 from app.replay import Replayer, ReplayStats
 
@@ -91,20 +92,38 @@ def run_replay(
     strict: bool,
     outcomes: str | None = None,
 ) -> int:
-    engine = DecisionEngine.from_files(catalog, policy, seed)
-    tune_gc()
-    out_path = None if out == "-" else Path(out)
-    letters_path = beside(out, dead_letter, "dead-letters")
-    outcomes_path = beside(out, outcomes, "outcomes")
-    total = None if events == "-" else Path(events).stat().st_size
-    progress = Progress(sys.stderr, total)
-    letters = LazyFile(letters_path)
+    """Replay a file of events (or stdin)."""
     with contextlib.ExitStack() as stack:
         source: BinaryIO = (
             sys.stdin.buffer
             if events == "-"
             else stack.enter_context(Path(events).open("rb", buffering=_BUFFER))
         )
+        total = None if events == "-" else Path(events).stat().st_size
+        return _replay(
+            _lines(source), total, catalog, policy, seed, out, dead_letter, strict, outcomes
+        )
+
+
+def _replay(
+    lines: Iterable[bytes],
+    total: int | None,
+    catalog: str,
+    policy: str | None,
+    seed: int,
+    out: str,
+    dead_letter: str | None,
+    strict: bool,
+    outcomes: str | None,
+) -> int:
+    engine = DecisionEngine.from_files(catalog, policy, seed)
+    tune_gc()
+    out_path = None if out == "-" else Path(out)
+    letters_path = beside(out, dead_letter, "dead-letters")
+    outcomes_path = beside(out, outcomes, "outcomes")
+    progress = Progress(sys.stderr, total)
+    letters = LazyFile(letters_path)
+    with contextlib.ExitStack() as stack:
         sink: BinaryIO = (
             sys.stdout.buffer
             if out_path is None
@@ -113,7 +132,7 @@ def run_replay(
         stack.callback(letters.close)
         outcome_sink = stack.enter_context(outcomes_path.open("wb", buffering=_BUFFER))
         stats = Replayer(engine).run(
-            _lines(source),
+            lines,
             sink.write,
             letters.write_line,
             progress,
@@ -126,6 +145,101 @@ def run_replay(
         f"-> {outcomes_path}\n"
     )
     return 1 if strict and stats.dead_letters else 0
+
+
+def run_replay_topics(args: Any) -> int:
+    """Replay a time range of the clickstream and orders topics (a backtest), without joining
+    any consumer group; optionally report on it and evaluate its policy on what was logged."""
+    from app.cli.report import parse_time
+    from app.io.topic_reader import RangeProgress, TimedRecord, read_records
+    from app.settings import Settings
+
+    settings = Settings()
+    since, until = parse_time(args.since), parse_time(args.until)
+    since_ms = int(since * 1000) if since is not None else None
+    until_ms = int(until * 1000) if until is not None else None
+
+    def shown(state: RangeProgress) -> None:
+        if sys.stderr.isatty():
+            sys.stderr.write(
+                f"\r{state.topic}: {state.read:,} read, {state.remaining:,} to the end offset   "
+            )
+
+    def read(topic: str, upper: int | None = until_ms) -> list[TimedRecord]:
+        records = list(read_records(settings.kafka_bootstrap, topic, since_ms, upper, shown))
+        sys.stderr.write(f"\r{topic}: {len(records):,} records{' ' * 40}\n")
+        return records
+
+    inputs = [settings.topic_clickstream, settings.topic_orders]
+    records = [*read(inputs[0]), *read(inputs[1])]
+    # One sequence, by record time; ties in the order topics, partitions and offsets give.
+    records.sort(key=lambda r: (r.timestamp_ms, inputs.index(r.topic), r.partition, r.offset))
+    lines = [r.value for r in records]
+    code = _replay(
+        lines,
+        None,
+        args.catalog,
+        args.policy,
+        args.seed,
+        args.out,
+        args.dead_letter,
+        args.strict,
+        args.outcomes,
+    )
+    if args.report:
+        _report(args, lines)
+    if args.evaluate:
+        logged = [r.value for r in read(settings.topic_actions)]
+        outcomes = [r.value for r in read(settings.topic_outcomes, None)]
+        _evaluate(args, logged, outcomes, lines)
+    return code
+
+
+def _report(args: Any, events: list[bytes]) -> None:
+    from app.catalog import Catalog
+    from app.cli.report import summary
+    from app.policy import load_policy
+    from app.report import analysis, html
+    from app.report.data import load
+
+    policy = load_policy(args.policy)
+    actions = Path(args.out).read_bytes().splitlines(keepends=True)
+    outcomes = beside(args.out, args.outcomes, "outcomes").read_bytes().splitlines(keepends=True)
+    data = load(
+        actions,
+        outcomes,
+        events,
+        Catalog.from_jsonl(args.catalog),
+        policy.priors.value.margin_rate,
+        policy.return_handling_cost,
+    )
+    if not data.customers:
+        sys.stderr.write("no actions in the range: no report\n")
+        return
+    figures = analysis.build(data, seed=args.seed)
+    out = Path(args.report)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.html").write_text(html.render(figures, "tact backtest"), "utf-8")
+    (out / "report.json").write_bytes(codec.dumps_sorted(figures) + b"\n")
+    print("\n".join(summary(figures)))
+    print(f"-> {out / 'report.html'}")
+
+
+def _evaluate(args: Any, actions: list[bytes], outcomes: list[bytes], events: list[bytes]) -> None:
+    from app.catalog import Catalog
+    from app.cli.evaluate import summary
+    from app.evaluate.offline import evaluate
+    from app.policy import load_policy
+
+    candidate = load_policy(args.policy)
+    result = evaluate(candidate, Catalog.from_jsonl(args.catalog), actions, outcomes, events)
+    if "n" not in result.figures:
+        sys.stderr.write("no logged decisions with outcomes in the range: nothing to evaluate\n")
+        return
+    print("\n".join(summary(result.figures, args.policy or "the built-in policy")))
+    path = beside(args.out, None, "evaluation").with_suffix(".json")
+    path.write_bytes(codec.dumps_sorted(result.figures) + b"\n")
+    print(f"-> {path}")
 
 
 def _top(counter: Counter[str]) -> str:

@@ -19,6 +19,15 @@ from app.errors import ConfigurationError, DependencyUnavailable
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class TimedRecord:
+    timestamp_ms: int
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+
+
 @dataclass(slots=True)
 class RangeProgress:
     topic: str
@@ -36,6 +45,19 @@ def read_range(
 ) -> Iterator[bytes]:
     """The values of `topic`'s records with since_ms <= timestamp <= until_ms (either bound
     may be None), partition by partition in offset order."""
+    for record in read_records(bootstrap, topic, since_ms, until_ms, progress, poll_ms):
+        yield record.value
+
+
+def read_records(
+    bootstrap: str,
+    topic: str,
+    since_ms: int | None,
+    until_ms: int | None,
+    progress: Callable[[RangeProgress], None] | None = None,
+    poll_ms: int = 500,
+) -> Iterator[TimedRecord]:
+    """As read_range, with each record's timestamp and position."""
     try:
         consumer = KafkaConsumer(
             bootstrap_servers=bootstrap.split(","),
@@ -76,7 +98,7 @@ def _partition(
     state: RangeProgress,
     progress: Callable[[RangeProgress], None] | None,
     poll_ms: int,
-) -> Iterator[bytes]:
+) -> Iterator[TimedRecord]:
     position = consumer.position(tp)
     idle = 0
     while position < end:
@@ -99,6 +121,8 @@ def _partition(
                 state.remaining -= end - position
                 return
             if record.value is not None:
-                yield record.value
+                yield TimedRecord(
+                    record.timestamp, tp.topic, tp.partition, record.offset, record.value
+                )
         if progress is not None:
             progress(state)
