@@ -14,10 +14,11 @@ import redis
 
 from app import codec
 from app.actions import encode_outcome
+from app.catalog import write_jsonl
 from app.engine import DecisionEngine
 from app.io.kafka_admin import ensure_topics
 from app.policy import load_policy
-from app.sample import demo_catalog, generate
+from app.sample import DEMO_CATALOG, demo_catalog, generate
 from app.settings import Settings
 from schemas import FAMILY_OF_TYPE, Outcome
 from schemas.types import format_event_time
@@ -111,6 +112,23 @@ def test_outcomes_reach_their_topic_as_the_engine_makes_them(
     assert figures["lines"]["outcomes"] == len(expected)
     assert figures["lines"]["events"] == len(events) + 1  # and the tick
     assert "incremental profit per customer" in report.stdout
+    # A backtest of the same range with the worker's own policy, evaluated on what the worker
+    # logged: it reproduces the log, so every weight is 1.
+    catalog = worker.log_path.parent / "catalog.jsonl"
+    write_jsonl(DEMO_CATALOG, catalog)
+    backtest = subprocess.run(
+        [str(TACT), "replay", "--from-topics", "--catalog", str(catalog),
+         "--policy", str(frozen_policy),
+         "--out", str(worker.log_path.parent / "backtest.jsonl"), "--evaluate"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert backtest.returncode == 0, backtest.stderr
+    evaluation = codec.loads(
+        (worker.log_path.parent / "backtest.jsonl.evaluation.json").read_bytes()
+    )
+    assert evaluation["n"] > 100 and evaluation["support"] == 1.0
+    assert evaluation["ess"] == pytest.approx(evaluation["n"])
+    assert evaluation["ips"]["value"] == pytest.approx(evaluation["logged"]["value"])
     empty = subprocess.run(
         [
             str(TACT),
