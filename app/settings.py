@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     topic_actions: str = "actions"
     topic_outcomes: str = "outcomes"
     topic_dead_letters: str = "dead-letters"
+    topic_connector_dead_letters: str = "connector-dead-letters"
     create_topics: bool = Field(True, description="create missing topics when the worker starts")
     topic_partitions: int = Field(6, ge=1, le=1000, description="partitions of created topics")
     topic_replication: int = Field(1, ge=1, le=10)
@@ -47,6 +48,10 @@ class Settings(BaseSettings):
     state_ttl_days: int = Field(400, ge=1, description="idle customer state expires after this")
     max_cached_customers: int = Field(
         200_000, ge=100, description="customer states a worker keeps in memory (LRU)"
+    )
+
+    webhook_secret: SecretStr = Field(
+        SecretStr(""), description="HMAC key the webhook connector signs requests with"
     )
 
     catalog: Path | None = Field(None, description="catalog JSONL (default: the demo catalog)")

@@ -148,6 +148,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return run_evaluate(args)
 
 
+def cmd_connector_run(args: argparse.Namespace) -> int:
+    import logging.config
+
+    from app.connectors.run import run
+    from app.connectors.sdk import channels_of
+    from app.connectors.webhook import Webhook
+    from app.logs import logging_config
+    from app.settings import Settings
+
+    settings = Settings()
+    logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
+    secret = settings.webhook_secret.get_secret_value().encode()
+    if not secret:
+        raise ConfigurationError("set TACT_WEBHOOK_SECRET: the webhook connector signs requests")
+    if not args.url:
+        raise ConfigurationError("give --url, where the webhook connector POSTs")
+    connector = Webhook(args.url, secret, channels_of(args.channels.split(",")))
+    run(settings, connector)
+    return 0
+
+
 def cmd_lag(args: argparse.Namespace) -> int:
     from app.cli.lag import run_lag
 
@@ -336,6 +357,23 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0, help="the candidate's seed")
     evaluate.add_argument("--out", help="also write the figures as JSON to this file")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    connector = sub.add_parser("connector", help="deliver Actions to a channel")
+    connector_sub = connector.add_subparsers(
+        dest="connector_command", required=True, metavar="ACTION"
+    )
+    connector_run = connector_sub.add_parser(
+        "run",
+        help="run a connector until stopped",
+        description="Consume the actions topic in the connector's own consumer group and "
+        "deliver the Actions of its channels by the connector contract (README: Connectors).",
+    )
+    connector_run.add_argument("name", choices=("webhook",), help="which connector")
+    connector_run.add_argument("--url", help="webhook: where to POST each Action")
+    connector_run.add_argument(
+        "--channels", default="email,sms", help="channels to deliver, comma-separated (email,sms)"
+    )
+    connector_run.set_defaults(func=cmd_connector_run)
 
     lag = sub.add_parser(
         "lag",

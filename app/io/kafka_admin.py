@@ -33,6 +33,7 @@ def topic_specs(settings: Settings) -> dict[str, dict[str, str]]:
             "max.message.bytes": str(int(input_limit) + MIB),
             "retention.ms": str(30 * 24 * 3600 * 1000),
         },
+        settings.topic_connector_dead_letters: {"retention.ms": str(30 * 24 * 3600 * 1000)},
     }
 
 

@@ -1,0 +1,284 @@
+"""The connector SDK: from the `actions` topic to a channel, by the connector contract.
+
+A connector is a `deliver(action)` for one or more channels. The runner does the rest:
+
+    subscribe     `actions`, in the consumer group `tact-connector-<name>`
+    skip          holdout Actions (recorded for measurement, never delivered) and Actions
+                  past `expires_at`
+    wait          for `not_before`, and for the log to be read up to it: an Action is delivered
+                  only once this partition has been read past its `not_before` (by record
+                  time) or to its end, so a suppression decided before it was due is always
+                  seen first, even by a connector that lags; waiting Actions are kept in Redis
+                  (a sorted set by due time per partition, a hash per customer), so a restart
+                  loses none
+    cancel        a later Action's `suppress` entries cancel the customer's waiting Actions on
+                  those channels due before `until` (whatever channel the later Action is for)
+    deduplicate   an `action_id` delivered once is never delivered again (a Redis mark written
+                  after each delivery); deliveries also carry the action_id as idempotency key
+    retry         transient failures, with exponential backoff; permanent ones, or transient
+                  ones that outlast the retries, go to the connector dead-letter topic with the
+                  reason in headers
+    receipts      each delivery sends `message_feedback` (delivered) back to `clickstream`, so
+                  the engine learns what reached whom: written to a Redis outbox before the
+                  delivery's mark, and removed only once the broker has it (a repeat is
+                  possible after a kill, with the same event_id, which the engine drops)
+
+Offsets are committed only once every Action read is delivered, waiting in Redis, dead-lettered
+or skipped: a connector killed at any point redelivers what it had not finished, and the mark
+makes a redelivered Action a no-op. The one window left is a kill between a delivery and its
+mark; the idempotency key lets the receiver drop that repeat.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from app import codec
+from app.errors import TactError
+
+log = logging.getLogger(__name__)
+
+MARK_TTL_S = 30 * 86400  # how long a delivered action_id is remembered
+
+
+class DeliveryError(TactError):
+    """A delivery failed. `transient` failures are retried; the others are dead letters."""
+
+    def __init__(self, reason: str, transient: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.transient = transient
+
+
+class Connector(Protocol):
+    name: str
+    channels: frozenset[str]
+
+    def deliver(self, action: dict[str, Any]) -> None:
+        """Deliver one Action; raise DeliveryError when it could not be."""
+        ...
+
+
+def epoch(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass(slots=True)
+class RunnerStats:
+    delivered: int = 0
+    duplicates: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    waiting: int = 0
+    cancelled: int = 0
+    dead_letters: int = 0
+    retries: int = 0
+
+    def skip(self, why: str) -> None:
+        self.skipped[why] = self.skipped.get(why, 0) + 1
+
+
+class Runner:
+    """Applies the contract around one connector; I/O comes in as callables and a store, so
+    the loop can run against Kafka and Redis (`run`, in app/connectors/run.py) or in tests."""
+
+    def __init__(
+        self,
+        connector: Connector,
+        store: Any,  # a redis.Redis (sets, sorted sets, hashes)
+        dead_letter: Callable[[bytes | None, bytes, dict[str, str]], None],
+        prefix: str,
+        max_attempts: int = 6,
+        backoff_s: float = 0.2,
+        max_backoff_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.connector = connector
+        self.store = store
+        self.dead_letter = dead_letter
+        self.prefix = f"{prefix}:connector:{connector.name}"
+        self.max_attempts = max_attempts
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.clock = clock
+        self.sleep = sleep
+        self.stats = RunnerStats()
+        self.read_to: dict[int, float] = {}  # partition -> latest record time read (seconds)
+        self.caught_up: set[int] = set()  # partitions handled to their end offset
+
+    # -- keys ---------------------------------------------------------------------------------
+    def _mark(self, action_id: str) -> str:
+        return f"{self.prefix}:sent:{action_id}"
+
+    def _due(self, partition: int) -> str:
+        return f"{self.prefix}:due:{partition}"
+
+    def _pending(self, customer: str) -> str:
+        return f"{self.prefix}:pending:{customer}"
+
+    @property
+    def _outbox(self) -> str:
+        return f"{self.prefix}:receipts"
+
+    # -- the contract -------------------------------------------------------------------------
+    def handle(
+        self,
+        key: bytes | None,
+        value: bytes,
+        partition: int = 0,
+        timestamp_ms: int | None = None,
+    ) -> None:
+        """One record of `actions` (of `partition`, appended at `timestamp_ms`). Returns once
+        it is delivered, waiting, dead or skipped."""
+        if timestamp_ms is not None:
+            self.read_to[partition] = max(self.read_to.get(partition, 0.0), timestamp_ms / 1000)
+        try:
+            action = codec.loads(value)
+            customer, action_id, channel = (
+                action["customer_id"],
+                action["action_id"],
+                action["channel"],
+            )
+        except (codec.JSONDecodeError, KeyError, TypeError):
+            self.stats.dead_letters += 1
+            self.dead_letter(key, value, {"reason": "not_an_action"})
+            return
+        for quiet in action.get("suppress") or ():
+            self._cancel(customer, quiet["channel"], epoch(quiet["until"]))
+        if channel not in self.connector.channels:
+            return  # not ours (its suppressions still count)
+        if action.get("holdout"):
+            self.stats.skip("holdout")
+            return
+        now = self.clock()
+        if epoch(action["expires_at"]) < now:
+            self.stats.skip("expired")
+            return
+        due = epoch(action["not_before"])
+        # Only what the log has shown so far counts here (the rest of this batch is unread).
+        read_to = float("inf") if timestamp_ms is None else self.read_to.get(partition, 0.0)
+        if due > min(now, read_to):
+            self.store.hset(self._pending(customer), action_id, value)
+            self.store.zadd(self._due(partition), {f"{customer}\x1f{action_id}": due})
+            self.stats.waiting += 1
+            return
+        self._deliver(key, action, value)
+
+    def deliver_due(self, partitions: Iterable[int] = (0,), limit: int = 500) -> int:
+        """Deliver the waiting Actions of these partitions that are due and read up to;
+        returns how many were taken."""
+        now = self.clock()
+        taken = 0
+        for partition in partitions:
+            # Read to its end: anything due may go; else only what the log has passed.
+            read_to = (
+                float("inf") if partition in self.caught_up else self.read_to.get(partition, 0.0)
+            )
+            until = min(now, read_to)
+            members = self.store.zrangebyscore(
+                self._due(partition), "-inf", until, start=0, num=limit
+            )
+            for raw in members:
+                member = raw.decode() if isinstance(raw, bytes) else str(raw)
+                customer, action_id = member.split("\x1f", 1)
+                value = self.store.hget(self._pending(customer), action_id)
+                if value is not None:
+                    action = codec.loads(value)
+                    if epoch(action["expires_at"]) < now:
+                        self.stats.skip("expired")
+                    else:
+                        self._deliver(customer.encode(), action, value)
+                self.store.hdel(self._pending(customer), action_id)
+                self.store.zrem(self._due(partition), member)
+            taken += len(members)
+        return taken
+
+    def _cancel(self, customer: str, channel: str, until: float) -> None:
+        waiting = self.store.hgetall(self._pending(customer)) or {}
+        for raw_id, value in waiting.items():
+            action = codec.loads(value)
+            if action["channel"] == channel and epoch(action["not_before"]) < until:
+                action_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                self.store.hdel(self._pending(customer), action_id)
+                for due in self._due_keys():
+                    self.store.zrem(due, f"{customer}\x1f{action_id}")
+                self.stats.cancelled += 1
+
+    def _due_keys(self) -> list[str]:
+        return [self._due(p) for p in sorted({0, *self.read_to})]
+
+    def _deliver(self, key: bytes | None, action: dict[str, Any], value: bytes) -> None:
+        action_id = action["action_id"]
+        if self.store.exists(self._mark(action_id)):
+            self.stats.duplicates += 1
+            return
+        delay = self.backoff_s
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                self.connector.deliver(action)
+            except DeliveryError as exc:
+                if not exc.transient or attempt == self.max_attempts:
+                    self.stats.dead_letters += 1
+                    self.dead_letter(
+                        key,
+                        value,
+                        {
+                            "reason": exc.reason[:500],
+                            "attempts": str(attempt),
+                            "connector": self.connector.name,
+                        },
+                    )
+                    return
+                self.stats.retries += 1
+                log.warning(
+                    "delivery of %s failed (%s); retrying in %.1fs", action_id, exc.reason, delay
+                )
+                self.sleep(delay)
+                delay = min(delay * 2, self.max_backoff_s)
+                continue
+            self.store.rpush(self._outbox, codec.dumps(self._receipt_of(action)))
+            self.store.set(self._mark(action_id), b"1", ex=MARK_TTL_S)
+            self.stats.delivered += 1
+            return
+
+    def drain_receipts(
+        self, send: Callable[[dict[str, Any]], None], confirm: Callable[[], None]
+    ) -> int:
+        """Hand the outbox's receipts to `send`, then (once `confirm` returns: the broker has
+        them) remove them. Returns how many."""
+        waiting = self.store.lrange(self._outbox, 0, 499)
+        if not waiting:
+            return 0
+        for raw in waiting:
+            send(codec.loads(raw))
+        confirm()
+        self.store.ltrim(self._outbox, len(waiting), -1)
+        return len(waiting)
+
+    def _receipt_of(self, action: dict[str, Any]) -> dict[str, Any]:
+        now = self.clock()
+        return {
+            "event_id": f"receipt-{self.connector.name}-{action['action_id']}",
+            "type": "message_feedback",
+            "customer_id": action["customer_id"],
+            "ts": datetime.fromtimestamp(now).astimezone().isoformat(timespec="milliseconds"),
+            "channel": action["channel"],
+            "kind": "delivered",
+            "action_id": action["action_id"],
+            "source": f"connector:{self.connector.name}",
+        }
+
+
+def channels_of(names: Iterable[str]) -> frozenset[str]:
+    from schemas.action import CHANNELS
+
+    chosen = frozenset(names)
+    unknown = sorted(chosen - set(CHANNELS))
+    if unknown:
+        raise TactError(f"unknown channels {unknown}; expected some of {', '.join(CHANNELS)}")
+    return chosen

@@ -1,0 +1,173 @@
+"""Connectors against the real broker and Redis, and a real HTTP receiver: a webhook connector
+killed with SIGKILL mid-stream and restarted delivers every Action exactly once."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from app import codec
+from app.connectors.webhook import verify
+from app.settings import Settings
+from tests.integration.conftest import TACT, free_port, settings_env
+from tests.integration.kafka_helpers import TopicReader, producer
+
+SECRET = "webhook-test-secret"
+
+
+class Receiver:
+    """Records every POST; answers 503 to the first try of some, to exercise retries."""
+
+    def __init__(self, flaky: set[str], delay_s: float = 0.01) -> None:
+        self.posts: list[tuple[str, dict[str, Any], bool]] = []
+        self.lock = threading.Lock()
+        self.flaky = set(flaky)
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                key = self.headers["Idempotency-Key"]
+                ok = verify(
+                    SECRET.encode(),
+                    self.headers["X-Tact-Timestamp"],
+                    body,
+                    self.headers["X-Tact-Signature"],
+                )
+                with receiver.lock:
+                    if key in receiver.flaky:
+                        receiver.flaky.discard(key)
+                        self.send_response(503)
+                        self.end_headers()
+                        return
+                    receiver.posts.append((key, codec.loads(body), ok))
+                time.sleep(delay_s)
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}/hook"
+
+    def keys(self) -> list[str]:
+        with self.lock:
+            return [k for k, _, _ in self.posts]
+
+
+def make_action(n: int, channel: str, due: datetime, **extra: Any) -> dict[str, Any]:
+    return {
+        "action_id": f"{n:032x}",
+        "customer_id": f"c{n % 40}",
+        "ts": due.isoformat(),
+        "play": "expand",
+        "channel": channel,
+        "offer_sku": "RUN-SOCK-01",
+        "frame": "completeness",
+        "intensity": "low",
+        "not_before": due.isoformat(),
+        "expires_at": (due + timedelta(hours=1)).isoformat(),
+        "suppress": [],
+        "holdout": False,
+        "expected_profit": 1.0,
+        "propensity": 1.0,
+        "experiments": {},
+        "reasons": ["moment:cart"],
+        "policy_version": "test",
+        "model_version": "test",
+        "source_event_id": f"e{n}",
+        **extra,
+    }
+
+
+def connector(settings: Settings, url: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {**settings_env(settings), "TACT_WEBHOOK_SECRET": SECRET}
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [str(TACT), "connector", "run", "webhook", "--url", url, "--channels", "email,sms"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def test_webhook_delivers_every_action_exactly_once_across_a_kill(
+    stack: Settings, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    later = now + timedelta(seconds=6)
+    actions = [make_action(n, "email" if n % 3 else "sms", now) for n in range(300)]
+    actions += [make_action(n, "email", later) for n in range(300, 330)]  # wait for not_before
+    actions += [make_action(n, "email", now, holdout=True) for n in range(330, 350)]
+    actions += [make_action(n, "onsite_pdp", now) for n in range(350, 360)]  # not our channel
+    # Waiting SMS of customers c0..c9, cancelled by a later onsite action's suppression.
+    actions += [
+        make_action(n, "sms", later + timedelta(seconds=5), customer_id=f"q{n}")
+        for n in range(360, 370)
+    ]
+    until = (later + timedelta(minutes=30)).isoformat()
+    actions += [
+        make_action(
+            n + 20,
+            "onsite_cart",
+            now,
+            customer_id=f"q{n}",
+            suppress=[{"channel": "sms", "until": until}],
+        )
+        for n in range(360, 370)
+    ]
+    expected = {a["action_id"] for a in actions[:330]}
+    flaky = {a["action_id"] for a in actions[10:15]}
+    receiver = Receiver(flaky)
+
+    prod = producer(stack.kafka_bootstrap)
+    for a in actions:
+        prod.send(stack.topic_actions, key=a["customer_id"].encode(), value=codec.dumps(a))
+    prod.flush()
+
+    first = connector(stack, receiver.url, tmp_path / "connector-0.log")
+    deadline = time.monotonic() + 60
+    while len(set(receiver.keys())) < 100:
+        assert time.monotonic() < deadline and first.poll() is None, (
+            tmp_path / "connector-0.log"
+        ).read_text()
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    delivered_before = len(set(receiver.keys()))
+    assert delivered_before < len(expected), "the kill came after everything was delivered"
+
+    second = connector(stack, receiver.url, tmp_path / "connector-1.log")
+    try:
+        deadline = time.monotonic() + 90
+        while set(receiver.keys()) < expected:
+            assert time.monotonic() < deadline, (tmp_path / "connector-1.log").read_text()
+            time.sleep(0.2)
+        time.sleep(3.0)  # anything extra would have arrived by now
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+
+    keys = receiver.keys()
+    assert set(keys) == expected  # every Action, none of the holdout, other-channel or cancelled
+    repeats = len(keys) - len(set(keys))
+    assert repeats <= 1, f"{repeats} repeated deliveries"  # at most the one in flight at the kill
+    assert all(ok for _, _, ok in receiver.posts), "a request without a valid signature"
+    by_key = {k: body for k, body, _ in receiver.posts}
+    assert all(by_key[a["action_id"]] == a for a in actions[:330])  # the Action, unchanged
+    receipts = TopicReader(stack.kafka_bootstrap, stack.topic_clickstream).wait_for(
+        lambda r: {codec.loads(x.value)["action_id"] for x in r} >= expected, what="receipts"
+    )
+    kinds = {(codec.loads(r.value)["type"], codec.loads(r.value)["kind"]) for r in receipts}
+    assert kinds == {("message_feedback", "delivered")}

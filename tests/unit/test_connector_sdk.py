@@ -1,0 +1,218 @@
+"""The connector contract, on the SDK's runner with an in-memory store and a fake clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from app import codec
+from app.connectors.sdk import DeliveryError, Runner, channels_of
+from app.connectors.webhook import sign, verify
+from app.errors import TactError
+
+T0 = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
+
+
+class FakeRedis:
+    """The few Redis commands the runner uses."""
+
+    def __init__(self) -> None:
+        self.kv: dict[str, bytes] = {}
+        self.z: dict[str, dict[str, float]] = {}
+        self.h: dict[str, dict[str, bytes]] = {}
+        self.lists: dict[str, list[bytes]] = {}
+
+    def set(self, name: str, value: Any, ex: int | None = None, nx: bool = False) -> bool:
+        self.kv[name] = value
+        return True
+
+    def exists(self, *names: str) -> int:
+        return sum(n in self.kv for n in names)
+
+    def zadd(self, name: str, mapping: dict[str, float]) -> None:
+        self.z.setdefault(name, {}).update(mapping)
+
+    def zrem(self, name: str, *values: str) -> None:
+        for v in values:
+            self.z.get(name, {}).pop(v, None)
+
+    def zrangebyscore(
+        self, name: str, low: Any, high: float, start: int = 0, num: int = 100
+    ) -> list[bytes]:
+        items = sorted((s, m) for m, s in self.z.get(name, {}).items() if s <= high)
+        return [m.encode() for _, m in items[start : start + num]]
+
+    def hset(self, name: str, key: str, value: bytes) -> None:
+        self.h.setdefault(name, {})[key] = value
+
+    def hget(self, name: str, key: str) -> bytes | None:
+        return self.h.get(name, {}).get(key)
+
+    def hdel(self, name: str, *keys: str) -> None:
+        for k in keys:
+            self.h.get(name, {}).pop(k, None)
+
+    def hgetall(self, name: str) -> dict[bytes, bytes]:
+        return {k.encode(): v for k, v in self.h.get(name, {}).items()}
+
+    def rpush(self, name: str, *values: bytes) -> None:
+        self.lists.setdefault(name, []).extend(values)
+
+    def lrange(self, name: str, start: int, end: int) -> list[bytes]:
+        return self.lists.get(name, [])[start : end + 1]
+
+    def ltrim(self, name: str, start: int, end: int) -> None:
+        self.lists[name] = self.lists.get(name, [])[start:] if end == -1 else []
+
+
+class Channel:
+    name = "test"
+    channels = frozenset({"email", "sms"})
+
+    def __init__(self, failures: list[DeliveryError] | None = None) -> None:
+        self.delivered: list[str] = []
+        self.failures = list(failures or [])
+
+    def deliver(self, action: dict[str, Any]) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.delivered.append(action["action_id"])
+
+
+class Harness:
+    def __init__(self, connector: Channel | None = None) -> None:
+        self.now = T0.timestamp()
+        self.connector = connector or Channel()
+        self.dead: list[dict[str, str]] = []
+        self.receipts: list[dict[str, Any]] = []
+        self.runner = Runner(
+            self.connector,
+            FakeRedis(),
+            lambda key, value, headers: self.dead.append(headers),
+            prefix="tact:test",
+            clock=lambda: self.now,
+            sleep=lambda _: None,
+        )
+        self.runner.caught_up = {0}  # these tests' records carry no timestamps: read to the end
+
+    def send(self, **fields: Any) -> None:
+        self.runner.handle(b"c1", codec.dumps(action(**fields)))
+        self.runner.drain_receipts(self.receipts.append, lambda: None)
+
+
+def action(
+    n: int = 1, channel: str = "email", due_in: float = 0, lasts: float = 3600, **extra: Any
+) -> dict[str, Any]:
+    due = T0 + timedelta(seconds=due_in)
+    return {
+        "action_id": f"{n:032x}",
+        "customer_id": "c1",
+        "channel": channel,
+        "play": "expand",
+        "holdout": False,
+        "not_before": due.isoformat(),
+        "expires_at": (due + timedelta(seconds=lasts)).isoformat(),
+        "suppress": [],
+        **extra,
+    }
+
+
+def test_due_actions_are_delivered_once_with_a_receipt() -> None:
+    h = Harness()
+    h.send(n=1)
+    h.send(n=1)  # redelivered after a restart
+    assert h.connector.delivered == [f"{1:032x}"]
+    assert h.runner.stats.duplicates == 1
+    (receipt,) = h.receipts
+    assert receipt["type"] == "message_feedback" and receipt["kind"] == "delivered"
+    assert receipt["action_id"] == f"{1:032x}" and receipt["channel"] == "email"
+
+
+def test_holdout_expired_and_other_channels_are_not_delivered() -> None:
+    h = Harness()
+    h.send(n=1, holdout=True)
+    h.send(n=2, lasts=-10)  # expired before it arrived
+    h.send(n=3, channel="onsite_pdp")
+    assert h.connector.delivered == []
+    assert h.runner.stats.skipped == {"holdout": 1, "expired": 1}
+
+
+def test_actions_wait_for_not_before_and_a_later_suppression_cancels_them() -> None:
+    h = Harness()
+    h.send(n=1, due_in=600)
+    h.send(n=2, due_in=900, channel="sms")
+    assert h.connector.delivered == [] and h.runner.stats.waiting == 2
+    until = (T0 + timedelta(hours=2)).isoformat()
+    h.send(n=3, channel="onsite_cart", suppress=[{"channel": "sms", "until": until}])  # not ours
+    h.now += 700
+    assert h.runner.deliver_due() == 1
+    assert h.connector.delivered == [f"{1:032x}"]  # the sms was cancelled
+    h.now += 1000
+    assert h.runner.deliver_due() == 0 and h.runner.stats.cancelled == 1
+
+
+def test_a_lagging_connector_sees_later_suppressions_before_delivering() -> None:
+    """Read late, an action already due waits until its partition is read past its due
+    time, so a suppression decided before then, later in the log, still cancels it."""
+    h = Harness()
+    h.runner.caught_up = set()
+    h.now += 3600  # an hour behind
+    due = int(T0.timestamp() * 1000)
+    sms = action(n=1, channel="sms", due_in=60)
+    until = (T0 + timedelta(hours=2)).isoformat()
+    quiet = action(n=2, channel="onsite_cart", suppress=[{"channel": "sms", "until": until}])
+    h.runner.handle(b"c1", codec.dumps(sms), partition=0, timestamp_ms=due)
+    assert h.connector.delivered == [] and h.runner.deliver_due() == 0  # read only to T0
+    h.runner.handle(b"c1", codec.dumps(quiet), partition=0, timestamp_ms=due + 1000)
+    h.runner.handle(b"c9", codec.dumps(action(n=3, customer_id="c9")), 0, due + 120_000)
+    h.runner.deliver_due()
+    assert h.connector.delivered == [f"{3:032x}"] and h.runner.stats.cancelled == 1
+
+
+def test_an_action_that_expires_while_waiting_is_dropped() -> None:
+    h = Harness()
+    h.send(n=1, due_in=60, lasts=30)
+    h.now += 200
+    h.runner.deliver_due()
+    assert h.connector.delivered == [] and h.runner.stats.skipped == {"expired": 1}
+
+
+def test_transient_failures_are_retried_permanent_ones_are_dead_letters() -> None:
+    flaky = Channel([DeliveryError("HTTP 503", True), DeliveryError("timeout", True)])
+    h = Harness(flaky)
+    h.send(n=1)
+    assert flaky.delivered == [f"{1:032x}"] and h.runner.stats.retries == 2
+    broken = Harness(Channel([DeliveryError("HTTP 400", False)]))
+    broken.send(n=2)
+    assert broken.connector.delivered == [] and broken.dead == [
+        {"reason": "HTTP 400", "attempts": "1", "connector": "test"}
+    ]
+    down = Harness(Channel([DeliveryError("HTTP 502", True)] * 10))
+    down.send(n=3)
+    assert down.dead[0]["attempts"] == "6" and down.runner.stats.retries == 5
+
+
+def test_a_record_that_is_not_an_action_is_a_dead_letter() -> None:
+    h = Harness()
+    h.runner.handle(None, b"{not json")
+    h.runner.handle(None, b'{"no": "fields"}')
+    assert [d["reason"] for d in h.dead] == ["not_an_action", "not_an_action"]
+
+
+def test_webhook_signatures() -> None:
+    body, now = b'{"action_id":"x"}', str(int(datetime.now(UTC).timestamp()))
+    signature = sign(b"s3cret", now, body)
+    assert signature.startswith("sha256=") and verify(b"s3cret", now, body, signature)
+    assert not verify(b"other", now, body, signature)
+    assert not verify(b"s3cret", now, body + b" ", signature)
+    assert not verify(
+        b"s3cret", str(int(now) - 3600), body, sign(b"s3cret", str(int(now) - 3600), body)
+    )
+
+
+def test_unknown_channels_are_refused() -> None:
+    assert channels_of(["email", "sms"]) == {"email", "sms"}
+    with pytest.raises(TactError, match="fax"):
+        channels_of(["email", "fax"])
