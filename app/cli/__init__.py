@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from app import codec
 from app.errors import ConfigurationError, TactError
@@ -159,6 +160,9 @@ def cmd_connector_run(args: argparse.Namespace) -> int:
 
     settings = Settings()
     logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
+    if args.name == "paid-audience":
+        run(settings, _paid_audience(settings))
+        return 0
     secret = settings.webhook_secret.get_secret_value().encode()
     if not secret:
         raise ConfigurationError("set TACT_WEBHOOK_SECRET: the webhook connector signs requests")
@@ -166,6 +170,24 @@ def cmd_connector_run(args: argparse.Namespace) -> int:
         raise ConfigurationError("give --url, where the webhook connector POSTs")
     connector = Webhook(args.url, secret, channels_of(args.channels.split(",")))
     run(settings, connector)
+    return 0
+
+
+def _paid_audience(settings: Any) -> Any:
+    import redis
+
+    from app.connectors.paid_audience import PaidAudience
+
+    store = redis.Redis.from_url(settings.redis_url.get_secret_value())
+    return PaidAudience(store, f"tact:{settings.app_id}")
+
+
+def cmd_connector_export(args: argparse.Namespace) -> int:
+    from app.connectors.paid_audience import write_audience
+    from app.settings import Settings
+
+    size = write_audience(_paid_audience(Settings()), args.out)
+    print(f"{size:,} customers suppressed from paid retargeting now -> {args.out}")
     return 0
 
 
@@ -368,12 +390,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Consume the actions topic in the connector's own consumer group and "
         "deliver the Actions of its channels by the connector contract (README: Connectors).",
     )
-    connector_run.add_argument("name", choices=("webhook",), help="which connector")
+    connector_run.add_argument("name", choices=("webhook", "paid-audience"), help="which connector")
     connector_run.add_argument("--url", help="webhook: where to POST each Action")
     connector_run.add_argument(
         "--channels", default="email,sms", help="channels to deliver, comma-separated (email,sms)"
     )
     connector_run.set_defaults(func=cmd_connector_run)
+    export = connector_sub.add_parser(
+        "export",
+        help="paid-audience: the customers suppressed from paid retargeting now, as CSV",
+    )
+    export.add_argument("name", choices=("paid-audience",))
+    export.add_argument("--out", required=True, help="the CSV audience file to write")
+    export.set_defaults(func=cmd_connector_export)
 
     lag = sub.add_parser(
         "lag",

@@ -64,6 +64,12 @@ class Connector(Protocol):
         ...
 
 
+class Observer(Protocol):
+    """A connector that also sees every Action read, of any channel (optional)."""
+
+    def observe(self, action: dict[str, Any]) -> None: ...
+
+
 def epoch(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
@@ -150,6 +156,9 @@ class Runner:
             return
         for quiet in action.get("suppress") or ():
             self._cancel(customer, quiet["channel"], epoch(quiet["until"]))
+        observe = getattr(self.connector, "observe", None)
+        if observe is not None:
+            observe(action)
         if channel not in self.connector.channels:
             return  # not ours (its suppressions still count)
         if action.get("holdout"):

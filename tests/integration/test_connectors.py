@@ -171,3 +171,67 @@ def test_webhook_delivers_every_action_exactly_once_across_a_kill(
     )
     kinds = {(codec.loads(r.value)["type"], codec.loads(r.value)["kind"]) for r in receipts}
     assert kinds == {("message_feedback", "delivered")}
+
+
+def test_paid_audience_keeps_who_is_suppressed_and_exports_it(
+    stack: Settings, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    soon, later = now + timedelta(seconds=4), now + timedelta(hours=3)
+
+    def quiet(
+        n: int, customer: str, until: datetime, channel: str = "paid_retargeting"
+    ) -> dict[str, Any]:
+        return make_action(
+            n,
+            "onsite_cart",
+            now,
+            customer_id=customer,
+            suppress=[{"channel": channel, "until": until.isoformat()}],
+        )
+
+    actions = [
+        quiet(1, "a", later),
+        quiet(2, "b", soon),  # expires before the export
+        quiet(3, "c", later, channel="email"),  # not paid: not in the audience
+        quiet(4, "d", soon),
+        quiet(5, "d", later),  # a later, longer suppression extends d's
+        quiet(6, "e", later),
+        quiet(7, "e", soon),  # a shorter one never shortens it
+    ]
+    prod = producer(stack.kafka_bootstrap)
+    for a in actions:
+        prod.send(stack.topic_actions, key=a["customer_id"].encode(), value=codec.dumps(a))
+    prod.flush()
+    env = settings_env(stack)
+    log = tmp_path / "audience.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [str(TACT), "connector", "run", "paid-audience"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        import redis
+
+        store = redis.Redis.from_url(stack.redis_url.get_secret_value())
+        key = f"tact:{stack.app_id}:connector:paid-audience:suppressed"
+        deadline = time.monotonic() + 60
+        while store.zcard(key) < 4:
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+            time.sleep(0.2)
+        time.sleep(max((soon - datetime.now(UTC)).total_seconds() + 0.5, 0))
+        csv_path = tmp_path / "audience.csv"
+        done = subprocess.run(
+            [str(TACT), "connector", "export", "paid-audience", "--out", str(csv_path)],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        lines = csv_path.read_text().splitlines()
+        assert lines[0] == "customer_id,suppressed_until"
+        assert sorted(line.split(",")[0] for line in lines[1:]) == ["a", "d", "e"]
+        assert "3 customers" in done.stdout
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
