@@ -163,6 +163,8 @@ def cmd_connector_run(args: argparse.Namespace) -> int:
     if args.name == "paid-audience":
         run(settings, _paid_audience(settings))
         return 0
+    if args.name == "onsite":
+        return _run_onsite(settings, args.host, args.port)
     secret = settings.webhook_secret.get_secret_value().encode()
     if not secret:
         raise ConfigurationError("set TACT_WEBHOOK_SECRET: the webhook connector signs requests")
@@ -170,6 +172,43 @@ def cmd_connector_run(args: argparse.Namespace) -> int:
         raise ConfigurationError("give --url, where the webhook connector POSTs")
     connector = Webhook(args.url, secret, channels_of(args.channels.split(",")))
     run(settings, connector)
+    return 0
+
+
+def _run_onsite(settings: Any, host: str, port: int) -> int:
+    """The onsite connector's delivery loop in a thread, its HTTP API in the main one."""
+    import threading
+
+    import redis
+    import redis.asyncio as aioredis
+    from aiohttp import web
+
+    from app.connectors.onsite import Onsite, make_app
+    from app.connectors.run import run
+
+    prefix = f"tact:{settings.app_id}"
+    url = settings.redis_url.get_secret_value()
+    stop = threading.Event()
+    loop = threading.Thread(
+        target=run,
+        args=(settings, Onsite(redis.Redis.from_url(url), prefix), stop),
+        name="tact-onsite-delivery",
+        daemon=True,
+    )
+    loop.start()
+    # A blocking pool: under a burst a request waits for a free connection instead of failing.
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=64, timeout=5)
+    app = make_app(aioredis.Redis(connection_pool=pool), prefix)
+
+    async def stopped(_: web.Application) -> None:
+        stop.set()
+
+    app.on_cleanup.append(stopped)
+    import gc
+
+    gc.freeze()  # what start-up made is never garbage: keep it out of the collector's scans
+    web.run_app(app, host=host, port=port, print=None, access_log=None)
+    loop.join(timeout=10)
     return 0
 
 
@@ -390,11 +429,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Consume the actions topic in the connector's own consumer group and "
         "deliver the Actions of its channels by the connector contract (README: Connectors).",
     )
-    connector_run.add_argument("name", choices=("webhook", "paid-audience"), help="which connector")
+    connector_run.add_argument(
+        "name", choices=("webhook", "onsite", "paid-audience"), help="which connector"
+    )
     connector_run.add_argument("--url", help="webhook: where to POST each Action")
     connector_run.add_argument(
         "--channels", default="email,sms", help="channels to deliver, comma-separated (email,sms)"
     )
+    connector_run.add_argument("--host", default="0.0.0.0", help="onsite: the API's address")
+    connector_run.add_argument("--port", type=int, default=8088, help="onsite: the API's port")
     connector_run.set_defaults(func=cmd_connector_run)
     export = connector_sub.add_parser(
         "export",

@@ -27,9 +27,10 @@ def group_of(connector: Connector) -> str:
 def run(settings: Settings, connector: Connector, stop: threading.Event | None = None) -> None:
     """Consume `actions` in the connector's own group and deliver until `stop` (or SIGTERM /
     SIGINT)."""
-    stop = stop or threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop if stop is not None else threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
     ensure_topics(settings)
     servers = settings.kafka_bootstrap.split(",")
     try:

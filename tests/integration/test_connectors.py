@@ -235,3 +235,66 @@ def test_paid_audience_keeps_who_is_suppressed_and_exports_it(
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_onsite_api_serves_the_current_offer(stack: Settings, tmp_path: Path) -> None:
+    import urllib.error
+    import urllib.request
+
+    now = datetime.now(UTC)
+    until = (now + timedelta(hours=1)).isoformat()
+    actions = [
+        make_action(1, "onsite_pdp", now, customer_id="a"),
+        make_action(2, "onsite_cart", now, customer_id="b"),
+        make_action(
+            3, "email", now, customer_id="b", suppress=[{"channel": "onsite_cart", "until": until}]
+        ),
+        make_action(4, "onsite_pdp", now, customer_id="c", holdout=True),
+        make_action(5, "onsite_pdp", now - timedelta(hours=2), customer_id="d"),  # expired
+        make_action(6, "onsite_cart", now + timedelta(seconds=3), customer_id="e"),  # due soon
+    ]
+    prod = producer(stack.kafka_bootstrap)
+    for a in actions:
+        prod.send(stack.topic_actions, key=a["customer_id"].encode(), value=codec.dumps(a))
+    prod.flush()
+    port = free_port()
+    log = tmp_path / "onsite.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [str(TACT), "connector", "run", "onsite", "--port", str(port)],
+            env=settings_env(stack), stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def get(customer: str, surface: str) -> tuple[int, dict[str, Any] | None]:
+        url = f"http://127.0.0.1:{port}/v1/customers/{customer}/offer?surface={surface}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                body = response.read()
+                return response.status, (codec.loads(body) if body else None)
+        except urllib.error.HTTPError as exc:
+            return exc.code, None
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status, body = get("a", "onsite_pdp")
+            except OSError:
+                status, body = 0, None
+            if status == 200:
+                break
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+            time.sleep(0.2)
+        assert body == actions[0]
+        assert get("a", "onsite_cart")[0] == 204  # nothing on that surface
+        assert get("b", "onsite_cart")[0] == 204  # withdrawn by the later suppression
+        assert get("c", "onsite_pdp")[0] == 204  # holdout: never shown
+        assert get("d", "onsite_pdp")[0] == 204  # expired
+        deadline = time.monotonic() + 30
+        while get("e", "onsite_cart")[0] != 200:  # shown once it is due
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        assert get("a", "fax")[0] == 400
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
