@@ -207,7 +207,11 @@ def _run_onsite(settings: Any, host: str, port: int) -> int:
     import gc
 
     gc.freeze()  # what start-up made is never garbage: keep it out of the collector's scans
-    web.run_app(app, host=host, port=port, print=None, access_log=None)
+    import uvloop
+
+    web.run_app(
+        app, host=host, port=port, print=None, access_log=None, loop=uvloop.new_event_loop()
+    )
     loop.join(timeout=10)
     return 0
 
