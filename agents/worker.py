@@ -115,11 +115,10 @@ class DecisionWorker:
                     due[cid] = partition
         if not due:
             return {}
-        engine.restore(await self.store.load_customers(due))
+        engine.restore(await self.store.load_customers(due))  # closes what has ended
         found = [cid for cid in due if engine.knows(cid)]
         for cid in found:
             self.partition_of[cid] = due[cid]
-        engine.close_windows(found)
         metrics.DUE_LOADED.inc(len(found))
         return {cid: (partition, None) for cid, partition in due.items() if cid not in found}
 

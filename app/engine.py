@@ -167,9 +167,14 @@ class DecisionEngine:
         return customer_id in self.customers
 
     def restore(self, blobs: Mapping[str, bytes]) -> None:
-        """Load saved customer states; their open attribution windows are rescheduled."""
+        """Load saved customer states. Windows that ended before the watermark while the
+        customer was out of memory close now (as they would have in memory: an order the
+        customer placed before a window's end, processed after the watermark passed it, must
+        not count in it); the others are rescheduled. Their Outcomes wait in `take_outcomes()`."""
+        watermark = self.models.watermark
         for customer_id, blob in blobs.items():
             state = self.customers[customer_id] = CustomerState.from_bytes(blob)
+            self.attribution.close_due(customer_id, state, watermark)
             self.attribution.reopen(customer_id, state)
 
     def dump(self, customer_ids: Iterable[str]) -> dict[str, bytes]:
@@ -196,15 +201,6 @@ class DecisionEngine:
         if state is None or not state.windows:
             return None
         return float(min(entry[3] for entry in state.windows))
-
-    def close_windows(self, customer_ids: Iterable[str]) -> None:
-        """Close the windows of these (loaded) customers that ended before the watermark;
-        their Outcomes wait in `take_outcomes()`."""
-        t = self.models.watermark
-        for cid in customer_ids:
-            state = self.customers.get(cid)
-            if state is not None:
-                self.attribution.close_due(cid, state, t)
 
     def models_changes(self) -> dict[str, bytes]:
         """The models' state that changed since the last call (for the worker's checkpoint)."""

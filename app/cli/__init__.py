@@ -89,16 +89,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.report or args.evaluate:
         raise ConfigurationError("--report and --evaluate go with --from-topics")
 
-    return run_replay(
-        args.events,
-        args.catalog,
-        args.policy,
-        args.seed,
-        args.out,
-        args.dead_letter,
-        args.strict,
-        args.outcomes,
-    )
+    return run_replay(args)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:

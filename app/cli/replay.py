@@ -82,45 +82,27 @@ def beside(out: str, given: str | None, suffix: str) -> Path:
     return Path(f"{out}.{suffix}.jsonl") if out != "-" else Path(f"{suffix}.jsonl")
 
 
-def run_replay(
-    events: str,
-    catalog: str,
-    policy: str | None,
-    seed: int,
-    out: str,
-    dead_letter: str | None,
-    strict: bool,
-    outcomes: str | None = None,
-) -> int:
+def run_replay(args: Any) -> int:
     """Replay a file of events (or stdin)."""
     with contextlib.ExitStack() as stack:
         source: BinaryIO = (
             sys.stdin.buffer
-            if events == "-"
-            else stack.enter_context(Path(events).open("rb", buffering=_BUFFER))
+            if args.events == "-"
+            else stack.enter_context(Path(args.events).open("rb", buffering=_BUFFER))
         )
-        total = None if events == "-" else Path(events).stat().st_size
-        return _replay(
-            _lines(source), total, catalog, policy, seed, out, dead_letter, strict, outcomes
-        )
+        total = None if args.events == "-" else Path(args.events).stat().st_size
+        return _replay(_lines(source), total, args)
 
 
-def _replay(
-    lines: Iterable[bytes],
-    total: int | None,
-    catalog: str,
-    policy: str | None,
-    seed: int,
-    out: str,
-    dead_letter: str | None,
-    strict: bool,
-    outcomes: str | None,
-) -> int:
-    engine = DecisionEngine.from_files(catalog, policy, seed)
+def _replay(lines: Iterable[bytes], total: int | None, args: Any) -> int:
+    """The replay itself: `args` carries catalog, policy, seed, out, dead_letter, strict and
+    outcomes (the command's options)."""
+    engine = DecisionEngine.from_files(args.catalog, args.policy, args.seed)
     tune_gc()
+    out = args.out
     out_path = None if out == "-" else Path(out)
-    letters_path = beside(out, dead_letter, "dead-letters")
-    outcomes_path = beside(out, outcomes, "outcomes")
+    letters_path = beside(out, args.dead_letter, "dead-letters")
+    outcomes_path = beside(out, args.outcomes, "outcomes")
     progress = Progress(sys.stderr, total)
     letters = LazyFile(letters_path)
     with contextlib.ExitStack() as stack:
@@ -144,7 +126,7 @@ def _replay(
         f"  outcomes       {sum(stats.outcomes.values()):,} ({_top(stats.outcomes)}) "
         f"-> {outcomes_path}\n"
     )
-    return 1 if strict and stats.dead_letters else 0
+    return 1 if args.strict and stats.dead_letters else 0
 
 
 def run_replay_topics(args: Any) -> int:
@@ -175,17 +157,7 @@ def run_replay_topics(args: Any) -> int:
     # One sequence, by record time; ties in the order topics, partitions and offsets give.
     records.sort(key=lambda r: (r.timestamp_ms, inputs.index(r.topic), r.partition, r.offset))
     lines = [r.value for r in records]
-    code = _replay(
-        lines,
-        None,
-        args.catalog,
-        args.policy,
-        args.seed,
-        args.out,
-        args.dead_letter,
-        args.strict,
-        args.outcomes,
-    )
+    code = _replay(lines, None, args)
     if args.report:
         _report(args, lines)
     if args.evaluate:
