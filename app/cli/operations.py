@@ -1,0 +1,166 @@
+"""The operations commands: `tact connector`, `tact lag`, `tact ingest`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from app.errors import ConfigurationError
+
+
+def cmd_connector_run(args: argparse.Namespace) -> int:
+    import logging.config
+
+    from app.connectors.run import run
+    from app.connectors.sdk import channels_of
+    from app.connectors.webhook import Webhook
+    from app.logs import logging_config
+    from app.settings import Settings
+
+    settings = Settings()
+    logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
+    if args.name == "paid-audience":
+        run(settings, _paid_audience(settings))
+        return 0
+    if args.name == "onsite":
+        return _run_onsite(settings, args.host, args.port)
+    secret = settings.webhook_secret.get_secret_value().encode()
+    if not secret:
+        raise ConfigurationError("set TACT_WEBHOOK_SECRET: the webhook connector signs requests")
+    if not args.url:
+        raise ConfigurationError("give --url, where the webhook connector POSTs")
+    connector = Webhook(args.url, secret, channels_of(args.channels.split(",")))
+    run(settings, connector)
+    return 0
+
+
+def _run_onsite(settings: Any, host: str, port: int) -> int:
+    """The onsite connector's delivery loop in a thread, its HTTP API in the main one."""
+    import threading
+
+    import redis
+    import redis.asyncio as aioredis
+    from aiohttp import web
+
+    from app.connectors.onsite import Onsite, make_app
+    from app.connectors.run import run
+
+    prefix = f"tact:{settings.app_id}"
+    url = settings.redis_url.get_secret_value()
+    stop = threading.Event()
+    loop = threading.Thread(
+        target=run,
+        args=(settings, Onsite(redis.Redis.from_url(url), prefix), stop),
+        name="tact-onsite-delivery",
+        daemon=True,
+    )
+    loop.start()
+    # A blocking pool: under a burst a request waits for a free connection instead of failing.
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=64, timeout=5)
+    app = make_app(aioredis.Redis(connection_pool=pool), prefix)
+
+    async def stopped(_: web.Application) -> None:
+        stop.set()
+
+    app.on_cleanup.append(stopped)
+    import gc
+
+    gc.freeze()  # what start-up made is never garbage: keep it out of the collector's scans
+    import uvloop
+
+    web.run_app(
+        app, host=host, port=port, print=None, access_log=None, loop=uvloop.new_event_loop()
+    )
+    loop.join(timeout=10)
+    return 0
+
+
+def _paid_audience(settings: Any) -> Any:
+    import redis
+
+    from app.connectors.paid_audience import PaidAudience
+
+    store = redis.Redis.from_url(settings.redis_url.get_secret_value())
+    return PaidAudience(store, f"tact:{settings.app_id}")
+
+
+def cmd_connector_export(args: argparse.Namespace) -> int:
+    from app.connectors.paid_audience import write_audience
+    from app.settings import Settings
+
+    size = write_audience(_paid_audience(Settings()), args.out)
+    print(f"{size:,} customers suppressed from paid retargeting now -> {args.out}")
+    return 0
+
+
+def cmd_lag(args: argparse.Namespace) -> int:
+    from app.cli.lag import run_lag
+
+    return run_lag(args)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from app.cli.datasets import run_ingest
+
+    return run_ingest(args.dataset, args.source, args.catalog, args.margin, args.rate)
+
+
+def add_commands(sub: Any) -> None:
+    """Register the operations commands on the `tact` subparsers."""
+    connector = sub.add_parser("connector", help="deliver Actions to a channel")
+    connector_sub = connector.add_subparsers(
+        dest="connector_command", required=True, metavar="ACTION"
+    )
+    connector_run = connector_sub.add_parser(
+        "run",
+        help="run a connector until stopped",
+        description="Consume the actions topic in the connector's own consumer group and "
+        "deliver the Actions of its channels by the connector contract (README: Connectors).",
+    )
+    connector_run.add_argument(
+        "name", choices=("webhook", "onsite", "paid-audience"), help="which connector"
+    )
+    connector_run.add_argument("--url", help="webhook: where to POST each Action")
+    connector_run.add_argument(
+        "--channels", default="email,sms", help="channels to deliver, comma-separated (email,sms)"
+    )
+    connector_run.add_argument("--host", default="0.0.0.0", help="onsite: the API's address")
+    connector_run.add_argument("--port", type=int, default=8088, help="onsite: the API's port")
+    connector_run.set_defaults(func=cmd_connector_run)
+    export = connector_sub.add_parser(
+        "export",
+        help="paid-audience: the customers suppressed from paid retargeting now, as CSV",
+    )
+    export.add_argument("name", choices=("paid-audience",))
+    export.add_argument("--out", required=True, help="the CSV audience file to write")
+    export.set_defaults(func=cmd_connector_export)
+
+    lag = sub.add_parser(
+        "lag",
+        help="consumer lag per group, topic and partition (exit 1 over a threshold)",
+        description="Per consumer group, topic and partition: the committed offset, the log end "
+        "offset, the lag between them (as Kafka's consumer-groups tool reports them) and the "
+        "time lag, the age of the oldest record not yet processed. Exits 1 when any partition "
+        "is over --max-lag or --max-time-lag, for scripts and alerts.",
+    )
+    lag.add_argument(
+        "--group", action="append", help="consumer group (repeatable; default: TACT_APP_ID)"
+    )
+    lag.add_argument("--max-lag", type=int, help="records: exit 1 when a partition lags more")
+    lag.add_argument("--max-time-lag", type=float, help="seconds: exit 1 when older than this")
+    lag.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    lag.set_defaults(func=cmd_lag)
+
+    ingest = sub.add_parser(
+        "ingest",
+        help="produce a public dataset into the input topics, in tact's schema",
+        description="Convert a public dataset (uci: UCI Online Retail; rees46: the REES46 "
+        "clickstream) and produce its events into the clickstream and orders topics (TACT_* "
+        "settings), keyed by customer, each record's timestamp its event's time.",
+    )
+    ingest.add_argument("dataset", choices=("uci", "rees46"))
+    ingest.add_argument("--source", required=True, help="the dataset's CSV (.csv or .csv.gz)")
+    ingest.add_argument("--catalog", help="also write the inferred catalog (JSONL) here")
+    ingest.add_argument("--margin", type=float, help="gross margin assumed for unit costs")
+    ingest.add_argument("--rate", type=float, help="events per second at most (default: all)")
+    ingest.set_defaults(func=cmd_ingest)
