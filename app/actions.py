@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from hashlib import blake2b
 from typing import Any, TypeVar
@@ -9,6 +10,14 @@ from typing import Any, TypeVar
 from app import codec
 from schemas import Action, Outcome, Suppression
 from schemas.types import format_event_time
+
+
+def relation_of(reasons: Iterable[str], play: str) -> str:
+    """The offer relation an Action's reasons name (`offer:<relation>`)."""
+    for reason in reasons:
+        if reason.startswith("offer:"):
+            return reason[len("offer:") :]
+    return "self" if play == "assist" else "accessories"
 
 
 def action_id(customer_id: str, event_id: str, slot: str) -> str:

@@ -40,6 +40,12 @@ def parse_event_time(value: Any) -> datetime:
     return parsed
 
 
+def event_seconds(value: Any) -> float:
+    """An event or Action timestamp (ISO-8601 with a zone, or epoch milliseconds) as epoch
+    seconds."""
+    return parse_event_time(value).timestamp()
+
+
 def format_event_time(value: datetime) -> str:
     """ISO-8601 in UTC with a Z suffix, millisecond precision where the time has it."""
     text = value.astimezone(UTC).isoformat(timespec="milliseconds")

@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from app import codec
-from app.connectors.sdk import epoch
+from schemas.types import event_seconds as epoch
 
 SURFACES = ("onsite_pdp", "onsite_cart", "post_purchase", "account_portal")
 _KEEP_S = 8 * 86400  # a customer's hash lives this long after its last Action

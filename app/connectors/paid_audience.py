@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from app.connectors.sdk import epoch
+from schemas.types import event_seconds as epoch
 
 CHANNEL = "paid_retargeting"
 

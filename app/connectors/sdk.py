@@ -40,6 +40,7 @@ from typing import Any, Protocol
 
 from app import codec
 from app.errors import TactError
+from schemas.types import event_seconds as epoch
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +69,6 @@ class Observer(Protocol):
     """A connector that also sees every Action read, of any channel (optional)."""
 
     def observe(self, action: dict[str, Any]) -> None: ...
-
-
-def epoch(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 @dataclass(slots=True)

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.actions import relation_of
 from app.context import Scored
 from app.decisions import ArmResolver, Chooser
 from app.experiments import Assignment, Experiments
@@ -43,13 +44,6 @@ def arm_of(scored: Scored | None) -> Arm:
         scored.frame,
         scored.intensity,
     )
-
-
-def relation_of(action: Mapping[str, Any]) -> str:
-    for reason in action.get("reasons") or ():
-        if reason.startswith("offer:"):
-            return str(reason[len("offer:") :])
-    return "self" if action["play"] == "assist" else "accessories"
 
 
 @dataclass(slots=True)
@@ -96,7 +90,13 @@ class FollowChooser(Chooser):
                 return arm, propensity
         seen.forced = True
         _, channel, sku, frame, intensity = wanted
-        forced = resolve(str(sku), relation_of(log), channel, str(frame), intensity)
+        forced = resolve(
+            str(sku),
+            relation_of(log.get("reasons") or (), log["play"]),
+            channel,
+            str(frame),
+            intensity,
+        )
         return forced, propensity
 
     def follow_up(self, action_id: str, wanted: bool) -> bool:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from datetime import datetime
 from typing import Any
 
 from kafka import KafkaProducer
@@ -17,13 +16,7 @@ from app import codec
 from app.errors import DependencyUnavailable
 from app.settings import Settings
 from schemas import FAMILY_OF_TYPE
-
-
-def event_ms(event: dict[str, Any]) -> int:
-    ts = event["ts"]
-    if isinstance(ts, int):
-        return ts
-    return int(datetime.fromisoformat(str(ts).replace("Z", "+00:00")).timestamp() * 1000)
+from schemas.types import event_seconds
 
 
 def produce(
@@ -55,7 +48,7 @@ def produce(
                 topic,
                 key=str(event["customer_id"]).encode("utf-8"),
                 value=codec.dumps(event),
-                timestamp_ms=event_ms(event),
+                timestamp_ms=int(event_seconds(event["ts"]) * 1000),
             )
             sent[topic] += 1
             if rate:

@@ -20,6 +20,7 @@ from app.catalog import Catalog
 from app.decode import decode_event
 from app.errors import BadInput
 from schemas import Envelope, MessageFeedback, OrderPlaced, OrderReturned, Refund
+from schemas.types import event_seconds
 
 _SUBSCRIBE_EVENTS = ("subscription_started",)
 
@@ -123,10 +124,8 @@ def load(
 
 
 def _add_action(customers: dict[str, CustomerFacts], action: dict[str, Any]) -> None:
-    from app.report.times import epoch
-
     cid = action["customer_id"]
-    t = epoch(action["ts"])
+    t = event_seconds(action["ts"])
     facts = customers.get(cid)
     if facts is None:
         facts = customers[cid] = CustomerFacts(cid, dict(action.get("experiments") or {}), t)

@@ -27,10 +27,6 @@ class Estimate:
     treated_n: int
     control_n: int
 
-    @property
-    def significant(self) -> bool:
-        return self.low > 0 or self.high < 0
-
     def as_dict(self) -> dict[str, float | int]:
         return {
             "value": self.value,

@@ -20,6 +20,7 @@ from typing import Any
 
 from app.actions import action_id, build
 from app.catalog import RELATIONS, Catalog
+from app.context import RELATION_PLAY
 from app.decode import validate_object
 from app.models import Affinity
 from app.policy import Policy
@@ -27,15 +28,6 @@ from schemas import Action, Envelope
 
 _SCALE = float(2**64)
 _INTENSITIES = ("low", "medium", "high")
-_PLAY = {
-    "accessories": "expand",
-    "bundle_with": "expand",
-    "affinity": "expand",
-    "subscription": "commit",
-    "warranty": "commit",
-    "upgrade": "commit",
-    "self": "assist",
-}
 
 
 class _Baseline:
@@ -102,7 +94,7 @@ class _Baseline:
                 "action_id": action_id(event.customer_id, event.event_id, f"{self.name}:{channel}"),
                 "customer_id": event.customer_id,
                 "ts": event.ts,
-                "play": _PLAY[relation],
+                "play": RELATION_PLAY[relation],
                 "channel": channel,
                 "offer_sku": sku,
                 "frame": frame,

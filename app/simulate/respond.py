@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from app.actions import relation_of
 from app.simulate.population import DAY_S
 from schemas import Action
 
@@ -31,13 +32,6 @@ def sigmoid(x: float) -> float:
 
 _INTENSITY_TIRE = {"low": 1.0, "medium": 1.6, "high": 2.8}
 _OUTBOUND_DELAY_S = {"email": (1.0, 8.0), "sms": (0.2, 1.5), "paid_retargeting": (2.0, 30.0)}
-
-
-def relation_of(action: Action) -> str:
-    for reason in action.reasons:
-        if reason.startswith("offer:"):
-            return reason[len("offer:") :]
-    return "accessories"
 
 
 def respond(sim: Simulation, shopper: _Shopper, action: Action, t: float) -> None:
@@ -130,7 +124,7 @@ def _accept_chance(sim: Simulation, shopper: _Shopper, action: Action, t: float)
     product = sim.catalog.get(sku) if sku is not None else None
     if product is None:
         return 0.0
-    relation = relation_of(action)
+    relation = relation_of(action.reasons, action.play)
     logit = (
         world.base_accept
         + world.channels[action.channel].accept
@@ -175,7 +169,7 @@ def _take_up(sim: Simulation, shopper: _Shopper, action: Action, at: float) -> N
         1.0 - (sim.world.discount if action.frame == "cost_efficiency" else 0.0)
     )
     regret = sim.world.regret[action.intensity]
-    if relation_of(action) == "subscription":
+    if relation_of(action.reasons, action.play) == "subscription":
         base = sim._subscription_of.get(sku)
         sim._emit(shopper, at, "subscription_started", sku=sku, subscription_id=aid[:16])
         sim.ledger.subscriptions += 1
