@@ -59,8 +59,13 @@ def test_ingest_then_replay_from_topics(
     )
     ingest = tact(stack, "ingest", "rees46", "--source", str(REES46))
     assert "produced 17,434 events" in ingest.stderr
-    clicks = TopicReader(stack.kafka_bootstrap, stack.topic_clickstream).settle(2.0)
-    orders = TopicReader(stack.kafka_bootstrap, stack.topic_orders).settle(1.0)
+    # Wait for the known counts (a quiet spell is no proof the topic has been read).
+    clicks = TopicReader(stack.kafka_bootstrap, stack.topic_clickstream).wait_for(
+        lambda r: len(r) >= 17_434 - 214, what="the clickstream"
+    )
+    orders = TopicReader(stack.kafka_bootstrap, stack.topic_orders).wait_for(
+        lambda r: len(r) >= 214, what="the orders"
+    )
     assert len(clicks) + len(orders) == 17_434 and len(orders) == 214
     first = datetime.fromisoformat(codec.loads(clicks[0].value)["ts"].replace("Z", "+00:00"))
     assert clicks[0].timestamp == int(first.timestamp() * 1000)  # record time = event time
