@@ -40,9 +40,9 @@ from schemas import Action, OrderPlaced, OrderReturned, Outcome, Refund
 (ID, DECIDED, START, END, PHASE, PLAY, CHANNEL, SKU, RELATION, FRAME, INTENSITY, HOLDOUT) = range(
     12
 )
-(PROPENSITY, SEGMENT, VERSIONS, LEARN, TALLY) = range(12, 17)
+(PROPENSITY, SEGMENT, VERSIONS, LEARN, TALLY, PREDICTED) = range(12, 18)
 # PHASE: 0 purchase window, 1 return window (converted). HOLDOUT: "" or the reason held out.
-# TALLY: running figures.
+# TALLY: running figures. PREDICTED: [P(accept), P(organic), P(return)] at decision time, or None.
 (FEEDBACK, CONVERTED, CREDIT, QTY, REVENUE, MARGIN, RET_QTY, RET_LOSS) = range(8)
 (UNSUB, WINDOW_MARGIN, ORDER_ID, ORDER_TOTAL, REFUNDED, RETURNED) = range(8, 14)
 _CREDIT = ("none", "last_touch", "other_touch")
@@ -82,8 +82,10 @@ class Attribution:
         segment: str,
         held_out: str,
         learn: list[Any] | None,
+        predicted: list[float] | None = None,
     ) -> None:
-        """A window for `action`, decided at `t`, deliverable from `start`."""
+        """A window for `action`, decided at `t`, deliverable from `start`; `predicted` holds
+        what the engine expected of it (P(accept), P(organic), P(return)), for calibration."""
         entry: list[Any] = [
             action.action_id,
             t,
@@ -102,6 +104,7 @@ class Attribution:
             f"{action.policy_version}|{action.model_version}",
             learn,
             _tally(),
+            predicted,
         ]
         if len(state.windows) >= self.max_open:
             self._emit(action.customer_id, state.windows.pop(0), t, "evicted")
@@ -328,6 +331,8 @@ class Attribution:
         cost = self.channel_cost.get(entry[CHANNEL], 0.0) if delivered else 0.0
         unsub = tally[UNSUB]
         policy_version, model_version = entry[VERSIONS].split("|", 1)
+        predicted = entry[PREDICTED] if len(entry) > PREDICTED else None
+        p_accept, p_organic, p_return = predicted if predicted else (None, None, None)
         self._closed.append(
             build_outcome(
                 {
@@ -364,6 +369,9 @@ class Attribution:
                     ),
                     "policy_version": policy_version,
                     "model_version": model_version,
+                    "predicted_accept": p_accept,
+                    "predicted_organic": p_organic,
+                    "predicted_return": p_return,
                 }
             )
         )

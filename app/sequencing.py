@@ -123,8 +123,21 @@ class Sequencer:
             self.economics.return_prior(product, r),
             self.economics.organic_prior(ctx, offer) if offer.relation != "self" else 0.0,
         ]
+        predicted = [
+            round(best.p_accept, 6),
+            round(best.p_organic, 6),
+            round(best.p_return, 6),
+        ]
         self.attribution.open(
-            state, action, t, at, offer.relation, ctx.segments.key, held_out or "", learn
+            state,
+            action,
+            t,
+            at,
+            offer.relation,
+            ctx.segments.key,
+            held_out or "",
+            learn,
+            predicted,
         )
         return action
 

@@ -11,6 +11,7 @@ from schemas.types import Channel, CustomerId, EventTime, Frame, Intensity, Play
 
 Amount = Annotated[float, Field(allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=0)]
+Probability = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 FeedbackKind = Literal[
     "impression",
     "click",
@@ -77,3 +78,16 @@ class Outcome(BaseModel):
     window_profit: Amount
     policy_version: Annotated[str, Field(min_length=1, max_length=64)]
     model_version: Annotated[str, Field(min_length=1, max_length=64)]
+    predicted_accept: Probability | None = Field(
+        default=None,
+        description="the engine's P(accept) at decision time: of buying the offered SKU in the"
+        " window if delivered (assist: of engaging); null for protect",
+    )
+    predicted_organic: Probability | None = Field(
+        default=None,
+        description="the engine's P(buying the offered SKU without the offer) at decision time;"
+        " predicted_accept - predicted_organic is the uplift it expected",
+    )
+    predicted_return: Probability | None = Field(
+        default=None, description="the engine's P(return) of the offered SKU if bought"
+    )
