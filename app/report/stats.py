@@ -1,6 +1,7 @@
 """The statistics of the report: differences with bootstrap intervals, CUPED, Kaplan-Meier
-survival, and intervals for rates. Plain numbers in, plain numbers out; seeded, so a report
-of the same data is the same report."""
+survival, intervals for rates and their differences, and scores of probability forecasts
+(Brier, AUC). Plain numbers in, plain numbers out; seeded, so a report of the same data is the
+same report."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import beta as beta_dist
+from scipy.stats import rankdata, spearmanr
 
 BOOTSTRAP = 1000
 Z95 = 1.959963984540054
@@ -92,6 +94,49 @@ def wilson(successes: int, n: int) -> tuple[float, float, float]:
     centre = (p + Z95**2 / (2 * n)) / denom
     half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / denom
     return p, max(centre - half, 0.0), min(centre + half, 1.0)
+
+
+def rate_difference(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float, float]:
+    """k1/n1 - k2/n2 and its 95% interval from the two Wilson intervals (Newcombe's hybrid
+    score interval). Zeros when a group is empty."""
+    if n1 == 0 or n2 == 0:
+        return 0.0, 0.0, 0.0
+    p1, low1, high1 = wilson(k1, n1)
+    p2, low2, high2 = wilson(k2, n2)
+    d = p1 - p2
+    return (
+        d,
+        d - math.sqrt((p1 - low1) ** 2 + (high2 - p2) ** 2),
+        d + math.sqrt((high1 - p1) ** 2 + (p2 - low2) ** 2),
+    )
+
+
+def brier(predicted: Sequence[float], observed: Sequence[bool]) -> float:
+    """Mean squared difference between forecast probabilities and what happened (0 or 1)."""
+    if not predicted:
+        return 0.0
+    p = np.asarray(predicted, dtype=float)
+    y = np.asarray(observed, dtype=float)
+    return float(np.mean((p - y) ** 2))
+
+
+def auc(predicted: Sequence[float], observed: Sequence[bool]) -> float | None:
+    """Area under the ROC curve: the chance a random positive is ranked above a random
+    negative (ties count a half). None without both classes."""
+    y = np.asarray(observed, dtype=bool)
+    positives = int(y.sum())
+    negatives = len(y) - positives
+    if not positives or not negatives:
+        return None
+    ranks = rankdata(np.asarray(predicted, dtype=float))
+    return float((ranks[y].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def spearman(xs: Sequence[float], ys: Sequence[float]) -> float | None:
+    """Rank correlation; None with fewer than 3 points or a constant side."""
+    if len(xs) < 3 or len(set(xs)) < 2 or len(set(ys)) < 2:
+        return None
+    return float(spearmanr(xs, ys).statistic)
 
 
 def beta_interval(successes: float, trials: float) -> tuple[float, float, float]:
