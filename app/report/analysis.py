@@ -16,6 +16,8 @@ cannibalisation                   each channel-suppression test: what the channe
                                   customer against what its Actions claim
 frames                            per frame and segment: delivered offers, conversions,
                                   rate with a credible interval, attributed profit each
+calibration                       the engine's predicted P(accept), P(return) and uplift
+                                  against what happened (app/report/calibration.py)
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from app.report import calibration
 from app.report.data import CustomerFacts, ReportData
 from app.report.stats import Estimate, beta_interval, cuped, difference, kaplan_meier, wilson
 
@@ -256,4 +259,5 @@ def build(data: ReportData, seed: int = 0) -> dict[str, Any]:
         "rates": rates(data),
         "cannibalisation": cannibalisation(data, seed),
         "frames": frames(data),
+        "calibration": calibration.section(data.outcomes),
     }
