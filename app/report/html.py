@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-from app.report import svg
+from app.report import calibration_html, svg
+from app.report.markup import table as _table
 
 _CSS = """
 body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222;padding:0 1em}
@@ -17,6 +18,7 @@ td:first-child,th:first-child{text-align:left}
 .big{font-size:2em;font-weight:600}.muted{color:#777}.note{color:#555;font-size:.9em;max-width:760px}
 .sig{color:#2a6f97;font-weight:600}.neg{color:#c8553d;font-weight:600}
 .key span{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px;vertical-align:middle}
+.plots{display:flex;flex-wrap:wrap;gap:1em}.plots figure{margin:0}figcaption{font-size:.9em}
 """
 
 
@@ -41,16 +43,6 @@ def _ci(e: dict[str, Any] | None) -> str:
 
 def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v:,}" for k, v in counts.items())
-
-
-def _table(head: list[str], rows: list[list[str]]) -> str:
-    if not rows:
-        return "<p class='muted'>no data</p>"
-    out = ["<table><tr>", *(f"<th>{escape(h)}</th>" for h in head), "</tr>"]
-    for row in rows:
-        out.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>")
-    out.append("</table>")
-    return "".join(out)
 
 
 def render(figures: dict[str, Any], title: str = "tact report") -> str:
@@ -111,11 +103,14 @@ def render(figures: dict[str, Any], title: str = "tact report") -> str:
     parts += _rates(figures["rates"])
     parts += _cannibalisation(figures["cannibalisation"])
     parts += _frames(figures["frames"])
+    if "calibration" in figures:
+        parts += calibration_html.render(figures["calibration"])
     parts.append(
         "<p class='note'>Assignment to every experiment is by hash of the customer id and the "
         "policy's salts, recorded on each Action. Held-out customers were decided for exactly as "
         "the others, and never contacted. Intervals are percentile bootstraps (1,000 resamples, "
-        "seeded), Wilson for rates, Greenwood for survival, Beta(1+s, 1+f) for frame rates.</p>"
+        "seeded), Wilson for rates, Greenwood for survival, Beta(1+s, 1+f) for frame rates, "
+        "Newcombe (from the two Wilson intervals) for differences of rates.</p>"
         "</body></html>"
     )
     return "".join(parts)

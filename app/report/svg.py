@@ -157,3 +157,123 @@ def paired(
             )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _percent(v: float) -> str:
+    return f"{v * 100:.4g}%"
+
+
+def reliability(
+    bins: Sequence[tuple[int, float, float, float, float]],
+    x_label: str,
+    y_label: str,
+    size: int = 320,
+) -> str:
+    """Observed rate [95%] against the mean forecast per bin (count, predicted, observed,
+    low, high), with the diagonal where the two would be equal."""
+    if not bins:
+        return "<p class='empty'>too few outcomes</p>"
+    left, right, top, bottom = 54, 14, 14, 40
+    w, h = size - left - right, size - top - bottom
+    ticks = _ticks(0.0, max(max(b[1] for b in bins), max(b[4] for b in bins)), 4)
+    hi = ticks[-1] or 1.0
+
+    def px(v: float) -> float:
+        return left + v / hi * w
+
+    def py(v: float) -> float:
+        return top + (1.0 - v / hi) * h
+
+    parts = [f'<svg viewBox="0 0 {size} {size}" width="{size}" {_FONT} role="img">']
+    for t in ticks:
+        parts.append(
+            f'<line x1="{left}" y1="{py(t):.1f}" x2="{left + w}" y2="{py(t):.1f}" '
+            f'stroke="{GRID}"/><text x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end" '
+            f'fill="{INK}">{_percent(t)}</text>'
+            f'<text x="{px(t):.1f}" y="{top + h + 16}" text-anchor="middle" '
+            f'fill="{INK}">{_percent(t)}</text>'
+        )
+    parts.append(
+        f'<line x1="{px(0):.1f}" y1="{py(0):.1f}" x2="{px(hi):.1f}" y2="{py(hi):.1f}" '
+        f'stroke="{INK}" stroke-dasharray="4 3"/>'
+        f'<text x="{left + w / 2}" y="{size - 4}" text-anchor="middle" fill="{INK}">'
+        f"{escape(x_label)}</text>"
+        f'<text x="12" y="{top + h / 2}" transform="rotate(-90 12 {top + h / 2})" '
+        f'text-anchor="middle" fill="{INK}">{escape(y_label)}</text>'
+    )
+    for count, predicted, observed, low, high in bins:
+        x = px(predicted)
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{py(low):.1f}" x2="{x:.1f}" y2="{py(high):.1f}" '
+            f'stroke="{TREATED}" stroke-width="2"/>'
+            f'<circle cx="{x:.1f}" cy="{py(observed):.1f}" r="4" fill="{TREATED}">'
+            f"<title>{count:,} outcomes: predicted {_percent(predicted)}, observed "
+            f"{_percent(observed)} [{_percent(low)}, {_percent(high)}]</title></circle>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def uplift(
+    buckets: Sequence[tuple[str, float, float | None, float, float]],
+    width: int = 640,
+    height: int = 300,
+) -> str:
+    """Per bucket (label, predicted, observed or None, low, high): the predicted uplift as a
+    bar, the observed one as a point with its 95% interval (none where data are too thin)."""
+    if not buckets:
+        return "<p class='empty'>the holdout is too small for uplift buckets</p>"
+    left, right, top, bottom = 54, 14, 28, 40
+    w, h = width - left - right, height - top - bottom
+    values = [0.0, *(b[1] for b in buckets)]
+    values += [v for b in buckets if b[2] is not None for v in (b[3], b[4])]
+    ticks = _ticks(min(values), max(values), 5)
+    lo, hi = ticks[0], ticks[-1]
+    span = (hi - lo) or 1.0
+    slot = w / len(buckets)
+
+    def py(v: float) -> float:
+        return top + (hi - v) / span * h
+
+    parts = [f'<svg viewBox="0 0 {width} {height}" width="{width}" {_FONT} role="img">']
+    for t in ticks:
+        parts.append(
+            f'<line x1="{left}" y1="{py(t):.1f}" x2="{left + w}" y2="{py(t):.1f}" '
+            f'stroke="{GRID}"/><text x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end" '
+            f'fill="{INK}">{t:+.3g}</text>'
+        )
+    parts.append(
+        f'<line x1="{left}" y1="{py(0):.1f}" x2="{left + w}" y2="{py(0):.1f}" '
+        f'stroke="{INK}" stroke-width="1.5"/>'
+        f'<rect x="{left}" y="6" width="12" height="12" fill="{GRID}"/>'
+        f'<text x="{left + 16}" y="16" fill="{INK}">predicted</text>'
+        f'<circle cx="{left + 96}" cy="12" r="4" fill="{TREATED}"/>'
+        f'<text x="{left + 104}" y="16" fill="{INK}">observed, delivered - held out [95%]</text>'
+        f'<text x="{left + w / 2}" y="{height - 4}" text-anchor="middle" fill="{INK}">'
+        "bucket of predicted uplift (lowest first)</text>"
+    )
+    for i, (label, predicted, observed, low, high) in enumerate(buckets):
+        x = left + (i + 0.5) * slot
+        bar_top, bar_bottom = sorted((py(predicted), py(0)))
+        parts.append(
+            f'<rect x="{x - slot * 0.3:.1f}" y="{bar_top:.1f}" width="{slot * 0.6:.1f}" '
+            f'height="{max(bar_bottom - bar_top, 1):.1f}" fill="{GRID}">'
+            f"<title>{escape(label)}: predicted {predicted:+.4f}</title></rect>"
+            f'<text x="{x:.1f}" y="{top + h + 16}" text-anchor="middle" fill="{INK}">'
+            f"{escape(label)}</text>"
+        )
+        if observed is None:
+            parts.append(
+                f'<text x="{x:.1f}" y="{py(0) - 6:.1f}" text-anchor="middle" '
+                f'fill="{CONTROL}">?<title>too few held out</title></text>'
+            )
+            continue
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{py(low):.1f}" x2="{x:.1f}" y2="{py(high):.1f}" '
+            f'stroke="{TREATED}" stroke-width="2"/>'
+            f'<circle cx="{x:.1f}" cy="{py(observed):.1f}" r="4" fill="{TREATED}">'
+            f"<title>{escape(label)}: observed {observed:+.4f} [{low:+.4f}, {high:+.4f}]"
+            "</title></circle>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
