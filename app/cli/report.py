@@ -13,6 +13,7 @@ from app.catalog import Catalog
 from app.errors import ConfigurationError
 from app.policy import load_policy
 from app.report import analysis, html
+from app.report.calibration import MIN_CLOSED_RETURNS
 from app.report.data import load
 
 
@@ -177,7 +178,58 @@ def summary(f: dict[str, Any]) -> list[str]:
             "  frames by conversion  "
             + ", ".join(f"{r['frame']} {r['rate']:.1%} ({r['offers']:,})" for r in best)
         )
+    lines += calibration_lines(f.get("calibration"))
     if f["skipped"]:
         lines.append(f"  unreadable lines skipped: {f['skipped']}")
     lines.append("  (* : the 95% interval excludes 0)")
     return lines
+
+
+def calibration_lines(c: dict[str, Any] | None) -> list[str]:
+    """The calibration figures in at most four lines."""
+    if not c:
+        return []
+    lead, pad = "  calibration  ", " " * 15
+
+    def scored(g: dict[str, Any]) -> str:
+        auc = "n/a" if g["auc"] is None else f"{g['auc']:.2f}"
+        return (
+            f"Brier {g['brier']:.3f}, ECE {g['ece']:.3f}, AUC {auc}, predicted "
+            f"{g['mean_predicted']:.1%} vs observed {g['observed']:.1%} (n={g['n']:,}"
+        )
+
+    shown = []
+    if c.get("accept"):
+        shown.append(f"accept: {scored(c['accept'])})")
+    if c.get("assist"):
+        shown.append(f"assist engagement: {scored(c['assist'])})")
+    lines = ["; ".join(shown)] if shown else []
+    if c.get("returns"):
+        windows = c["returns"]["return_windows"]
+        still_open = windows["open"] if windows["closed"] < MIN_CLOSED_RETURNS else 0
+        bound = f"; {still_open:,} return windows still open: a lower bound" if still_open else ""
+        lines.append(f"returns: {scored(c['returns'])}{bound})")
+    u = c.get("uplift")
+    if u:
+        o = u["overall"]
+        mark = " *" if o["low"] > 0 or o["high"] < 0 else ""
+        rank = "n/a" if u["rank_correlation"] is None else f"{u['rank_correlation']:+.2f}"
+        slope = "n/a" if u["slope"] is None else f"{u['slope']:.2f}"
+        top, bottom = u["top_half"]["observed"], u["bottom_half"]["observed"]
+        lines.append(
+            f"uplift ({u['binning']}): predicted {o['predicted']:+.3f} vs observed "
+            f"{o['observed']:+.3f} [{o['low']:+.3f}, {o['high']:+.3f}]{mark}; by bucket rank "
+            f"corr. {rank}, slope {slope}; top half {top:+.3f} vs bottom {bottom:+.3f}"
+        )
+    elif lines:
+        counts = c["outcomes"]
+        lines.append(
+            f"uplift: the holdout is too small ({counts.get('uplift_delivered', 0):,} delivered, "
+            f"{counts.get('uplift_held_out', 0):,} held out)"
+        )
+    without = c["outcomes"].get("without_predictions", 0)
+    if not lines:
+        lines = c["notes"][:1] or ["nothing to calibrate"]
+    elif without:
+        lines.append(f"{without:,} outcomes without predictions skipped (older records)")
+    return [(lead if i == 0 else pad) + line for i, line in enumerate(lines)]

@@ -4,8 +4,10 @@ estimate against the simulator's ground truth."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -194,6 +196,45 @@ def test_report_command_writes_html_and_json(tmp_path: Path, capsys: Any) -> Non
     assert page.count("<svg") >= 6 and "http" not in page.replace("http://www.w3.org", "")
     figures = json.loads((out / "report.json").read_text())
     assert figures["customers"] > 300 and figures["frames"]
+    accept = figures["calibration"]["accept"]
+    assert accept["n"] > 500 and 0 < accept["observed"] < accept["mean_predicted"] < 0.5
+    assert len(accept["bins"]) == 10 and sum(b["count"] for b in accept["bins"]) == accept["n"]
+    assert 0.5 < accept["auc"] < 1 and 0 < accept["ece"] < 0.2
+    assert figures["calibration"]["returns"]["return_windows"]["closed"] == 0  # 30 days < 30 + 3
+    assert "\n  calibration  accept: Brier 0.0" in printed and "uplift (" in printed
+    assert "Calibration of the engine's predictions" in page and "by decile of P(accept)" in page
+    for chart in re.findall(r"<svg.*?</svg>", page, re.S):
+        ElementTree.fromstring(chart)  # well-formed
+
+
+def test_report_skips_outcomes_written_before_predictions(tmp_path: Path, capsys: Any) -> None:
+    sim = tmp_path / "sim"
+    simulate(
+        WorldSpec(customers=200, days=20), demo_catalog(), load_policy(None), 2, ("tact",), sim
+    )
+    old = tmp_path / "old-outcomes.jsonl"
+    with old.open("wb") as file:
+        for line in (sim / "outcomes.jsonl").read_bytes().splitlines():
+            record = json.loads(line)
+            for key in ("predicted_accept", "predicted_organic", "predicted_return"):
+                del record[key]
+            file.write(codec.dumps(record) + b"\n")
+    out = tmp_path / "report"
+    code = main(
+        [
+            "report",
+            "--actions", str(sim / "actions.jsonl"),
+            "--outcomes", str(old),
+            "--events", str(sim / "events.jsonl"),
+            "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    assert "calibration  no outcome carries the engine's predictions" in capsys.readouterr().out
+    figures = json.loads((out / "report.json").read_text())
+    assert figures["calibration"]["accept"] is None and figures["calibration"]["uplift"] is None
+    assert figures["calibration"]["outcomes"]["without_predictions"] > 100
+    assert "nothing to calibrate" in (out / "report.html").read_text()
 
 
 def test_report_refuses_missing_inputs(tmp_path: Path, capsys: Any) -> None:
