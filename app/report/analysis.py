@@ -259,5 +259,5 @@ def build(data: ReportData, seed: int = 0) -> dict[str, Any]:
         "rates": rates(data),
         "cannibalisation": cannibalisation(data, seed),
         "frames": frames(data),
-        "calibration": calibration.section(data.outcomes),
+        "calibration": calibration.section(data.outcomes, seed),
     }

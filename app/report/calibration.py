@@ -13,7 +13,7 @@ returns      credited purchases (the Outcome that carries the quantity): P(retur
 uplift       expand and commit, delivered against held out (decided the same way, never
              delivered), in equal-count buckets of the predicted uplift
              (P(accept) - P(organic)) over both: observed uplift is the conversion rate of
-             the delivered less that of the held out, with Newcombe's interval
+             the delivered less that of the held out (app/report/uplift.py)
 
 Only Outcomes whose purchase window ran its course count for conversions: those that closed,
 or were censored or evicted at or after `window_end` (an Outcome with a purchase stays open
@@ -22,8 +22,9 @@ known). Cancelled Outcomes (never deliverable) and Outcomes without predictions 
 before they were recorded) are left out, and counted.
 
 Each group: deciles of the prediction (quintiles under 200 outcomes), each with its mean
-prediction and the observed rate with a Wilson interval; the Brier score (and that of always
-forecasting the observed rate), the expected calibration error over those bins (|mean
+prediction and the observed rate with a Wilson interval (which takes outcomes as independent:
+a customer's are not quite, so read it as a little narrow); the Brier score (and that of
+always forecasting the observed rate), the expected calibration error over those bins (|mean
 predicted - observed rate| weighted by count) and the AUC.
 """
 
@@ -32,12 +33,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
-from app.report.stats import auc, brier, rate_difference, spearman, wilson
+from app.report.stats import auc, brier, equal_parts, wilson
+from app.report.uplift import MIN_BUCKET_ARM, Arm, uplift
 from schemas.types import event_seconds
-
-T = TypeVar("T")
 
 UPSELL_PLAYS = ("expand", "commit")
 _SHOWN = ("impression", "delivered", "open")
@@ -45,8 +45,6 @@ _ENGAGED = ("click", "accept")
 MIN_SCORED = 30  # outcomes for a group's figures
 MIN_DECILES = 200  # outcomes for deciles rather than quintiles
 MIN_CLOSED_RETURNS = 100  # purchases with a closed return window to score those alone
-MIN_BUCKET_ARM = 20  # delivered and held-out outcomes in an uplift bucket to show its uplift
-MIN_UPLIFT_DECILES = 400  # held-out outcomes for uplift deciles rather than quintiles
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,23 +82,11 @@ class Pairs:
         return len(self.predicted)
 
 
-def parts(items: Sequence[T], k: int) -> list[Sequence[T]]:
-    """`items` cut in order into k runs of equal size (the first ones one longer when it does
-    not divide); empty runs dropped."""
-    size, extra = divmod(len(items), k)
-    out, start = [], 0
-    for i in range(k):
-        end = start + size + (1 if i < extra else 0)
-        out.append(items[start:end])
-        start = end
-    return [p for p in out if p]
-
-
 def equal_count_bins(predicted: Sequence[float], observed: Sequence[bool], k: int) -> list[Bin]:
     """k bins of (nearly) equal count by rank of the forecast (ties keep their input order)."""
     order = sorted(range(len(predicted)), key=predicted.__getitem__)
     bins = []
-    for part in parts(order, k):
+    for part in equal_parts(order, k):
         hits = sum(1 for i in part if observed[i])
         rate, low, high = wilson(hits, len(part))
         mean = sum(predicted[i] for i in part) / len(part)
@@ -136,77 +122,6 @@ def reliability(predicted: Sequence[float], observed: Sequence[bool]) -> dict[st
     }
 
 
-def _slope(xs: Sequence[float], ys: Sequence[float], weights: Sequence[float]) -> float | None:
-    """Weighted least-squares slope of ys on xs; None when xs do not vary."""
-    total = sum(weights)
-    if len(xs) < 3 or not total:
-        return None
-    mx = sum(w * x for w, x in zip(weights, xs, strict=True)) / total
-    my = sum(w * y for w, y in zip(weights, ys, strict=True)) / total
-    sxx = sum(w * (x - mx) ** 2 for w, x in zip(weights, xs, strict=True))
-    if sxx <= 0:
-        return None
-    return sum(w * (x - mx) * (y - my) for w, x, y in zip(weights, xs, ys, strict=True)) / sxx
-
-
-def _arms(rows: Sequence[tuple[float, bool, bool]]) -> dict[str, Any]:
-    """Rates of the delivered and held-out rows (predicted uplift, converted, delivered) and
-    the observed uplift with its interval."""
-    t = [y for _, y, delivered in rows if delivered]
-    c = [y for _, y, delivered in rows if not delivered]
-    value, low, high = rate_difference(sum(t), len(t), sum(c), len(c))
-    return {
-        "predicted": sum(u for u, _, _ in rows) / len(rows) if rows else 0.0,
-        "treated_n": len(t),
-        "treated_rate": sum(t) / len(t) if t else 0.0,
-        "held_out_n": len(c),
-        "held_out_rate": sum(c) / len(c) if c else 0.0,
-        "observed": value,
-        "low": low,
-        "high": high,
-    }
-
-
-def uplift(treated: Pairs, held_out: Pairs) -> dict[str, Any] | None:
-    """Predicted against observed uplift in equal-count buckets of the predicted uplift over
-    both groups; None when either has fewer than 5 x MIN_BUCKET_ARM outcomes."""
-    if min(len(treated), len(held_out)) < 5 * MIN_BUCKET_ARM:
-        return None
-    k = 10 if len(held_out) >= MIN_UPLIFT_DECILES else 5
-    rows = sorted(
-        [
-            *((u, y, True) for u, y in zip(treated.predicted, treated.observed, strict=True)),
-            *((u, y, False) for u, y in zip(held_out.predicted, held_out.observed, strict=True)),
-        ],
-        key=lambda r: r[0],
-    )
-    buckets = []
-    for part in parts(rows, k):
-        bucket = _arms(part) | {"from": part[0][0], "to": part[-1][0]}
-        bucket["enough"] = min(bucket["treated_n"], bucket["held_out_n"]) >= MIN_BUCKET_ARM
-        buckets.append(bucket)
-    shown = [b for b in buckets if b["enough"]]
-    xs, ys = [b["predicted"] for b in shown], [b["observed"] for b in shown]
-    half = len(rows) // 2
-    overall = _arms(rows)
-    scale = overall["treated_n"]
-    return {
-        "binning": "deciles" if k == 10 else "quintiles",
-        "overall": overall,
-        "buckets": buckets,
-        "rank_correlation": spearman(xs, ys),
-        "slope": _slope(xs, ys, [b["treated_n"] + b["held_out_n"] for b in shown]),
-        "bottom_half": _arms(rows[:half]),
-        "top_half": _arms(rows[half:]),
-        "incremental_conversions": {
-            "predicted": sum(treated.predicted),
-            "observed": overall["observed"] * scale,
-            "low": overall["low"] * scale,
-            "high": overall["high"] * scale,
-        },
-    }
-
-
 def _probability(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -237,8 +152,8 @@ class _Groups:
     assist: Pairs = field(default_factory=Pairs)
     returns_closed: Pairs = field(default_factory=Pairs)
     returns_open: Pairs = field(default_factory=Pairs)
-    treated: Pairs = field(default_factory=Pairs)
-    held_out: Pairs = field(default_factory=Pairs)
+    treated: Arm = field(default_factory=Arm)
+    held_out: Arm = field(default_factory=Arm)
     counts: Counter[str] = field(default_factory=Counter)
 
 
@@ -256,6 +171,8 @@ def _collect(outcomes: Iterable[dict[str, Any]]) -> _Groups:
             g.counts["without_predictions"] += 1
             continue
         delivered, converted = o.get("delivered") is True, o.get("converted") is True
+        customer = o.get("customer_id")
+        customer = customer if isinstance(customer, str) else ""
         if delivered and converted and _count(o.get("quantity")) > 0:
             returns = g.returns_closed if o.get("status") == "closed" else g.returns_open
             returns.add(p_return, _count(o.get("returned_quantity")) > 0)
@@ -272,14 +189,15 @@ def _collect(outcomes: Iterable[dict[str, Any]]) -> _Groups:
         if delivered:
             g.accept.add(p_accept, converted)
             g.by_play.setdefault(str(play), Pairs()).add(p_accept, converted)
-            g.treated.add(p_accept - p_organic, converted)
+            g.treated.add(p_accept - p_organic, converted, customer)
         elif o.get("holdout") is True:
-            g.held_out.add(p_accept - p_organic, converted)
+            g.held_out.add(p_accept - p_organic, converted, customer)
     return g
 
 
-def section(outcomes: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """The calibration figures of a report, from its Outcome records (plain dicts)."""
+def section(outcomes: Iterable[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
+    """The calibration figures of a report, from its Outcome records (plain dicts); `seed`
+    seeds the uplift bootstrap."""
     g = _collect(outcomes)
     notes = []
     if g.counts["without_predictions"] == g.counts["outcomes"]:
@@ -329,7 +247,7 @@ def section(outcomes: Iterable[dict[str, Any]]) -> dict[str, Any]:
             }
             for play, p in sorted(g.by_play.items())
         }
-    lift = uplift(g.treated, g.held_out)
+    lift = uplift(g.treated, g.held_out, seed)
     g.counts["uplift_delivered"], g.counts["uplift_held_out"] = len(g.treated), len(g.held_out)
     if lift is None:
         notes.append(

@@ -133,8 +133,10 @@ def _uplift(u: dict[str, Any] | None) -> list[str]:
         f"{_rate_ci(bottom['observed'], bottom['low'], bottom['high'])}. Incremental "
         f"conversions among the delivered: the engine expected {inc['predicted']:,.0f}, the "
         f"holdout says {inc['observed']:,.0f} [{inc['low']:,.0f}, {inc['high']:,.0f}]. "
-        "Customers, not decisions, are assigned to the holdout: a held-out customer's later "
-        "decisions follow from not having been contacted, so read buckets as indicative.</p>",
+        "Customers, not decisions, are assigned to the holdout, so intervals are bootstraps "
+        f"over customers ({u['customers']['treated']:,} delivered to, "
+        f"{u['customers']['held_out']:,} held out); and a held-out customer's later decisions "
+        "follow from not having been contacted, so read the buckets as indicative.</p>",
         chart,
         table(
             [

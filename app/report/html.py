@@ -109,8 +109,7 @@ def render(figures: dict[str, Any], title: str = "tact report") -> str:
         "<p class='note'>Assignment to every experiment is by hash of the customer id and the "
         "policy's salts, recorded on each Action. Held-out customers were decided for exactly as "
         "the others, and never contacted. Intervals are percentile bootstraps (1,000 resamples, "
-        "seeded), Wilson for rates, Greenwood for survival, Beta(1+s, 1+f) for frame rates, "
-        "Newcombe (from the two Wilson intervals) for differences of rates.</p>"
+        "seeded), Wilson for rates, Greenwood for survival, Beta(1+s, 1+f) for frame rates.</p>"
         "</body></html>"
     )
     return "".join(parts)

@@ -1,6 +1,6 @@
 """The statistics of the report: differences with bootstrap intervals, CUPED, Kaplan-Meier
-survival, intervals for rates and their differences, and scores of probability forecasts
-(Brier, AUC). Plain numbers in, plain numbers out; seeded, so a report of the same data is the
+survival, intervals for rates, scores of probability forecasts (Brier, AUC), and equal-count
+cuts. Plain numbers in, plain numbers out; seeded, so a report of the same data is the
 same report."""
 
 from __future__ import annotations
@@ -8,12 +8,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from scipy.stats import beta as beta_dist
 from scipy.stats import rankdata, spearmanr
 
 BOOTSTRAP = 1000
+T = TypeVar("T")
 Z95 = 1.959963984540054
 
 
@@ -96,21 +98,6 @@ def wilson(successes: int, n: int) -> tuple[float, float, float]:
     return p, max(centre - half, 0.0), min(centre + half, 1.0)
 
 
-def rate_difference(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float, float]:
-    """k1/n1 - k2/n2 and its 95% interval from the two Wilson intervals (Newcombe's hybrid
-    score interval). Zeros when a group is empty."""
-    if n1 == 0 or n2 == 0:
-        return 0.0, 0.0, 0.0
-    p1, low1, high1 = wilson(k1, n1)
-    p2, low2, high2 = wilson(k2, n2)
-    d = p1 - p2
-    return (
-        d,
-        d - math.sqrt((p1 - low1) ** 2 + (high2 - p2) ** 2),
-        d + math.sqrt((high1 - p1) ** 2 + (p2 - low2) ** 2),
-    )
-
-
 def brier(predicted: Sequence[float], observed: Sequence[bool]) -> float:
     """Mean squared difference between forecast probabilities and what happened (0 or 1)."""
     if not predicted:
@@ -137,6 +124,18 @@ def spearman(xs: Sequence[float], ys: Sequence[float]) -> float | None:
     if len(xs) < 3 or len(set(xs)) < 2 or len(set(ys)) < 2:
         return None
     return float(spearmanr(xs, ys).statistic)
+
+
+def equal_parts(items: Sequence[T], k: int) -> list[Sequence[T]]:
+    """`items` cut in order into k runs of equal size (the first ones one longer when it does
+    not divide); empty runs dropped."""
+    size, extra = divmod(len(items), k)
+    out, start = [], 0
+    for i in range(k):
+        end = start + size + (1 if i < extra else 0)
+        out.append(items[start:end])
+        start = end
+    return [p for p in out if p]
 
 
 def beta_interval(successes: float, trials: float) -> tuple[float, float, float]:

@@ -4,21 +4,23 @@ and which outcomes it counts."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
 import pytest
 
+from app import codec
 from app.report.calibration import (
     Bin,
     equal_count_bins,
     expected_calibration_error,
-    parts,
     reliability,
     section,
     window_ran,
 )
-from app.report.stats import auc, brier, rate_difference, spearman
+from app.report.stats import auc, brier, equal_parts, spearman
+from app.report.uplift import Arm, uplift
 
 P = [0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9]
 Y = [False, False, True, False, True, False, True, True]
@@ -42,15 +44,31 @@ def test_scores_match_hand_computed_values() -> None:
     # the order of the input does not matter
     shuffled = equal_count_bins(P[::-1], Y[::-1], 4)
     assert [b.predicted for b in shuffled] == pytest.approx([0.15, 0.35, 0.65, 0.85])
-    assert [len(p) for p in parts(list(range(10)), 3)] == [4, 3, 3]
+    assert [len(p) for p in equal_parts(list(range(10)), 3)] == [4, 3, 3]
     assert spearman([1, 2, 3, 4], [10, 30, 20, 40]) == pytest.approx(0.8)
 
 
-def test_newcombe_interval_of_a_difference_of_rates() -> None:
-    # Newcombe (1998), example (a): 56/70 - 48/80, method 10
-    value, low, high = rate_difference(56, 70, 48, 80)
-    assert value == pytest.approx(0.2)
-    assert low == pytest.approx(0.0524, abs=1e-4) and high == pytest.approx(0.3339, abs=1e-4)
+def test_uplift_intervals_count_customers_not_outcomes() -> None:
+    """The holdout assigns customers: 20 held-out customers with 40 outcomes each are not
+    800 independent draws, and the interval must be wider for it."""
+    rng = np.random.default_rng(3)
+    treated, apart, clustered = Arm(), Arm(), Arm()
+    for i in range(4000):
+        treated.add(rng.uniform(0, 0.2), bool(rng.random() < 0.2), f"t{i}")
+    for customer in range(20):
+        buys = customer < 4  # a fifth of the customers buy every time, the rest never
+        for j in range(40):
+            u = rng.uniform(0, 0.2)
+            apart.add(u, buys, f"c{customer}-{j}")
+            clustered.add(u, buys, f"c{customer}")
+    wide, narrow = uplift(treated, clustered), uplift(treated, apart)
+    assert wide is not None and narrow is not None
+    assert wide["overall"]["observed"] == narrow["overall"]["observed"]  # same outcomes
+    assert wide["overall"]["observed"] == pytest.approx(0.0, abs=0.02)
+    assert wide["customers"] == {"treated": 4000, "held_out": 20}
+    width = wide["overall"]["high"] - wide["overall"]["low"]
+    assert width > 2.5 * (narrow["overall"]["high"] - narrow["overall"]["low"])
+    assert width == pytest.approx(2 * 1.96 * (0.2 * 0.8 / 20) ** 0.5, rel=0.25)
 
 
 def test_calibrated_forecasts_score_near_zero_and_miscalibrated_ones_do_not() -> None:
@@ -128,7 +146,9 @@ def _planted(uplift: float, seed: int) -> list[dict[str, Any]]:
 
 
 def test_uplift_buckets_recover_a_planted_uplift() -> None:
-    u = section(_planted(1.0, seed=11))["uplift"]
+    figures = section(_planted(1.0, seed=11))
+    assert json.loads(codec.dumps_sorted(figures)) == figures  # plain numbers, for report.json
+    u = figures["uplift"]
     assert u["binning"] == "deciles" and len(u["buckets"]) == 10
     for b in u["buckets"]:
         assert b["enough"] and b["treated_n"] + b["held_out_n"] == 2_500
