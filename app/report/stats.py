@@ -1,7 +1,7 @@
 """The statistics of the report: differences with bootstrap intervals, CUPED, Kaplan-Meier
-survival, intervals for rates, scores of probability forecasts (Brier, AUC), and equal-count
-cuts. Plain numbers in, plain numbers out; seeded, so a report of the same data is the
-same report."""
+survival, intervals for rates and their differences, scores of probability forecasts (Brier,
+AUC), and equal-count cuts. Plain numbers in, plain numbers out; seeded, so a report of the
+same data is the same report."""
 
 from __future__ import annotations
 
@@ -96,6 +96,21 @@ def wilson(successes: int, n: int) -> tuple[float, float, float]:
     centre = (p + Z95**2 / (2 * n)) / denom
     half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / denom
     return p, max(centre - half, 0.0), min(centre + half, 1.0)
+
+
+def rate_difference(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float, float]:
+    """k1/n1 - k2/n2 and its 95% interval from the two Wilson intervals (Newcombe's hybrid
+    score interval). Zeros when a group is empty."""
+    if n1 == 0 or n2 == 0:
+        return 0.0, 0.0, 0.0
+    p1, low1, high1 = wilson(k1, n1)
+    p2, low2, high2 = wilson(k2, n2)
+    d = p1 - p2
+    return (
+        d,
+        d - math.sqrt((p1 - low1) ** 2 + (high2 - p2) ** 2),
+        d + math.sqrt((high1 - p1) ** 2 + (p2 - low2) ** 2),
+    )
 
 
 def brier(predicted: Sequence[float], observed: Sequence[bool]) -> float:

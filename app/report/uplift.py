@@ -5,8 +5,10 @@ Observed uplift in a bucket is the conversion rate of its delivered outcomes les
 held-out ones. The holdout assigns customers, not decisions, and a customer has many
 outcomes, so intervals come from a bootstrap over customers (each arm resampled on its own,
 seeded): outcome-level intervals would be far too narrow with a holdout of a few hundred
-customers behind thousands of outcomes. Outcomes without a customer id count as their own
-customer.
+customers behind thousands of outcomes. A bootstrap says nothing where an arm had no
+conversions at all (every resample has none), so each interval is widened to Newcombe's
+score interval of the two rates where that is wider. Outcomes without a customer id count as
+their own customer.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from app.report.stats import BOOTSTRAP, equal_parts, spearman
+from app.report.stats import BOOTSTRAP, equal_parts, rate_difference, spearman
 
 MIN_BUCKET_ARM = 20  # delivered and held-out outcomes in a bucket to show its uplift
 MIN_UPLIFT_DECILES = 400  # held-out outcomes for deciles rather than quintiles
@@ -142,6 +144,11 @@ def uplift(
         rate_t = kt[col] / nt[col] if nt[col] else 0.0
         rate_c = kc[col] / nc[col] if nc[col] else 0.0
         value = rate_t - rate_c
+        _, score_low, score_high = rate_difference(
+            int(kt[col]), int(nt[col]), int(kc[col]), int(nc[col])
+        )
+        boot_low = float(low[col]) if np.isfinite(low[col]) else float(value)
+        boot_high = float(high[col]) if np.isfinite(high[col]) else float(value)
         return {
             "predicted": float(predicted_sum[col] / (nt[col] + nc[col])),
             "treated_n": int(nt[col]),
@@ -149,8 +156,8 @@ def uplift(
             "held_out_n": int(nc[col]),
             "held_out_rate": float(rate_c),
             "observed": float(value),
-            "low": float(low[col]) if np.isfinite(low[col]) else float(value),
-            "high": float(high[col]) if np.isfinite(high[col]) else float(value),
+            "low": min(boot_low, score_low),
+            "high": max(boot_high, score_high),
         }
 
     buckets = []

@@ -19,7 +19,7 @@ from app.report.calibration import (
     section,
     window_ran,
 )
-from app.report.stats import auc, brier, equal_parts, spearman
+from app.report.stats import auc, brier, equal_parts, rate_difference, spearman
 from app.report.uplift import Arm, uplift
 
 P = [0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9]
@@ -46,6 +46,28 @@ def test_scores_match_hand_computed_values() -> None:
     assert [b.predicted for b in shuffled] == pytest.approx([0.15, 0.35, 0.65, 0.85])
     assert [len(p) for p in equal_parts(list(range(10)), 3)] == [4, 3, 3]
     assert spearman([1, 2, 3, 4], [10, 30, 20, 40]) == pytest.approx(0.8)
+
+
+def test_newcombe_interval_of_a_difference_of_rates() -> None:
+    # Newcombe (1998), example (a): 56/70 - 48/80, method 10
+    value, low, high = rate_difference(56, 70, 48, 80)
+    assert value == pytest.approx(0.2)
+    assert low == pytest.approx(0.0524, abs=1e-4) and high == pytest.approx(0.3339, abs=1e-4)
+
+
+def test_uplift_interval_is_not_sure_of_a_held_out_rate_of_zero() -> None:
+    """0 conversions in 200 held-out outcomes: every bootstrap resample has 0 too, but the
+    rate could well be 1%: the interval of the uplift must reach that far."""
+    treated, held_out = Arm(), Arm()
+    for i in range(2000):
+        treated.add(0.01, i % 100 == 0, f"t{i}")  # 1%
+    for i in range(200):
+        held_out.add(0.01, False, f"h{i}")
+    o = uplift(treated, held_out)
+    assert o is not None
+    assert o["overall"]["observed"] == pytest.approx(0.01)
+    assert o["overall"]["low"] < 0.0  # 1% against an unknown rate below ~1.9%
+    assert o["overall"]["low"] == pytest.approx(rate_difference(20, 2000, 0, 200)[1])
 
 
 def test_uplift_intervals_count_customers_not_outcomes() -> None:
