@@ -19,7 +19,9 @@ from collections.abc import Iterable
 from math import exp
 from typing import Any
 
+from app.anyway import Anyway
 from app.context import Context, Offer, Scored, Terms, tag
+from app.distraction import Distraction
 from app.economics import Economics
 from app.models import Models
 from app.policy import INTENSITY_ORDER, Policy
@@ -54,7 +56,7 @@ class _Race:
 
 
 class Arbiter:
-    def __init__(self, policy: Policy, models: Models) -> None:
+    def __init__(self, policy: Policy, models: Models, anyway: Anyway) -> None:
         self.policy = policy
         self.models = models
         self.referee = Referee(policy)
@@ -62,7 +64,8 @@ class Arbiter:
         self._build = TermsBuilder(policy, models)
         self._stale_frames = frozenset(policy.freshness.deny_frames)
         self.keep_all = False  # keep every candidate in ctx.shown (for explanations)
-        self.economics = Economics(policy, models)
+        self.economics = Economics(policy, models, anyway)
+        self.distraction = Distraction(policy, models.completion)
         exploration = policy.exploration
         self._z = exploration.contention_z if exploration.enabled else 0.0
 
@@ -201,8 +204,15 @@ class Arbiter:
         if p_return is None:
             p_return = terms.p_return[kind] = economics.p_return(offer.product, ctx.readiness)
         organic = economics.p_organic(ctx, offer)
-        plain_value = economics.value(offer, "completeness", p_return)
-        cannibalisation = organic * max(plain_value, 0.0) if relation != "self" else 0.0
+        replaced = economics.replaced_refills(ctx, offer)
+        share = economics.assist_reach(ctx, offer) if relation == "self" else 1.0
+        plain_value = economics.value(offer, "completeness", p_return, replaced) * share
+        # Bought on their own later anyway: that part of a sale is no gain (app/economics.py).
+        anyway = economics.anyway_share(ctx, offer)
+        pulled = anyway * max(plain_value, 0.0)
+        cannibalisation = (
+            organic * (1.0 - anyway) * max(plain_value, 0.0) if relation != "self" else 0.0
+        )
         relation_prior = terms.relation_prior.get(relation)
         if relation_prior is None:
             relation_prior = terms.relation_prior[relation] = build.fit(
@@ -213,13 +223,20 @@ class Arbiter:
             + verdict.prefer_plays.get(play, 0.0)
             + terms.readiness_prior
             + relation_prior
+            + prior.price_step * offer.price_step
         )
         w = tables.w
-        offer_model = terms.customer_logit + tables.offer_model(play, relation)
+        offer_model = (
+            terms.customer_logit
+            + tables.offer_model(play, relation)
+            + w.get("x:price", 0.0) * offer.price_step
+        )
         w_prior, keep_all = terms.w_prior, self.keep_all
         by_channel, by_intensity = terms.by_channel, terms.by_intensity
         prefer_frames, frame_priors = verdict.prefer_frames, terms.frame_prior
         cells, segment = self.models.cells, ctx.segments.key
+        factor = self.distraction.factor
+        distraction = {i: factor(ctx.moment, i) for i in intensities} if stake else {}
         per_frame = []
         top_frame = top_value = -1e18
         top_spread = 0.0
@@ -234,12 +251,13 @@ class Arbiter:
             value = (
                 plain_value
                 if frame not in _VALUE_FRAMES
-                else economics.value(offer, frame, p_return)
-            )
+                else economics.value(offer, frame, p_return, replaced) * share
+            ) - pulled
             frame_model = offer_model + w.get(f"fr:{frame}", 0.0)
             spread = cells.spread(segment, play, frame) if race.z else 0.0
             bound = frame_model + w_prior * (offer_prior + frame_prior)
-            per_frame.append((frame, value, frame_prior, frame_model, spread, bound))
+            habit = terms.discount_habit if frame == "cost_efficiency" else 0.0
+            per_frame.append((frame, value, frame_prior, frame_model, spread, bound, habit))
             top_frame = max(top_frame, bound)
             top_value = max(top_value, value)
             top_spread = max(top_spread, spread)
@@ -258,10 +276,10 @@ class Arbiter:
             skip_channel = max(reach, 0.0) + z * top_spread * abs(reach) - fixed < cut
             if skip_channel and not keep_all:
                 continue
-            for frame, value, frame_prior, frame_model, spread, bound in per_frame:
+            for frame, value, frame_prior, frame_model, spread, bound, habit in per_frame:
                 incumbent = best.get(frame)
                 reach = value / (1.0 + exp(-(bound + ch_logit)))
-                most = max(reach, 0.0) - fixed
+                most = max(reach, 0.0) - fixed - habit
                 skip = (
                     skip_channel
                     or most < (incumbent[0] if incumbent else -1e18)
@@ -275,7 +293,9 @@ class Arbiter:
                     p_accept = 1.0 / (
                         1.0 + exp(-(frame_model + ch_model + i_model + w_prior * logit_prior))
                     )
-                    pressure = fatigue_base * fatigue + (stake * abandon if onsite else 0.0)
+                    pressure = fatigue_base * fatigue + habit
+                    if onsite and stake:
+                        pressure += stake * abandon * distraction[intensity]
                     eip = p_accept * value - cost - pressure - cannibalisation
                     improves = not skip and (incumbent is None or eip > incumbent[0])
                     if not (keep_all or improves):

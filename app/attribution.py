@@ -30,6 +30,7 @@ from typing import Any
 
 from app.actions import build_outcome, utc
 from app.catalog import Catalog
+from app.distraction import MOMENTS as DISTRACTION_MOMENTS
 from app.learning import UPSELL_PLAYS, Learner
 from app.models import Models
 from app.policy import Policy
@@ -40,17 +41,21 @@ from schemas import Action, OrderPlaced, OrderReturned, Outcome, Refund
 (ID, DECIDED, START, END, PHASE, PLAY, CHANNEL, SKU, RELATION, FRAME, INTENSITY, HOLDOUT) = range(
     12
 )
-(PROPENSITY, SEGMENT, VERSIONS, LEARN, TALLY, PREDICTED) = range(12, 18)
+(PROPENSITY, SEGMENT, VERSIONS, LEARN, TALLY, PREDICTED, MOMENT) = range(12, 19)
 # PHASE: 0 purchase window, 1 return window (converted). HOLDOUT: "" or the reason held out.
 # TALLY: running figures. PREDICTED: [P(accept), P(organic), P(return)] at decision time, or None.
+# MOMENT: the decision's moment (older windows have none).
 (FEEDBACK, CONVERTED, CREDIT, QTY, REVENUE, MARGIN, RET_QTY, RET_LOSS) = range(8)
-(UNSUB, WINDOW_MARGIN, ORDER_ID, ORDER_TOTAL, REFUNDED, RETURNED) = range(8, 14)
+(UNSUB, WINDOW_MARGIN, ORDER_ID, ORDER_TOTAL, REFUNDED, RETURNED, COMPLETED) = range(8, 15)
+# COMPLETED: for an onsite offer at a distraction moment (app/distraction.py), whether the
+# purchase under way was told: 0 not yet, 1 completed in time, 2 not.
 _CREDIT = ("none", "last_touch", "other_touch")
+_ONSITE_OFFERS = frozenset({"onsite_pdp", "onsite_cart"})
 _SHOWN = ("impression", "delivered", "open", "click", "accept")
 
 
 def _tally() -> list[Any]:
-    return [{}, False, 0, 0, 0.0, 0.0, 0, 0.0, 0.0, 0.0, "", 0.0, 0.0, False]
+    return [{}, False, 0, 0, 0.0, 0.0, 0, 0.0, 0.0, 0.0, "", 0.0, 0.0, False, 0]
 
 
 class Attribution:
@@ -68,6 +73,7 @@ class Attribution:
         self.default_margin_rate = policy.priors.value.margin_rate
         self.channel_cost = {c: spec.cost for c, spec in policy.channels.items()}
         self.subscriber_value = {c: spec.subscriber_value for c, spec in policy.channels.items()}
+        self.completion_s = policy.distraction.completion_hours * HOUR
         self._schedule: list[tuple[float, str]] = []  # (window end, customer)
         self._closed: list[Outcome] = []
 
@@ -83,6 +89,7 @@ class Attribution:
         held_out: str,
         learn: list[Any] | None,
         predicted: list[float] | None = None,
+        moment: str = "",
     ) -> None:
         """A window for `action`, decided at `t`, deliverable from `start`; `predicted` holds
         what the engine expected of it (P(accept), P(organic), P(return)), for calibration."""
@@ -105,6 +112,7 @@ class Attribution:
             learn,
             _tally(),
             predicted,
+            moment,
         ]
         if len(state.windows) >= self.max_open:
             self._emit(action.customer_id, state.windows.pop(0), t, "evicted")
@@ -128,6 +136,10 @@ class Attribution:
         for entry in state.windows:
             if entry[PHASE] == 0 and entry[START] <= t <= entry[END]:
                 entry[TALLY][WINDOW_MARGIN] += margin
+            if entry[DECIDED] <= t <= entry[DECIDED] + self.completion_s and (
+                len(bought) > 1 or entry[SKU] not in bought
+            ):  # the purchase under way (an order of the offered item alone is not it)
+                self._completion(entry, True)
         for sku, (qty, revenue) in bought.items():
             self._convert(state, sku, qty, revenue, order, t)
         self._cancel(cid, state, t, lambda e: e[SKU] in bought)
@@ -162,9 +174,18 @@ class Attribution:
             elif self._delivered(entry):
                 tally[CREDIT] = 2
             self._learn_purchase(entry, True)
+            self._completion(entry, False)  # no order in time, or it was counted just now
             entry[PHASE] = 1
             entry[END] = t + self.return_window_s
             heapq.heappush(self._schedule, (entry[END], order.customer_id))
+
+    def offered(self, state: CustomerState, t: float) -> set[str]:
+        """SKUs of offers delivered to the customer whose windows are open at `t`."""
+        return {
+            e[SKU]
+            for e in state.windows
+            if e[SKU] and e[START] <= t and self._delivered(e) and e[PLAY] != "assist"
+        }
 
     def returned(self, state: CustomerState, event: OrderReturned, t: float) -> None:
         for item in event.items:
@@ -289,9 +310,26 @@ class Attribution:
         """Outcomes taken from another instance, not yet handed on (kept first in line)."""
         self._closed = [*outcomes, *self._closed]
 
+    def _completion(self, entry: list[Any], completed: bool) -> None:
+        """Tell the learner, once, whether the purchase under way at an onsite offer's
+        decision completed in time (delivered or held out: app/distraction.py)."""
+        tally = entry[TALLY]
+        if (
+            len(entry) <= MOMENT
+            or entry[MOMENT] not in DISTRACTION_MOMENTS
+            or entry[CHANNEL] not in _ONSITE_OFFERS
+            or entry[PLAY] not in UPSELL_PLAYS
+            or len(tally) <= COMPLETED
+            or tally[COMPLETED]
+        ):
+            return
+        tally[COMPLETED] = 1 if completed else 2
+        self.learner.completion(entry[MOMENT], entry[INTENSITY], self._delivered(entry), completed)
+
     def _finish(self, entry: list[Any]) -> None:
         """What a window that ran its course teaches."""
         tally = entry[TALLY]
+        self._completion(entry, False)
         if entry[PHASE] == 1:
             if self._delivered(entry) and entry[PLAY] in UPSELL_PLAYS and not tally[RETURNED]:
                 self.learner.kept(entry[LEARN], False)

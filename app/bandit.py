@@ -144,13 +144,18 @@ class Cells:
 
     The bandit's posterior of the cell's acceptance rate is Beta(prior_conversions +
     conversions, prior_trials - prior_conversions + failures); its relative spread sets how
-    far Thompson sampling explores arms of the cell. The same counts are the frame tests'
-    results, reported per frame and segment.
+    far Thompson sampling explores arms of the cell. Counts fade with every new outcome (a
+    cell remembers about `memory` of them), so a cell never becomes so sure that a changed
+    world goes unnoticed: exploration keeps probing at a cost the spread accounts for. The
+    same counts are the frame tests' results, reported per frame and segment.
     """
 
-    def __init__(self, prior_conversions: float, prior_trials: float) -> None:
+    def __init__(
+        self, prior_conversions: float, prior_trials: float, memory: float = float("inf")
+    ) -> None:
         self.alpha0 = prior_conversions
         self.beta0 = prior_trials - prior_conversions
+        self.keep = 1.0 - 1.0 / memory  # older outcomes fade: a cell never becomes certain
         self.counts: dict[str, list[float]] = {}  # key -> [trials, conversions]
         self._spread: dict[tuple[str, str, str], float] = {}
         self.dirty = False
@@ -164,8 +169,8 @@ class Cells:
         row = self.counts.get(key)
         if row is None:
             row = self.counts[key] = [0.0, 0.0]
-        row[0] += 1.0
-        row[1] += float(converted)
+        row[0] = row[0] * self.keep + 1.0
+        row[1] = row[1] * self.keep + float(converted)
         self._spread.pop((segment, play, frame), None)
         self.dirty = True
 

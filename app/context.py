@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from app.catalog import Product
@@ -38,9 +39,22 @@ class Offer:
     product: Product  # what is offered (for assist: the item the customer considers)
     base: Product | None = None  # the item it relates to
     play: Play = "expand"  # set from the relation
+    price_step: float = 0.0  # set: log2 of its price over the base's when dearer (0 to 4)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "play", RELATION_PLAY[self.relation])
+        object.__setattr__(self, "price_step", price_step(self.product, self.base))
+
+
+def price_step(product: Product, base: Product | None) -> float:
+    """How much bigger an ask the offer is than the item it goes with: log2 of the price
+    ratio, at most 4, and 0 when it is not dearer (cheaper add-ons are the usual ask; 0 too
+    for assist or without a base). The dearer the offer next to what the customer came for,
+    the rarer the yes."""
+    if base is None or base is product:
+        return 0.0
+    ratio = (product.price + 1.0) / (base.price + 1.0)
+    return min(max(math.log2(ratio), 0.0), 4.0)
 
 
 def tag(offer: Offer) -> str:
@@ -81,6 +95,7 @@ def accept_features(
         f"int:{intensity}": 1.0,
         "r:post": r.signal("posture", channel),
         "r:ltv": r.ltv_score,
+        "x:price": offer.price_step,
     }
     for name, key in SIGNAL_FEATURES:
         x[key] = getattr(r, name)
@@ -107,6 +122,7 @@ class Terms:
     relation_prior: dict[str, float]
     intensity_bounds: list[tuple[float, float]]
     p_return: dict[str, float]  # product kind -> P(return), lazily filled
+    discount_habit: float = 0.0  # what a discount offer seen costs in future full-price orders
 
 
 @dataclass(slots=True)

@@ -117,6 +117,7 @@ class Decider:
             "refund": self._protect_on("refund"),
             "support_contact": self._protect_on("support_contact"),
             "message_feedback": self._on_message_feedback,
+            "consent": self._on_consent,
         }
 
     # -- dispatch -----------------------------------------------------------------------------
@@ -148,6 +149,13 @@ class Decider:
         if event.kind == "complaint":
             return self._protect_trigger(cid, state, event, t, "complaint")
         return []
+
+    def _on_consent(self, cid: str, state: CustomerState, event: Any, t: float) -> list[Action]:
+        """A withdrawal keeps the channel quiet: connectors drop what is pending there."""
+        if event.granted or event.channel not in self.policy.consent.required:
+            return []
+        quiet = {event.channel: self.policy.consent.withdrawn_quiet_days * 24.0}
+        return self._protect_for(cid, state, event, t, "consent_withdrawn", quiet)
 
     def _protect_on(self, trigger: str) -> Callable[[str, CustomerState, Any, float], list[Action]]:
         def handler(cid: str, state: CustomerState, event: Any, t: float) -> list[Action]:
@@ -357,6 +365,17 @@ class Decider:
         quiet = self.policy.protect.get(trigger)
         if quiet is None:
             return []
+        return self._protect_for(cid, state, event, t, trigger, quiet)
+
+    def _protect_for(
+        self,
+        cid: str,
+        state: CustomerState,
+        event: Envelope,
+        t: float,
+        trigger: str,
+        quiet: dict[str, float],
+    ) -> list[Action]:
         r = self.tracker.get(state, t, self.models.aov_prior(self._first_order_value))
         segments = segments_of(self.policy, r)
         suppress = {c: t + h * HOUR for c, h in quiet.items()}

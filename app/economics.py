@@ -1,16 +1,28 @@
 """What an offer is worth: its value if taken up, and the chances it comes back or would have
 been bought anyway. The arbiter (app/arbitration.py) combines these with P(accept) and costs.
 
-    value        margin after unit cost, the frame's discount and expected returns
+    value        margin after unit cost, the frame's discount and expected returns; for a
+                 subscription, its deliveries less the refills they replace
     P(return)    the returns model on the product kind and the customer's risk
-    P(organic)   the chance the customer buys it without being asked: the organic model,
-                 learned from holdout decisions, starting at the policy's prior
+    P(organic)   the chance the customer buys it in the attribution window without being
+                 asked: the organic model, learned from holdout decisions
+    anyway       the chance they buy it on their own later, within the policy's horizon
+                 (app/anyway.py): a sale the offer only pulls forward is no gain
+
+Together (with p = P(accept), o = P(organic), h = anyway, v the value under the frame and
+v0 the plain value) the expected margin an offer adds over the horizon is
+
+    p x (v - h x v0) - o x (1 - h) x v0
+
+treated: p x v now, or (1 - p) x h x v0 later; untreated: o x v0 now, or (1 - o) x h x v0 later.
 """
 
 from __future__ import annotations
 
 from math import exp, log
 
+from app.anyway import Anyway
+from app.attribution import DECIDED, PLAY
 from app.catalog import Product
 from app.context import Context, Offer
 from app.models import PRIOR, PRIOR_SCALE, Models, OnlineLogit
@@ -18,6 +30,7 @@ from app.policy import Policy
 from app.readiness import Readiness
 
 _MAX_ORGANIC = 0.6
+_VISIT_S = 2 * 3600.0  # assists this recent were in the same visit
 
 
 def _logit(p: float) -> float:
@@ -43,8 +56,11 @@ class _Weights:
 
 
 class Economics:
-    def __init__(self, policy: Policy, models: Models) -> None:
+    def __init__(self, policy: Policy, models: Models, anyway: Anyway) -> None:
         self.policy = policy
+        self.anyway = anyway
+        self.cart_completion = 0.5  # P(a cart becomes an order), for assists in the cart
+        self.enabled = policy.priors.anyway.enabled
         self._returns = _Weights(models.returns)
         self._organic = _Weights(models.organic)
 
@@ -86,11 +102,59 @@ class Economics:
         )
         return 1.0 / (1.0 + exp(-logit))
 
-    def value(self, offer: Offer, frame: str, p_return: float) -> float:
-        """Profit if the offer is taken up under `frame`, after returns."""
+    def anyway_share(self, ctx: Context, offer: Offer) -> float:
+        """The chance the customer buys the offered item on their own within the horizon
+        (0 for assist, upgrades and subscriptions, whose value accounts for it)."""
+        relation, state = offer.relation, ctx.state
+        if not self.enabled:
+            return 0.0
+        if relation == "refill":
+            return self.anyway.refill(state, offer.product.sku)
+        if relation not in ("accessories", "bundle_with", "warranty", "affinity"):
+            return 0.0
+        seen = state.viewed.get(offer.product.sku, 0) > 0
+        follow = self.anyway.follow_on("accessories" if relation == "affinity" else relation, seen)
+        base = offer.base
+        if base is None:
+            return 0.0
+        if any(w[0] == offer.product.sku for w in state.watch) or ctx.moment == "post_purchase":
+            owned = 1.0  # the base was just bought
+        elif base.sku in state.cart:
+            owned = 0.7
+        else:
+            owned = self.anyway.base_bought(state.viewed.get(base.sku, 0))
+        return owned * follow
+
+    def assist_reach(self, ctx: Context, offer: Offer) -> float:
+        """How much of an assist's value can be had: the chance the item is bought now (fit
+        guidance helps a purchase that happens), and only the first assist of a visit lifts
+        it (a later one: a quarter)."""
+        if offer.relation != "self":
+            return 1.0
+        state, sku = ctx.state, offer.product.sku
+        if ctx.moment == "post_purchase":
+            buy = 1.0  # bought: guidance can only prevent a return
+        elif sku in state.cart:
+            buy = self.cart_completion
+        else:
+            buy = self.anyway.base_bought(state.viewed.get(sku, 0))
+        recent = any(e[PLAY] == "assist" and e[DECIDED] >= ctx.t - _VISIT_S for e in state.windows)
+        return buy * (0.25 if recent else 1.0)
+
+    def replaced_refills(self, ctx: Context, offer: Offer) -> float:
+        """Refills of its consumable a subscription would replace over its cycles."""
+        if offer.relation != "subscription" or offer.base is None or not self.enabled:
+            return 0.0
+        p = self.anyway.refill(ctx.state, offer.base.sku)
+        cycles = int(self.policy.subscription_cycles)
+        return sum(p**n for n in range(1, cycles + 1))
+
+    def value(self, offer: Offer, frame: str, p_return: float, replaced: float = 0.0) -> float:
+        """Profit if the offer is taken up under `frame`, after returns (for a subscription,
+        its expected deliveries less the `replaced` refills' margin)."""
         p, product = self.policy, offer.product
         handling = p_return * p.return_handling_cost
-        if offer.relation == "self":
+        if offer.relation == "self":  # if the item is bought (app/arbitration.py: assist_reach)
             margin = product.margin
             value = margin * p.assist_lift * (1.0 - p_return)
             if frame == "risk_reduction":  # fit guidance and reassurance prevent returns
@@ -99,7 +163,10 @@ class Economics:
         discount = p.cost_efficiency_discount if frame == "cost_efficiency" else 0.0
         unit = product.price * (1.0 - discount) - product.unit_cost
         if offer.relation == "subscription":
-            return unit * p.subscription_cycles * (1.0 - p_return) - handling
+            keep = p.priors.anyway.subscription_keep
+            deliveries = sum(keep**n for n in range(int(p.subscription_cycles)))
+            base_margin = offer.base.margin if offer.base is not None else 0.0
+            return deliveries * (unit * (1.0 - p_return) - handling) - replaced * base_margin
         if offer.relation == "upgrade" and offer.base is not None:
             unit -= offer.base.margin
         return unit * (1.0 - p_return) - handling

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from app.anyway import Anyway
 from app.arbitration import Arbiter
 from app.attribution import Attribution
 from app.catalog import Catalog
@@ -38,6 +39,7 @@ from schemas import (
     OrderPlaced,
     OrderReturned,
     Outcome,
+    PageView,
     Refund,
 )
 
@@ -71,6 +73,8 @@ class DecisionEngine:
             "prior_trials": p.exploration.prior_trials,
             "learning_rate": p.learning.rate,
             "optimizer": p.learning.optimizer,
+            "memory": p.learning.memory,
+            "cell_memory": p.exploration.memory,
         }
 
     def _new_models(self) -> Models:
@@ -78,7 +82,18 @@ class DecisionEngine:
 
     def _wire(self) -> None:
         self.tracker = ReadinessTracker(self.policy, self.catalog)
-        self.arbiter = Arbiter(self.policy, self.models)
+        prior = self.policy.priors.anyway
+        self.anyway = Anyway(
+            self.catalog,
+            self.models.anyway,
+            prior.horizon_days,
+            prior.follow_on,
+            prior.refill,
+            prior.view_to_buy,
+            prior.strength,
+            self.policy.learning.enabled,
+        )
+        self.arbiter = Arbiter(self.policy, self.models, self.anyway)
         self.learner = Learner(self.policy, self.models)
         self.attribution = Attribution(self.policy, self.catalog, self.models, self.learner)
         sequencer = Sequencer(self.policy, self.models, self.attribution, self.arbiter.economics)
@@ -133,11 +148,15 @@ class DecisionEngine:
         attribution = self.attribution
         attribution.advance(t, self.customers)
         attribution.close_due(cid, state, t)
+        if state.consumables:
+            self.anyway.lapses(state, t)
         if isinstance(event, OrderPlaced):
+            skus = [item.sku for item in event.items]
+            self.anyway.ordered(state, skus, t, attribution.offered(state, t))
             attribution.ordered(cid, state, event, t)
             if self.learner.enabled:
                 self.models.order_value.update(event.total)
-                self.models.affinity.learn_order([item.sku for item in event.items])
+                self.models.affinity.learn_order(skus)
         elif isinstance(event, OrderReturned):
             attribution.returned(state, event, t)
         elif isinstance(event, Refund):
@@ -146,6 +165,8 @@ class DecisionEngine:
             attribution.feedback(cid, state, event.kind, t, event.action_id, None)
         elif isinstance(event, MessageFeedback):
             attribution.feedback(cid, state, event.kind, t, event.action_id, event.channel)
+        elif isinstance(event, PageView) and event.sku:
+            self.anyway.viewed(state, event.sku)
         self.tracker.update(state, event, t)
         limit = self.policy.freshness.max_lag_seconds
         stale = lag_s is not None and limit is not None and lag_s > limit

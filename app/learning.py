@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.context import RELATION_PLAY
+from app.distraction import HELD
 from app.models import PRIOR, PRIOR_SCALE, Models
 from app.policy import Policy
 
@@ -24,6 +25,7 @@ from app.policy import Policy
 L_PRIOR, L_CONF, L_URG, L_PRICE, L_MAT, L_RISK, L_POST, L_LTV, L_KIND, L_RETURN, L_ORGANIC = range(
     11
 )
+L_STEP = 11  # the offer's price step (app/context.py price_step); absent in older windows
 _SIGNAL_KEYS = ("r:conf", "r:urg", "r:price", "r:mat", "r:risk", "r:post", "r:ltv")
 UPSELL_PLAYS = frozenset({"expand", "commit"})
 
@@ -40,6 +42,8 @@ def accept_x(
         f"int:{intensity}": 1.0,
     }
     x.update(zip(_SIGNAL_KEYS, learn[L_CONF : L_LTV + 1], strict=True))
+    if len(learn) > L_STEP and learn[L_STEP]:
+        x["x:price"] = learn[L_STEP]
     return x
 
 
@@ -103,6 +107,12 @@ class Learner:
             return
         self.models.accept.learn_one(accept_x(learn, channel, "self", frame, intensity), engaged)
         self.models.cells.update(segment, "assist", frame, engaged)
+
+    def completion(self, moment: str, intensity: str, delivered: bool, completed: bool) -> None:
+        """An onsite offer's moment had a purchase under way: did it complete in time?"""
+        if self.enabled:
+            arm = intensity if delivered else HELD
+            self.models.completion.add(moment, arm, completed)
 
     def kept(self, learn: list[Any], returned: bool) -> None:
         """An accepted offer's return window closed: returned in it, or kept."""

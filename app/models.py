@@ -22,7 +22,9 @@ from typing import Any
 from river import linear_model, optim, stats
 
 from app import codec
+from app.anyway import AnywayCounts
 from app.bandit import Cells
+from app.distraction import CompletionCounts
 
 PRIOR = "prior"
 PRIOR_SCALE = 10.0
@@ -51,6 +53,7 @@ class OnlineLogit:
         l2: float = 1e-4,
         batch_size: int = 64,
         optimizer: str = "adagrad",
+        memory: float = float("inf"),
     ) -> None:
         # AdaGrad: each feature's step shrinks with its own history, so rarely seen arms
         # (a channel, a frame) move quickly from the prior while common ones settle.
@@ -61,6 +64,9 @@ class OnlineLogit:
         )
         self.model._weights[PRIOR] = PRIOR_SCALE
         self.batch_size = batch_size
+        # AdaGrad's squared-gradient sums fade by this much per batch, so its steps never
+        # shrink to nothing and the model keeps up when the world changes.
+        self.fade = math.exp(-batch_size / memory)
         self.queue: list[tuple[dict[str, float], bool]] = []
         self.updates = 0  # outcomes applied to the weights
 
@@ -83,6 +89,10 @@ class OnlineLogit:
             self.model.learn_one(x, y)
         self.updates += len(self.queue)
         self.queue = []
+        g2 = getattr(self.model.optimizer, "g2", None)
+        if g2 is not None and self.fade < 1.0:
+            for key in g2:
+                g2[key] *= self.fade
 
     def state(self) -> dict[str, Any]:
         optimizer = self.model.optimizer
@@ -152,14 +162,19 @@ class Models:
         prior_trials: float = 120.0,
         learning_rate: float = 0.1,
         optimizer: str = "adagrad",
+        memory: float = float("inf"),
+        cell_memory: float = float("inf"),
     ) -> None:
         self.name = name
-        self.accept = OnlineLogit(learning_rate, batch_size=batch_size, optimizer=optimizer)
-        self.returns = OnlineLogit(learning_rate, batch_size=batch_size, optimizer=optimizer)
-        self.organic = OnlineLogit(learning_rate, batch_size=batch_size, optimizer=optimizer)
+        settings = {"batch_size": batch_size, "optimizer": optimizer, "memory": memory}
+        self.accept = OnlineLogit(learning_rate, **settings)  # type: ignore[arg-type]
+        self.returns = OnlineLogit(learning_rate, **settings)  # type: ignore[arg-type]
+        self.organic = OnlineLogit(learning_rate, **settings)  # type: ignore[arg-type]
         self.order_value = stats.Mean()
         self.affinity = Affinity()
-        self.cells = Cells(prior_conversions, prior_trials)
+        self.cells = Cells(prior_conversions, prior_trials, cell_memory)
+        self.anyway = AnywayCounts()  # what customers buy on their own (app/anyway.py)
+        self.completion = CompletionCounts()  # purchases under way (app/distraction.py)
         self.watermark = 0.0  # the latest event time the models have seen
 
     @property
@@ -176,6 +191,8 @@ class Models:
             "returns": self.returns.state(),
             "organic": self.organic.state(),
             "order_value": {"n": self.order_value.n, "mean": self.order_value.get()},
+            "anyway": self.anyway.state(),
+            "completion": self.completion.state(),
             "watermark": self.watermark,
         }
 
@@ -221,6 +238,10 @@ class Models:
         models.returns.restore(core["returns"])
         if "organic" in core:
             models.organic.restore(core["organic"])
+        if "anyway" in core:
+            models.anyway.restore(core["anyway"])
+        if "completion" in core:
+            models.completion.restore(core["completion"])
         if "cells" in fields:
             models.cells.restore(codec.loads(fields["cells"]))
         ov = core["order_value"]

@@ -20,6 +20,7 @@ from app.readiness import (
 from schemas import (
     AddToCart,
     CheckoutStart,
+    Consent,
     CouponInteraction,
     DiscountClick,
     Envelope,
@@ -69,6 +70,7 @@ class ReadinessTracker:
             "support_contact": self._support,
             "offer_feedback": self._offer_feedback,
             "message_feedback": self._message_feedback,
+            "consent": self._consent,
             "order_placed": self._order_placed,
             "order_returned": self._order_returned,
             "refund": self._refund,
@@ -163,6 +165,10 @@ class ReadinessTracker:
             counts[index] += 1.0
         elif e.kind == "bounce":
             s.quiet(e.channel, t + 7 * DAY)
+
+    def _consent(self, s: CustomerState, e: Envelope, t: float) -> None:
+        assert isinstance(e, Consent)
+        s.consent[e.channel] = e.granted
 
     def _order_placed(self, s: CustomerState, e: Envelope, t: float) -> None:
         assert isinstance(e, OrderPlaced)

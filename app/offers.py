@@ -7,8 +7,7 @@ from app.context import Context, Offer
 from app.models import Models
 from app.policy import Policy
 
-# The catalog's relations in the order their offers are considered.
-_OFFER_ORDER: tuple[Relation, ...] = (
+_RELATIONS: tuple[Relation, ...] = (
     "warranty",
     "subscription",
     "upgrade",
@@ -26,8 +25,10 @@ class Offers:
         self.policy = policy
         self.catalog = catalog
         self.models = models
-        self._related: dict[str, tuple[tuple[str, Product], ...]] = {}  # sku -> catalog offers
+        # sku -> its catalog offers, most valuable first: (value bound, relation, product)
+        self._related: dict[str, tuple[tuple[float, Relation, Product], ...]] = {}
         self._stale_channels = frozenset(policy.freshness.close_channels)
+        self._need_consent = frozenset(policy.consent.required)
 
     # -- offers -------------------------------------------------------------------------------
     def around(self, ctx: Context) -> list[Offer]:
@@ -42,35 +43,52 @@ class Offers:
             found.append(Offer("self", products[0]))
         if ctx.moment == "post_purchase" and products:
             found.append(Offer("self", max(products, key=lambda p: p.margin)))
-        upsells: list[Offer] = []
+        upsells: list[tuple[float, Offer]] = []
         for base in products:
             related = self._related.get(base.sku)
             if related is None:
-                related = self._related[base.sku] = tuple(
-                    (relation, product)
-                    for relation in _OFFER_ORDER
-                    for sku in self.catalog.related(base.sku, relation)
-                    if (product := self.catalog.get(sku)) is not None
-                )
-            for relation, product in related:
+                related = self._related[base.sku] = self._by_value(base)
+            for bound, relation, product in related:
                 if product.sku not in exclude:
-                    upsells.append(Offer(relation, product, base))
+                    upsells.append((bound, Offer(relation, product, base)))
                     exclude.add(product.sku)
             if not related:
                 for sku in self.models.affinity.top(base.sku, self.policy.max_offers):
-                    product = self.catalog.get(sku)
-                    if product is not None and sku not in exclude:
-                        upsells.append(Offer("affinity", product, base))
+                    bought_with = self.catalog.get(sku)
+                    if bought_with is not None and sku not in exclude:
+                        upsells.append((bought_with.margin, Offer("affinity", bought_with, base)))
                         exclude.add(sku)
+        if self.policy.offer_order == "value":
+            upsells.sort(key=lambda pair: -pair[0])  # the most valuable first
         due = ctx.readiness.due_consumable
+        offers = [offer for _, offer in upsells]
         if (
             due
             and due not in busy
             and ctx.readiness.maturity >= self.policy.sequencing.refill_due_from
         ):
-            upsells = self.refill_offers(due) + upsells
+            offers = self.refill_offers(due) + offers
         limit = self.policy.moments[ctx.moment].max_offers
-        return found + upsells[: self.policy.max_offers if limit is None else limit]
+        return found + offers[: self.policy.max_offers if limit is None else limit]
+
+    def _by_value(self, base: Product) -> tuple[tuple[float, Relation, Product], ...]:
+        """The catalog's offers around `base`, most valuable first: what one sale of each
+        would earn at most (the arbiter skips those whose expected profit cannot compete)."""
+        found = []
+        for relation in _RELATIONS:
+            for sku in self.catalog.related(base.sku, relation):
+                product = self.catalog.get(sku)
+                if product is None:
+                    continue
+                bound = product.margin
+                if relation == "upgrade":
+                    bound -= base.margin
+                elif relation == "subscription":
+                    bound *= self.policy.subscription_cycles
+                found.append((bound, relation, product))
+        if self.policy.offer_order == "value":
+            found.sort(key=lambda entry: -entry[0])
+        return tuple(found)
 
     def refill_offers(self, sku: str) -> list[Offer]:
         product = self.catalog.get(sku)
@@ -106,6 +124,8 @@ class Offers:
         s, p = ctx.state, self.policy
         if channel in s.unsubscribed:
             return "unsubscribed"
+        if channel in self._need_consent and not s.consent.get(channel, False):
+            return "consent"  # never opted in, or withdrew
         if channel in ctx.assignment.suppressed_channels:
             return "experiment"  # the customer is in this channel's suppression test
         if ctx.stale and channel in self._stale_channels:

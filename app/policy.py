@@ -94,6 +94,9 @@ class ExperimentsSpec(_Spec):
     play_holdouts: dict[UpsellPlay, Annotated[float, Field(ge=0, le=0.5)]] = {}
     # Suppressed: the channel is closed to this share of customers (what does it really add?).
     channel_suppression: dict[ChannelName, Annotated[float, Field(ge=0, le=0.5)]] = {}
+    # Onsite offers chosen while a purchase is under way (browse, cart, checkout) held back at
+    # random, per decision, at this share: what they cost that purchase (app/distraction.py).
+    distraction_test: float = Field(default=0.0, ge=0, le=0.5)
 
 
 class FreshnessSpec(_Spec):
@@ -103,6 +106,24 @@ class FreshnessSpec(_Spec):
     max_lag_seconds: float | None = Field(default=300.0, gt=0)  # None: never stale
     close_channels: list[ChannelName] = ["onsite_pdp", "onsite_cart", "post_purchase"]
     deny_frames: list[FrameName] = ["outcome_acceleration"]
+
+
+class DistractionSpec(_Spec):
+    """Learning what onsite offers cost the purchase under way (app/distraction.py)."""
+
+    completion_hours: float = Field(default=2.0, gt=0, le=72)  # an order this soon completes it
+    strength: float = Field(default=150.0, gt=0, le=1_000_000)  # the prior's worth, in decisions
+
+
+class ConsentSpec(_Spec):
+    """Channels that need the customer's opt-in: closed until a `consent` event grants it, and
+    again after one withdraws it (an unsubscribe closes a channel in any case)."""
+
+    required: list[Annotated[str, _one_of("channel", ("email", "sms", "paid_retargeting"))]] = [
+        "email",
+        "sms",
+    ]
+    withdrawn_quiet_days: float = Field(default=3650.0, gt=0)  # how long a withdrawal suppresses
 
 
 class ExplorationSpec(_Spec):
@@ -118,6 +139,9 @@ class ExplorationSpec(_Spec):
     # are never drawn.
     contention_z: float = Field(default=2.5, ge=1, le=6)
     max_arms: int = Field(default=6, ge=1, le=32)
+    # A cell remembers about this many outcomes (older ones fade), so it never becomes too
+    # sure to notice that the world changed.
+    memory: float = Field(default=600.0, ge=10)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -158,7 +182,7 @@ class ChannelSpec(_Spec):
 class MomentSpec(_Spec):
     channels: list[ChannelName] = Field(min_length=1)
     pressure: float = Field(ge=0, le=100)
-    max_offers: int | None = Field(default=None, ge=0, le=10)  # default: the policy's
+    max_offers: int | None = Field(default=None, ge=0, le=32)  # default: the policy's
     protect_suppresses: dict[ChannelName, Hours] = {}
 
 
@@ -176,6 +200,7 @@ class AcceptPrior(_Spec):
     relation: dict[OfferRelation, Logit]
     frame: dict[FrameName, Logit]
     intensity: dict[IntensityName, Logit]
+    price_step: Logit = 0.0  # per doubling of the offer's price above the item it goes with
     readiness: dict[Signal, Logit] = {}
     frame_fit: dict[FrameName, dict[Signal, Logit]] = {}
     relation_fit: dict[OfferRelation, dict[Signal, Logit]] = {}
@@ -193,6 +218,22 @@ class OrganicPrior(_Spec):
     refill_at_maturity: Share
 
 
+class AnywayPrior(_Spec):
+    """What customers buy on their own (app/anyway.py), before orders teach it."""
+
+    enabled: bool = True  # false: a sale counts whole, whatever the customer would buy later
+    horizon_days: float = Field(default=30.0, gt=0, le=365)  # how far ahead a sale counts
+    follow_on: dict[OfferRelation, Share] = {
+        "accessories": 0.12,
+        "bundle_with": 0.06,
+        "warranty": 0.02,
+    }  # P(bought within the horizon once the base is owned)
+    refill: Share = 0.6  # P(a consumable is bought again within 1.5 cycles)
+    view_to_buy: Share = 0.12  # P(an item looked at is ordered)
+    strength: float = Field(default=20.0, gt=0, le=10_000)  # a prior's worth, in observations
+    subscription_keep: Share = 0.85  # P(a subscriber keeps the next delivery)
+
+
 class ValuePrior(_Spec):
     first_order_value: float = Field(default=50.0, gt=0)  # until orders teach the average
     new_customer_orders_per_year: float = Field(gt=0, le=365)
@@ -204,6 +245,7 @@ class PriorsSpec(_Spec):
     accept: AcceptPrior
     return_: ReturnPrior = Field(alias="return")
     organic: OrganicPrior
+    anyway: AnywayPrior = AnywayPrior()
     value: ValuePrior
 
 
@@ -212,6 +254,9 @@ class LearningSpec(_Spec):
     batch_size: int = Field(default=64, ge=1, le=100_000)
     optimizer: Literal["adagrad", "sgd"] = "adagrad"
     rate: float = Field(default=0.1, gt=0, le=10)
+    # AdaGrad's step sizes recover over about this many outcomes (its history fades), so the
+    # models keep learning when the world changes instead of freezing.
+    memory: float = Field(default=4000.0, ge=64)
 
 
 class CapsSpec(_Spec):
@@ -274,15 +319,22 @@ class Policy(_Spec):
     experiments: ExperimentsSpec = ExperimentsSpec(salt="tact-experiments-v1")
     exploration: ExplorationSpec = ExplorationSpec()
     freshness: FreshnessSpec = FreshnessSpec()
+    consent: ConsentSpec = ConsentSpec()
+    distraction: DistractionSpec = DistractionSpec()
     attribution: AttributionSpec
     decay_hours: DecaySpec
     segments: SegmentsSpec
     channels: dict[ChannelName, ChannelSpec]
     moments: dict[MomentName, MomentSpec]
     relation_frames: dict[OfferRelation, list[FrameName]]
-    max_offers: int = Field(ge=0, le=10)
+    max_offers: int = Field(ge=0, le=32)
+    # value: the most valuable related offers first; catalog: in the catalog's relation order
+    offer_order: Literal["value", "catalog"] = "value"
     min_expected_profit: float = Field(default=0.0, ge=0)
     cost_efficiency_discount: float = Field(ge=0, lt=1)
+    # A discount offer seen teaches the customer to wait for the next one: it costs this share
+    # of their next 90 days' margin (x 0.5 + their price sensitivity).
+    discount_habit: float = Field(default=0.0, ge=0, le=1)
     subscription_cycles: float = Field(ge=1, le=120)
     assist_lift: Share
     assist_return_cut: Share

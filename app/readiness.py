@@ -89,6 +89,7 @@ class CustomerState:
         default_factory=dict
     )  # ch -> [delivered, opened, clicked, time]
     unsubscribed: list[str] = field(default_factory=list)
+    consent: dict[str, bool] = field(default_factory=dict)  # channel -> granted (latest)
     suppress: dict[str, float] = field(default_factory=dict)  # channel -> until
     caps: dict[str, list[list[int]]] = field(default_factory=dict)  # channel|onsite -> [[day, n]]
     frames_used: dict[str, list[float]] = field(default_factory=dict)  # frame -> times used
@@ -96,6 +97,8 @@ class CustomerState:
     scheduled: list[list[Any]] = field(default_factory=list)  # [at, expires, channel, sku]
     recent: list[int] = field(default_factory=list)  # hashes of the latest event ids
     windows: list[list[Any]] = field(default_factory=list)  # open attribution windows
+    watch: list[list[Any]] = field(default_factory=list)  # [sku, relation, since, seen] add-ons
+    refills: dict[str, list[float]] = field(default_factory=dict)  # sku -> [rebought, lapsed, at]
 
     # -- duplicates ---------------------------------------------------------------------------
     def seen_before(self, event_id: str) -> bool:

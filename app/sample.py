@@ -270,6 +270,8 @@ def _customer_events(index: int, start: datetime, seed: int, prefix: str) -> lis
     rng = random.Random(f"{seed}:{index}")
     c = _Customer(index, start, rng, prefix)
     persona = rng.choices([p for p, _ in _PERSONAS], weights=[w for _, w in _PERSONAS])[0]
+    for channel, share in (("email", 0.6), ("sms", 0.25)):  # the signup form's opt-ins
+        c.emit("consent", channel=channel, granted=rng.random() < share, source="signup")
     picks = rng.sample(DEMO_PRODUCTS, k=4)
     if persona == "window_shopper":
         c.browse(picks, depth=rng.randint(1, 3))

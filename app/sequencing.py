@@ -13,7 +13,9 @@ from typing import Any
 
 from app.actions import action_id, build, suppression, utc
 from app.attribution import Attribution
+from app.bandit import uniform
 from app.context import Context, Scored
+from app.distraction import MOMENTS as DISTRACTION_MOMENTS
 from app.economics import Economics
 from app.experiments import Assignment
 from app.models import Models
@@ -36,6 +38,7 @@ class Sequencer:
         self.models = models
         self.attribution = attribution
         self.economics = economics
+        self._distraction_share = policy.experiments.distraction_test
         self._budget_frames = {f for r in policy.rules for f in r.then.frame_budget}
         self._budget_days = max(
             (b.per_days for r in policy.rules for b in r.then.frame_budget.values()), default=0.0
@@ -75,7 +78,9 @@ class Sequencer:
         if spec.outbound or slot != "decision":
             state.scheduled.append([at, expires, best.channel, offer.product.sku])
             del state.scheduled[:-8]
-        held_out = ctx.assignment.held_out(offer.play)
+        held_out = ctx.assignment.held_out(offer.play) or self._distraction_test(
+            ctx, best, slot, action_id(cid, event.event_id, slot)
+        )
         reasons = [
             f"moment:{ctx.moment}",
             *ctx.segments.codes(),
@@ -122,6 +127,7 @@ class Sequencer:
             product.kind,
             self.economics.return_prior(product, r),
             self.economics.organic_prior(ctx, offer) if offer.relation != "self" else 0.0,
+            offer.price_step,
         ]
         predicted = [
             round(best.p_accept, 6),
@@ -138,8 +144,23 @@ class Sequencer:
             held_out or "",
             learn,
             predicted,
+            ctx.moment,
         )
         return action
+
+    def _distraction_test(self, ctx: Context, best: Scored, slot: str, aid: str) -> str | None:
+        """Hold an onsite offer made while a purchase is under way back, at random (the
+        policy's `experiments.distraction_test` share): the control of app/distraction.py."""
+        if (
+            not self._distraction_share
+            or slot != "decision"
+            or ctx.moment not in DISTRACTION_MOMENTS
+            or best.channel not in ONSITE_UPSELL
+            or best.offer.play not in UPSELL_PLAYS
+        ):
+            return None
+        u = uniform(0, f"{self.policy.experiments.salt}:distraction:{aid}")
+        return "holdout:distraction" if u < self._distraction_share else None
 
     def protect(
         self,

@@ -164,6 +164,7 @@ class TermsBuilder:
             {},
             tables.intensity_bounds,
             {},
+            p.discount_habit * (0.5 + r.price_sensitivity) * r.ltv * 90.0 / 365.0,
         )
         return ctx.terms
 

@@ -8,6 +8,7 @@ them live in `schemas/json/` (`tact schemas export`).
 from schemas.action import CHANNELS, PLAYS, Action, Suppression
 from schemas.clickstream import (
     AddToCart,
+    Consent,
     CheckoutStart,
     CouponInteraction,
     DiscountClick,
@@ -44,6 +45,7 @@ __all__ = [
     "AddToCart",
     "Channel",
     "CheckoutStart",
+    "Consent",
     "CouponInteraction",
     "DiscountClick",
     "Envelope",

@@ -7,7 +7,15 @@ from typing import Literal
 from pydantic import Field
 
 from schemas.envelope import Envelope
-from schemas.types import Identifier, Money, OutboundChannel, Quantity, ShortText, Sku
+from schemas.types import (
+    Identifier,
+    MessagingChannel,
+    Money,
+    OutboundChannel,
+    Quantity,
+    ShortText,
+    Sku,
+)
 
 Page = Literal[
     "home",
@@ -116,6 +124,17 @@ class MessageFeedback(Envelope):
     action_id: Identifier | None = None
 
 
+class Consent(Envelope):
+    """The customer granted or withdrew consent to marketing on an outbound channel (a
+    signup form, a preference centre, or a CRM import). With the policy's `consent.required`
+    channels, a customer is contacted there only after a grant and until a withdrawal."""
+
+    type: Literal["consent"]
+    channel: MessagingChannel
+    granted: bool
+    source: ShortText | None = None
+
+
 CLICKSTREAM_EVENTS: tuple[type[Envelope], ...] = (
     PageView,
     ReviewRead,
@@ -128,4 +147,5 @@ CLICKSTREAM_EVENTS: tuple[type[Envelope], ...] = (
     SupportContact,
     OfferFeedback,
     MessageFeedback,
+    Consent,
 )

@@ -88,6 +88,8 @@ OutboundChannel = Literal[
     "account_portal",
 ]
 Channel = Literal[OutboundChannel, "none"]
+# Channels that reach a customer off the site, where marketing needs their consent.
+MessagingChannel = Literal["email", "sms", "paid_retargeting"]
 Frame = Literal[
     "convenience",
     "risk_reduction",

@@ -95,5 +95,12 @@ class Shopper:
     def support(self) -> dict[str, Any]:
         return self.event("support_contact", reason="sizing")
 
+    def consent(self, channel: str = "email", granted: bool = True) -> dict[str, Any]:
+        return self.event("consent", channel=channel, granted=granted, source="signup")
+
+    def opt_in(self) -> list[dict[str, Any]]:
+        """Consent to email and SMS (the default policy needs it to message anyone)."""
+        return [self.consent("email"), self.consent("sms")]
+
     def message(self, channel: str, kind: str) -> dict[str, Any]:
         return self.event("message_feedback", channel=channel, kind=kind)

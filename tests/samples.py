@@ -24,6 +24,7 @@ VALID: dict[str, dict[str, Any]] = {
     "support_contact": {"reason": "sizing"},
     "offer_feedback": {"action_id": "a" * 32, "kind": "click"},
     "message_feedback": {"channel": "email", "kind": "open", "action_id": "b" * 32},
+    "consent": {"channel": "sms", "granted": True, "source": "checkout_form"},
     "order_placed": {
         "order_id": "o-1",
         "items": [{"sku": "SKU-1", "qty": 2, "price": 19.99}],
@@ -51,6 +52,7 @@ MINIMAL: dict[str, dict[str, Any]] = {
     "support_contact": {},
     "offer_feedback": {"action_id": "x", "kind": "impression"},
     "message_feedback": {"channel": "sms", "kind": "delivered"},
+    "consent": {"channel": "email", "granted": False},
     "order_placed": {"order_id": "o", "items": [{"sku": "S", "qty": 1, "price": 1}], "total": 1},
     "order_returned": {"order_id": "o", "items": [{"sku": "S", "qty": 1}]},
     "refund": {"order_id": "o", "amount": 0},
@@ -71,6 +73,7 @@ INVALID: dict[str, list[tuple[dict[str, Any], str]]] = {
     "support_contact": [({"reason": ["x"]}, "reason")],
     "offer_feedback": [({"kind": "view"}, "kind")],
     "message_feedback": [({"channel": "fax"}, "channel"), ({"kind": "read"}, "kind")],
+    "consent": [({"channel": "onsite_pdp"}, "channel"), ({"granted": "yes"}, "granted")],
     "order_placed": [
         ({"items": []}, "items"),
         ({"items": [{"sku": "S", "qty": 1}]}, "items.0.price"),

@@ -39,23 +39,30 @@ def add_commands(sub: Any) -> None:
     simulate = sub.add_parser(
         "simulate",
         help="the engine against baselines on a simulated population, in a closed loop",
-        description="Simulate a population of customers whose responses follow a ground truth "
-        "(the default world, or --world FILE), and run the engine and the baselines on it in a "
+        description="Simulate a population of shoppers whose responses follow a ground truth "
+        "(a built-in world, or --world FILE), and run the engine, the ceiling (a policy that "
+        "knows the world's truth), the average-shopper reference and the baselines on it in a "
         "closed loop: events -> actions -> responses -> outcomes. Every policy meets the same "
-        "customers with the same random draws. Prints the profit each really earned and the "
-        "incremental profit over never upselling.",
+        "shoppers with the same random draws. Prints the profit each really earned, the "
+        "incremental profit over never upselling, and each one's share of the ceiling's.",
     )
-    simulate.add_argument("--customers", type=int, help="customers (default: the world's, 3000)")
-    simulate.add_argument("--days", type=float, help="horizon in days (default: the world's, 60)")
-    simulate.add_argument("--seed", type=int, default=0, help="seed of customers and draws")
-    simulate.add_argument("--world", help="ground truth YAML (keys of app/simulate/world.py)")
+    simulate.add_argument("--customers", type=int, help="shoppers (default: the world's)")
+    simulate.add_argument("--days", type=float, help="horizon in days (default: the world's)")
+    simulate.add_argument("--seed", type=int, default=0, help="seed of shoppers and draws")
+    simulate.add_argument(
+        "--world",
+        default="default",
+        help="a built-in world (default, sparse, distraction, refills, apparel, discounts, "
+        "shift, cameras) or a YAML file of app/simulate/world.py keys",
+    )
     simulate.add_argument("--policy", help="the engine's policy YAML (default: the built-in)")
-    simulate.add_argument("--catalog", help="catalog JSONL (default: the demo catalog)")
+    simulate.add_argument("--catalog", help="catalog JSONL (default: the world's, else the demo's)")
     simulate.add_argument("--out", help="write the engine's events, actions and outcomes here")
     simulate.add_argument(
         "--policies",
-        default=",".join(("tact", "never", "always", "random")),
-        help="which to run, comma-separated (default: tact,never,always,random)",
+        default="all",
+        help="which to run, comma-separated: tact, ceiling, average, never, always, widget, "
+        "rules, random (default: all)",
     )
     simulate.add_argument("--json", action="store_true", help="print the figures as JSON")
     simulate.set_defaults(func=cmd_simulate)

@@ -5,11 +5,17 @@
     always   at every moment, the item most related to what the customer looks at (the
              catalog's first relation, else what is most often bought with it) on every
              channel, at medium intensity: what a typical "recommend everywhere" tool does
+    widget   a recommendation widget: the first accessory of the item, onsite, on every
+             product view and cart add
+    rules    a hand-written heuristic a marketer might start with: after an order, the first
+             accessory of the most expensive item on the order page, and a subscription by
+             email for a consumable; nothing while the customer is shopping
     random   at every moment, a coin decides whether to offer; if so a random related item
              (or fit guidance on the item itself), channel, frame and intensity
 
-They decide at the same moments as the engine (product views, cart adds, checkouts, orders)
-and write Actions the loop delivers the same way.
+They decide at the same moments as the engine (product views, cart adds, checkouts, orders),
+respect consent and unsubscribes as the engine does (they see the same events), and write
+Actions the loop delivers the same way.
 """
 
 from __future__ import annotations
@@ -41,12 +47,18 @@ class _Baseline:
         self.seed = seed
         self.carts: dict[str, list[str]] = {}
         self.affinity = Affinity()
+        self.reachable: dict[str, set[str]] = {}  # customer -> messaging channels allowed
 
     def process(self, event: dict[str, Any]) -> list[Action]:
         e = validate_object(event)
         cid, kind = e.customer_id, e.type
         cart = self.carts.setdefault(cid, [])
         data: Any = e
+        if kind == "consent":
+            allowed = self.reachable.setdefault(cid, set())
+            (allowed.add if data.granted else allowed.discard)(data.channel)
+        if kind == "message_feedback" and data.kind in ("unsubscribe", "complaint"):
+            self.reachable.setdefault(cid, set()).discard(data.channel)
         if kind == "page_view" and data.page == "pdp" and data.sku:
             return self.decide(e, "browse", data.sku)
         if kind == "add_to_cart":
@@ -86,9 +98,11 @@ class _Baseline:
         sku: str,
         frame: str,
         intensity: str,
+        delay_s: float = 0.0,
+        expected_profit: float = 0.0,
     ) -> Action:
         spec = self.policy.channels[channel]
-        at = event.ts + timedelta(hours=spec.delay_hours)
+        at = event.ts + timedelta(hours=spec.delay_hours, seconds=delay_s)
         return build(
             {
                 "action_id": action_id(event.customer_id, event.event_id, f"{self.name}:{channel}"),
@@ -103,7 +117,7 @@ class _Baseline:
                 "expires_at": at + timedelta(hours=spec.ttl_hours),
                 "suppress": [],
                 "holdout": False,
-                "expected_profit": 0.0,
+                "expected_profit": round(expected_profit, 4),
                 "propensity": 1.0,
                 "experiments": {},
                 "reasons": [f"moment:{moment}", f"offer:{relation}", f"baseline:{self.name}"],
@@ -113,8 +127,16 @@ class _Baseline:
             }
         )
 
-    def channels(self, moment: str) -> list[str]:
-        return list(self.policy.moments[moment].channels)
+    def channels(self, moment: str, customer_id: str) -> list[str]:
+        allowed = self.reachable.get(customer_id, set())
+        return [
+            c
+            for c in self.policy.moments[moment].channels
+            if c not in ("email", "sms") or c in allowed
+        ]
+
+    def can_message(self, customer_id: str, channel: str) -> bool:
+        return channel in self.reachable.get(customer_id, set())
 
 
 class NeverUpsell(_Baseline):
@@ -133,9 +155,62 @@ class AlwaysUpsell(_Baseline):
             return []
         relation, offer = related[0]
         frame = self.policy.relation_frames[relation][0]
-        onsite = [c for c in self.channels(moment) if not self.policy.channels[c].outbound]
-        channels = [*onsite[:1], "email", "sms", "paid_retargeting"]
+        cid = event.customer_id
+        onsite = [c for c in self.channels(moment, cid) if not self.policy.channels[c].outbound]
+        channels = [*onsite[:1], *(c for c in ("email", "sms") if self.can_message(cid, c))]
+        channels.append("paid_retargeting")
         return [self.action(event, moment, c, relation, offer, frame, "medium") for c in channels]
+
+
+class Widget(_Baseline):
+    name = "widget"
+
+    def decide(self, event: Envelope, moment: str, sku: str) -> list[Action]:
+        if moment not in ("browse", "cart"):
+            return []
+        accessories = self.catalog.related(sku, "accessories")
+        if not accessories:
+            return []
+        channel = "onsite_pdp" if moment == "browse" else "onsite_cart"
+        return [
+            self.action(
+                event, moment, channel, "accessories", accessories[0], "completeness", "low"
+            )
+        ]
+
+
+class Rules(_Baseline):
+    name = "rules"
+
+    def decide(self, event: Envelope, moment: str, sku: str) -> list[Action]:
+        if moment != "post_purchase":
+            return []
+        data: Any = event
+        top = max(data.items, key=lambda i: i.price).sku
+        out = []
+        accessories = self.catalog.related(top, "accessories")
+        if accessories:
+            out.append(
+                self.action(
+                    event,
+                    moment,
+                    "post_purchase",
+                    "accessories",
+                    accessories[0],
+                    "completeness",
+                    "low",
+                )
+            )
+        for item in data.items:
+            subs = self.catalog.related(item.sku, "subscription")
+            if subs and self.can_message(event.customer_id, "email"):
+                out.append(
+                    self.action(
+                        event, moment, "email", "subscription", subs[0], "convenience", "low"
+                    )
+                )
+                break
+        return out
 
 
 class RandomUpsell(_Baseline):
@@ -147,7 +222,7 @@ class RandomUpsell(_Baseline):
             return []
         options = [("self", sku), *self.related(sku)]
         relation, offer = options[int(self.u(*key, "what") * len(options))]
-        channels = [*self.channels(moment), "paid_retargeting"]
+        channels = [*self.channels(moment, event.customer_id), "paid_retargeting"]
         channel = channels[int(self.u(*key, "where") * len(channels))]
         frames = self.policy.relation_frames[relation]
         frame = frames[int(self.u(*key, "frame") * len(frames))]
@@ -158,5 +233,7 @@ class RandomUpsell(_Baseline):
 BASELINES: dict[str, type[_Baseline]] = {
     "never": NeverUpsell,
     "always": AlwaysUpsell,
+    "widget": Widget,
+    "rules": Rules,
     "random": RandomUpsell,
 }

@@ -1,7 +1,9 @@
 """`simulate`: the engine and the baselines, each in a closed loop on the same population.
 
-    results = simulate(WorldSpec(), demo_catalog(), load_policy(None), seed=0)
+    results = simulate(load_world("default"), demo_catalog(), load_policy(None), seed=0)
     results["tact"].profit - results["never"].profit   # incremental profit of the engine
+    (results["tact"].profit - results["never"].profit) / (
+        results["ceiling"].profit - results["never"].profit)  # its share of the ceiling
 
 With `out`, the engine's run is written as files `tact report` and `tact evaluate` read:
 events.jsonl (everything the engine saw), actions.jsonl, outcomes.jsonl, and catalog.jsonl.
@@ -16,17 +18,19 @@ from typing import Any
 
 from app import codec
 from app.actions import encode_line, encode_outcome_line
-from app.catalog import Catalog
+from app.catalog import Catalog, Product
 from app.engine import DecisionEngine
 from app.policy import Policy
 from app.simulate.baselines import BASELINES
 from app.simulate.ledger import Ledger
 from app.simulate.loop import Simulation
+from app.simulate.oracle import Oracle
 from app.simulate.population import populate
 from app.simulate.world import WorldSpec
 from schemas import Action
 
-POLICIES = ("tact", *BASELINES)
+REFERENCES = ("ceiling", "average")
+POLICIES = ("tact", *REFERENCES, *BASELINES)
 
 
 class EngineRun:
@@ -78,6 +82,8 @@ def simulate(
                 if sinks:
                     on_event = _writer(sinks["events"], codec.dumps_line)
                     on_action = _writer(sinks["actions"], encode_line)
+            elif name in REFERENCES:
+                runner = Oracle(catalog, policy, seed, knows=name == "ceiling")
             else:
                 runner = BASELINES[name](catalog, policy, seed)
             sim = Simulation(world, catalog, customers, runner, seed, on_event, on_action)
@@ -90,6 +96,11 @@ def simulate(
     return results
 
 
+def world_catalog(world: WorldSpec, fallback: Catalog) -> Catalog:
+    """The world's own catalog when it has one."""
+    return Catalog.from_specs(world.catalog) if world.catalog else fallback
+
+
 def _writer(sink: Any, encode: Callable[[Any], bytes]) -> Callable[[Any], None]:
     def write(item: Any) -> None:
         sink.write(encode(item))
@@ -99,13 +110,30 @@ def _writer(sink: Any, encode: Callable[[Any], bytes]) -> Callable[[Any], None]:
 
 def _sinks(stack: contextlib.ExitStack, out: Path, catalog: Catalog) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
-    from app.catalog import write_jsonl
-    from app.sample import DEMO_CATALOG
-
-    names = {p.sku for p in DEMO_CATALOG}
-    if set(catalog.products) == names:
-        write_jsonl(DEMO_CATALOG, out / "catalog.jsonl")
+    with (out / "catalog.jsonl").open("wb") as lines:  # what `tact report` reads beside them
+        for product in sorted(catalog.products.values(), key=lambda p: p.sku):
+            lines.write(codec.dumps_line(product_json(product)))
     return {
         kind: stack.enter_context((out / f"{kind}.jsonl").open("wb", buffering=1 << 20))
         for kind in ("events", "actions", "outcomes")
     }
+
+
+def product_json(product: Product) -> dict[str, Any]:
+    """A catalog line for `product` (the catalog file's format)."""
+    related: dict[str, list[str]] = {}
+    for relation, sku in product.related:
+        related.setdefault(relation, []).append(sku)
+    line: dict[str, Any] = {
+        "sku": product.sku,
+        "title": product.title,
+        "category": product.category,
+        "price": product.price,
+        "unit_cost": product.unit_cost,
+        "kind": product.kind,
+    }
+    if product.refill_days:
+        line["refill_days"] = product.refill_days
+    if related:
+        line["related"] = related
+    return line

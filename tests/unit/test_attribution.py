@@ -148,6 +148,7 @@ def test_feedback_naming_the_action_is_counted_on_its_outcome() -> None:
 
 def test_an_unsubscribe_from_a_message_costs_the_subscriber_value() -> None:
     run, s = Run(), Shopper("leaver")
+    run.feed(*s.opt_in())
     emails: list[Action] = []
     for sku in ("RUN-SHOE-01", "RUN-WATCH-01", "RUN-VEST-01", "RUN-JACKET-01", "RUN-LAMP-01"):
         actions = run.feed(s.view(sku), s.read_reviews(sku, 200), s.add(sku))
@@ -170,6 +171,7 @@ def test_an_unsubscribe_from_a_message_costs_the_subscriber_value() -> None:
 
 def test_a_purchase_before_delivery_cancels_the_pending_action() -> None:
     run, s = Run(), Shopper("quick")
+    run.feed(*s.opt_in())
     pending: list[Action] = []
     for sku in ("RUN-SHOE-01", "RUN-WATCH-01", "RUN-VEST-01", "RUN-JACKET-01", "RUN-LAMP-01"):
         actions = run.feed(s.view(sku), s.read_reviews(sku, 200), s.add(sku))

@@ -147,12 +147,15 @@ def test_holdout_customers_are_decided_for_but_never_contacted() -> None:
         or "protect:no_candidate" in a.reasons
         or "protect:not_profitable" in a.reasons
     )
-    # Treated customers are held out only from the plays of their play holdouts.
+    # Treated customers are held out only from the plays of their play holdouts, and from
+    # the onsite offers the distraction test holds back at random (one decision at a time).
     for a in treated:
         assert a.experiments["holdout"] == "treated"
         held_play = a.experiments.get(f"play_holdout:{a.play}") == "held_out"
-        assert a.holdout == held_play
+        tested = "holdout:distraction" in a.reasons
+        assert a.holdout == (held_play or tested)
         assert (f"holdout:play:{a.play}" in a.reasons) == held_play
+        assert not tested or a.channel in ("onsite_pdp", "onsite_cart")
     assert any(a.holdout for a in treated) and any(not a.holdout for a in treated)
 
 

@@ -14,7 +14,7 @@ from tests.samples import ENVELOPE, INVALID, MINIMAL, VALID, event
 
 def test_every_type_has_samples() -> None:
     assert set(VALID) == set(MINIMAL) == set(INVALID) == set(EVENT_MODELS)
-    assert len(EVENT_MODELS) == 16
+    assert len(EVENT_MODELS) == 17
 
 
 def test_topic_families() -> None:
