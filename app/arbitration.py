@@ -231,6 +231,9 @@ class Arbiter:
             + tables.offer_model(play, relation)
             + w.get("x:price", 0.0) * offer.price_step
         )
+        if offer.seen:
+            offer_prior += prior.seen  # the customer looked at it: interest, or a need
+            offer_model += w.get("x:seen", 0.0)
         w_prior, keep_all = terms.w_prior, self.keep_all
         by_channel, by_intensity = terms.by_channel, terms.by_intensity
         prefer_frames, frame_priors = verdict.prefer_frames, terms.frame_prior

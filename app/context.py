@@ -38,6 +38,7 @@ class Offer:
     relation: OfferRelation
     product: Product  # what is offered (for assist: the item the customer considers)
     base: Product | None = None  # the item it relates to
+    seen: bool = False  # the customer has looked at the offered item (interest, or a need)
     play: Play = "expand"  # set from the relation
     price_step: float = 0.0  # set: log2 of its price over the base's when dearer (0 to 4)
 
@@ -97,6 +98,8 @@ def accept_features(
         "r:ltv": r.ltv_score,
         "x:price": offer.price_step,
     }
+    if offer.seen:
+        x["x:seen"] = 1.0
     for name, key in SIGNAL_FEATURES:
         x[key] = getattr(r, name)
     return x

@@ -207,7 +207,7 @@ class Decider:
             product = self.catalog.get(sku)
             if offer is None and product is not None and relation in RELATION_PLAY:
                 base = self.catalog.get(ctx.focus[0]) if ctx.focus else None
-                offer = Offer(relation, product, base)
+                offer = Offer(relation, product, base, ctx.state.viewed.get(sku, 0) > 0)
             if offer is None or channel not in self.policy.channels:
                 return None
             return self.arbiter.evaluate(ctx, offer, channel, frame, intensity)

@@ -26,6 +26,7 @@ L_PRIOR, L_CONF, L_URG, L_PRICE, L_MAT, L_RISK, L_POST, L_LTV, L_KIND, L_RETURN,
     11
 )
 L_STEP = 11  # the offer's price step (app/context.py price_step); absent in older windows
+L_SEEN = 12  # 1 when the customer had looked at the offered item; absent in older windows
 _SIGNAL_KEYS = ("r:conf", "r:urg", "r:price", "r:mat", "r:risk", "r:post", "r:ltv")
 UPSELL_PLAYS = frozenset({"expand", "commit"})
 
@@ -44,6 +45,8 @@ def accept_x(
     x.update(zip(_SIGNAL_KEYS, learn[L_CONF : L_LTV + 1], strict=True))
     if len(learn) > L_STEP and learn[L_STEP]:
         x["x:price"] = learn[L_STEP]
+    if len(learn) > L_SEEN and learn[L_SEEN]:
+        x["x:seen"] = 1.0
     return x
 
 

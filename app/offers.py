@@ -44,19 +44,23 @@ class Offers:
         if ctx.moment == "post_purchase" and products:
             found.append(Offer("self", max(products, key=lambda p: p.margin)))
         upsells: list[tuple[float, Offer]] = []
+        viewed = ctx.state.viewed
         for base in products:
             related = self._related.get(base.sku)
             if related is None:
                 related = self._related[base.sku] = self._by_value(base)
             for bound, relation, product in related:
                 if product.sku not in exclude:
-                    upsells.append((bound, Offer(relation, product, base)))
+                    seen = viewed.get(product.sku, 0) > 0
+                    upsells.append((bound, Offer(relation, product, base, seen)))
                     exclude.add(product.sku)
             if not related:
                 for sku in self.models.affinity.top(base.sku, self.policy.max_offers):
                     bought_with = self.catalog.get(sku)
                     if bought_with is not None and sku not in exclude:
-                        upsells.append((bought_with.margin, Offer("affinity", bought_with, base)))
+                        seen = viewed.get(sku, 0) > 0
+                        offer = Offer("affinity", bought_with, base, seen)
+                        upsells.append((bought_with.margin, offer))
                         exclude.add(sku)
         if self.policy.offer_order == "value":
             upsells.sort(key=lambda pair: -pair[0])  # the most valuable first

@@ -201,6 +201,7 @@ class AcceptPrior(_Spec):
     frame: dict[FrameName, Logit]
     intensity: dict[IntensityName, Logit]
     price_step: Logit = 0.0  # per doubling of the offer's price above the item it goes with
+    seen: Logit = 0.0  # the customer has looked at the offered item
     readiness: dict[Signal, Logit] = {}
     frame_fit: dict[FrameName, dict[Signal, Logit]] = {}
     relation_fit: dict[OfferRelation, dict[Signal, Logit]] = {}

@@ -128,6 +128,7 @@ class Sequencer:
             self.economics.return_prior(product, r),
             self.economics.organic_prior(ctx, offer) if offer.relation != "self" else 0.0,
             offer.price_step,
+            1 if offer.seen else 0,
         ]
         predicted = [
             round(best.p_accept, 6),

@@ -28,7 +28,7 @@ against it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from app.catalog import RELATIONS, Catalog, Product
@@ -61,6 +61,7 @@ class _Moment:
     tire_value: float  # profit lost per unit of tiredness added now
     habit_value: float  # profit lost per unit of discount habit added now
     newsletter_value: float  # profit lost with an email unsubscribe
+    memo: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # within the moment
 
 
 class Oracle(_Baseline):
@@ -211,7 +212,14 @@ class Oracle(_Baseline):
             b in m.cart for b in sim.bases.get((product.sku, relation), ())
         )
         total = 0.0
-        for kind, share in self._types(sim, m, product.sku, relation).items():
+        key = ("types", product.sku, relation)
+        types = m.memo.get(key)
+        if types is None:
+            types = m.memo[key] = self._types(sim, m, product.sku, relation)
+        shift = m.memo.get(("shift", at))
+        if shift is None:
+            shift = m.memo[("shift", at)] = sim.shift(at)
+        for kind, share in types.items():
             if share <= 0.0:
                 continue
             accept = truth.accept_chance(
@@ -226,11 +234,16 @@ class Oracle(_Baseline):
                 on_site,
                 has_base,
                 tired,
-                sim.shift(at),
+                shift,
             )
             if product.sku in shopper.owned and product.kind not in ("consumable", "subscription"):
                 accept *= 0.1
-            gain = self._gain(sim, m, product, relation, frame, intensity, kind, at)
+            key = ("gain", product.sku, relation, frame, intensity, kind, at)
+            gain = m.memo.get(key)
+            if gain is None:
+                gain = m.memo[key] = self._gain(
+                    sim, m, product, relation, frame, intensity, kind, at
+                )
             value = seen * accept * gain
             if on_site and m.order_value:
                 value -= truth.abandon_chance(world, c, m.moment, intensity, kind) * m.order_value

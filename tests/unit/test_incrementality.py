@@ -1,0 +1,251 @@
+"""What an offer adds, not what it is credited with: offers chosen by value, the price of the ask,
+what customers buy anyway (follow-on add-ons, refills, subscriptions), the learned cost of
+distraction, the discount habit, consent, and learning that keeps up. Each test runs a control
+that shows the behaviour change without the piece it tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.catalog import Catalog, ProductSpec
+from app.decisions import Decision
+from app.engine import DecisionEngine
+from app.models import OnlineLogit
+from app.policy import Policy, load_policy
+from app.sample import demo_catalog
+from schemas import Action
+from tests.builders import Shopper
+
+POLICY = load_policy(None)
+
+
+def engine_for(policy: Policy = POLICY, catalog: Catalog | None = None) -> DecisionEngine:
+    return DecisionEngine(catalog or demo_catalog(), policy)
+
+
+def decide(
+    events: list[dict[str, Any]], policy: Policy = POLICY, catalog: Catalog | None = None
+) -> tuple[DecisionEngine, list[Action], list[Decision]]:
+    engine = engine_for(policy, catalog)
+    decisions: list[Decision] = []
+    engine.on_decision = decisions.append
+    actions = [a for e in events for a in engine.process(e)]
+    return engine, actions, decisions
+
+
+def _spec(sku: str, price: float, cost: float, kind: str = "accessory", **related: Any) -> Any:
+    return ProductSpec.model_validate(
+        {"sku": sku, "price": price, "unit_cost": cost, "kind": kind, "related": related}
+    )
+
+
+# A body whose catalog lists a thin-margin card first and the margin-rich case last.
+CAMERA = Catalog.from_specs(
+    [
+        _spec("BODY", 900.0, 700.0, "core", accessories=["CARD", "STRAP", "CASE"]),
+        _spec("CARD", 29.0, 25.0),
+        _spec("STRAP", 35.0, 20.0),
+        _spec("CASE", 89.0, 24.0),
+        _spec("PRO", 1600.0, 1250.0, "premium"),
+        _spec("CLOTH", 9.0, 3.0, "accessory"),
+    ]
+)
+
+
+def order(s: Shopper, sku: str) -> dict[str, Any]:
+    price = CAMERA.products[sku].price
+    s.orders += 1
+    items = [{"sku": sku, "qty": 1, "price": price}]
+    return s.event("order_placed", order_id=f"{s.id}-o{s.orders}", items=items, total=price)
+
+
+def test_related_offers_are_considered_by_value_not_catalog_order() -> None:
+    s = Shopper("cam")
+    _, _, decisions = decide([s.view("BODY")], catalog=CAMERA)
+    skus = {c.offer.product.sku for c in decisions[-1].candidates}
+    assert "CASE" in skus
+    catalog_order = POLICY.model_copy(update={"offer_order": "catalog", "max_offers": 2})
+    _, _, control = decide([Shopper("cam").view("BODY")], catalog_order, CAMERA)
+    assert "CASE" not in {c.offer.product.sku for c in control[-1].candidates}
+
+
+def test_a_dearer_ask_is_a_rarer_yes() -> None:
+    """A 1,600 body offered next to a 9 cloth (learned as bought together) starts far down."""
+    engine = engine_for(catalog=CAMERA)
+    engine.models.affinity.learn_order(["CLOTH", "PRO"])
+    decisions: list[Decision] = []
+    engine.on_decision = decisions.append
+    engine.process(Shopper("c").view("CLOTH"))
+    pro = [c for c in decisions[-1].candidates if c.offer.product.sku == "PRO"]
+    assert pro and max(c.p_accept for c in pro) < 0.001
+    flat = POLICY.model_copy(
+        update={
+            "priors": POLICY.priors.model_copy(
+                update={"accept": POLICY.priors.accept.model_copy(update={"price_step": 0.0})}
+            )
+        }
+    )
+    control = engine_for(flat, CAMERA)
+    control.models.affinity.learn_order(["CLOTH", "PRO"])
+    seen: list[Decision] = []
+    control.on_decision = seen.append
+    control.process(Shopper("c").view("CLOTH"))
+    pro_flat = [c for c in seen[-1].candidates if c.offer.product.sku == "PRO"]
+    assert max(c.p_accept for c in pro_flat) > 10 * max(c.p_accept for c in pro)
+
+
+def test_follow_on_purchases_are_counted_from_orders_and_lower_an_add_on_value() -> None:
+    """Customers who buy the body and then the case on their own teach tact that a case
+    offered after the body is mostly a purchase pulled forward."""
+    engine = engine_for(catalog=CAMERA)
+    for i in range(60):
+        s = Shopper(f"own{i}")
+        engine.process(order(s, "BODY"))
+        s.wait(days=5)
+        engine.process(order(s, "CASE"))
+    rows = engine.models.anyway.follow
+    assert rows["accessories|0"][0] == 60  # 60 follow-on purchases, none offered
+    assert engine.anyway.follow_on("accessories", seen=False) > 0.8
+    decisions: list[Decision] = []
+    engine.on_decision = decisions.append
+    engine.process(order(Shopper("new"), "BODY"))
+    case = [c for c in decisions[-1].candidates if c.offer.product.sku == "CASE"]
+    fresh = engine_for(catalog=CAMERA)
+    naive: list[Decision] = []
+    fresh.on_decision = naive.append
+    fresh.process(order(Shopper("new"), "BODY"))
+    case_naive = [c for c in naive[-1].candidates if c.offer.product.sku == "CASE"]
+    assert case and case_naive
+    assert max(c.value for c in case) < 0.3 * max(c.value for c in case_naive)
+
+
+def test_a_regular_refiller_is_worth_less_to_remind_and_a_subscription_nets_its_refills() -> None:
+    regular = Shopper("regular")
+    events = []
+    for _ in range(4):  # bought again every 28 days: a regular
+        events.append(regular.order("RUN-GEL-12"))
+        regular.wait(days=28)
+    engine, _, _ = decide(events)
+    state = engine.customers["regular"]
+    assert state.refills["RUN-GEL-12"][0] == 3
+    lapser = Shopper("lapser")
+    engine.process(lapser.order("RUN-GEL-12"))
+    lapser.wait(days=60)
+    engine.process(lapser.view("RUN-SHOE-01"))  # a visit long after: the refill lapsed
+    engine.process(lapser.order("RUN-GEL-12"))
+    keen = engine.anyway.refill(state, "RUN-GEL-12")
+    gone = engine.anyway.refill(engine.customers["lapser"], "RUN-GEL-12")
+    assert keen > 0.75 and gone < keen - 0.2
+    # A subscription for the regular replaces refills they would buy: worth much less than
+    # its deliveries' margin.
+    decisions: list[Decision] = []
+    engine.on_decision = decisions.append
+    engine.process(regular.order("RUN-GEL-12"))
+    subs = [
+        c for d in decisions for c in d.candidates if c.offer.relation == "subscription"
+    ]
+    assert subs
+    sub = subs[0].offer.product
+    deliveries_margin = 4 * sub.margin * 0.85
+    assert max(c.value for c in subs) < 0.5 * deliveries_margin
+
+
+def test_distraction_is_learned_from_held_out_decisions() -> None:
+    engine = engine_for()
+    distraction = engine.arbiter.distraction
+    prior = distraction.abandon("checkout", "low")
+    counts = engine.models.completion
+    for _ in range(400):  # held out: 60% complete; shown: 45%
+        counts.add("checkout", "held", True)
+    for _ in range(266):
+        counts.add("checkout", "held", False)
+    for _ in range(300):
+        counts.add("checkout", "low", True)
+    for _ in range(366):
+        counts.add("checkout", "low", False)
+    learned = distraction.abandon("checkout", "low")
+    assert learned > 3 * prior and 0.10 < learned < 0.16
+    assert distraction.factor("checkout", "low") > 3
+
+
+def test_onsite_offers_under_way_are_held_back_at_random_for_the_distraction_test() -> None:
+    from app.sample import generate
+
+    engine = engine_for()
+    actions = [a for e in generate(1500, seed=4) for a in engine.process(e)]
+    tested = [a for a in actions if "holdout:distraction" in a.reasons]
+    onsite = [
+        a
+        for a in actions
+        if a.channel in ("onsite_pdp", "onsite_cart") and a.play in ("expand", "commit")
+    ]
+    assert tested and all(a.holdout for a in tested)
+    assert 0.05 < len(tested) / len(onsite) < 0.2  # the policy's 10%, per decision
+    off = POLICY.model_copy(
+        update={"experiments": POLICY.experiments.model_copy(update={"distraction_test": 0.0})}
+    )
+    control = engine_for(off)
+    assert not any(
+        "holdout:distraction" in a.reasons for e in generate(1500, seed=4) for a in control.process(e)
+    )
+
+
+def test_a_discount_offer_carries_the_habit_it_teaches() -> None:
+    s = Shopper("deals")
+    events = [s.search_cheapest(), s.coupon(), s.discount_click(), s.order("RUN-SHOE-01")]
+    s.wait(days=10)
+    events += [s.coupon(), s.order("RUN-JACKET-01", coupon="SAVE10"), s.view("RUN-VEST-01")]
+    _, _, decisions = decide(events)
+    frames = [c for c in decisions[-1].candidates if c.frame == "cost_efficiency"]
+    others = [c for c in decisions[-1].candidates if c.frame != "cost_efficiency"]
+    assert frames and others
+    habit = POLICY.discount_habit
+    no_habit = POLICY.model_copy(update={"discount_habit": 0.0})
+    _, _, control = decide(events, no_habit)
+    frames0 = [c for c in control[-1].candidates if c.frame == "cost_efficiency"]
+    assert habit > 0
+    assert min(c.pressure for c in frames) > max(c.pressure for c in frames0) + 0.1
+
+
+def test_messages_need_consent_and_a_withdrawal_quiets_what_is_pending() -> None:
+    def shopper_events(s: Shopper, consent: bool) -> list[dict[str, Any]]:
+        out = [s.consent("email", consent), s.consent("sms", consent)]
+        for sku in ("RUN-SHOE-01", "RUN-WATCH-01", "RUN-VEST-01", "RUN-JACKET-01"):
+            out += [s.view(sku), s.read_reviews(sku, 200), s.add(sku)]
+            s.wait(days=2)
+        return out
+
+    _, refused, decisions = decide(shopper_events(Shopper("no"), False))
+    assert not any(a.channel in ("email", "sms") for a in refused)
+    assert any(("channel:email", "consent") in d.drops for d in decisions)
+    _, granted, _ = decide(shopper_events(Shopper("yes"), True))
+    assert any(a.channel in ("email", "sms") and a.play != "protect" for a in granted)
+    engine = engine_for()
+    s = Shopper("later")
+    for event in shopper_events(s, True):
+        engine.process(event)
+    (quiet,) = engine.process(s.consent("email", False))
+    assert quiet.play == "protect" and "protect:consent_withdrawn" in quiet.reasons
+    assert [x.channel for x in quiet.suppress] == ["email"]
+
+
+def test_adagrad_keeps_learning_when_the_world_changes() -> None:
+    """With its history fading, AdaGrad's step stays large enough to follow a reversal."""
+
+    def after_reversal(memory: float) -> float:
+        model = OnlineLogit(0.1, batch_size=64, memory=memory)
+        a = {"prior": -0.22, "ch:email": 1.0}
+        b = {"prior": -0.22, "ch:sms": 1.0}
+        for i in range(20000):  # both accepted 10% of the time, for long
+            model.learn_one(a if i % 2 else b, (i // 2) % 10 == 0)
+        for i in range(3000):  # then email 50%, sms still 10%
+            if i % 2:
+                model.learn_one(a, (i // 2) % 2 == 0)
+            else:
+                model.learn_one(b, (i // 2) % 10 == 0)
+        model.flush()
+        return model.predict_one(a)
+
+    fading, frozen = after_reversal(2000.0), after_reversal(float("inf"))
+    assert fading > 0.3
+    assert frozen < fading - 0.05
