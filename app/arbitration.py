@@ -66,6 +66,7 @@ class Arbiter:
         self.keep_all = False  # keep every candidate in ctx.shown (for explanations)
         self.economics = Economics(policy, models, anyway)
         self.distraction = Distraction(policy, models.completion)
+        self.economics.assist_factor = self.distraction.assist_factor
         exploration = policy.exploration
         self._z = exploration.contention_z if exploration.enabled else 0.0
 
@@ -79,6 +80,7 @@ class Arbiter:
         (explanations) every candidate is also kept in `ctx.shown`. `ctx.considered` counts
         the candidates allowed."""
         terms = self._build.terms(ctx)
+        ctx.at_stake = at_stake
         stake = terms.stake_per_unit * at_stake
         p = self.policy
         most_by_readiness = self._max_intensity(terms.signals)
@@ -205,8 +207,12 @@ class Arbiter:
             p_return = terms.p_return[kind] = economics.p_return(offer.product, ctx.readiness)
         organic = economics.p_organic(ctx, offer)
         replaced = economics.replaced_refills(ctx, offer)
-        share = economics.assist_reach(ctx, offer) if relation == "self" else 1.0
-        plain_value = economics.value(offer, "completeness", p_return, replaced) * share
+        assist = relation == "self"
+        plain_value = (
+            economics.assist_value(ctx, offer, "completeness", p_return)
+            if assist
+            else economics.value(offer, "completeness", p_return, replaced)
+        )
         # Bought on their own later anyway: that part of a sale is no gain (app/economics.py).
         anyway = economics.anyway_share(ctx, offer)
         pulled = anyway * max(plain_value, 0.0)
@@ -251,11 +257,12 @@ class Arbiter:
                 )
             if prefer_frames:
                 frame_prior += prefer_frames.get(frame, 0.0)
-            value = (
-                plain_value
-                if frame not in _VALUE_FRAMES
-                else economics.value(offer, frame, p_return, replaced) * share
-            ) - pulled
+            if frame not in _VALUE_FRAMES:
+                value = plain_value - pulled
+            elif assist:
+                value = economics.assist_value(ctx, offer, frame, p_return)
+            else:
+                value = economics.value(offer, frame, p_return, replaced) - pulled
             frame_model = offer_model + w.get(f"fr:{frame}", 0.0)
             spread = cells.spread(segment, play, frame) if race.z else 0.0
             bound = frame_model + w_prior * (offer_prior + frame_prior)

@@ -318,13 +318,15 @@ class Attribution:
             len(entry) <= MOMENT
             or entry[MOMENT] not in DISTRACTION_MOMENTS
             or entry[CHANNEL] not in _ONSITE_OFFERS
-            or entry[PLAY] not in UPSELL_PLAYS
+            or entry[PLAY] == "protect"
             or len(tally) <= COMPLETED
             or tally[COMPLETED]
         ):
             return
         tally[COMPLETED] = 1 if completed else 2
-        self.learner.completion(entry[MOMENT], entry[INTENSITY], self._delivered(entry), completed)
+        self.learner.completion(
+            entry[MOMENT], entry[PLAY], entry[INTENSITY], self._delivered(entry), completed
+        )
 
     def _finish(self, entry: list[Any]) -> None:
         """What a window that ran its course teaches."""

@@ -146,3 +146,4 @@ class Context:
     channel_drops: list[str] = field(default_factory=list)  # reason codes of closed channels
     shown: list[Scored] = field(default_factory=list)  # every candidate (explanations only)
     stale: bool = False  # the event waited in Kafka past the policy's freshness limit
+    at_stake: float = 0.0  # margin of the purchase under way (cart, and the item in focus)

@@ -1,13 +1,14 @@
-"""What an onsite offer costs the purchase under way, learned from held-out decisions.
+"""What onsite actions do to the purchase under way, learned from held-out decisions.
 
 An offer on a product page, in the cart or at checkout can distract a customer from the
-purchase they came for. The policy starts from a prior (`intensity.abandon_risk`, scaled by the
-moment's `pressure`); tact then compares, for the decisions that chose an onsite offer at those
-moments, how often an order followed within `distraction.completion_hours` when the offer was
-delivered and when the customer was held out (decided the same way, never shown it: a
-randomised comparison, so the difference is what the offer did). The learned difference per
-moment and intensity, shrunk towards the prior by `distraction.strength` observations, scales
-the pressure cost in arbitration.
+purchase they came for; fit guidance or reassurance (assist) can help it. The policy starts
+from priors (`intensity.abandon_risk` scaled by the moment's `pressure`; `assist_lift`); tact
+then compares, for the decisions that chose an onsite action at those moments, how often an
+order followed within `distraction.completion_hours` when it was delivered and when it was held
+back (the customer-level holdouts, and `experiments.distraction_test` per decision: randomised
+comparisons, so the difference is what the action did). The learned differences, shrunk
+towards the priors by `distraction.strength` observations, scale the pressure cost of offers
+and the value of assists in arbitration.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from app.policy import Policy
 
 MOMENTS = ("browse", "cart", "checkout")
 HELD = "held"
+ASSIST, ASSIST_HELD = "assist", "assist_held"
+_ENGAGE_PRIOR = 0.15  # the share of assists shown that a customer engages with, a priori
 
 
 class CompletionCounts:
@@ -49,6 +52,7 @@ class Distraction:
     def __init__(self, policy: Policy, counts: CompletionCounts) -> None:
         self.counts = counts
         self.strength = policy.distraction.strength
+        self.assist_lift = policy.assist_lift
         self.prior = {
             (m, i): policy.moments[m].pressure * risk
             for m in MOMENTS
@@ -71,3 +75,17 @@ class Distraction:
         """Learned abandon risk over the prior's (1 until the data says otherwise)."""
         prior = self.prior.get((moment, intensity), 0.0)
         return self.abandon(moment, intensity) / prior if prior > 0 else 1.0
+
+    def assist_factor(self, moment: str) -> float:
+        """Learned lift of an assist shown over the prior's (1 until the data says
+        otherwise): completion with the assist shown against held back."""
+        held_n, held_done = self.counts.get(moment, ASSIST_HELD)
+        shown_n, shown_done = self.counts.get(moment, ASSIST)
+        n = min(held_n, shown_n)
+        if n <= 0 or moment not in MOMENTS:
+            return 1.0
+        base = held_done / held_n
+        prior = _ENGAGE_PRIOR * self.assist_lift * max(base, 0.05)
+        seen = shown_done / shown_n - base
+        lift = max((self.strength * prior + n * seen) / (self.strength + n), 0.0)
+        return lift / prior

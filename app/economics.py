@@ -19,6 +19,7 @@ treated: p x v now, or (1 - p) x h x v0 later; untreated: o x v0 now, or (1 - o)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from math import exp, log
 
 from app.anyway import Anyway
@@ -61,6 +62,7 @@ class Economics:
         self.anyway = anyway
         self.cart_completion = 0.5  # P(a cart becomes an order), for assists in the cart
         self.enabled = policy.priors.anyway.enabled
+        self.assist_factor: Callable[[str], float] = lambda moment: 1.0  # set by the arbiter
         self._returns = _Weights(models.returns)
         self._organic = _Weights(models.organic)
 
@@ -125,21 +127,25 @@ class Economics:
             owned = self.anyway.base_bought(state.viewed.get(base.sku, 0))
         return owned * follow
 
-    def assist_reach(self, ctx: Context, offer: Offer) -> float:
-        """How much of an assist's value can be had: the chance the item is bought now (fit
-        guidance helps a purchase that happens), and only the first assist of a visit lifts
-        it (a later one: a quarter)."""
-        if offer.relation != "self":
-            return 1.0
-        state, sku = ctx.state, offer.product.sku
-        if ctx.moment == "post_purchase":
-            buy = 1.0  # bought: guidance can only prevent a return
-        elif sku in state.cart:
-            buy = self.cart_completion
-        else:
-            buy = self.anyway.base_bought(state.viewed.get(sku, 0))
+    def assist_value(self, ctx: Context, offer: Offer, frame: str, p_return: float) -> float:
+        """What an engaged assist is worth: a lift of the purchase under way (its margin at
+        stake, `ctx.at_stake`), scaled by what held-back assists taught (app/distraction.py),
+        and only the first assist of a visit lifts it; with fit guidance (risk_reduction), a
+        return less of the item when it is bought."""
+        p, state, product = self.policy, ctx.state, offer.product
         recent = any(e[PLAY] == "assist" and e[DECIDED] >= ctx.t - _VISIT_S for e in state.windows)
-        return buy * (0.25 if recent else 1.0)
+        lift = p.assist_lift * ctx.at_stake * self.assist_factor(ctx.moment)
+        value = lift * (0.25 if recent else 1.0)
+        if frame == "risk_reduction":
+            if ctx.moment == "post_purchase":
+                buy = 1.0  # bought: guidance can only prevent a return
+            elif product.sku in state.cart:
+                buy = self.cart_completion
+            else:
+                buy = self.anyway.base_bought(state.viewed.get(product.sku, 0))
+            handling = p.return_handling_cost
+            value += buy * p.assist_return_cut * p_return * (product.margin + handling)
+        return value
 
     def replaced_refills(self, ctx: Context, offer: Offer) -> float:
         """Refills of its consumable a subscription would replace over its cycles."""
@@ -150,16 +156,11 @@ class Economics:
         return sum(p**n for n in range(1, cycles + 1))
 
     def value(self, offer: Offer, frame: str, p_return: float, replaced: float = 0.0) -> float:
-        """Profit if the offer is taken up under `frame`, after returns (for a subscription,
-        its expected deliveries less the `replaced` refills' margin)."""
+        """Profit if the offer (not an assist: `assist_value`) is taken up under `frame`,
+        after returns (for a subscription, its expected deliveries less the `replaced` refills'
+        margin)."""
         p, product = self.policy, offer.product
         handling = p_return * p.return_handling_cost
-        if offer.relation == "self":  # if the item is bought (app/arbitration.py: assist_reach)
-            margin = product.margin
-            value = margin * p.assist_lift * (1.0 - p_return)
-            if frame == "risk_reduction":  # fit guidance and reassurance prevent returns
-                value += p.assist_return_cut * p_return * (margin + p.return_handling_cost)
-            return value
         discount = p.cost_efficiency_discount if frame == "cost_efficiency" else 0.0
         unit = product.price * (1.0 - discount) - product.unit_cost
         if offer.relation == "subscription":

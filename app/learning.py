@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.context import RELATION_PLAY
-from app.distraction import HELD
+from app.distraction import ASSIST, ASSIST_HELD, HELD
 from app.models import PRIOR, PRIOR_SCALE, Models
 from app.policy import Policy
 
@@ -111,11 +111,17 @@ class Learner:
         self.models.accept.learn_one(accept_x(learn, channel, "self", frame, intensity), engaged)
         self.models.cells.update(segment, "assist", frame, engaged)
 
-    def completion(self, moment: str, intensity: str, delivered: bool, completed: bool) -> None:
-        """An onsite offer's moment had a purchase under way: did it complete in time?"""
-        if self.enabled:
+    def completion(
+        self, moment: str, play: str, intensity: str, delivered: bool, completed: bool
+    ) -> None:
+        """An onsite action's moment had a purchase under way: did it complete in time?"""
+        if not self.enabled:
+            return
+        if play == "assist":
+            arm = ASSIST if delivered else ASSIST_HELD
+        else:
             arm = intensity if delivered else HELD
-            self.models.completion.add(moment, arm, completed)
+        self.models.completion.add(moment, arm, completed)
 
     def kept(self, learn: list[Any], returned: bool) -> None:
         """An accepted offer's return window closed: returned in it, or kept."""

@@ -39,10 +39,11 @@ class Offers:
         products = [
             p for p in (self.catalog.get(s) for s in ctx.focus[:_MAX_FOCUS]) if p is not None
         ]
-        if ctx.moment in ("browse", "cart", "checkout") and products:
-            found.append(Offer("self", products[0]))
-        if ctx.moment == "post_purchase" and products:
-            found.append(Offer("self", max(products, key=lambda p: p.margin)))
+        if products and self.policy.moments[ctx.moment].assist:
+            if ctx.moment in ("browse", "cart", "checkout"):
+                found.append(Offer("self", products[0]))
+            elif ctx.moment == "post_purchase":
+                found.append(Offer("self", max(products, key=lambda p: p.margin)))
         upsells: list[tuple[float, Offer]] = []
         viewed = ctx.state.viewed
         for base in products:

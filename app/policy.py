@@ -184,6 +184,7 @@ class MomentSpec(_Spec):
     pressure: float = Field(ge=0, le=100)
     max_offers: int | None = Field(default=None, ge=0, le=32)  # default: the policy's
     protect_suppresses: dict[ChannelName, Hours] = {}
+    assist: bool = True  # fit guidance / reassurance on the item in focus is a candidate
 
 
 class IntensitySpec(_Spec):

@@ -150,14 +150,14 @@ class Sequencer:
         return action
 
     def _distraction_test(self, ctx: Context, best: Scored, slot: str, aid: str) -> str | None:
-        """Hold an onsite offer made while a purchase is under way back, at random (the
-        policy's `experiments.distraction_test` share): the control of app/distraction.py."""
+        """Hold an onsite offer or assist made while a purchase is under way back, at random
+        (the policy's `experiments.distraction_test` share): the control of
+        app/distraction.py."""
         if (
             not self._distraction_share
             or slot != "decision"
             or ctx.moment not in DISTRACTION_MOMENTS
             or best.channel not in ONSITE_UPSELL
-            or best.offer.play not in UPSELL_PLAYS
         ):
             return None
         u = uniform(0, f"{self.policy.experiments.salt}:distraction:{aid}")
