@@ -6,9 +6,10 @@ from priors (`intensity.abandon_risk` scaled by the moment's `pressure`; `assist
 then compares, for the decisions that chose an onsite action at those moments, how often an
 order followed within `distraction.completion_hours` when it was delivered and when it was held
 back (the customer-level holdouts, and `experiments.distraction_test` per decision: randomised
-comparisons, so the difference is what the action did). The learned differences, shrunk
-towards the priors by `distraction.strength` observations, scale the pressure cost of offers
-and the value of assists in arbitration.
+comparisons, so the difference is what the action did). Each measured difference is weighed
+against its prior by precision (the prior's `distraction.prior_sd` against the sampling
+variance of a difference of two rates), and the result scales the pressure cost of offers and
+the value of assists in arbitration.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class Distraction:
 
     def __init__(self, policy: Policy, counts: CompletionCounts) -> None:
         self.counts = counts
-        self.strength = policy.distraction.strength
+        self.prior_sd = policy.distraction.prior_sd
         self.assist_lift = policy.assist_lift
         self.prior = {
             (m, i): policy.moments[m].pressure * risk
@@ -65,11 +66,27 @@ class Distraction:
         prior = self.prior.get((moment, intensity), 0.0)
         held_n, held_done = self.counts.get(moment, HELD)
         shown_n, shown_done = self.counts.get(moment, intensity)
-        n = min(held_n, shown_n)
-        if n <= 0:
+        return max(self._posterior(prior, held_n, held_done, shown_n, shown_done, -1.0), 0.0)
+
+    def _posterior(
+        self,
+        prior: float,
+        held_n: float,
+        held_done: float,
+        shown_n: float,
+        shown_done: float,
+        sign: float,
+    ) -> float:
+        """The prior effect and the measured one (sign x (shown rate - held rate)), weighed by
+        their precisions: a difference of two rates from few decisions moves it little."""
+        if held_n <= 0 or shown_n <= 0:
             return prior
-        seen = held_done / held_n - shown_done / shown_n
-        return max((self.strength * prior + n * seen) / (self.strength + n), 0.0)
+        held, shown = held_done / held_n, shown_done / shown_n
+        pooled = (held_done + shown_done) / (held_n + shown_n)
+        variance = max(pooled * (1.0 - pooled), 0.01) * (1.0 / held_n + 1.0 / shown_n)
+        prior_variance = self.prior_sd**2
+        weight = prior_variance / (prior_variance + variance)
+        return (1.0 - weight) * prior + weight * sign * (shown - held)
 
     def factor(self, moment: str, intensity: str) -> float:
         """Learned abandon risk over the prior's (1 until the data says otherwise)."""
@@ -81,11 +98,9 @@ class Distraction:
         otherwise): completion with the assist shown against held back."""
         held_n, held_done = self.counts.get(moment, ASSIST_HELD)
         shown_n, shown_done = self.counts.get(moment, ASSIST)
-        n = min(held_n, shown_n)
-        if n <= 0 or moment not in MOMENTS:
+        if held_n <= 0 or shown_n <= 0 or moment not in MOMENTS:
             return 1.0
-        base = held_done / held_n
+        base = (held_done + shown_done) / (held_n + shown_n)
         prior = _ENGAGE_PRIOR * self.assist_lift * max(base, 0.05)
-        seen = shown_done / shown_n - base
-        lift = max((self.strength * prior + n * seen) / (self.strength + n), 0.0)
-        return lift / prior
+        lift = self._posterior(prior, held_n, held_done, shown_n, shown_done, 1.0)
+        return max(lift, 0.0) / prior

@@ -112,7 +112,9 @@ class DistractionSpec(_Spec):
     """Learning what onsite offers cost the purchase under way (app/distraction.py)."""
 
     completion_hours: float = Field(default=2.0, gt=0, le=72)  # an order this soon completes it
-    strength: float = Field(default=150.0, gt=0, le=1_000_000)  # the prior's worth, in decisions
+    # How sure the priors are (a standard deviation of the effect on the completion rate):
+    # the measured difference weighs in by its precision against this.
+    prior_sd: float = Field(default=0.02, gt=0, le=1)
 
 
 class ConsentSpec(_Spec):
