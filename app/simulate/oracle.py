@@ -238,10 +238,10 @@ class Oracle(_Baseline):
             )
             if product.sku in shopper.owned and product.kind not in ("consumable", "subscription"):
                 accept *= 0.1
-            key = ("gain", product.sku, relation, frame, intensity, kind, at)
-            gain = m.memo.get(key)
+            gain_key = ("gain", product.sku, relation, frame, intensity, kind, at)
+            gain = m.memo.get(gain_key)
             if gain is None:
-                gain = m.memo[key] = self._gain(
+                gain = m.memo[gain_key] = self._gain(
                     sim, m, product, relation, frame, intensity, kind, at
                 )
             value = seen * accept * gain
