@@ -8,9 +8,11 @@ so tact counts it from orders, for every customer and whatever the engine did:
 
     follow-on    after an order of an item, how often a related item (accessory, bundle,
                  warranty) is bought within `horizon_days` without an offer of it delivered:
-                 a hazard per relation, separately for items the customer had looked at
-    refills      how often a consumable is bought again within 1.5 of its refill cycles: the
-                 customer's own record, shrunk to everyone's
+                 a hazard per relation, separately for items the customer had looked at,
+                 whose exposure counts from the order (customers who never come back are
+                 exposed too: counting only those seen again would overstate the rate)
+    refills      how often a consumable is bought again within 1.5 of its refill cycles, by
+                 deadline (the same reason): everyone's rate, and the customer's own record
     views        how often an item looked at is ordered: the chance a base item seen at a
                  product view ends up bought (for add-ons offered before it is)
 
@@ -34,20 +36,66 @@ _REFILL_SPAN = 1.5  # a rebuy within this many refill cycles keeps the habit
 
 
 class AnywayCounts:
-    """Population counts (the models' part)."""
+    """Population counts (the models' part).
+
+    Exposure is counted from when a watch starts, not when it is seen to end: a customer who
+    buys nothing and never comes back is exposed for the whole horizon, though no event of
+    theirs will say so. Watches still running are kept per start day and count their elapsed
+    days; refill chances likewise count an episode once its deadline has passed (or it was
+    answered by a rebuy)."""
 
     def __init__(self) -> None:
-        self.follow: dict[str, list[float]] = {}  # "relation|viewed" -> [events, days exposed]
-        self.refill = [0.0, 0.0]  # rebought in time, lapsed
+        self.follow: dict[str, list[float]] = {}  # "relation|seen" -> [events, closed days]
+        self.started: dict[str, dict[str, float]] = {}  # "relation|seen" -> {day: watches}
+        self.refill = [0.0, 0.0]  # episodes decided, rebought in time (deadlines passed)
+        self.refill_due: dict[str, list[float]] = {}  # deadline day -> [episodes, rebought]
         self.views = [0.0, 0.0]  # distinct items viewed, of those later ordered
 
     def state(self) -> dict[str, Any]:
-        return {"follow": self.follow, "refill": self.refill, "views": self.views}
+        return {
+            "follow": self.follow,
+            "started": self.started,
+            "refill": self.refill,
+            "refill_due": self.refill_due,
+            "views": self.views,
+        }
 
     def restore(self, state: Mapping[str, Any]) -> None:
         self.follow = {k: [float(x) for x in v] for k, v in state.get("follow", {}).items()}
+        self.started = {
+            k: {d: float(n) for d, n in v.items()} for k, v in state.get("started", {}).items()
+        }
         self.refill = [float(x) for x in state.get("refill", [0.0, 0.0])]
+        self.refill_due = {d: [float(x) for x in v] for d, v in state.get("refill_due", {}).items()}
         self.views = [float(x) for x in state.get("views", [0.0, 0.0])]
+
+    def exposure(self, key: str, t: float, horizon_days: float) -> tuple[float, float]:
+        """(events, days exposed by `t`) of a follow-on key; watches past the horizon close."""
+        row = self.follow.setdefault(key, [0.0, 0.0])
+        open_days = 0.0
+        started = self.started.get(key, {})
+        today = t / DAY
+        for day in list(started):
+            elapsed = today - float(day)
+            if elapsed >= horizon_days:
+                row[1] += started.pop(day) * horizon_days
+            elif elapsed > 0:
+                open_days += started[day] * elapsed
+        return row[0], row[1] + open_days
+
+    def refill_decided(self, t: float) -> tuple[float, float]:
+        """(episodes decided, rebought in time) by `t`: deadlines passed, and rebuys before."""
+        today = int(t // DAY)
+        early = 0.0
+        for day in list(self.refill_due):
+            episodes, rebought = self.refill_due[day]
+            if int(day) < today:
+                self.refill[0] += episodes
+                self.refill[1] += rebought
+                del self.refill_due[day]
+            else:
+                early += rebought
+        return self.refill[0] + early, self.refill[1] + early
 
 
 class Anyway:
@@ -72,6 +120,8 @@ class Anyway:
         self.view_prior = view_prior
         self.strength = strength  # what a prior is worth, in observations
         self.learning = learning
+        self._follow: dict[tuple[str, bool, int, float], float] = {}
+        self._refill_at, self._refill_base = -1, refill_prior
 
     # -- counting -----------------------------------------------------------------------------
     def viewed(self, state: CustomerState, sku: str) -> None:
@@ -97,7 +147,8 @@ class Anyway:
                 self._watch(state, product, t, bought)
 
     def lapses(self, state: CustomerState, t: float) -> None:
-        """Consumables not bought again within their span have lapsed (counted once)."""
+        """The customer's own consumables not bought again in time have lapsed (counted
+        once; everyone's chances count them by deadline: `AnywayCounts.refill_decided`)."""
         for sku, last in state.consumables.items():
             product = self.catalog.get(sku)
             if product is None or not product.refill_days:
@@ -106,25 +157,32 @@ class Anyway:
             if record[2] < last and t - last > _REFILL_SPAN * product.refill_days * DAY:
                 record[1] += 1.0
                 record[2] = last  # this purchase's lapse is counted
-                if self.learning:
-                    self.counts.refill[1] += 1.0
 
     def _rebuy(self, state: CustomerState, product: Product, t: float) -> None:
+        assert product.refill_days
+        span = _REFILL_SPAN * product.refill_days * DAY
         last = state.consumables.get(product.sku)
-        if last is None or not product.refill_days:
-            return
         record = state.refills.setdefault(product.sku, [0.0, 0.0, 0.0])
-        if t - last <= _REFILL_SPAN * product.refill_days * DAY and record[2] < last:
+        if last is not None and t - last <= span and record[2] < last:
             record[0] += 1.0
             record[2] = last
-            if self.learning:
-                self.counts.refill[0] += 1.0
+            if self.learning:  # the episode the last purchase started is answered
+                self._episode(last + span)[1] += 1.0
+        if self.learning:
+            self._episode(t + span)[0] += 1.0
+
+    def _episode(self, deadline: float) -> list[float]:
+        return self.counts.refill_due.setdefault(str(int(deadline // DAY)), [0.0, 0.0])
 
     def _watch(self, state: CustomerState, base: Product, t: float, bought: set[str]) -> None:
         for relation, sku in base.related:
             if relation in FOLLOW_RELATIONS and sku not in bought:
                 seen = 1 if state.viewed.get(sku, 0) > 0 else 0
                 state.watch.append([sku, relation, t, seen])
+                if self.learning:
+                    started = self.counts.started.setdefault(f"{relation}|{seen}", {})
+                    day = str(int(t // DAY))
+                    started[day] = started.get(day, 0.0) + 1.0
         del state.watch[:-_MAX_WATCH]
 
     def _settle(self, state: CustomerState, t: float, bought: set[str], offered: set[str]) -> None:
@@ -132,41 +190,55 @@ class Anyway:
         kept = []
         for entry in state.watch:
             sku, relation, start, seen = entry
-            end = start + horizon_s
-            if sku in bought and t <= end:
-                if sku not in offered:
-                    self._expose(relation, seen, (t - start) / DAY, 1.0)
-            elif t > end:
-                self._expose(relation, seen, self.horizon, 0.0)
-            else:
+            if t > start + horizon_s:
+                continue  # its exposure was counted by the day it started
+            if sku in bought:
+                if self.learning:  # no longer exposed: its days so far move out of the start
+                    key = f"{relation}|{seen}"
+                    started = self.counts.started.get(key, {})
+                    day = str(int(start // DAY))
+                    if started.get(day, 0.0) >= 1.0:
+                        started[day] -= 1.0
+                        row = self.counts.follow.setdefault(key, [0.0, 0.0])
+                        row[1] += (t - start) / DAY
+                        row[0] += 0.0 if sku in offered else 1.0  # an offer's sale is no
+            else:  # purchase of their own
                 kept.append(entry)
         state.watch = kept
 
-    def _expose(self, relation: str, seen: int, days: float, events: float) -> None:
-        if not self.learning:
-            return
-        row = self.counts.follow.setdefault(f"{relation}|{seen}", [0.0, 0.0])
-        row[0] += events
-        row[1] += max(days, 0.0)
-
     # -- reading ------------------------------------------------------------------------------
-    def follow_on(self, relation: str, seen: bool) -> float:
+    def follow_on(self, relation: str, seen: bool, t: float) -> float:
         """P(an item of `relation` is bought on their own within the horizon, once its base
-        is owned): a Gamma-Poisson hazard from the counts, starting at the policy's prior."""
+        is owned): a Gamma-Poisson hazard from the counts, starting at the policy's prior
+        (read again after an hour of event time, or a new follow-on purchase)."""
+        events = self.counts.follow.get(f"{relation}|{int(seen)}", (0.0, 0.0))[0]
+        key = (relation, seen, int(t // 3600.0), events)
+        found = self._follow.get(key)
+        if found is None:
+            if len(self._follow) > 64:
+                self._follow.clear()
+            found = self._follow[key] = self._follow_on(relation, seen, t)
+        return found
+
+    def _follow_on(self, relation: str, seen: bool, t: float) -> float:
         prior = self.follow_prior.get(relation, 0.0)
         if seen:
             prior = min(2.5 * prior, 0.9)
         rate0 = -math.log(1.0 - prior) / self.horizon  # per day
-        events, days = self.counts.follow.get(f"{relation}|{int(seen)}", (0.0, 0.0))
+        events, days = self.counts.exposure(f"{relation}|{int(seen)}", t, self.horizon)
         prior_days = self.strength * self.horizon
-        rate = (rate0 * prior_days + events) / (prior_days + days)
+        rate = (rate0 * prior_days + events) / (prior_days + max(days, 0.0))
         return 1.0 - math.exp(-rate * self.horizon)
 
-    def refill(self, state: CustomerState, sku: str) -> float:
+    def refill(self, state: CustomerState, sku: str, t: float) -> float:
         """P(the customer buys this consumable again this cycle on their own)."""
-        rebought, lapsed = self.counts.refill
-        k = self.strength
-        base = (self.refill_prior * k + rebought) / (k + rebought + lapsed)
+        hour = int(t // 3600.0)
+        if self._refill_at != hour:
+            decided, rebought = self.counts.refill_decided(t)
+            k = self.strength
+            self._refill_base = (self.refill_prior * k + rebought) / (k + decided)
+            self._refill_at = hour
+        base = self._refill_base
         mine = state.refills.get(sku, (0.0, 0.0, 0.0))
         return (base * 2.0 + mine[0]) / (2.0 + mine[0] + mine[1])
 

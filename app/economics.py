@@ -111,11 +111,13 @@ class Economics:
         if not self.enabled:
             return 0.0
         if relation == "refill":
-            return self.anyway.refill(state, offer.product.sku)
+            return self.anyway.refill(state, offer.product.sku, ctx.t)
         if relation not in ("accessories", "bundle_with", "warranty", "affinity"):
             return 0.0
         seen = state.viewed.get(offer.product.sku, 0) > 0
-        follow = self.anyway.follow_on("accessories" if relation == "affinity" else relation, seen)
+        follow = self.anyway.follow_on(
+            "accessories" if relation == "affinity" else relation, seen, ctx.t
+        )
         base = offer.base
         if base is None:
             return 0.0
@@ -151,7 +153,7 @@ class Economics:
         """Refills of its consumable a subscription would replace over its cycles."""
         if offer.relation != "subscription" or offer.base is None or not self.enabled:
             return 0.0
-        p = self.anyway.refill(ctx.state, offer.base.sku)
+        p = self.anyway.refill(ctx.state, offer.base.sku, ctx.t)
         cycles = int(self.policy.subscription_cycles)
         return sum(p**n for n in range(1, cycles + 1))
 

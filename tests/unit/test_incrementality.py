@@ -94,6 +94,26 @@ def test_a_dearer_ask_is_a_rarer_yes() -> None:
     assert max(c.p_accept for c in pro_flat) > 10 * max(c.p_accept for c in pro)
 
 
+def test_customers_who_never_come_back_count_as_exposed() -> None:
+    """Fifty customers buy the body (three add-ons watched each); ten buy the case a week
+    later, the rest are never seen again. Counting only customers seen again would say the
+    case is bought anyway by all of them; the exposure says 10 in 150 add-ons watched."""
+    engine = engine_for(catalog=CAMERA)
+    shoppers = [Shopper(f"b{i}") for i in range(50)]
+    for s in shoppers:
+        engine.process(order(s, "BODY"))
+    for s in shoppers[:10]:
+        s.wait(days=7)
+        engine.process(order(s, "CASE"))
+    late = Shopper("clock").wait(days=40)
+    engine.process(late.view("CARD"))  # the stream goes on: every watch has run its course
+    events, days = engine.models.anyway.exposure("accessories|0", engine.models.watermark, 30.0)
+    assert events == 10
+    assert 140 * 30 + 10 * 7 - 2 < days < 140 * 30 + 10 * 7 + 2
+    share = engine.anyway.follow_on("accessories", False, engine.models.watermark)
+    assert 0.05 < share < 0.1  # about 10 in 150, with the prior (12%) worth 20 watches
+
+
 def test_follow_on_purchases_are_counted_from_orders_and_lower_an_add_on_value() -> None:
     """Customers who buy the body and then the case on their own teach tact that a case
     offered after the body is mostly a purchase pulled forward."""
@@ -103,9 +123,10 @@ def test_follow_on_purchases_are_counted_from_orders_and_lower_an_add_on_value()
         engine.process(order(s, "BODY"))
         s.wait(days=5)
         engine.process(order(s, "CASE"))
-    rows = engine.models.anyway.follow
-    assert rows["accessories|0"][0] == 60  # 60 follow-on purchases, none offered
-    assert engine.anyway.follow_on("accessories", seen=False) > 0.8
+    now = engine.models.watermark
+    events, days = engine.models.anyway.exposure("accessories|0", now, 30.0)
+    assert events == 60  # the case, 5 days after each body (card and strap watches run on)
+    assert engine.anyway.follow_on("accessories", False, now) > 0.5
     decisions: list[Decision] = []
     engine.on_decision = decisions.append
     engine.process(order(Shopper("new"), "BODY"))
@@ -133,8 +154,9 @@ def test_a_regular_refiller_is_worth_less_to_remind_and_a_subscription_nets_its_
     lapser.wait(days=60)
     engine.process(lapser.view("RUN-SHOE-01"))  # a visit long after: the refill lapsed
     engine.process(lapser.order("RUN-GEL-12"))
-    keen = engine.anyway.refill(state, "RUN-GEL-12")
-    gone = engine.anyway.refill(engine.customers["lapser"], "RUN-GEL-12")
+    now = engine.models.watermark
+    keen = engine.anyway.refill(state, "RUN-GEL-12", now)
+    gone = engine.anyway.refill(engine.customers["lapser"], "RUN-GEL-12", now)
     assert keen > 0.75 and gone < keen - 0.2
     # A subscription for the regular replaces refills they would buy: worth much less than
     # its deliveries' margin.
