@@ -8,8 +8,8 @@ them live in `schemas/json/` (`tact schemas export`).
 from schemas.action import CHANNELS, PLAYS, Action, Suppression
 from schemas.clickstream import (
     AddToCart,
-    Consent,
     CheckoutStart,
+    Consent,
     CouponInteraction,
     DiscountClick,
     MessageFeedback,
