@@ -103,15 +103,17 @@ def test_summary_counts_actions(files: dict[str, Path], capsys: pytest.CaptureFi
     assert "events/s" in err and "by play" in err and "by channel" in err
 
 
-def test_replay_reads_stdin_and_writes_stdout(files: dict[str, Path]) -> None:
+def test_replay_reads_stdin_and_writes_stdout(files: dict[str, Path], tmp_path: Path) -> None:
     out = subprocess.run(
         [str(TACT), "replay", "-", "--catalog", str(files["catalog"]), "--out", "-"],
         input=files["events"].read_bytes(),
         capture_output=True,
         check=True,
         timeout=120,
+        cwd=tmp_path,
     )
     assert out.stdout == (files["dir"] / "a.jsonl").read_bytes()
+    assert (tmp_path / "outcomes.jsonl").stat().st_size > 0  # beside stdout: the working directory
 
 
 def test_policy_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
