@@ -50,6 +50,7 @@ class AnywayCounts:
         self.refill = [0.0, 0.0]  # episodes decided, rebought in time (deadlines passed)
         self.refill_due: dict[str, list[float]] = {}  # deadline day -> [episodes, rebought]
         self.views = [0.0, 0.0]  # distinct items viewed, of those later ordered
+        self.version = 0  # moves with the refill and follow-on counts: readers cache by it
 
     def state(self) -> dict[str, Any]:
         return {
@@ -120,8 +121,8 @@ class Anyway:
         self.view_prior = view_prior
         self.strength = strength  # what a prior is worth, in observations
         self.learning = learning
-        self._follow: dict[tuple[str, bool, int, float], float] = {}
-        self._refill_at, self._refill_base = -1, refill_prior
+        self._follow: dict[tuple[str, bool, int, int], float] = {}
+        self._refill_at, self._refill_base = (-1, -1), refill_prior
 
     # -- counting -----------------------------------------------------------------------------
     def viewed(self, state: CustomerState, sku: str) -> None:
@@ -172,6 +173,7 @@ class Anyway:
             self._episode(t + span)[0] += 1.0
 
     def _episode(self, deadline: float) -> list[float]:
+        self.counts.version += 1
         return self.counts.refill_due.setdefault(str(int(deadline // DAY)), [0.0, 0.0])
 
     def _watch(self, state: CustomerState, base: Product, t: float, bought: set[str]) -> None:
@@ -183,6 +185,7 @@ class Anyway:
                     started = self.counts.started.setdefault(f"{relation}|{seen}", {})
                     day = str(int(t // DAY))
                     started[day] = started.get(day, 0.0) + 1.0
+                    self.counts.version += 1
         del state.watch[:-_MAX_WATCH]
 
     def _settle(self, state: CustomerState, t: float, bought: set[str], offered: set[str]) -> None:
@@ -202,6 +205,7 @@ class Anyway:
                         row = self.counts.follow.setdefault(key, [0.0, 0.0])
                         row[1] += (t - start) / DAY
                         row[0] += 0.0 if sku in offered else 1.0  # an offer's sale is no
+                        self.counts.version += 1
             else:  # purchase of their own
                 kept.append(entry)
         state.watch = kept
@@ -210,14 +214,16 @@ class Anyway:
     def follow_on(self, relation: str, seen: bool, t: float) -> float:
         """P(an item of `relation` is bought on their own within the horizon, once its base
         is owned): a Gamma-Poisson hazard from the counts, starting at the policy's prior
-        (read again after an hour of event time, or a new follow-on purchase)."""
-        events = self.counts.follow.get(f"{relation}|{int(seen)}", (0.0, 0.0))[0]
-        key = (relation, seen, int(t // 3600.0), events)
+        (read at the start of each hour of event time, again when the counts move)."""
+        hour = int(t // 3600.0)
+        key = (relation, seen, hour, self.counts.version)
         found = self._follow.get(key)
         if found is None:
             if len(self._follow) > 64:
                 self._follow.clear()
-            found = self._follow[key] = self._follow_on(relation, seen, t)
+            # read at the hour's start: the same whatever was asked before (a restored
+            # engine decides as one that never stopped)
+            found = self._follow[key] = self._follow_on(relation, seen, hour * 3600.0)
         return found
 
     def _follow_on(self, relation: str, seen: bool, t: float) -> float:
@@ -232,12 +238,12 @@ class Anyway:
 
     def refill(self, state: CustomerState, sku: str, t: float) -> float:
         """P(the customer buys this consumable again this cycle on their own)."""
-        hour = int(t // 3600.0)
-        if self._refill_at != hour:
-            decided, rebought = self.counts.refill_decided(t)
+        at = (int(t // 3600.0), self.counts.version)
+        if self._refill_at != at:
+            decided, rebought = self.counts.refill_decided(at[0] * 3600.0)
             k = self.strength
             self._refill_base = (self.refill_prior * k + rebought) / (k + decided)
-            self._refill_at = hour
+            self._refill_at = at
         base = self._refill_base
         mine = state.refills.get(sku, (0.0, 0.0, 0.0))
         return (base * 2.0 + mine[0]) / (2.0 + mine[0] + mine[1])

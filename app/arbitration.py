@@ -40,17 +40,19 @@ class _Race:
         self.floor = floor
         self.z = z
         self.cut = floor
-        self.arms: list[Scored] = []
+        self.arms: list[Scored | tuple[Any, ...]] = []  # Scored, or its fields (made later)
 
-    def enter(self, arm: Scored) -> None:
-        if arm.eip + self.z * arm.spread < self.cut:
+    def enter(self, arm: Scored | tuple[Any, ...]) -> None:
+        eip, spread = (arm[12], arm[13]) if isinstance(arm, tuple) else (arm.eip, arm.spread)
+        if eip + self.z * spread < self.cut:
             return
         self.arms.append(arm)
-        self.cut = max(self.cut, arm.eip - self.z * arm.spread)
+        self.cut = max(self.cut, eip - self.z * spread)
 
     def contenders(self, limit: int) -> list[Scored]:
         """The arms still in contention, best expected profit first, at most `limit`."""
-        alive = [a for a in self.arms if a.eip + self.z * a.spread >= self.cut]
+        arms = [a if isinstance(a, Scored) else Scored(*a) for a in self.arms]
+        alive = [a for a in arms if a.eip + self.z * a.spread >= self.cut]
         alive.sort(key=lambda a: -a.eip)
         return alive[:limit]
 
@@ -67,6 +69,8 @@ class Arbiter:
         self.economics = Economics(policy, models, anyway)
         self.distraction = Distraction(policy, models.completion)
         self.economics.assist_factor = self.distraction.assist_factor
+        self._abandon: dict[str, dict[str, float]] = {}  # moment -> intensity -> factor
+        self._abandon_at = -1
         exploration = policy.exploration
         self._z = exploration.contention_z if exploration.enabled else 0.0
 
@@ -82,6 +86,11 @@ class Arbiter:
         terms = self._build.terms(ctx)
         ctx.at_stake = at_stake
         stake = terms.stake_per_unit * at_stake
+        if self._abandon_at != self.models.completion.version:  # read again once they move
+            self._abandon, self._abandon_at = {}, self.models.completion.version
+        if stake and ctx.moment not in self._abandon:
+            factor = self.distraction.factor
+            self._abandon[ctx.moment] = {i: factor(ctx.moment, i) for i in INTENSITY_ORDER}
         p = self.policy
         most_by_readiness = self._max_intensity(terms.signals)
         race = _Race(p.min_expected_profit, self._z)
@@ -151,7 +160,8 @@ class Arbiter:
             )
         finally:
             self.keep_all = keep_all
-        return race.arms[0] if race.arms else None
+        found = race.contenders(1)
+        return found[0] if found else None
 
     def _frames(self, ctx: Context, offer: Offer, verdict: Verdict) -> list[str]:
         allowed = self.policy.relation_frames.get(offer.relation, [])
@@ -244,11 +254,9 @@ class Arbiter:
         by_channel, by_intensity = terms.by_channel, terms.by_intensity
         prefer_frames, frame_priors = verdict.prefer_frames, terms.frame_prior
         cells, segment = self.models.cells, ctx.segments.key
-        factor = self.distraction.factor
-        distraction = {i: factor(ctx.moment, i) for i in intensities} if stake else {}
-        per_frame = []
-        top_frame = top_value = -1e18
-        top_spread = 0.0
+        distraction = self._abandon.get(ctx.moment, {})
+        logits = []
+        top_frame, top_spread = -1e18, 0.0
         for frame in frames:
             frame_prior = frame_priors.get(frame)
             if frame_prior is None:
@@ -257,20 +265,24 @@ class Arbiter:
                 )
             if prefer_frames:
                 frame_prior += prefer_frames.get(frame, 0.0)
+            frame_model = offer_model + w.get(f"fr:{frame}", 0.0)
+            spread = cells.spread(segment, play, frame) if race.z else 0.0
+            bound = frame_model + w_prior * (offer_prior + frame_prior)
+            logits.append((frame, frame_prior, frame_model, spread, bound))
+            top_frame = max(top_frame, bound)
+            top_spread = max(top_spread, spread)
+        per_frame = []
+        top_value = -1e18
+        for frame, frame_prior, frame_model, spread, bound in logits:
             if frame not in _VALUE_FRAMES:
                 value = plain_value - pulled
             elif assist:
                 value = economics.assist_value(ctx, offer, frame, p_return)
             else:
                 value = economics.value(offer, frame, p_return, replaced) - pulled
-            frame_model = offer_model + w.get(f"fr:{frame}", 0.0)
-            spread = cells.spread(segment, play, frame) if race.z else 0.0
-            bound = frame_model + w_prior * (offer_prior + frame_prior)
             habit = terms.discount_habit if frame == "cost_efficiency" else 0.0
             per_frame.append((frame, value, frame_prior, frame_model, spread, bound, habit))
-            top_frame = max(top_frame, bound)
             top_value = max(top_value, value)
-            top_spread = max(top_spread, spread)
         # Upper bounds skip what can neither improve an arm nor bring it into contention; the
         # same skips decide the arms when every candidate is kept for an explanation.
         top_intensity, low_fatigue = terms.intensity_bounds[len(intensities) - 1]
@@ -333,4 +345,4 @@ class Arbiter:
                         incumbent = best[frame] = (eip, fields, shown)
         for eip, fields, shown in best.values():
             if eip + z * fields[-1] >= race.cut:  # else out of contention: enter would refuse it
-                race.enter(shown if shown is not None else Scored(*fields))
+                race.enter(shown if shown is not None else fields)

@@ -154,6 +154,8 @@ class Decider:
         """A withdrawal keeps the channel quiet: connectors drop what is pending there."""
         if event.granted or event.channel not in self.policy.consent.required:
             return []
+        if not any(entry[2] == event.channel and entry[0] > t for entry in state.scheduled):
+            return []  # nothing pending there (a signup without an opt-in is not news)
         quiet = {event.channel: self.policy.consent.withdrawn_quiet_days * 24.0}
         return self._protect_for(cid, state, event, t, "consent_withdrawn", quiet)
 

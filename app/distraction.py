@@ -30,11 +30,13 @@ class CompletionCounts:
 
     def __init__(self) -> None:
         self.counts: dict[str, list[float]] = {}
+        self.version = 0  # changes with every count: readers cache by it
 
     def add(self, moment: str, arm: str, completed: bool) -> None:
         row = self.counts.setdefault(f"{moment}|{arm}", [0.0, 0.0])
         row[0] += 1.0
         row[1] += float(completed)
+        self.version += 1
 
     def get(self, moment: str, arm: str) -> tuple[float, float]:
         row = self.counts.get(f"{moment}|{arm}", (0.0, 0.0))
@@ -45,6 +47,7 @@ class CompletionCounts:
 
     def restore(self, state: Mapping[str, Any]) -> None:
         self.counts = {k: [float(x) for x in v] for k, v in state.items()}
+        self.version += 1
 
 
 class Distraction:
@@ -53,6 +56,8 @@ class Distraction:
     def __init__(self, policy: Policy, counts: CompletionCounts) -> None:
         self.counts = counts
         self.prior_sd = policy.distraction.prior_sd
+        self._assist: dict[str, float] = {}
+        self._assist_at = -1
         self.assist_lift = policy.assist_lift
         self.prior = {
             (m, i): policy.moments[m].pressure * risk
@@ -96,6 +101,14 @@ class Distraction:
     def assist_factor(self, moment: str) -> float:
         """Learned lift of an assist shown over the prior's (1 until the data says
         otherwise): completion with the assist shown against held back."""
+        if self._assist_at != self.counts.version:
+            self._assist, self._assist_at = {}, self.counts.version
+        found = self._assist.get(moment)
+        if found is None:
+            found = self._assist[moment] = self._assist_factor(moment)
+        return found
+
+    def _assist_factor(self, moment: str) -> float:
         held_n, held_done = self.counts.get(moment, ASSIST_HELD)
         shown_n, shown_done = self.counts.get(moment, ASSIST)
         if held_n <= 0 or shown_n <= 0 or moment not in MOMENTS:

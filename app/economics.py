@@ -32,6 +32,13 @@ from app.readiness import Readiness
 
 _MAX_ORGANIC = 0.6
 _VISIT_S = 2 * 3600.0  # assists this recent were in the same visit
+# Relations whose items customers buy on their own after the base, and the counts they use.
+_FOLLOWS = {
+    "accessories": "accessories",
+    "bundle_with": "bundle_with",
+    "warranty": "warranty",
+    "affinity": "accessories",
+}
 
 
 def _logit(p: float) -> float:
@@ -107,21 +114,18 @@ class Economics:
     def anyway_share(self, ctx: Context, offer: Offer) -> float:
         """The chance the customer buys the offered item on their own within the horizon
         (0 for assist, upgrades and subscriptions, whose value accounts for it)."""
-        relation, state = offer.relation, ctx.state
-        if not self.enabled:
+        relation = offer.relation
+        follows = _FOLLOWS.get(relation)
+        if follows is None or not self.enabled:
+            if relation == "refill" and self.enabled:
+                return self.anyway.refill(ctx.state, offer.product.sku, ctx.t)
             return 0.0
-        if relation == "refill":
-            return self.anyway.refill(state, offer.product.sku, ctx.t)
-        if relation not in ("accessories", "bundle_with", "warranty", "affinity"):
-            return 0.0
-        seen = state.viewed.get(offer.product.sku, 0) > 0
-        follow = self.anyway.follow_on(
-            "accessories" if relation == "affinity" else relation, seen, ctx.t
-        )
         base = offer.base
         if base is None:
             return 0.0
-        if any(w[0] == offer.product.sku for w in state.watch) or ctx.moment == "post_purchase":
+        state, sku = ctx.state, offer.product.sku
+        follow = self.anyway.follow_on(follows, offer.seen, ctx.t)
+        if ctx.moment == "post_purchase" or any(w[0] == sku for w in state.watch):
             owned = 1.0  # the base was just bought
         elif base.sku in state.cart:
             owned = 0.7

@@ -25,8 +25,8 @@ class Offers:
         self.policy = policy
         self.catalog = catalog
         self.models = models
-        # sku -> its catalog offers, most valuable first: (value bound, relation, product)
-        self._related: dict[str, tuple[tuple[float, Relation, Product], ...]] = {}
+        # sku -> its catalog offers, most valuable first: (value bound, unseen, seen)
+        self._related: dict[str, tuple[tuple[float, Offer, Offer], ...]] = {}
         self._stale_channels = frozenset(policy.freshness.close_channels)
         self._need_consent = frozenset(policy.consent.required)
 
@@ -50,11 +50,11 @@ class Offers:
             related = self._related.get(base.sku)
             if related is None:
                 related = self._related[base.sku] = self._by_value(base)
-            for bound, relation, product in related:
-                if product.sku not in exclude:
-                    seen = viewed.get(product.sku, 0) > 0
-                    upsells.append((bound, Offer(relation, product, base, seen)))
-                    exclude.add(product.sku)
+            for bound, unseen, looked in related:
+                sku = unseen.product.sku
+                if sku not in exclude:
+                    upsells.append((bound, looked if viewed.get(sku, 0) > 0 else unseen))
+                    exclude.add(sku)
             if not related:
                 for sku in self.models.affinity.top(base.sku, self.policy.max_offers):
                     bought_with = self.catalog.get(sku)
@@ -76,9 +76,10 @@ class Offers:
         limit = self.policy.moments[ctx.moment].max_offers
         return found + offers[: self.policy.max_offers if limit is None else limit]
 
-    def _by_value(self, base: Product) -> tuple[tuple[float, Relation, Product], ...]:
-        """The catalog's offers around `base`, most valuable first: what one sale of each
-        would earn at most (the arbiter skips those whose expected profit cannot compete)."""
+    def _by_value(self, base: Product) -> tuple[tuple[float, Offer, Offer], ...]:
+        """The catalog's offers around `base`, most valuable first (what one sale of each
+        would earn at most), each as it is offered to a customer who has not looked at it
+        and to one who has (made once: moments reuse them)."""
         found = []
         for relation in _RELATIONS:
             for sku in self.catalog.related(base.sku, relation):
@@ -90,7 +91,9 @@ class Offers:
                     bound -= base.margin
                 elif relation == "subscription":
                     bound *= self.policy.subscription_cycles
-                found.append((bound, relation, product))
+                found.append(
+                    (bound, Offer(relation, product, base), Offer(relation, product, base, True))
+                )
         if self.policy.offer_order == "value":
             found.sort(key=lambda entry: -entry[0])
         return tuple(found)

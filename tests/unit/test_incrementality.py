@@ -124,7 +124,7 @@ def test_follow_on_purchases_are_counted_from_orders_and_lower_an_add_on_value()
         s.wait(days=5)
         engine.process(order(s, "CASE"))
     now = engine.models.watermark
-    events, days = engine.models.anyway.exposure("accessories|0", now, 30.0)
+    events, _ = engine.models.anyway.exposure("accessories|0", now, 30.0)
     assert events == 60  # the case, 5 days after each body (card and strap watches run on)
     assert engine.anyway.follow_on("accessories", False, now) > 0.5
     decisions: list[Decision] = []
@@ -265,11 +265,21 @@ def test_messages_need_consent_and_a_withdrawal_quiets_what_is_pending() -> None
     assert any(a.channel in ("email", "sms") and a.play != "protect" for a in granted)
     engine = engine_for()
     s = Shopper("later")
-    for event in shopper_events(s, True):
-        engine.process(event)
+    pending: list[Action] = []
+    engine.process(s.consent("email"))
+    for sku in ("RUN-SHOE-01", "RUN-WATCH-01", "RUN-VEST-01", "RUN-JACKET-01"):
+        for event in (s.view(sku), s.read_reviews(sku, 200), s.add(sku)):
+            made = engine.process(event)
+            pending += [a for a in made if a.channel == "email" and a.play != "protect"]
+        if pending:
+            break  # an email is scheduled (for tomorrow): withdraw before it goes
+        s.wait(days=2)
+    assert pending and pending[0].not_before > pending[0].ts
     (quiet,) = engine.process(s.consent("email", False))
     assert quiet.play == "protect" and "protect:consent_withdrawn" in quiet.reasons
     assert [x.channel for x in quiet.suppress] == ["email"]
+    assert all(x.until > pending[0].not_before for x in quiet.suppress)
+    assert not engine.process(s.consent("sms", False))  # nothing pending there: no news
 
 
 def test_adagrad_keeps_learning_when_the_world_changes() -> None:

@@ -58,19 +58,28 @@ def test_fast_acceptance_scores_are_rivers_predictions(
         assert ours == pytest.approx(river, rel=1e-9, abs=1e-12)
 
 
-def test_fast_return_scores_are_rivers_predictions(
-    learned: tuple[DecisionEngine, list[Decision], list[tuple[float, float]]],
-) -> None:
-    engine, decisions, _ = learned
+def test_fast_return_scores_are_rivers_predictions() -> None:
+    engine = DecisionEngine(demo_catalog())
+    events = list(generate(300, seed=5, arrival_span=timedelta(days=10)))
+    for event in events[: len(events) // 2]:
+        engine.process(event)
     prior = engine.policy.priors.return_
-    for d in decisions[:50]:
+    pairs: list[tuple[float, float]] = []
+
+    def hook(d: Decision) -> None:  # River's prediction at decision time
         for c in d.candidates[:5]:
             assert d.readiness is not None
             product = c.offer.product
             logit = prior.base + prior.kind.get(product.kind, 0.0) + prior.risk * d.readiness.risk
             x = return_features(logit, product, d.readiness)
-            river = engine.models.returns.model.predict_proba_one(x)[True]
-            assert c.p_return == pytest.approx(river, rel=1e-9)
+            pairs.append((c.p_return, engine.models.returns.model.predict_proba_one(x)[True]))
+
+    engine.on_decision = hook
+    for event in events[len(events) // 2 :]:
+        engine.process(event)
+    assert len(pairs) > 100
+    for fast, river in pairs:
+        assert fast == pytest.approx(river, rel=1e-9)
 
 
 def test_a_new_model_predicts_its_prior() -> None:
