@@ -17,7 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from app import codec
 from app.decode import describe_validation_error
@@ -61,11 +68,20 @@ class ProductSpec(BaseModel):
     sku: Annotated[str, Field(min_length=1, max_length=128)]
     title: str = ""
     category: str = "uncategorised"
-    price: float = Field(ge=0, allow_inf_nan=False)
-    unit_cost: float = Field(ge=0, allow_inf_nan=False)
+    price: float = Field(ge=0, allow_inf_nan=False, strict=True)  # a number, never "12"
+    unit_cost: float = Field(ge=0, allow_inf_nan=False, strict=True)
     kind: Kind = "core"
     related: RelatedSpec = RelatedSpec()
     refill_days: int | None = Field(default=None, ge=1, le=3650)
+
+    @model_validator(mode="after")
+    def _not_sold_at_a_loss(self) -> ProductSpec:
+        if self.unit_cost > self.price:
+            raise ValueError(
+                f"unit_cost {self.unit_cost:g} is above price {self.price:g} (every sale would "
+                "lose money: are the two swapped?)"
+            )
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +180,7 @@ def _read_specs(path: Path) -> Iterator[ProductSpec]:
                 raise ConfigurationError(f"{path}:{number}: not JSON: {exc}") from None
             except ValidationError as exc:
                 raise ConfigurationError(
-                    f"{path}:{number}: {describe_validation_error(exc)}"
+                    f"{path}:{number}: {describe_validation_error(exc, 'product')}"
                 ) from None
             if spec.sku in seen:
                 raise ConfigurationError(f"{path}:{number}: duplicate sku {spec.sku!r}")

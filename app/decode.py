@@ -64,11 +64,12 @@ def validate_object(obj: Any, family: TopicFamily | None = None) -> Envelope:
         raise BadInput("schema", describe_validation_error(exc)) from None
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line per field error, `path: message`, capped in length."""
+def describe_validation_error(exc: ValidationError, whole: str = "(event)") -> str:
+    """One line per field error, `path: message` (`whole` for the record as a whole), capped
+    in length."""
     parts = []
     for error in exc.errors(include_url=False, include_input=False):
-        path = ".".join(str(p) for p in error["loc"]) or "(event)"
-        parts.append(f"{path}: {error['msg']}")
+        path = ".".join(str(p) for p in error["loc"]) or whole
+        parts.append(f"{path}: {error['msg'].removeprefix('Value error, ')}")
     text = "; ".join(parts)
     return text if len(text) <= _DETAIL_LIMIT else text[: _DETAIL_LIMIT - 3] + "..."

@@ -7,10 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.decode import DEFAULT_MAX_EVENT_BYTES
+from app.errors import ConfigurationError
+
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 class Settings(BaseSettings):
@@ -59,11 +62,21 @@ class Settings(BaseSettings):
     seed: int = Field(0, description="engine seed")
 
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus port; 0 disables")
+    metrics_host: str = Field(
+        "127.0.0.1", description="address the status page listens on (0.0.0.0: every interface)"
+    )
     lag_interval_s: float = Field(
         15.0, ge=1, le=3600, description="how often the worker reads its group's lag"
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "text"] = "auto"
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith(_REDIS_SCHEMES):
+            raise ValueError(f"a URL starting with {', '.join(_REDIS_SCHEMES)}")
+        return value
 
     @property
     def input_topics(self) -> dict[str, Literal["clickstream", "orders"]]:
@@ -73,3 +86,34 @@ class Settings(BaseSettings):
     def redacted(self) -> dict[str, object]:
         """Settings as a dict safe to log (secrets stay masked)."""
         return {k: (str(v) if isinstance(v, SecretStr) else v) for k, v in self}
+
+
+def load_settings() -> Settings:
+    """The settings from the environment; a wrong value is a ConfigurationError that names the
+    variable, what it should be and (unless it is a secret) what it was."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigurationError(_explain(exc)) from None
+
+
+def _explain(exc: ValidationError) -> str:
+    fields = Settings.model_fields
+    lines = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else ""
+        field = fields.get(name)
+        secret = field is not None and field.annotation is SecretStr
+        given = "" if secret else f"={error.get('input')!s}"
+        about = f" ({field.description})" if field is not None and field.description else ""
+        lines.append(f"TACT_{name.upper()}{given}: {_should(error['msg'])}{about}")
+    return "bad setting: " + "; ".join(lines)
+
+
+def _should(message: str) -> str:
+    """pydantic's message as what the value should be."""
+    for prefix in ("Value error, ", "Input should be ", "Input should "):
+        if message.startswith(prefix):
+            rest = message.removeprefix(prefix)
+            return f"should be {rest}" if prefix != "Input should " else f"should {rest}"
+    return "should " + message.removeprefix("String should ")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from app import codec
@@ -17,6 +17,32 @@ def _render_schemas() -> dict[str, bytes]:
     from schemas.export import documents
 
     return {name: codec.dumps_sorted(doc) + b"\n" for name, doc in documents().items()}
+
+
+def _at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least `low`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is below {low}")
+        return value
+
+    return parse
+
+
+def _positive(text: str) -> float:
+    """An argparse type: a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not above 0")
+    return value
 
 
 def cmd_schemas_export(args: argparse.Namespace) -> int:
@@ -46,17 +72,17 @@ def cmd_schemas_export(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from app.io.worker import run_worker
-    from app.settings import Settings
+    from app.settings import load_settings
 
-    run_worker(Settings())
+    run_worker(load_settings())
     return 0
 
 
 def cmd_topics_create(args: argparse.Namespace) -> int:
     from app.io.kafka_admin import ensure_topics
-    from app.settings import Settings
+    from app.settings import load_settings
 
-    settings = Settings()
+    settings = load_settings()
     created = ensure_topics(settings)
     print(f"created: {', '.join(created)}" if created else "all topics exist")
     return 0
@@ -64,10 +90,10 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from app.cli.demo import Demo
-    from app.settings import Settings
+    from app.settings import load_settings
 
     demo = Demo(
-        Settings(),
+        load_settings(),
         customers=args.customers,
         rate=args.rate,
         seed=args.seed,
@@ -88,6 +114,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise ConfigurationError("give EVENTS (a file, or - for stdin) or --from-topics")
     if args.report or args.evaluate:
         raise ConfigurationError("--report and --evaluate go with --from-topics")
+    if args.since or args.until:
+        raise ConfigurationError(
+            "--since and --until go with --from-topics (a file is replayed whole: cut it first)"
+        )
 
     return run_replay(args)
 
@@ -199,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.set_defaults(func=cmd_policy_explain)
 
     sample = sub.add_parser("sample", help="write a generated event stream and the demo catalog")
-    sample.add_argument("--customers", type=int, default=1000)
+    sample.add_argument("--customers", type=_at_least(1), default=1000, help="(default 1000)")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--events", required=True, help="where to write the events (JSONL)")
     sample.add_argument("--catalog", help="where to write the demo catalog (JSONL)")
@@ -238,8 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo", help="start a worker, play a sample stream into Kafka, show the actions live"
     )
-    demo.add_argument("--customers", type=int, default=150, help="customers in the stream")
-    demo.add_argument("--rate", type=float, default=300.0, help="events per second to play")
+    demo.add_argument("--customers", type=_at_least(1), default=150, help="customers in the stream")
+    demo.add_argument("--rate", type=_positive, default=300.0, help="events per second to play")
     demo.add_argument("--seed", type=int, default=None, help="stream seed (default: the clock)")
     demo.add_argument("--log-dir", default=".run", help="where the worker's log goes")
     demo.add_argument(

@@ -63,9 +63,9 @@ def run_ingest(
     """Convert a public dataset and produce it into the input topics (TACT_* settings)."""
     from app.io.ingest import produce
     from app.io.kafka_admin import ensure_topics
-    from app.settings import Settings
+    from app.settings import load_settings
 
-    settings = Settings()
+    settings = load_settings()
     events, lines = _convert(dataset, source)
     for line in lines:
         sys.stderr.write(line + "\n")

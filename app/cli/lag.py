@@ -7,7 +7,7 @@ from typing import Any
 
 from app import codec
 from app.io.lag import PartitionLag, group_lag
-from app.settings import Settings
+from app.settings import load_settings
 
 
 def _age(seconds: float | None) -> str:
@@ -25,7 +25,7 @@ def _cell(value: int | None) -> str:
 
 
 def run_lag(args: Any) -> int:
-    settings = Settings()
+    settings = load_settings()
     groups = args.group or [settings.app_id]
     rows = group_lag(settings.kafka_bootstrap, groups)
     over = [

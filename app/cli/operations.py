@@ -15,9 +15,9 @@ def cmd_connector_run(args: argparse.Namespace) -> int:
     from app.connectors.sdk import channels_of
     from app.connectors.webhook import Webhook
     from app.logs import logging_config
-    from app.settings import Settings
+    from app.settings import load_settings
 
-    settings = Settings()
+    settings = load_settings()
     logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
     if args.name == "paid-audience":
         run(settings, _paid_audience(settings))
@@ -86,9 +86,9 @@ def _paid_audience(settings: Any) -> Any:
 
 def cmd_connector_export(args: argparse.Namespace) -> int:
     from app.connectors.paid_audience import write_audience
-    from app.settings import Settings
+    from app.settings import load_settings
 
-    size = write_audience(_paid_audience(Settings()), args.out)
+    size = write_audience(_paid_audience(load_settings()), args.out)
     print(f"{size:,} customers suppressed from paid retargeting now -> {args.out}")
     return 0
 

@@ -134,9 +134,9 @@ def run_replay_topics(args: Any) -> int:
     any consumer group; optionally report on it and evaluate its policy on what was logged."""
     from app.cli.report import parse_time
     from app.io.topic_reader import RangeProgress, TimedRecord, read_records
-    from app.settings import Settings
+    from app.settings import load_settings
 
-    settings = Settings()
+    settings = load_settings()
     since, until = parse_time(args.since), parse_time(args.until)
     since_ms = int(since * 1000) if since is not None else None
     until_ms = int(until * 1000) if until is not None else None

@@ -85,9 +85,9 @@ def _chain(streams: dict[str, Iterable[bytes]]) -> Iterator[bytes]:
 
 def _topics(since: float | None, until: float | None) -> dict[str, Iterable[bytes]]:
     from app.io.topic_reader import RangeProgress, read_range
-    from app.settings import Settings
+    from app.settings import load_settings
 
-    settings = Settings()
+    settings = load_settings()
     since_ms = int(since * 1000) if since is not None else None
     until_ms = int(until * 1000) if until is not None else None
 

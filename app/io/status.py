@@ -19,6 +19,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import REGISTRY, make_wsgi_app
 
+from app.errors import ConfigurationError
 from app.io import metrics
 from app.io.lag import PartitionLag, group_lag
 
@@ -130,9 +131,16 @@ class Status:
             "<p><a href='/metrics'>/metrics</a></p></body></html>"
         )
 
-    def serve(self, port: int, host: str = "0.0.0.0") -> WSGIServer:
+    def serve(self, port: int, host: str = "127.0.0.1") -> WSGIServer:
         """Serve in background threads until the process ends."""
-        server = make_server(host, port, self.app, handler_class=_Quiet)
+        try:
+            server = make_server(host, port, self.app, handler_class=_Quiet)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"the status page cannot listen on {host}:{port} ({exc.strerror}): another "
+                "tact worker on this host may have it; give each worker its own "
+                "TACT_METRICS_PORT, or TACT_METRICS_PORT=0 to go without the page"
+            ) from None
         threading.Thread(target=server.serve_forever, name="tact-status", daemon=True).start()
         threading.Thread(target=self._run, name="tact-lag", daemon=True).start()
         return server

@@ -77,6 +77,6 @@ def run_worker(settings: Settings) -> None:
             settings.input_topics,
             settings.lag_interval_s,
         )
-        status.serve(settings.metrics_port)
+        status.serve(settings.metrics_port, settings.metrics_host)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, logging_config=config)
     worker.execute_from_commandline()

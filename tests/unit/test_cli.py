@@ -184,6 +184,34 @@ def test_catalog_mistakes_are_named(
     bad.write_bytes(b'{"sku": "A", "price": 1, "unit_cost": 1, "related": {"upgrade": "B"}}')
     assert replay({**files, "catalog": bad}, files["events"], "x.jsonl") == 2
     assert "unknown SKUs: A -> B" in capsys.readouterr().err
+    bad.write_bytes(b'{"sku": "A", "price": "12", "unit_cost": 1}')
+    assert replay({**files, "catalog": bad}, files["events"], "x.jsonl") == 2
+    assert f"{bad}:1: price: Input should be a valid number" in capsys.readouterr().err
+    bad.write_bytes(b'{"sku": "A", "price": 10, "unit_cost": 15}')
+    assert replay({**files, "catalog": bad}, files["events"], "x.jsonl") == 2
+    assert "product: unit_cost 15 is above price 10" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["sample", "--customers", "-5", "--events", "e.jsonl"], "--customers: -5 is below 1"),
+        (["sample", "--customers", "many", "--events", "e.jsonl"], "'many' is not a whole number"),
+        (["demo", "--rate", "0"], "--rate: 0 is not above 0"),
+        (["simulate", "--customers", "0"], "--customers must be at least 10"),
+        (
+            ["replay", "e.jsonl", "--catalog", "c.jsonl", "--out", "a.jsonl", "--since", "2026"],
+            "--since and --until go with --from-topics",
+        ),
+    ],
+)
+def test_options_out_of_range_are_refused(argv: list[str], says: str, tmp_path: Path) -> None:
+    run = subprocess.run(
+        [str(TACT), *argv], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert run.returncode == 2
+    assert says in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "e.jsonl").exists()  # refused before writing anything
 
 
 def test_file_errors_are_reported_not_raised(

@@ -1,0 +1,66 @@
+"""Settings from the environment: a wrong value is a message naming the variable, never a
+traceback; secrets are never echoed."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.errors import ConfigurationError
+from app.io.status import Status
+from app.settings import load_settings
+
+TACT = Path(sys.executable).with_name("tact")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("TACT_BATCH_MAX", "abc", "TACT_BATCH_MAX=abc: should be a valid integer"),
+        ("TACT_APP_ID", "", "TACT_APP_ID=: should match pattern"),
+        ("TACT_METRICS_PORT", "99999", "TACT_METRICS_PORT=99999: should be less than or equal"),
+        ("TACT_LOG_LEVEL", "loud", "TACT_LOG_LEVEL=loud: should be 'debug', 'info'"),
+        ("TACT_REDIS_URL", "127.0.0.1:6379", "TACT_REDIS_URL: should be a URL starting with"),
+    ],
+)
+def test_a_bad_setting_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, says: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError, match="bad setting") as caught:
+        load_settings()
+    assert says in str(caught.value)
+
+
+def test_a_secret_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TACT_REDIS_URL", "user:hunter2@cache:6379")
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    assert "hunter2" not in str(caught.value)
+
+
+def test_the_command_line_says_it_without_a_traceback(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [str(TACT), "topics", "create"],
+        env={"TACT_BATCH_MAX": "abc", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 2
+    assert "TACT_BATCH_MAX=abc" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_taken_status_port_is_explained() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status = Status("127.0.0.1:1", "test", {"clickstream": "clickstream"}, 60.0)
+        with pytest.raises(ConfigurationError, match="TACT_METRICS_PORT"):
+            status.serve(port)
