@@ -65,6 +65,8 @@ class Arbiter:
         self._margins: dict[str, str] = {}  # sku -> margin tier
         self._build = TermsBuilder(policy, models)
         self._stale_frames = frozenset(policy.freshness.deny_frames)
+        frames = {f for allowed in policy.relation_frames.values() for f in allowed}
+        self._frame_keys = {frame: f"fr:{frame}" for frame in frames}  # model feature names
         self.keep_all = False  # keep every candidate in ctx.shown (for explanations)
         self.economics = Economics(policy, models, anyway)
         self.distraction = Distraction(policy, models.completion)
@@ -255,6 +257,7 @@ class Arbiter:
         prefer_frames, frame_priors = verdict.prefer_frames, terms.frame_prior
         cells, segment = self.models.cells, ctx.segments.key
         distraction = self._abandon.get(ctx.moment, {})
+        frame_keys = self._frame_keys
         logits = []
         top_frame, top_spread = -1e18, 0.0
         for frame in frames:
@@ -265,7 +268,7 @@ class Arbiter:
                 )
             if prefer_frames:
                 frame_prior += prefer_frames.get(frame, 0.0)
-            frame_model = offer_model + w.get(f"fr:{frame}", 0.0)
+            frame_model = offer_model + w.get(frame_keys[frame], 0.0)
             spread = cells.spread(segment, play, frame) if race.z else 0.0
             bound = frame_model + w_prior * (offer_prior + frame_prior)
             logits.append((frame, frame_prior, frame_model, spread, bound))

@@ -54,13 +54,29 @@ class _Weights:
         self.at = -1
         self.w: dict[str, float] = {}
         self.b = 0.0
+        self.parts: dict[tuple[str, str], tuple[float, float, float, float]] = {}
 
     def get(self) -> tuple[dict[str, float], float]:
         if self.model.updates != self.at:
             self.w = dict(self.model.model._weights)
             self.b = self.model.model.intercept
             self.at = self.model.updates
+            self.parts = {}
         return self.w, self.b
+
+    def logit_parts(self, relation: str, kind: str) -> tuple[float, float, float, float]:
+        """(intercept, prior scale, relation weight, kind weight) of the current weights."""
+        w, b = self.get()
+        key = (relation, kind)
+        found = self.parts.get(key)
+        if found is None:
+            found = self.parts[key] = (
+                b,
+                w.get(PRIOR, PRIOR_SCALE) / PRIOR_SCALE,
+                w.get(f"rel:{relation}", 0.0),
+                w.get(f"kind:{kind}", 0.0),
+            )
+        return found
 
 
 class Economics:
@@ -72,6 +88,7 @@ class Economics:
         self.assist_factor: Callable[[str], float] = lambda moment: 1.0  # set by the arbiter
         self._returns = _Weights(models.returns)
         self._organic = _Weights(models.organic)
+        self._prior_by_views: dict[int, float] = {}
 
     def return_prior(self, product: Product, r: Readiness) -> float:
         prior = self.policy.priors.return_
@@ -93,22 +110,20 @@ class Economics:
         organic = self.policy.priors.organic
         if offer.relation == "refill":
             p = organic.refill_at_maturity * min(ctx.readiness.maturity, 1.0)
-        else:
-            views = ctx.state.viewed.get(offer.product.sku, 0)
+            return _logit(p)
+        views = ctx.state.viewed.get(offer.product.sku, 0)
+        found = self._prior_by_views.get(views)
+        if found is None:
             p = min(organic.base + organic.per_view * views, _MAX_ORGANIC)
-        return _logit(p)
+            found = self._prior_by_views[views] = _logit(p)
+        return found
 
     def p_organic(self, ctx: Context, offer: Offer) -> float:
         """P(buying the offered item without the offer), 0 for assist (the item itself)."""
         if offer.relation == "self":
             return 0.0
-        w, b = self._organic.get()
-        logit = (
-            b
-            + w.get(PRIOR, PRIOR_SCALE) / PRIOR_SCALE * self.organic_prior(ctx, offer)
-            + w.get(f"rel:{offer.relation}", 0.0)
-            + w.get(f"kind:{offer.product.kind}", 0.0)
-        )
+        b, scale, relation, kind = self._organic.logit_parts(offer.relation, offer.product.kind)
+        logit = b + scale * self.organic_prior(ctx, offer) + relation + kind
         return 1.0 / (1.0 + exp(-logit))
 
     def anyway_share(self, ctx: Context, offer: Offer) -> float:
