@@ -11,6 +11,7 @@ help:
 	@echo "make demo       install, start Kafka + Redis + worker, play a sample stream, show actions"
 	@echo "make test       install, start what the tests need, run lint, types and the whole suite"
 	@echo "make up / down  start / stop the local Kafka broker and redis-server"
+	@echo "make install    install everything; then run .venv/bin/tact (or source .venv/bin/activate)"
 	@echo "make bench      run the benchmarks in benchmarks/"
 
 $(STAMP): pyproject.toml
