@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     catalog: Path | None = Field(None, description="catalog JSONL (default: the demo catalog)")
     policy: Path | None = Field(None, description="policy YAML (default: the built-in policy)")
     seed: int = Field(0, description="engine seed")
+    data_dir: Path = Field(Path(".run/worker"), description="the worker's local files (Faust's)")
 
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus port; 0 disables")
     metrics_host: str = Field(

@@ -29,9 +29,27 @@ def cmd_connector_run(args: argparse.Namespace) -> int:
         raise ConfigurationError("set TACT_WEBHOOK_SECRET: the webhook connector signs requests")
     if not args.url:
         raise ConfigurationError("give --url, where the webhook connector POSTs")
+    _check_url(args.url)
     connector = Webhook(args.url, secret, channels_of(args.channels.split(",")))
     run(settings, connector)
     return 0
+
+
+def _check_url(url: str) -> None:
+    """A webhook URL must be one a POST can reach: checked at start, not at the first due
+    delivery hours later."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:
+        raise ConfigurationError(f"--url {url!r} is not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"--url {url!r} is not an http:// or https:// URL with a host "
+            "(e.g. https://shop.example/tact/actions)"
+        )
 
 
 def _run_onsite(settings: Any, host: str, port: int) -> int:

@@ -15,6 +15,7 @@ def build_app(settings: Settings) -> faust.App:
     dead_letter_limit = int(topic_specs(settings)[settings.topic_dead_letters]["max.message.bytes"])
     return faust.App(
         settings.app_id,
+        datadir=str(settings.data_dir / settings.app_id),  # not ./<app id>-data wherever it runs
         broker=[f"kafka://{address}" for address in settings.kafka_bootstrap.split(",")],
         store="memory://",
         autodiscover=False,

@@ -1,5 +1,5 @@
-"""Settings from the environment: a wrong value is a message naming the variable, never a
-traceback; secrets are never echoed."""
+"""Settings from the environment and options checked at start: a wrong value is a message naming
+what is wrong, never a traceback; secrets are never echoed."""
 
 from __future__ import annotations
 
@@ -64,3 +64,25 @@ def test_a_taken_status_port_is_explained() -> None:
         status = Status("127.0.0.1:1", "test", {"clickstream": "clickstream"}, 60.0)
         with pytest.raises(ConfigurationError, match="TACT_METRICS_PORT"):
             status.serve(port)
+
+
+@pytest.mark.parametrize("url", ["shop.example/hook", "http://", "http://shop:abc/x", "ftp://h/x"])
+def test_a_webhook_url_is_checked_at_start(url: str, tmp_path: Path) -> None:
+    run = subprocess.run(
+        [str(TACT), "connector", "run", "webhook", "--url", url],
+        env={"TACT_WEBHOOK_SECRET": "s", "TACT_KAFKA_BOOTSTRAP": "127.0.0.1:1", "PATH": "/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 2
+    assert f"--url {url!r}" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_the_worker_keeps_its_files_under_the_data_dir(tmp_path: Path) -> None:
+    from app.io.faust_app import build_app
+    from app.settings import Settings
+
+    app = build_app(Settings(data_dir=tmp_path / "w", app_id="shop-1"))
+    assert Path(app.conf.datadir) == tmp_path / "w" / "shop-1"
