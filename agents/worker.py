@@ -46,10 +46,22 @@ class DecisionWorker:
         self.generation = 0
         self.assigned: set[int] = set()  # input partition numbers this worker owns
         self.partition_of: dict[str, int] = {}  # cached customer -> their input partition
+        self.unknown_skus = 0  # events naming a SKU the catalog lacks, logged at 1, 10, 100...
 
     def assign(self, partitions: Iterable[int]) -> None:
         """The input partitions this worker now owns (whose due windows it closes)."""
         self.assigned = set(partitions)
+
+    def _unknown_skus(self, more: int) -> None:
+        metrics.UNKNOWN_SKUS.inc(more)
+        before, self.unknown_skus = self.unknown_skus, self.unknown_skus + more
+        if len(str(self.unknown_skus)) > len(str(before)):  # a power of ten passed
+            log.warning(
+                "%d events so far name SKUs not in the catalog (e.g. %s): nothing is offered "
+                "around them; are TACT_CATALOG and the events from the same store?",
+                self.unknown_skus,
+                self.pipeline.engine.unknown_sku_example,
+            )
 
     def forget(self) -> None:
         """Partitions may move to another worker: drop cached state; reload on next use."""
@@ -76,10 +88,12 @@ class DecisionWorker:
         gone = await self._sweep()
         if generation != self.generation:
             return False
-        duplicates = engine.duplicates
+        duplicates, unknown = engine.duplicates, engine.unknown_sku_events
         result = self.pipeline.decide(prepared, now=time.time())
         if engine.duplicates > duplicates:
             metrics.DUPLICATES.inc(engine.duplicates - duplicates)
+        if engine.unknown_sku_events > unknown:
+            self._unknown_skus(engine.unknown_sku_events - unknown)
         await asyncio.gather(*await self._send_all(result))
         if generation != self.generation:
             return False

@@ -62,6 +62,10 @@ class DecisionEngine:
         self.experiments = experiments  # None: the policy's (app/experiments.py)
         self.customers: dict[str, CustomerState] = {}
         self.duplicates = 0  # events skipped because their id came again (producer retries)
+        # events naming a SKU the catalog lacks (decided on all the same: nothing is offered
+        # around an unknown item); many of them mean the events and the catalog disagree
+        self.unknown_sku_events = 0
+        self.unknown_sku_example = ""
         self.models = self._new_models()
         self._wire()
 
@@ -150,8 +154,14 @@ class DecisionEngine:
         attribution.close_due(cid, state, t)
         if state.consumables:
             self.anyway.lapses(state, t)
+        sku = getattr(event, "sku", None)
+        if sku is not None and sku not in self.catalog.products:
+            self._unknown(sku)
         if isinstance(event, OrderPlaced):
             skus = [item.sku for item in event.items]
+            unknown = [s for s in skus if s not in self.catalog.products]
+            if unknown:
+                self._unknown(unknown[0])
             self.anyway.ordered(state, skus, t, attribution.offered(state, t))
             attribution.ordered(cid, state, event, t)
             if self.learner.enabled:
@@ -171,6 +181,10 @@ class DecisionEngine:
         limit = self.policy.freshness.max_lag_seconds
         stale = lag_s is not None and limit is not None and lag_s > limit
         return self.decider.decide(cid, state, event, t, stale)
+
+    def _unknown(self, sku: str) -> None:
+        self.unknown_sku_events += 1
+        self.unknown_sku_example = self.unknown_sku_example or sku
 
     # -- outcomes -------------------------------------------------------------------------------
     def take_outcomes(self) -> list[Outcome]:

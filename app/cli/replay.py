@@ -236,6 +236,12 @@ def _summary(stats: ReplayStats, engine: DecisionEngine, letters: Path | None) -
         + (f" ({_top(stats.dead_letters)}) -> {letters}" if letters else "")
         + "\n"
     )
+    if engine.unknown_sku_events:
+        say(
+            f"  unknown SKUs   {engine.unknown_sku_events:,} events name SKUs not in the catalog "
+            f"(e.g. {engine.unknown_sku_example}): nothing is offered around them; are the "
+            "events and the catalog from the same store?\n"
+        )
     say(
         f"  customers      {len(engine.customers):,}; policy {engine.policy.version}, "
         f"models {engine.models.version}\n"

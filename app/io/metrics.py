@@ -35,6 +35,10 @@ REDELIVERED = Counter(
 DUPLICATES = Counter(
     "tact_duplicate_events_total", "Events skipped because their event_id came again recently"
 )
+UNKNOWN_SKUS = Counter(
+    "tact_unknown_sku_events_total",
+    "Events naming a SKU the catalog lacks (nothing is offered around it: check TACT_CATALOG)",
+)
 BATCH_SECONDS = Histogram(
     "tact_batch_seconds",
     "Time to decide, send and checkpoint one batch",

@@ -101,6 +101,17 @@ def test_summary_counts_actions(files: dict[str, Path], capsys: pytest.CaptureFi
     lines = (files["dir"] / "summary.jsonl").read_bytes().splitlines()
     assert f"actions        {len(lines):,}" in err
     assert "events/s" in err and "by play" in err and "by channel" in err
+    assert "unknown SKUs" not in err  # the sample's events and catalog agree
+
+
+def test_a_catalog_that_lacks_the_events_skus_is_called_out(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "other.jsonl"
+    other.write_bytes(b'{"sku": "ELSEWHERE-1", "price": 10, "unit_cost": 4}\n')
+    assert replay({**files, "catalog": other}, files["events"], str(tmp_path / "o.jsonl")) == 0
+    err = capsys.readouterr().err
+    assert "events name SKUs not in the catalog (e.g. RUN-" in err
 
 
 def test_replay_reads_stdin_and_writes_stdout(files: dict[str, Path], tmp_path: Path) -> None:

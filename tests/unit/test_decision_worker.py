@@ -216,3 +216,26 @@ def test_records_that_waited_past_the_freshness_limit_are_stale() -> None:
     stale, stale_total = onsite_actions(3600.0)
     assert fresh > 10 and total > 50
     assert stale == 0 and stale_total > 20  # decided, but nothing onsite
+
+
+def test_unknown_skus_are_counted_and_logged_at_powers_of_ten(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from app.io import metrics
+
+    before = metrics.UNKNOWN_SKUS._value.get()
+    events = [{**e, "sku": f"GONE-{i}"} if e.get("sku") else e for i, e in enumerate(EVENTS[:400])]
+    unknown = sum(
+        1
+        for e in events
+        if e["type"] in ("page_view", "add_to_cart", "remove_from_cart") and e.get("sku")
+    )
+    w = worker(InMemoryStateStore(), Broker())
+    with caplog.at_level("WARNING", logger="agents.worker"):
+        run_batches(w, as_records(events), 50)
+    assert unknown >= 100
+    assert w.unknown_skus >= unknown
+    assert metrics.UNKNOWN_SKUS._value.get() - before == w.unknown_skus
+    logged = [r.getMessage() for r in caplog.records if "not in the catalog" in r.getMessage()]
+    assert 1 <= len(logged) <= len(str(w.unknown_skus))  # past 1, 10, 100...: never a flood
+    assert "GONE-" in logged[0]

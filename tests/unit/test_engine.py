@@ -174,3 +174,15 @@ def test_a_repeated_event_id_is_not_applied_twice() -> None:
     assert engine.process(add) == [] and engine.process(view) == []
     assert engine.dump(["retry"]) == before
     assert engine.duplicates == 2 and first
+
+
+def test_events_naming_unknown_skus_are_counted() -> None:
+    engine = DecisionEngine(demo_catalog())
+    s = Shopper("c-unknown")
+    engine.process(s.view("RUN-SHOE-01"))
+    assert engine.unknown_sku_events == 0
+    engine.process(s.view("NOT-IN-CATALOG"))
+    engine.process(s.event("add_to_cart", sku="NOT-IN-CATALOG-2", qty=1, price=10.0))
+    engine.process(s.order("RUN-SHOE-01"))
+    assert engine.unknown_sku_events == 2
+    assert engine.unknown_sku_example == "NOT-IN-CATALOG"
