@@ -56,11 +56,20 @@ def _by_label(name: str, label: str) -> dict[str, float]:
 class Status:
     """Lag polling and the WSGI app serving /metrics and the status page."""
 
-    def __init__(self, bootstrap: str, group: str, topics: Iterable[str], interval_s: float = 15.0):
+    def __init__(
+        self,
+        bootstrap: str,
+        group: str,
+        topics: Iterable[str],
+        interval_s: float = 15.0,
+        about: Callable[[], dict[str, str]] | None = None,
+    ):
         self.bootstrap = bootstrap
         self.group = group
         self.topics = set(topics)
         self.interval_s = interval_s
+        self.about = about  # what the worker runs: versions of tact, policy, catalog, models
+        self.started = time.time()
         self.lag: list[PartitionLag] = []
         self.lag_at = 0.0
         self.lag_error = ""
@@ -87,10 +96,13 @@ class Status:
             if self._stop.wait(self.interval_s):
                 return
 
-    def events_per_second(self) -> float:
-        if len(self._events) < 2:
-            return 0.0
-        (t0, n0), (t1, n1) = self._events[max(len(self._events) - 5, 0)], self._events[-1]
+    def events_per_second(self, now: float | None = None, window_s: float = 30.0) -> float:
+        """Events per second over about the last `window_s`: 0 once events stop coming."""
+        now = time.time() if now is None else now
+        self._events.append((now, _total("tact_events_total")))
+        t1, n1 = self._events[-1]
+        earlier = [(t, n) for t, n in self._events if t <= t1 - window_s]
+        t0, n0 = earlier[-1] if earlier else self._events[0]
         return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
 
     def app(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -114,13 +126,16 @@ class Status:
         dead = _by_label("tact_dead_letters_total", "reason")
         when = time.strftime("%H:%M:%S", time.gmtime(self.lag_at)) if self.lag_at else "not yet"
         problem = f", {escape(self.lag_error)}" if self.lag_error else ""
+        up = int(time.time() - self.started)
+        about = {**(self.about() if self.about else {}), "up": f"{up // 3600}h {up // 60 % 60}m"}
+        facts = "; ".join(f"{escape(k)} {escape(v)}" for k, v in about.items())
         return (
             "<!doctype html><html><head><meta charset='utf-8'><title>tact worker</title>"
             "<meta http-equiv='refresh' content='15'><style>body{font-family:system-ui,"
             "sans-serif;margin:2em}td,th{padding:.2em .8em;text-align:right}</style></head><body>"
-            f"<h1>tact worker: {escape(self.group)}</h1>"
+            f"<h1>tact worker: {escape(self.group)}</h1><p>{facts}</p>"
             f"<p><b>{lag:,}</b> records behind; <b>{self.events_per_second():,.0f}</b> events/s "
-            f"now; {_total('tact_events_total'):,.0f} events, "
+            f"over the last 30 s; {_total('tact_events_total'):,.0f} events, "
             f"{_total('tact_stale_events_total'):,.0f} stale.</p>"
             f"<h2>Lag (read {when} UTC{problem})</h2>"
             "<table><tr><th>topic</th><th>partition</th><th>committed</th><th>end</th>"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import logging.config
+from importlib.metadata import version
 
 import faust
 import redis
@@ -71,11 +72,23 @@ def run_worker(settings: Settings) -> None:
     )
     attach(app, DecisionWorker(settings, store, pipeline, producer_sender(app)))
     if settings.metrics_port:
+        engine = pipeline.engine
+        catalog = f"{settings.catalog or 'the demo catalog'} ({len(engine.catalog):,} products)"
+
+        def about() -> dict[str, str]:
+            return {
+                "tact": version("tact"),
+                "policy": engine.policy.version,
+                "catalog": catalog,
+                "models": engine.models.version,
+            }
+
         status = Status(
             settings.kafka_bootstrap,
             settings.app_id,
             settings.input_topics,
             settings.lag_interval_s,
+            about,
         )
         status.serve(settings.metrics_port, settings.metrics_host)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, logging_config=config)
