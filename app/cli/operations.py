@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 from app.errors import ConfigurationError
@@ -19,6 +20,10 @@ def cmd_connector_run(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
+    if args.instance and args.name != "webhook":
+        raise ConfigurationError(
+            f"--name is for webhook connectors; {args.name} runs once per TACT_APP_ID"
+        )
     if args.name == "paid-audience":
         run(settings, _paid_audience(settings))
         return 0
@@ -30,7 +35,11 @@ def cmd_connector_run(args: argparse.Namespace) -> int:
     if not args.url:
         raise ConfigurationError("give --url, where the webhook connector POSTs")
     _check_url(args.url)
-    connector = Webhook(args.url, secret, channels_of(args.channels.split(",")))
+    name = args.instance or "webhook"
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", name):
+        raise ConfigurationError(f"--name {name!r}: use letters, digits, '.', '_' or '-'")
+    channels = channels_of(args.channels.split(","))
+    connector = Webhook(args.url, secret, channels, name=name)
     run(settings, connector)
     return 0
 
@@ -139,6 +148,12 @@ def add_commands(sub: Any) -> None:
         "name", choices=("webhook", "onsite", "paid-audience"), help="which connector"
     )
     connector_run.add_argument("--url", help="webhook: where to POST each Action")
+    connector_run.add_argument(
+        "--name",
+        dest="instance",
+        help="webhook: this connector's name (default webhook): its consumer group is "
+        "tact-connector-NAME; each configuration (channels, URL) needs its own",
+    )
     connector_run.add_argument(
         "--channels", default="email,sms", help="channels to deliver, comma-separated (email,sms)"
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import signal
 import threading
+import time
 from typing import Any
 
 import redis
@@ -13,15 +15,60 @@ from kafka.errors import KafkaError
 
 from app import codec
 from app.connectors.sdk import Connector, Runner
-from app.errors import DependencyUnavailable
+from app.errors import ConfigurationError, DependencyUnavailable
 from app.io.kafka_admin import ensure_topics
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
+CLAIM_S = 30.0  # a connector's name stays claimed this long after its last instance stops
+
+
 def group_of(connector: Connector) -> str:
     return f"tact-connector-{connector.name}"
+
+
+def fingerprint(connector: Connector) -> str:
+    """What makes two connectors the same configuration: their kind, channels and target
+    (hashed: a URL may carry a token). Instances of one configuration share a group safely;
+    two configurations under one name would split its Actions between them."""
+    target = str(getattr(connector, "url", ""))
+    digest = hashlib.sha256(target.encode()).hexdigest()[:12] if target else "-"
+    return f"{type(connector).__name__}|{','.join(sorted(connector.channels))}|{digest}"
+
+
+class Claim:
+    """The connector's name, claimed in Redis for its configuration while it runs."""
+
+    def __init__(self, store: Any, prefix: str, connector: Connector) -> None:
+        self.store = store
+        self.key = f"{prefix}:connector:{connector.name}:claim"
+        self.mine = fingerprint(connector)
+        self.name = connector.name
+        self.at = 0.0
+
+    def take(self) -> None:
+        """Claim the name, or refuse when another configuration holds it."""
+        if not self.store.set(self.key, self.mine, nx=True, ex=int(CLAIM_S)):
+            held = self.store.get(self.key)
+            if held is not None and held.decode() != self.mine:
+                kind, channels, _ = held.decode().split("|")
+                raise ConfigurationError(
+                    f"connector name {self.name!r} is running with another configuration "
+                    f"({kind}, channels {channels}, or another --url): one consumer group "
+                    "would split the Actions between them and each would drop the other's "
+                    "channels. Give this one its own --name (or, if the other has stopped, "
+                    f"start again within {CLAIM_S:.0f} s)"
+                )
+        self.renew()
+
+    def renew(self) -> None:
+        """Keep the claim while running (cheap: at most every few seconds)."""
+        now = time.monotonic()
+        if now - self.at >= CLAIM_S / 3:
+            self.store.set(self.key, self.mine, ex=int(CLAIM_S))
+            self.at = now
 
 
 def run(settings: Settings, connector: Connector, stop: threading.Event | None = None) -> None:
@@ -51,6 +98,8 @@ def run(settings: Settings, connector: Connector, stop: threading.Event | None =
         ) from exc
     store = redis.Redis.from_url(settings.redis_url.get_secret_value())
     store.ping()
+    claim = Claim(store, f"tact:{settings.app_id}", connector)
+    claim.take()
 
     def dead_letter(key: bytes | None, value: bytes, headers: dict[str, str]) -> None:
         producer.send(
@@ -71,6 +120,7 @@ def run(settings: Settings, connector: Connector, stop: threading.Event | None =
     log.info("connector %s delivering %s", connector.name, ", ".join(sorted(connector.channels)))
     try:
         while not stop.is_set():
+            claim.renew()
             batch = consumer.poll(timeout_ms=500)
             for tp, records in batch.items():
                 for record in records:

@@ -39,9 +39,14 @@ def verify(
 
 class Webhook:
     def __init__(
-        self, url: str, secret: bytes, channels: frozenset[str], timeout_s: float = 10.0
+        self,
+        url: str,
+        secret: bytes,
+        channels: frozenset[str],
+        timeout_s: float = 10.0,
+        name: str = "webhook",
     ) -> None:
-        self.name = "webhook"
+        self.name = name
         self.url = url
         self.secret = secret
         self.channels = channels

@@ -91,15 +91,78 @@ def make_action(n: int, channel: str, due: datetime, **extra: Any) -> dict[str, 
     }
 
 
-def connector(settings: Settings, url: str, log: Path) -> subprocess.Popen[bytes]:
+def connector(settings: Settings, url: str, log: Path, *options: str) -> subprocess.Popen[bytes]:
     env = {**settings_env(settings), "TACT_WEBHOOK_SECRET": SECRET}
+    options = options or ("--channels", "email,sms")
     with log.open("ab") as out:
         return subprocess.Popen(
-            [str(TACT), "connector", "run", "webhook", "--url", url, "--channels", "email,sms"],
+            [str(TACT), "connector", "run", "webhook", "--url", url, *options],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+
+
+def test_two_webhook_configurations_need_two_names(stack: Settings, tmp_path: Path) -> None:
+    """Two webhooks for two channels: under one name they would split one consumer group and
+    each drop the other's channel; the second is refused, and under its own name both deliver
+    everything of theirs."""
+    now = datetime.now(UTC)
+    actions = [make_action(n, "email" if n % 2 else "sms", now) for n in range(80)]
+    mail, texts = Receiver(set()), Receiver(set())
+    first = connector(
+        stack, mail.url, tmp_path / "mail.log", "--name", "mail", "--channels", "email"
+    )
+    deadline = time.monotonic() + 60
+    while "connector mail delivering email" not in (tmp_path / "mail.log").read_text():
+        assert time.monotonic() < deadline and first.poll() is None, (
+            tmp_path / "mail.log"
+        ).read_text()
+        time.sleep(0.1)
+    clash = subprocess.run(
+        [
+            str(TACT),
+            "connector",
+            "run",
+            "webhook",
+            "--url",
+            texts.url,
+            "--name",
+            "mail",
+            "--channels",
+            "sms",
+        ],
+        env={**settings_env(stack), "TACT_WEBHOOK_SECRET": SECRET},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    second = connector(
+        stack, texts.url, tmp_path / "texts.log", "--name", "texts", "--channels", "sms"
+    )
+    try:
+        assert clash.returncode == 2, clash.stderr
+        assert "connector name 'mail' is running with another configuration" in clash.stderr
+        assert "Traceback" not in clash.stderr
+        prod = producer(stack.kafka_bootstrap)
+        for a in actions:
+            prod.send(stack.topic_actions, key=a["customer_id"].encode(), value=codec.dumps(a))
+        prod.flush()
+        want = {
+            "email": {a["action_id"] for a in actions if a["channel"] == "email"},
+            "sms": {a["action_id"] for a in actions if a["channel"] == "sms"},
+        }
+        deadline = time.monotonic() + 60
+        while set(mail.keys()) < want["email"] or set(texts.keys()) < want["sms"]:
+            assert time.monotonic() < deadline, (tmp_path / "texts.log").read_text()
+            assert first.poll() is None and second.poll() is None
+            time.sleep(0.1)
+        time.sleep(2.0)  # anything extra would have arrived by now
+        assert set(mail.keys()) == want["email"] and set(texts.keys()) == want["sms"]
+    finally:
+        for process in (first, second):
+            process.terminate()
+            process.wait(timeout=30)
 
 
 def test_webhook_delivers_every_action_exactly_once_across_a_kill(
