@@ -75,12 +75,14 @@ def run_ingest(
         if sys.stderr.isatty():
             sys.stderr.write(f"\r  {n:,} of {len(events):,} produced")
 
-    sent = produce(settings, events, rate, shown)
+    done = produce(settings, events, rate, shown)
     sys.stderr.write(
-        f"\rproduced {sum(sent.values()):,} events to {settings.kafka_bootstrap}: "
-        + ", ".join(f"{topic} {n:,}" for topic, n in sorted(sent.items()))
+        f"\rproduced {sum(done.sent.values()):,} events to {settings.kafka_bootstrap}: "
+        + ", ".join(f"{topic} {n:,}" for topic, n in sorted(done.sent.items()))
         + " (record timestamps = event times)\n"
     )
+    if done.refused:
+        sys.stderr.write(f"  {done.refusals()}\n")
     if catalog_out:
         sys.stderr.write(_write_catalog(dataset, source, catalog_out, margin) + "\n")
-    return 0
+    return 1 if done.refused else 0

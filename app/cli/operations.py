@@ -1,4 +1,4 @@
-"""The operations commands: `tact connector`, `tact lag`, `tact ingest`."""
+"""The operations commands: `tact connector`, `tact lag`, `tact ingest`, `tact produce`."""
 
 from __future__ import annotations
 
@@ -132,6 +132,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return run_ingest(args.dataset, args.source, args.catalog, args.margin, args.rate)
 
 
+def cmd_produce(args: argparse.Namespace) -> int:
+    from app.cli.produce import run_produce
+
+    if args.rate is not None and not args.rate > 0:
+        raise ConfigurationError(f"--rate {args.rate:g}: give events per second above 0")
+    return run_produce(args.file, args.rate, args.dead_letter)
+
+
 def add_commands(sub: Any) -> None:
     """Register the operations commands on the `tact` subparsers."""
     connector = sub.add_parser("connector", help="deliver Actions to a channel")
@@ -197,3 +205,19 @@ def add_commands(sub: Any) -> None:
     ingest.add_argument("--margin", type=float, help="gross margin assumed for unit costs")
     ingest.add_argument("--rate", type=float, help="events per second at most (default: all)")
     ingest.set_defaults(func=cmd_ingest)
+
+    produce = sub.add_parser(
+        "produce",
+        help="produce a JSONL file of your own events into the input topics",
+        description="Send each line of FILE (one event in tact's schema per line: README, "
+        "Events) to the topic of its type (clickstream or orders, TACT_TOPIC_*), keyed by "
+        "customer_id, with the event's time as the record's timestamp, as written. Lines that "
+        "are not valid events are not produced: they go to a dead-letter file with the reason.",
+    )
+    produce.add_argument("file", help="the events (JSONL)")
+    produce.add_argument("--rate", type=float, help="events per second at most (default: all)")
+    produce.add_argument(
+        "--dead-letter",
+        help="where lines that are not events go (default: FILE.dead-letters.jsonl)",
+    )
+    produce.set_defaults(func=cmd_produce)

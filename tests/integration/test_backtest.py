@@ -5,6 +5,7 @@ a file replay of the same events would."""
 from __future__ import annotations
 
 import subprocess
+import time
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from app import codec
 from app.settings import Settings
+from schemas import FAMILY_OF_TYPE
 from tests.integration.conftest import ROOT, TACT, settings_env
 from tests.integration.kafka_helpers import TopicReader
 
@@ -102,3 +104,66 @@ def test_ingest_then_replay_from_topics(
         if "2019-10-01T01:" in e["ts"]
     ]
     assert f"{len(inside):,} events" in ranged.stderr
+
+
+def test_produce_sends_a_file_of_events_as_written(stack: Settings, tmp_path: Path) -> None:
+    """`tact produce FILE`: each valid line on its type's topic, keyed by customer, stamped
+    with the event's time, byte for byte; lines that are not events, and events dated days
+    ahead (a Kafka 4 broker refuses them, and every other record of their batch), in a
+    dead-letter file with the reason."""
+    events = tmp_path / "mine.jsonl"
+    tact(stack, "sample", "--customers", "30", "--seed", "4", "--events", str(events))
+    lines = events.read_bytes().splitlines()
+    ahead = time.time() + 2 * 3600
+    future = [x for x in lines if _seconds(x) > ahead]
+    good = [x for x in lines if _seconds(x) < time.time() - 600]
+    assert future and len(good) > 100, "the sample no longer spans now: choose other dates"
+    bad = [b"not json", b'{"type": "teleport", "customer_id": "c1"}', b"[1, 2]"]
+    events.write_bytes(b"\n".join(good[:10] + bad + good[10:] + future[:5]) + b"\n\n")
+    done = tact(stack, "produce", str(events))
+    assert f"produced {len(good):,} events from {events}" in done.stderr
+    assert "8 lines were not valid events" in done.stderr and "refused" not in done.stderr
+    letters = [
+        codec.loads(x)
+        for x in (tmp_path / "mine.jsonl.dead-letters.jsonl").read_bytes().splitlines()
+    ]
+    assert [(x["line"], x["reason"]) for x in letters] == [
+        (11, "not_json"),
+        (12, "unknown_type"),
+        (13, "not_object"),
+    ] + [(n, "future_timestamp") for n in range(len(good) + 4, len(good) + 9)]
+    orders = sum(FAMILY_OF_TYPE[codec.loads(x)["type"]] == "orders" for x in good)
+    got = {}
+    for topic in (stack.topic_clickstream, stack.topic_orders):
+        want = orders if topic == stack.topic_orders else len(good) - orders
+        reader = TopicReader(stack.kafka_bootstrap, topic)
+        records = reader.wait_for(lambda r, want=want: len(r) >= want, what=topic)
+        assert len(reader.settle()) == want
+        got.update({r.value: r for r in records})
+    assert set(got) == set(good)  # every valid line, as written
+    for line, record in got.items():
+        assert record.key == codec.loads(line)["customer_id"].encode()
+        assert record.timestamp == int(_seconds(line) * 1000)
+
+
+def _seconds(line: bytes) -> float:
+    return datetime.fromisoformat(codec.loads(line)["ts"]).timestamp()
+
+
+def test_a_record_the_broker_refuses_takes_no_other_record_with_it(
+    stack: Settings, tmp_path: Path
+) -> None:
+    """Kafka refuses a whole batch for one record dated too far ahead; the others are sent
+    again on their own, and the refused one is counted with what it means."""
+    from app.io.ingest import produce_records
+
+    now = int(time.time() * 1000)
+    records = [("clickstream", f"c{n}".encode(), f"v{n}".encode(), now - n) for n in range(50)]
+    records.insert(20, ("clickstream", b"late", b"ahead", now + 3 * 86_400_000))
+    done = produce_records(stack, records)
+    assert done.sent == {stack.topic_clickstream: 50}
+    assert done.refused == {"InvalidTimestampError": 1}
+    assert "an hour ahead" in done.refusals()
+    reader = TopicReader(stack.kafka_bootstrap, stack.topic_clickstream)
+    got = {r.value for r in reader.settle()}
+    assert got == {f"v{n}".encode() for n in range(50)}

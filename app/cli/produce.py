@@ -1,0 +1,93 @@
+"""`tact produce FILE`: a JSONL file of events into the input topics, as a store's producers
+would send them (keyed by customer, record timestamps from the events' times). Lines that are
+not valid events, and events dated more than 5 minutes ahead of the clock (a broker refuses a
+whole batch for one of those), go to a dead-letter file with the reason, never to Kafka."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from app import codec
+from app.cli.replay import LazyFile, beside
+from app.decode import decode_event
+from app.errors import BadInput
+from app.io.ingest import Record
+from app.replay import dead_letter
+from schemas import FAMILY_OF_TYPE
+
+MAX_AHEAD_S = 300.0  # events dated further ahead of this machine's clock are not produced
+
+
+def run_produce(path: str, rate: float | None, dead_letters: str | None) -> int:
+    from app.io.ingest import produce_records
+    from app.io.kafka_admin import ensure_topics
+    from app.settings import load_settings
+
+    settings = load_settings()
+    source = Path(path)
+    if not source.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    total = source.stat().st_size
+    letters_path = beside(path, dead_letters, "dead-letters")
+    letters = LazyFile(letters_path)
+    bad: Counter[str] = Counter()
+    ensure_topics(settings)
+    with source.open("rb") as lines:
+        read = _records(lines, settings.max_event_bytes, letters, bad)
+
+        def shown(n: int) -> None:
+            if sys.stderr.isatty():
+                done = lines.tell() / total if total else 1.0
+                sys.stderr.write(f"\r  {n:,} events produced ({done:.0%} of {path})")
+
+        try:
+            done = produce_records(settings, read, rate, shown)
+        finally:
+            letters.close()
+    sent = done.sent
+    sys.stderr.write(
+        f"\rproduced {sum(sent.values()):,} events from {path} to {settings.kafka_bootstrap}: "
+        + (", ".join(f"{topic} {n:,}" for topic, n in sorted(sent.items())) or "none")
+        + " (keyed by customer_id; record timestamps = event times)\n"
+    )
+    if done.refused:
+        sys.stderr.write(f"  {done.refusals()}\n")
+    if bad:
+        sys.stderr.write(
+            f"  {sum(bad.values()):,} lines were not valid events and were not produced "
+            f"({', '.join(f'{k} {n:,}' for k, n in bad.most_common())}) -> {letters_path}\n"
+        )
+    return 1 if done.refused else 0
+
+
+def _records(
+    lines: BinaryIO, max_bytes: int, letters: LazyFile, bad: Counter[str]
+) -> Iterator[Record]:
+    for number, line in enumerate(lines, start=1):
+        raw = line.rstrip(b"\r\n")
+        if not raw or raw.isspace():
+            continue
+        try:
+            event = decode_event(raw, None, max_bytes)
+        except BadInput as exc:
+            bad[exc.reason] += 1
+            letters.write_line(codec.dumps_line(dead_letter(number, raw, exc.reason, exc.detail)))
+            continue
+        ahead = event.ts.timestamp() - time.time()
+        if ahead > MAX_AHEAD_S:
+            bad["future_timestamp"] += 1
+            detail = (
+                f"dated {event.ts.isoformat()}, {ahead / 3600:,.1f} h ahead of this machine's "
+                "clock: the broker would refuse it, and the other records of its batch with it"
+            )
+            letters.write_line(
+                codec.dumps_line(dead_letter(number, raw, "future_timestamp", detail))
+            )
+            continue
+        family = FAMILY_OF_TYPE[event.type]
+        yield family, event.customer_id.encode("utf-8"), raw, int(event.ts.timestamp() * 1000)
