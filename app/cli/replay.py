@@ -141,7 +141,10 @@ def run_replay_topics(args: Any) -> int:
     since_ms = int(since * 1000) if since is not None else None
     until_ms = int(until * 1000) if until is not None else None
 
+    outside: dict[str, int] = {}
+
     def shown(state: RangeProgress) -> None:
+        outside[state.topic] = state.outside
         if sys.stderr.isatty():
             sys.stderr.write(
                 f"\r{state.topic}: {state.read:,} read, {state.remaining:,} to the end offset   "
@@ -149,7 +152,12 @@ def run_replay_topics(args: Any) -> int:
 
     def read(topic: str, upper: int | None = until_ms) -> list[TimedRecord]:
         records = list(read_records(settings.kafka_bootstrap, topic, since_ms, upper, shown))
-        sys.stderr.write(f"\r{topic}: {len(records):,} records{' ' * 40}\n")
+        skipped = outside.get(topic, 0)
+        sys.stderr.write(
+            f"\r{topic}: {len(records):,} records"
+            + (f" ({skipped:,} more read, dated outside the range)" if skipped else "")
+            + f"{' ' * 40}\n"
+        )
         return records
 
     inputs = [settings.topic_clickstream, settings.topic_orders]

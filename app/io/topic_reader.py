@@ -1,8 +1,10 @@
 """Reading a time range of a topic, for reports and backtests, without a consumer group.
 
 Every partition is assigned directly (no group: the live workers' offsets are never touched),
-sought to the first offset at or after `since` (Kafka's offsets-for-times), and read up to the
-end offset as of the start, stopping at the first record after `until` in each partition.
+sought to the first offset at or after `since` (Kafka's offsets-for-times: no earlier offset
+holds a record that late), and read up to the end offset as of the start, keeping the records
+whose timestamps are in the range. Timestamps need not increase along a partition (older data
+produced after newer, a backfill), so a record after `until` does not end the read.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class RangeProgress:
     topic: str
     read: int = 0
     remaining: int = 0  # records between the read position and the end offsets
+    outside: int = 0  # records read whose timestamps are outside the range
 
 
 def read_range(
@@ -85,7 +88,9 @@ def read_records(
                 continue
             consumer.assign([tp])
             consumer.seek(tp, starts[tp])
-            yield from _partition(consumer, tp, ends[tp], until_ms, state, progress, poll_ms)
+            yield from _partition(
+                consumer, tp, ends[tp], until_ms, state, progress, poll_ms, since_ms
+            )
     finally:
         consumer.close()
 
@@ -98,6 +103,7 @@ def _partition(
     state: RangeProgress,
     progress: Callable[[RangeProgress], None] | None,
     poll_ms: int,
+    since_ms: int | None = None,
 ) -> Iterator[TimedRecord]:
     position = consumer.position(tp)
     idle = 0
@@ -117,10 +123,12 @@ def _partition(
             position = record.offset + 1
             state.read += 1
             state.remaining -= 1
-            if until_ms is not None and record.timestamp > until_ms:
-                state.remaining -= end - position
-                return
-            if record.value is not None:
+            outside = (until_ms is not None and record.timestamp > until_ms) or (
+                since_ms is not None and record.timestamp < since_ms
+            )
+            if outside:
+                state.outside += 1
+            elif record.value is not None:
                 yield TimedRecord(
                     record.timestamp, tp.topic, tp.partition, record.offset, record.value
                 )
