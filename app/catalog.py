@@ -12,23 +12,19 @@ bought together (app/affinity.py).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    model_validator,
-)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from app import codec
 from app.decode import describe_validation_error
 from app.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
 
 Kind = Literal["core", "accessory", "consumable", "subscription", "warranty", "premium"]
 Relation = Literal["accessories", "bundle_with", "subscription", "warranty", "upgrade"]
@@ -73,15 +69,6 @@ class ProductSpec(BaseModel):
     kind: Kind = "core"
     related: RelatedSpec = RelatedSpec()
     refill_days: int | None = Field(default=None, ge=1, le=3650)
-
-    @model_validator(mode="after")
-    def _not_sold_at_a_loss(self) -> ProductSpec:
-        if self.unit_cost > self.price:
-            raise ValueError(
-                f"unit_cost {self.unit_cost:g} is above price {self.price:g} (every sale would "
-                "lose money: are the two swapped?)"
-            )
-        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,8 +136,23 @@ class Catalog:
 
     @classmethod
     def from_jsonl(cls, path: str | Path) -> Catalog:
-        """Load a catalog file; ConfigurationError names the line and field of any mistake."""
-        return cls.from_specs(_read_specs(Path(path)))
+        """Load a catalog file; ConfigurationError names the line and field of any mistake.
+        Products sold at a loss (unit cost above price: a loss leader, or swapped columns)
+        are allowed, with a warning."""
+        catalog = cls.from_specs(_read_specs(Path(path)))
+        losses = [p for p in catalog.products.values() if p.unit_cost > p.price]
+        if losses:
+            first = losses[0]
+            log.warning(
+                "%s: %d products cost more than their price (e.g. %s: unit_cost %g, price %g): "
+                "every sale of them loses money; are price and unit_cost swapped?",
+                path,
+                len(losses),
+                first.sku,
+                first.unit_cost,
+                first.price,
+            )
+        return catalog
 
     def _check(self) -> None:
         unknown = sorted(

@@ -104,8 +104,8 @@ def _explain(exc: ValidationError) -> str:
     for error in exc.errors():
         name = str(error["loc"][0]) if error["loc"] else ""
         field = fields.get(name)
-        secret = field is not None and field.annotation is SecretStr
-        given = "" if secret else f"={error.get('input')!s}"
+        shown = field is not None and field.annotation is not SecretStr  # never a secret
+        given = f"={error.get('input')!s}" if shown else ""
         about = f" ({field.description})" if field is not None and field.description else ""
         lines.append(f"TACT_{name.upper()}{given}: {_should(error['msg'])}{about}")
     return "bad setting: " + "; ".join(lines)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from app import codec
 from app.cli import measure, operations
+from app.cli.options import at_least, margin_rate, positive
 from app.errors import ConfigurationError, TactError
 
 
@@ -17,32 +18,6 @@ def _render_schemas() -> dict[str, bytes]:
     from schemas.export import documents
 
     return {name: codec.dumps_sorted(doc) + b"\n" for name, doc in documents().items()}
-
-
-def _at_least(low: int) -> Callable[[str], int]:
-    """An argparse type: an integer of at least `low`."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{value} is below {low}")
-        return value
-
-    return parse
-
-
-def _positive(text: str) -> float:
-    """An argparse type: a number above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is not above 0")
-    return value
 
 
 def cmd_schemas_export(args: argparse.Namespace) -> int:
@@ -229,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.set_defaults(func=cmd_policy_explain)
 
     sample = sub.add_parser("sample", help="write a generated event stream and the demo catalog")
-    sample.add_argument("--customers", type=_at_least(1), default=1000, help="(default 1000)")
+    sample.add_argument("--customers", type=at_least(1), default=1000, help="(default 1000)")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--events", required=True, help="where to write the events (JSONL)")
     sample.add_argument("--catalog", help="where to write the demo catalog (JSONL)")
@@ -259,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         dataset.add_argument("--catalog", help="where to write the inferred catalog (JSONL)")
         dataset.add_argument(
             "--margin",
-            type=float,
+            type=margin_rate,
             default=default_margin,
             help=f"gross margin assumed for unit costs; the data has none ({default_margin})",
         )
@@ -268,8 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo", help="start a worker, play a sample stream into Kafka, show the actions live"
     )
-    demo.add_argument("--customers", type=_at_least(1), default=150, help="customers in the stream")
-    demo.add_argument("--rate", type=_positive, default=300.0, help="events per second to play")
+    demo.add_argument("--customers", type=at_least(1), default=150, help="customers in the stream")
+    demo.add_argument("--rate", type=positive, default=300.0, help="events per second to play")
     demo.add_argument("--seed", type=int, default=None, help="stream seed (default: the clock)")
     demo.add_argument("--log-dir", default=".run", help="where the worker's log goes")
     demo.add_argument(

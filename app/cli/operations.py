@@ -6,6 +6,7 @@ import argparse
 import re
 from typing import Any
 
+from app.cli.options import margin_rate
 from app.errors import ConfigurationError
 
 
@@ -53,10 +54,12 @@ def _check_url(url: str) -> None:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises on a port that is not a number
     except ValueError as exc:
-        raise ConfigurationError(f"--url {url!r} is not a URL ({exc})") from None
+        raise ConfigurationError(f"--url is not a URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
+        # the scheme and host only: the rest of a URL may carry a token
+        shown = f"{parts.scheme or '(no scheme)'}://{parts.hostname or '(no host)'}"
         raise ConfigurationError(
-            f"--url {url!r} is not an http:// or https:// URL with a host "
+            f"--url {shown}/...: give an http:// or https:// URL with a host "
             "(e.g. https://shop.example/tact/actions)"
         )
 
@@ -202,7 +205,7 @@ def add_commands(sub: Any) -> None:
     ingest.add_argument("dataset", choices=("uci", "rees46"))
     ingest.add_argument("--source", required=True, help="the dataset's CSV (.csv or .csv.gz)")
     ingest.add_argument("--catalog", help="also write the inferred catalog (JSONL) here")
-    ingest.add_argument("--margin", type=float, help="gross margin assumed for unit costs")
+    ingest.add_argument("--margin", type=margin_rate, help="gross margin assumed for unit costs")
     ingest.add_argument("--rate", type=float, help="events per second at most (default: all)")
     ingest.set_defaults(func=cmd_ingest)
 

@@ -15,7 +15,7 @@ from typing import BinaryIO
 from app import codec
 from app.cli.replay import LazyFile, beside
 from app.decode import decode_event
-from app.errors import BadInput
+from app.errors import BadInput, ConfigurationError
 from app.io.ingest import Record
 from app.replay import dead_letter
 from schemas import FAMILY_OF_TYPE
@@ -31,7 +31,7 @@ def run_produce(path: str, rate: float | None, dead_letters: str | None) -> int:
     settings = load_settings()
     source = Path(path)
     if not source.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
+        raise ConfigurationError(f"no such file: {path}")
     total = source.stat().st_size
     letters_path = beside(path, dead_letters, "dead-letters")
     letters = LazyFile(letters_path)

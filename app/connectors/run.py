@@ -6,7 +6,6 @@ import hashlib
 import logging
 import signal
 import threading
-import time
 from typing import Any
 
 import redis
@@ -38,37 +37,67 @@ def fingerprint(connector: Connector) -> str:
     return f"{type(connector).__name__}|{','.join(sorted(connector.channels))}|{digest}"
 
 
+# Renew the claim only while this configuration holds it (or it has lapsed): never over
+# another configuration's.
+_RENEW = """
+local held = redis.call('GET', KEYS[1])
+if held == false or held == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
 class Claim:
-    """The connector's name, claimed in Redis for its configuration while it runs."""
+    """The connector's name, claimed in Redis for its configuration while it runs (renewed
+    from a thread of its own, so a slow delivery cannot let it lapse)."""
 
     def __init__(self, store: Any, prefix: str, connector: Connector) -> None:
         self.store = store
         self.key = f"{prefix}:connector:{connector.name}:claim"
         self.mine = fingerprint(connector)
         self.name = connector.name
-        self.at = 0.0
+        self.lost = False
+        self._renew = store.register_script(_RENEW)
 
     def take(self) -> None:
         """Claim the name, or refuse when another configuration holds it."""
-        if not self.store.set(self.key, self.mine, nx=True, ex=int(CLAIM_S)):
-            held = self.store.get(self.key)
-            if held is not None and held.decode() != self.mine:
-                kind, channels, _ = held.decode().split("|")
-                raise ConfigurationError(
-                    f"connector name {self.name!r} is running with another configuration "
-                    f"({kind}, channels {channels}, or another --url): one consumer group "
-                    "would split the Actions between them and each would drop the other's "
-                    "channels. Give this one its own --name (or, if the other has stopped, "
-                    f"start again within {CLAIM_S:.0f} s)"
-                )
-        self.renew()
+        if not self.renew():
+            held = self.store.get(self.key) or b"?|?|?"
+            kind, channels, _ = held.decode().split("|")
+            raise ConfigurationError(
+                f"connector name {self.name!r} is running with another configuration "
+                f"({kind}, channels {channels}, or another --url): one consumer group "
+                "would split the Actions between them and each would drop the other's "
+                "channels. Give this one its own --name (or, if the other has stopped, "
+                f"start again in {CLAIM_S:.0f} s)"
+            )
 
-    def renew(self) -> None:
-        """Keep the claim while running (cheap: at most every few seconds)."""
-        now = time.monotonic()
-        if now - self.at >= CLAIM_S / 3:
-            self.store.set(self.key, self.mine, ex=int(CLAIM_S))
-            self.at = now
+    def renew(self) -> bool:
+        return bool(self._renew(keys=[self.key], args=[self.mine, int(CLAIM_S)]))
+
+    def keep(self, stop: threading.Event) -> None:
+        """Renew until `stop`; if another configuration took the name meanwhile (this one
+        could not reach Redis for the claim's lifetime), say so and stop."""
+
+        def run() -> None:
+            while not stop.wait(CLAIM_S / 3):
+                try:
+                    held = self.renew()
+                except redis.RedisError as exc:
+                    log.warning("connector %s: cannot renew its name: %s", self.name, exc)
+                    continue
+                if not held:
+                    log.error(
+                        "connector %s: another configuration took the name; stopping",
+                        self.name,
+                    )
+                    self.lost = True
+                    stop.set()
+                    return
+
+        threading.Thread(target=run, name="tact-connector-claim", daemon=True).start()
 
 
 def run(settings: Settings, connector: Connector, stop: threading.Event | None = None) -> None:
@@ -100,6 +129,7 @@ def run(settings: Settings, connector: Connector, stop: threading.Event | None =
     store.ping()
     claim = Claim(store, f"tact:{settings.app_id}", connector)
     claim.take()
+    claim.keep(stop)
 
     def dead_letter(key: bytes | None, value: bytes, headers: dict[str, str]) -> None:
         producer.send(
@@ -120,7 +150,6 @@ def run(settings: Settings, connector: Connector, stop: threading.Event | None =
     log.info("connector %s delivering %s", connector.name, ", ".join(sorted(connector.channels)))
     try:
         while not stop.is_set():
-            claim.renew()
             batch = consumer.poll(timeout_ms=500)
             for tp, records in batch.items():
                 for record in records:
@@ -142,3 +171,8 @@ def run(settings: Settings, connector: Connector, stop: threading.Event | None =
         log.info("connector %s stopping: %s", connector.name, runner.stats)
         consumer.close()
         producer.close()
+    if claim.lost:
+        raise ConfigurationError(
+            f"connector name {connector.name!r} was taken by another configuration while "
+            "this one could not renew it: give each configuration its own --name"
+        )

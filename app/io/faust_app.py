@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faust
 
+from app.errors import ConfigurationError
 from app.io.kafka_admin import MIB, topic_specs
 from app.settings import Settings
 
@@ -12,10 +13,17 @@ def build_app(settings: Settings) -> faust.App:
     """A Faust app for the worker. Records stay raw bytes: tact decodes them itself
     (orjson + pydantic is 4x cheaper than Faust records, and bad input must become a dead
     letter, not a codec exception)."""
+    datadir = settings.data_dir / settings.app_id
+    try:
+        datadir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
+    except OSError as exc:
+        raise ConfigurationError(
+            f"TACT_DATA_DIR={settings.data_dir}: cannot create {datadir} ({exc.strerror})"
+        ) from None
     dead_letter_limit = int(topic_specs(settings)[settings.topic_dead_letters]["max.message.bytes"])
     return faust.App(
         settings.app_id,
-        datadir=str(settings.data_dir / settings.app_id),  # not ./<app id>-data wherever it runs
+        datadir=str(datadir),  # not ./<app id>-data wherever it runs
         broker=[f"kafka://{address}" for address in settings.kafka_bootstrap.split(",")],
         store="memory://",
         autodiscover=False,

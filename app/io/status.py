@@ -8,6 +8,7 @@ the group's committed and end offsets every `interval_s` seconds with the same c
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -74,6 +75,7 @@ class Status:
         self.lag_at = 0.0
         self.lag_error = ""
         self._events: deque[tuple[float, float]] = deque(maxlen=120)  # (time, events so far)
+        self._events_lock = threading.Lock()  # the lag thread and page requests both add
         self._metrics_app = make_wsgi_app()
         self._stop = threading.Event()
 
@@ -92,17 +94,21 @@ class Status:
     def _run(self) -> None:
         while True:
             self.poll_lag()
-            self._events.append((time.time(), _total("tact_events_total")))
+            with self._events_lock:
+                self._events.append((time.time(), _total("tact_events_total")))
             if self._stop.wait(self.interval_s):
                 return
 
     def events_per_second(self, now: float | None = None, window_s: float = 30.0) -> float:
         """Events per second over about the last `window_s`: 0 once events stop coming."""
         now = time.time() if now is None else now
-        self._events.append((now, _total("tact_events_total")))
-        t1, n1 = self._events[-1]
-        earlier = [(t, n) for t, n in self._events if t <= t1 - window_s]
-        t0, n0 = earlier[-1] if earlier else self._events[0]
+        with self._events_lock:
+            if not self._events or now - self._events[-1][0] >= 1.0:  # page hits: 1 a second
+                self._events.append((now, _total("tact_events_total")))
+            points = list(self._events)
+        t1, n1 = now, _total("tact_events_total")
+        earlier = [(t, n) for t, n in points if t <= t1 - window_s]
+        t0, n0 = earlier[-1] if earlier else points[0]
         return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
 
     def app(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -151,10 +157,15 @@ class Status:
         try:
             server = make_server(host, port, self.app, handler_class=_Quiet)
         except OSError as exc:
+            why = exc.strerror or str(exc)
+            if exc.errno == errno.EADDRINUSE:
+                why += (
+                    ": another tact worker on this host may have it; give each worker its own "
+                    "TACT_METRICS_PORT, or TACT_METRICS_PORT=0 to go without the page"
+                )
             raise ConfigurationError(
-                f"the status page cannot listen on {host}:{port} ({exc.strerror}): another "
-                "tact worker on this host may have it; give each worker its own "
-                "TACT_METRICS_PORT, or TACT_METRICS_PORT=0 to go without the page"
+                f"the status page cannot listen on {host or '(every interface)'}:{port} "
+                f"(TACT_METRICS_HOST, TACT_METRICS_PORT): {why}"
             ) from None
         threading.Thread(target=server.serve_forever, name="tact-status", daemon=True).start()
         threading.Thread(target=self._run, name="tact-lag", daemon=True).start()

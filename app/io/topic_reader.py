@@ -91,6 +91,8 @@ def read_records(
             yield from _partition(
                 consumer, tp, ends[tp], until_ms, state, progress, poll_ms, since_ms
             )
+            if progress is not None:
+                progress(state)  # the partition's last figures (it may end mid-batch)
     finally:
         consumer.close()
 

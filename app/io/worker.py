@@ -74,10 +74,11 @@ def run_worker(settings: Settings) -> None:
     if settings.metrics_port:
         engine = pipeline.engine
         catalog = f"{settings.catalog or 'the demo catalog'} ({len(engine.catalog):,} products)"
+        tact = version("tact")
 
         def about() -> dict[str, str]:
             return {
-                "tact": version("tact"),
+                "tact": tact,
                 "policy": engine.policy.version,
                 "catalog": catalog,
                 "models": engine.models.version,

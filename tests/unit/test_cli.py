@@ -198,9 +198,18 @@ def test_catalog_mistakes_are_named(
     bad.write_bytes(b'{"sku": "A", "price": "12", "unit_cost": 1}')
     assert replay({**files, "catalog": bad}, files["events"], "x.jsonl") == 2
     assert f"{bad}:1: price: Input should be a valid number" in capsys.readouterr().err
-    bad.write_bytes(b'{"sku": "A", "price": 10, "unit_cost": 15}')
-    assert replay({**files, "catalog": bad}, files["events"], "x.jsonl") == 2
-    assert "product: unit_cost 15 is above price 10" in capsys.readouterr().err
+
+
+def test_a_product_sold_at_a_loss_is_allowed_with_a_warning(
+    tmp_path: Path, files: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    catalog = tmp_path / "catalog.jsonl"
+    lines = files["catalog"].read_bytes().splitlines()
+    catalog.write_bytes(b"\n".join([*lines, b'{"sku": "LEADER", "price": 10, "unit_cost": 15}']))
+    assert replay({**files, "catalog": catalog}, files["events"], "x.jsonl") == 0
+    assert "1 products cost more than their price (e.g. LEADER: unit_cost 15, price 10)" in (
+        caplog.text
+    )
 
 
 @pytest.mark.parametrize(

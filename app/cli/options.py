@@ -1,0 +1,43 @@
+"""argparse types for options with a range: a wrong value is a usage error naming the option,
+never a traceback or a silent nothing."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+
+def at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least `low`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is below {low}")
+        return value
+
+    return parse
+
+
+def _number(text: str, ok: Callable[[float], bool], should: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or not ok(value):
+        raise argparse.ArgumentTypeError(f"{text} is not {should}")
+    return value
+
+
+def margin_rate(text: str) -> float:
+    """An argparse type: a gross margin rate, from 0 up to (not including) 1."""
+    return _number(text, lambda v: 0.0 <= v < 1.0, "a margin rate from 0 to below 1")
+
+
+def positive(text: str) -> float:
+    """An argparse type: a number above 0."""
+    return _number(text, lambda v: v > 0, "above 0")
