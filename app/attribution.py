@@ -117,6 +117,8 @@ class Attribution:
         if len(state.windows) >= self.max_open:
             self._emit(action.customer_id, state.windows.pop(0), t, "evicted")
         state.windows.append(entry)
+        if action.play == "assist":
+            state.assisted = max(state.assisted, t)
         heapq.heappush(self._schedule, (entry[END], action.customer_id))
 
     def reopen(self, customer_id: str, state: CustomerState) -> None:

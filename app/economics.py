@@ -23,7 +23,6 @@ from collections.abc import Callable
 from math import exp, log
 
 from app.anyway import Anyway
-from app.attribution import DECIDED, PLAY
 from app.catalog import Product
 from app.context import Context, Offer
 from app.models import PRIOR, PRIOR_SCALE, Models, OnlineLogit
@@ -154,7 +153,7 @@ class Economics:
         and only the first assist of a visit lifts it; with fit guidance (risk_reduction), a
         return less of the item when it is bought."""
         p, state, product = self.policy, ctx.state, offer.product
-        recent = any(e[PLAY] == "assist" and e[DECIDED] >= ctx.t - _VISIT_S for e in state.windows)
+        recent = ctx.t - state.assisted <= _VISIT_S
         lift = p.assist_lift * ctx.at_stake * self.assist_factor(ctx.moment)
         value = lift * (0.25 if recent else 1.0)
         if frame == "risk_reduction":

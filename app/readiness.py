@@ -99,6 +99,9 @@ class CustomerState:
     windows: list[list[Any]] = field(default_factory=list)  # open attribution windows
     watch: list[list[Any]] = field(default_factory=list)  # [sku, relation, since, seen] add-ons
     refills: dict[str, list[float]] = field(default_factory=dict)  # sku -> [rebought, lapsed, at]
+    # when the last assist was decided (windows can close before their time when another
+    # partition's clock runs ahead: what decides must not depend on them)
+    assisted: float = 0.0
 
     # -- duplicates ---------------------------------------------------------------------------
     def seen_before(self, event_id: str) -> bool:

@@ -186,3 +186,30 @@ def test_events_naming_unknown_skus_are_counted() -> None:
     engine.process(s.order("RUN-SHOE-01"))
     assert engine.unknown_sku_events == 2
     assert engine.unknown_sku_example == "NOT-IN-CATALOG"
+
+
+def test_a_customers_decisions_do_not_depend_on_when_its_windows_closed() -> None:
+    """A worker can close a customer's windows early (another partition's clock runs ahead,
+    and the customer is reloaded past the watermark); what the customer is offered next must
+    not change. It did: a recent assist was forgotten with its window, and a worker killed
+    and restarted re-decided differently from an engine that never stopped."""
+    policy = load_policy(None)
+    frozen = policy.model_copy(
+        update={"learning": policy.learning.model_copy(update={"enabled": False})}
+    )
+
+    def run(closed_early: bool) -> list[bytes]:
+        engine = DecisionEngine(demo_catalog(), frozen)
+        s = Shopper("c-own")
+        out = [encode(a) for a in engine.process(s.view("RUN-JACKET-01"))]
+        out += [encode(a) for a in engine.process(s.add("RUN-JACKET-01"))]
+        if closed_early:
+            engine.customers["c-own"].windows.clear()
+        s.wait(minutes=60)
+        out += [encode(a) for a in engine.process(s.event("checkout_start", cart_value=129.0))]
+        out += [encode(a) for a in engine.process(s.wait(minutes=3).view("RUN-JACKET-01"))]
+        return out
+
+    kept = run(False)
+    assert sum(b'"play":"assist"' in a for a in kept) == 1  # the assist at the cart
+    assert run(True) == kept
