@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import KafkaConnectionError, KafkaError, RetriableError
 
 from app import codec
 from app.errors import DependencyUnavailable
@@ -92,6 +92,7 @@ def produce_records(
     producer = connect()
     done = Produced()
     again: list[tuple[str, bytes, bytes, int]] = []  # refused: maybe for another record
+    lost: list[BaseException] = []  # not refused: the broker could not be reached
 
     def refuse(exc: BaseException) -> None:
         name = type(exc).__name__
@@ -105,7 +106,7 @@ def produce_records(
             record = (topic, key, value, timestamp_ms)
             future = producer.send(topic, key=key, value=value, timestamp_ms=timestamp_ms)
             future.add_callback(lambda _, topic=topic: done.sent.update((topic,)))
-            future.add_errback(lambda _, record=record: again.append(record))
+            future.add_errback(lambda exc, record=record: _failed(exc, record, again, lost))
             if rate:
                 ahead = n / rate - (time.monotonic() - started)
                 if ahead > 0:
@@ -113,6 +114,11 @@ def produce_records(
             if progress is not None and n % 5000 == 0:
                 progress(n)
         producer.flush()
+        if lost:
+            raise DependencyUnavailable(
+                f"{len(lost):,} records could not be produced to {settings.kafka_bootstrap}: "
+                f"{lost[0]!r}"
+            )
         # A broker refuses a whole batch for one bad record, and the producer then fails
         # what follows on that partition: send each refused record again on its own, from a
         # fresh producer after every refusal. Those land after the records sent since, so a
@@ -125,6 +131,8 @@ def produce_records(
                 retry.send(topic, key=key, value=value, timestamp_ms=timestamp_ms).get(30)
                 done.sent[topic] += 1
             except KafkaError as exc:
+                if _unreachable(exc):
+                    raise
                 refuse(exc)
                 retry.close()
                 retry = None
@@ -135,3 +143,16 @@ def produce_records(
     finally:
         producer.close()
     return done
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """The broker could not be reached in time (as opposed to refusing the record)."""
+    return isinstance(exc, RetriableError | KafkaConnectionError)
+
+
+def _failed(exc: BaseException, record: Any, again: list[Any], lost: list[BaseException]) -> None:
+    """A send failed (in the producer's thread): retry a refusal, give up on an outage."""
+    if _unreachable(exc):
+        lost.append(exc)
+    else:
+        again.append(record)
