@@ -32,6 +32,10 @@ from app.terms import TermsBuilder
 _VALUE_FRAMES = frozenset({"cost_efficiency", "risk_reduction"})  # frames that change the value
 
 
+# Where a Scored's fields put its expected profit and spread (arms enter as bare fields).
+_EIP, _SPREAD = (list(Scored.__dataclass_fields__).index(name) for name in ("eip", "spread"))
+
+
 class _Race:
     """The arms of one moment, and the running cut below which an arm cannot be in
     contention (app/bandit.py: within `z` spreads of the best lower bound, or of `floor`)."""
@@ -43,7 +47,7 @@ class _Race:
         self.arms: list[Scored | tuple[Any, ...]] = []  # Scored, or its fields (made later)
 
     def enter(self, arm: Scored | tuple[Any, ...]) -> None:
-        eip, spread = (arm[12], arm[13]) if isinstance(arm, tuple) else (arm.eip, arm.spread)
+        eip, spread = (arm[_EIP], arm[_SPREAD]) if isinstance(arm, tuple) else (arm.eip, arm.spread)
         if eip + self.z * spread < self.cut:
             return
         self.arms.append(arm)
@@ -71,8 +75,6 @@ class Arbiter:
         self.economics = Economics(policy, models, anyway)
         self.distraction = Distraction(policy, models.completion)
         self.economics.assist_factor = self.distraction.assist_factor
-        self._abandon: dict[str, dict[str, float]] = {}  # moment -> intensity -> factor
-        self._abandon_at = -1
         exploration = policy.exploration
         self._z = exploration.contention_z if exploration.enabled else 0.0
 
@@ -88,11 +90,7 @@ class Arbiter:
         terms = self._build.terms(ctx)
         ctx.at_stake = at_stake
         stake = terms.stake_per_unit * at_stake
-        if self._abandon_at != self.models.completion.version:  # read again once they move
-            self._abandon, self._abandon_at = {}, self.models.completion.version
-        if stake and ctx.moment not in self._abandon:
-            factor = self.distraction.factor
-            self._abandon[ctx.moment] = {i: factor(ctx.moment, i) for i in INTENSITY_ORDER}
+        distraction = self.distraction.factors(ctx.moment) if stake else {}  # learned / prior
         p = self.policy
         most_by_readiness = self._max_intensity(terms.signals)
         race = _Race(p.min_expected_profit, self._z)
@@ -135,6 +133,7 @@ class Arbiter:
                 verdict,
                 race,
                 stake,
+                distraction,
             )
         return race.contenders(self.policy.exploration.max_arms)
 
@@ -159,6 +158,7 @@ class Arbiter:
                 verdict,
                 race,
                 0.0,
+                {},
             )
         finally:
             self.keep_all = keep_all
@@ -204,9 +204,11 @@ class Arbiter:
         verdict: Verdict,
         race: _Race,
         stake: float,
+        distraction: dict[str, float],
     ) -> None:
         """Enter the offer's arms (one per frame: its best channel and intensity) in `race`;
-        `stake` scales the abandon risk of onsite offers."""
+        `stake` scales the abandon risk of onsite offers, times its learned `distraction`
+        factor per intensity."""
         if not channels or not frames:
             return
         ctx.considered += len(channels) * len(frames) * len(intensities)
@@ -256,7 +258,6 @@ class Arbiter:
         by_channel, by_intensity = terms.by_channel, terms.by_intensity
         prefer_frames, frame_priors = verdict.prefer_frames, terms.frame_prior
         cells, segment = self.models.cells, ctx.segments.key
-        distraction = self._abandon.get(ctx.moment, {})
         frame_keys = self._frame_keys
         logits = []
         top_frame, top_spread = -1e18, 0.0
@@ -347,5 +348,5 @@ class Arbiter:
                     if improves:
                         incumbent = best[frame] = (eip, fields, shown)
         for eip, fields, shown in best.values():
-            if eip + z * fields[-1] >= race.cut:  # else out of contention: enter would refuse it
+            if eip + z * fields[-1] >= race.cut:  # (spread: last) else enter would refuse it
                 race.enter(shown if shown is not None else fields)

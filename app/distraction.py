@@ -14,10 +14,10 @@ the value of assists in arbitration.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from app.policy import Policy
+from app.policy import INTENSITY_ORDER, Policy
 
 MOMENTS = ("browse", "cart", "checkout")
 HELD = "held"
@@ -56,8 +56,8 @@ class Distraction:
     def __init__(self, policy: Policy, counts: CompletionCounts) -> None:
         self.counts = counts
         self.prior_sd = policy.distraction.prior_sd
-        self._assist: dict[str, float] = {}
-        self._assist_at = -1
+        self._read: dict[tuple[str, str], Any] = {}  # what was read of the counts, by moment
+        self._read_at = -1  # ... as of this version of the counts
         self.assist_lift = policy.assist_lift
         self.prior = {
             (m, i): policy.moments[m].pressure * risk
@@ -98,14 +98,24 @@ class Distraction:
         prior = self.prior.get((moment, intensity), 0.0)
         return self.abandon(moment, intensity) / prior if prior > 0 else 1.0
 
+    def factors(self, moment: str) -> dict[str, float]:
+        """`factor` of every intensity at `moment` (read again once the counts move)."""
+        factors: dict[str, float] = self._cached(
+            ("abandon", moment), lambda: {i: self.factor(moment, i) for i in INTENSITY_ORDER}
+        )
+        return factors
+
     def assist_factor(self, moment: str) -> float:
         """Learned lift of an assist shown over the prior's (1 until the data says
         otherwise): completion with the assist shown against held back."""
-        if self._assist_at != self.counts.version:
-            self._assist, self._assist_at = {}, self.counts.version
-        found = self._assist.get(moment)
+        return float(self._cached(("assist", moment), lambda: self._assist_factor(moment)))
+
+    def _cached(self, key: tuple[str, str], read: Callable[[], Any]) -> Any:
+        if self._read_at != self.counts.version:
+            self._read, self._read_at = {}, self.counts.version
+        found = self._read.get(key)
         if found is None:
-            found = self._assist[moment] = self._assist_factor(moment)
+            found = self._read[key] = read()
         return found
 
     def _assist_factor(self, moment: str) -> float:

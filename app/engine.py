@@ -155,13 +155,13 @@ class DecisionEngine:
         if state.consumables:
             self.anyway.lapses(state, t)
         sku = getattr(event, "sku", None)
-        if sku is not None and sku not in self.catalog.products:
+        if sku is not None and sku not in self.catalog:
             self._unknown(sku)
         if isinstance(event, OrderPlaced):
             skus = [item.sku for item in event.items]
-            unknown = [s for s in skus if s not in self.catalog.products]
-            if unknown:
-                self._unknown(unknown[0])
+            unknown = next((s for s in skus if s not in self.catalog), None)
+            if unknown is not None:
+                self._unknown(unknown)
             self.anyway.ordered(state, skus, t, attribution.offered(state, t))
             attribution.ordered(cid, state, event, t)
             if self.learner.enabled:

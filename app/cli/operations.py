@@ -6,7 +6,7 @@ import argparse
 import re
 from typing import Any
 
-from app.cli.options import margin_rate
+from app.cli.options import margin_rate, positive
 from app.errors import ConfigurationError
 
 
@@ -138,8 +138,6 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_produce(args: argparse.Namespace) -> int:
     from app.cli.produce import run_produce
 
-    if args.rate is not None and not args.rate > 0:
-        raise ConfigurationError(f"--rate {args.rate:g}: give events per second above 0")
     return run_produce(args.file, args.rate, args.dead_letter)
 
 
@@ -206,7 +204,7 @@ def add_commands(sub: Any) -> None:
     ingest.add_argument("--source", required=True, help="the dataset's CSV (.csv or .csv.gz)")
     ingest.add_argument("--catalog", help="also write the inferred catalog (JSONL) here")
     ingest.add_argument("--margin", type=margin_rate, help="gross margin assumed for unit costs")
-    ingest.add_argument("--rate", type=float, help="events per second at most (default: all)")
+    ingest.add_argument("--rate", type=positive, help="events per second at most (default: all)")
     ingest.set_defaults(func=cmd_ingest)
 
     produce = sub.add_parser(
@@ -218,7 +216,7 @@ def add_commands(sub: Any) -> None:
         "are not valid events are not produced: they go to a dead-letter file with the reason.",
     )
     produce.add_argument("file", help="the events (JSONL)")
-    produce.add_argument("--rate", type=float, help="events per second at most (default: all)")
+    produce.add_argument("--rate", type=positive, help="events per second at most (default: all)")
     produce.add_argument(
         "--dead-letter",
         help="where lines that are not events go (default: FILE.dead-letters.jsonl)",
