@@ -7,12 +7,15 @@ from dataclasses import dataclass, field
 
 from app.catalog import Product
 from app.experiments import Assignment
-from app.models import PRIOR, PRIOR_SCALE
+from app.models import BIAS, PRIOR, PRIOR_SCALE
 from app.policy import MomentName, OfferRelation
 from app.readiness import CustomerState, Readiness
 from app.referee import Segments, Verdict
 from schemas.types import Play
 
+# Readiness signals (0 to 1) enter the models centred on this: uncentred, each is also a second
+# intercept, and the noise of their steps moved the level of every prediction together.
+CENTRE = 0.5
 SIGNAL_FEATURES = (
     ("confidence", "r:conf"),
     ("urgency", "r:urg"),
@@ -89,24 +92,25 @@ def accept_features(
 ) -> dict[str, float]:
     x = {
         PRIOR: prior / PRIOR_SCALE,
+        BIAS: 1.0,
         f"ch:{channel}": 1.0,
         f"play:{offer.play}": 1.0,
         f"rel:{offer.relation}": 1.0,
         f"fr:{frame}": 1.0,
         f"int:{intensity}": 1.0,
-        "r:post": r.signal("posture", channel),
-        "r:ltv": r.ltv_score,
+        "r:post": r.signal("posture", channel) - CENTRE,
+        "r:ltv": r.ltv_score - CENTRE,
         "x:price": offer.price_step,
     }
     if offer.seen:
         x["x:seen"] = 1.0
     for name, key in SIGNAL_FEATURES:
-        x[key] = getattr(r, name)
+        x[key] = getattr(r, name) - CENTRE
     return x
 
 
 def return_features(prior: float, product: Product, r: Readiness) -> dict[str, float]:
-    return {PRIOR: prior / PRIOR_SCALE, f"kind:{product.kind}": 1.0, "r:risk": r.risk}
+    return {PRIOR: prior / PRIOR_SCALE, BIAS: 1.0, f"kind:{product.kind}": 1.0, "r:risk": r.risk}
 
 
 @dataclass(slots=True)

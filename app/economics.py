@@ -58,7 +58,7 @@ class _Weights:
     def get(self) -> tuple[dict[str, float], float]:
         if self.model.updates != self.at:
             self.w = dict(self.model.model._weights)
-            self.b = self.model.model.intercept
+            self.b = self.model.intercept
             self.at = self.model.updates
             self.parts = {}
         return self.w, self.b

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.context import RELATION_PLAY
+from app.context import CENTRE, RELATION_PLAY
 from app.distraction import ASSIST, ASSIST_HELD, HELD
 from app.models import PRIOR, PRIOR_SCALE, Models
 from app.policy import Policy
@@ -42,7 +42,10 @@ def accept_x(
         f"fr:{frame}": 1.0,
         f"int:{intensity}": 1.0,
     }
-    x.update(zip(_SIGNAL_KEYS, learn[L_CONF : L_LTV + 1], strict=True))
+    x.update(
+        (key, value - CENTRE)
+        for key, value in zip(_SIGNAL_KEYS, learn[L_CONF : L_LTV + 1], strict=True)
+    )
     if len(learn) > L_STEP and learn[L_STEP]:
         x["x:price"] = learn[L_STEP]
     if len(learn) > L_SEEN and learn[L_SEEN]:

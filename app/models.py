@@ -28,6 +28,7 @@ from app.distraction import CompletionCounts
 
 PRIOR = "prior"
 PRIOR_SCALE = 10.0
+BIAS = "bias"  # the intercept, learned as a feature (app/models.py OnlineLogit)
 _TOP_AFFINITY = 12  # co-purchased SKUs remembered per SKU
 _PAIR_ITEMS = 12  # distinct SKUs of one order used for pairs
 
@@ -59,9 +60,11 @@ class OnlineLogit:
         # (a channel, a frame) move quickly from the prior while common ones settle.
         opt = optim.AdaGrad(learning_rate) if optimizer == "adagrad" else optim.SGD(learning_rate)
         self.optimizer = optimizer
-        self.model = linear_model.LogisticRegression(
-            optimizer=opt, l2=l2, intercept_lr=learning_rate / 2
-        )
+        # The intercept is learned as the feature `bias`, by the same optimizer as the other
+        # weights: River's own intercept takes a constant SGD step per outcome, which moved the
+        # level of every prediction by up to a logit per mini-batch and made the engine swing
+        # between offering to everyone and to no one from one day to the next.
+        self.model = linear_model.LogisticRegression(optimizer=opt, l2=l2, intercept_lr=0.0)
         self.model._weights[PRIOR] = PRIOR_SCALE
         self.batch_size = batch_size
         # AdaGrad's squared-gradient sums fade by this much per batch, so its steps never
@@ -70,16 +73,21 @@ class OnlineLogit:
         self.queue: list[tuple[dict[str, float], bool]] = []
         self.updates = 0  # outcomes applied to the weights
 
+    @property
+    def intercept(self) -> float:
+        """The logit of a case whose other features are all 0."""
+        return float(self.model.intercept + self.model._weights.get(BIAS, 0.0))
+
     def logit(self, x: Mapping[str, float]) -> float:
-        """The model's logit; the same number River's predict_proba_one squashes."""
+        """The model's logit (the intercept is added here, not taken from `x`)."""
         w = self.model._weights
-        return float(self.model.intercept + sum(w[k] * v for k, v in x.items() if k in w))
+        return self.intercept + float(sum(w[k] * v for k, v in x.items() if k in w and k != BIAS))
 
     def predict_one(self, x: Mapping[str, float]) -> float:
         return sigmoid(self.logit(x))
 
     def learn_one(self, x: Mapping[str, float], y: bool) -> None:
-        self.queue.append((dict(x), bool(y)))
+        self.queue.append(({**x, BIAS: 1.0}, bool(y)))
         if len(self.queue) >= self.batch_size:
             self.flush()
 

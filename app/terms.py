@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.context import ONSITE, SIGNAL_FEATURES, Context, Terms
+from app.context import CENTRE, ONSITE, SIGNAL_FEATURES, Context, Terms
 from app.models import PRIOR, PRIOR_SCALE, Models
 from app.policy import INTENSITY_ORDER, Policy
 
@@ -101,7 +101,7 @@ class TermsBuilder:
             self._weights_at = model.updates
             self.accept = Tables(
                 weights_at=model.updates,
-                intercept=model.model.intercept,
+                intercept=model.intercept,
                 w=w,
                 w_prior=w_prior,
                 w_post=w.get("r:post", 0.0),
@@ -133,16 +133,16 @@ class TermsBuilder:
             "risk": r.risk,
             "ltv": r.ltv_score,
         }
-        customer_logit = tables.intercept + tables.w_ltv * r.ltv_score
+        customer_logit = tables.intercept + tables.w_ltv * (r.ltv_score - CENTRE)
         for name, weight in tables.w_signals:
-            customer_logit += weight * signals[name]
+            customer_logit += weight * (signals[name] - CENTRE)
         posture, w_post, posture_prior = r.posture, tables.w_post, self._posture_prior
         by_channel = {}
         for channel, (_, weight, base, cost, fatigue_base, onsite) in tables.channel.items():
             level = posture.get(channel, 0.5)
             by_channel[channel] = (
                 base + posture_prior * (level - 0.5),
-                weight + w_post * level,
+                weight + w_post * (level - CENTRE),
                 cost,
                 fatigue_base,
                 onsite,
