@@ -8,15 +8,18 @@ has checkpointed, so Faust never commits an offset whose effects are not saved.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Sequence
 from typing import Any, cast
 
 import faust
 
-from agents.worker import DecisionWorker, Headers
+from agents.worker import BatchFailed, DecisionWorker, Headers
 from app.pipeline import Record
 
 log = logging.getLogger(__name__)
+
+EXIT_BATCH_FAILED = 75  # EX_TEMPFAIL: restart me (nothing unsaved was acknowledged)
 
 
 def _record(event: faust.EventT[bytes]) -> Record:
@@ -60,7 +63,15 @@ def attach(app: faust.App, worker: DecisionWorker) -> None:
         batches = source.noack_take(settings.batch_max, within=settings.batch_within_s)
         async for batch in batches:
             events = cast(Sequence[faust.EventT[bytes]], batch)
-            if await worker.handle([_record(e) for e in events]):
+            try:
+                done = await worker.handle_until_done([_record(e) for e in events])
+            except BatchFailed as exc:
+                # Faust would stop this agent and keep the process alive doing nothing: exit
+                # instead, for the supervisor to restart; the batch was never acknowledged.
+                log.critical("%s; exiting with status %d", exc, EXIT_BATCH_FAILED)
+                logging.shutdown()
+                os._exit(EXIT_BATCH_FAILED)
+            if done:
                 for event in events:
                     await source.ack(event)
 

@@ -5,6 +5,12 @@ in memory, decide (pure core), send actions and dead letters and wait until the 
 them, checkpoint states and offsets in one atomic write; the caller then acknowledges the
 records so Faust may commit their offsets. A crash anywhere in between loses nothing: the
 records are redelivered and re-decided from the checkpointed state, giving the same actions.
+
+A batch that fails inside the process (a send the broker refused, Redis, a bug) leaves nothing
+behind: the worker drops everything in memory that the checkpoint does not hold and handles
+the same records again from the checkpoint, backing off, for `batch_retry_s`; then it gives up
+(BatchFailed), and the agent exits the process for its supervisor to restart it. It never
+carries on with half of a batch applied, and never stays alive doing nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +31,13 @@ from schemas import Envelope
 log = logging.getLogger(__name__)
 
 _SWEEP_LIMIT = 1000  # due customers loaded per partition per batch
+_RETRY_FIRST_S = 0.5  # the first wait before a failed batch is handled again; doubles to
+_RETRY_MAX_S = 30.0  # at most this
+
+
+class BatchFailed(Exception):
+    """A batch could not be sent or checkpointed within `batch_retry_s`."""
+
 
 Headers = list[tuple[str, bytes]]
 # send(topic, key, value, headers) buffers a record and returns an awaitable that completes
@@ -66,13 +79,56 @@ class DecisionWorker:
     def forget(self) -> None:
         """Partitions may move to another worker: drop cached state; reload on next use."""
         self.generation += 1
-        self.committed = None
         self.assigned = set()
+        self.reset()
+
+    def reset(self) -> None:
+        """Drop everything in memory the checkpoint does not hold (customer states, models,
+        offsets): the next batch starts again from the checkpoint."""
+        self.committed = None
         self.partition_of = {}
         self.pipeline.engine.forget()
 
+    async def handle_until_done(
+        self, records: Sequence[Record], first_wait_s: float = _RETRY_FIRST_S
+    ) -> bool:
+        """`handle`, again from the checkpoint after each failure, waiting longer each time,
+        until it succeeds or `batch_retry_s` has passed (then BatchFailed). The records sent
+        before a failure are sent again, identical (at least once)."""
+        give_up = time.monotonic() + self.settings.batch_retry_s
+        wait = first_wait_s
+        while True:
+            try:
+                return await self.handle(records)
+            except Exception as exc:
+                if time.monotonic() + wait > give_up:
+                    raise BatchFailed(
+                        f"a batch of {len(records)} records could not be sent or checkpointed "
+                        f"for {self.settings.batch_retry_s:g} s (TACT_BATCH_RETRY_S); last "
+                        f"error: {type(exc).__name__}: {exc}"
+                    ) from exc
+                metrics.BATCH_RETRIES.inc()
+                log.warning(
+                    "a batch of %d records failed (%s: %s); its state is dropped and it is "
+                    "handled again from the checkpoint in %.1f s",
+                    len(records),
+                    type(exc).__name__,
+                    exc,
+                    wait,
+                )
+            await asyncio.sleep(wait)
+            wait = min(wait * 2.0, _RETRY_MAX_S)
+
     async def handle(self, records: Sequence[Record]) -> bool:
-        """Process one batch; True when it was checkpointed and may be acknowledged."""
+        """Process one batch; True when it was checkpointed and may be acknowledged. On any
+        failure the state in memory is reset to the checkpoint before the error goes on."""
+        try:
+            return await self._handle(records)
+        except BaseException:
+            self.reset()
+            raise
+
+    async def _handle(self, records: Sequence[Record]) -> bool:
         started = time.perf_counter()
         generation = self.generation
         engine = self.pipeline.engine

@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, ge=1024, le=64 * 1024 * 1024)
     batch_max: int = Field(500, ge=1, le=100_000, description="events per processing batch")
     batch_within_s: float = Field(0.1, gt=0, le=10, description="max wait to fill a batch")
+    batch_retry_s: float = Field(
+        120.0,
+        gt=0,
+        le=3600,
+        description="a batch that cannot be sent or checkpointed is retried from the checkpoint "
+        "for this long; then the worker exits with status 75 for its supervisor to restart it",
+    )
     session_timeout_s: float = Field(
         10.0, ge=6, le=300, description="consumer session timeout (failover time)"
     )

@@ -32,6 +32,10 @@ REDELIVERED = Counter(
     "tact_redelivered_skipped_total",
     "Records below the state checkpoint (already applied), skipped after a restart",
 )
+BATCH_RETRIES = Counter(
+    "tact_batch_retries_total",
+    "Batches that failed (a send, Redis) and were handled again from the checkpoint",
+)
 DUPLICATES = Counter(
     "tact_duplicate_events_total", "Events skipped because their event_id came again recently"
 )

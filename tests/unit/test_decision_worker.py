@@ -239,3 +239,50 @@ def test_unknown_skus_are_counted_and_logged_at_powers_of_ten(
     logged = [r.getMessage() for r in caplog.records if "not in the catalog" in r.getMessage()]
     assert 1 <= len(logged) <= len(str(w.unknown_skus))  # past 1, 10, 100...: never a flood
     assert "GONE-" in logged[0]
+
+
+class FlakyBroker(Broker):
+    """Refuses the send at `fail_at`, `times` times, then accepts everything."""
+
+    def __init__(self, fail_at: int, times: int) -> None:
+        super().__init__(fail_at)
+        self.times = times
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None
+    ) -> Awaitable[Any]:
+        if len(self.sent) == self.fail_at:
+            self.times -= 1
+            if self.times == 0:
+                self.fail_at = None  # from now on the broker takes everything
+            raise ConnectionError("broker went away")
+        return await super().send(topic, key, value, headers)
+
+
+def test_a_failed_send_is_retried_from_the_checkpoint_without_losing_an_action() -> None:
+    """The batch half sent when the broker refused a record is handled again from the
+    checkpoint: every action comes out, the repeats are identical, and the batches after it
+    decide as if nothing had happened (nothing half-applied stayed in memory)."""
+    store, records = InMemoryStateStore(), as_records(EVENTS)
+    broker = FlakyBroker(fail_at=150, times=2)
+    w = worker(store, broker, frozen())
+
+    async def go() -> None:
+        for i in range(0, len(records), 64):
+            assert await w.handle_until_done(records[i : i + 64], first_wait_s=0.001)
+
+    asyncio.run(go())
+    delivered, want = broker.actions(), expected(EVENTS, frozen())
+    assert sorted(set(delivered)) == sorted(want)
+    assert len(delivered) > len(want)  # the failed batch's first sends went out again
+    assert [a for a in dict.fromkeys(delivered)] == want  # first copies in the engine's order
+
+
+def test_a_batch_that_keeps_failing_gives_up_after_the_retry_time() -> None:
+    from agents.worker import BatchFailed
+
+    store, records = InMemoryStateStore(), as_records(EVENTS)
+    w = worker(store, Broker(fail_at=0), frozen(), batch_retry_s=0.05)
+    with pytest.raises(BatchFailed, match="TACT_BATCH_RETRY_S"):
+        asyncio.run(w.handle_until_done(records[:64], first_wait_s=0.01))
+    assert store.commits == 0
