@@ -23,6 +23,7 @@ from app.anyway import Anyway
 from app.context import Context, Offer, Scored, Terms, tag
 from app.distraction import Distraction
 from app.economics import Economics
+from app.guardrail import UnsubscribeBudget
 from app.models import Models
 from app.policy import INTENSITY_ORDER, Policy
 from app.readiness import DAY
@@ -67,7 +68,8 @@ class Arbiter:
         self.models = models
         self.referee = Referee(policy)
         self._margins: dict[str, str] = {}  # sku -> margin tier
-        self._build = TermsBuilder(policy, models)
+        self.budget = UnsubscribeBudget(policy, models.unsubscribes)
+        self._build = TermsBuilder(policy, models, self.budget)
         self._stale_frames = frozenset(policy.freshness.deny_frames)
         frames = {f for allowed in policy.relation_frames.values() for f in allowed}
         self._frame_keys = {frame: f"fr:{frame}" for frame in frames}  # model feature names

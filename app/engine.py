@@ -144,11 +144,14 @@ class DecisionEngine:
         t = event.ts.timestamp()
         cid = event.customer_id
         state = self.customers.get(cid)
+        budget = self.arbiter.budget
         if state is None:
             state = self.customers[cid] = CustomerState()
+            budget.arrived(t)
         if state.seen_before(event.event_id):
             self.duplicates += 1
             return []
+        budget.tick(t)
         attribution = self.attribution
         attribution.advance(t, self.customers)
         attribution.close_due(cid, state, t)
@@ -175,12 +178,18 @@ class DecisionEngine:
             attribution.feedback(cid, state, event.kind, t, event.action_id, None)
         elif isinstance(event, MessageFeedback):
             attribution.feedback(cid, state, event.kind, t, event.action_id, event.channel)
+            if event.kind in ("unsubscribe", "complaint") and event.action_id:
+                budget.unsubscribe(event.channel, t)
         elif isinstance(event, PageView) and event.sku:
             self.anyway.viewed(state, event.sku)
         self.tracker.update(state, event, t)
         limit = self.policy.freshness.max_lag_seconds
         stale = lag_s is not None and limit is not None and lag_s > limit
-        return self.decider.decide(cid, state, event, t, stale)
+        actions = self.decider.decide(cid, state, event, t, stale)
+        for action in actions:
+            if not action.holdout and action.play != "protect":
+                budget.message(action.channel)
+        return actions
 
     def _unknown(self, sku: str) -> None:
         self.unknown_sku_events += 1

@@ -25,6 +25,7 @@ from app import codec
 from app.anyway import AnywayCounts
 from app.bandit import Cells
 from app.distraction import CompletionCounts
+from app.guardrail import UnsubscribeCounts
 
 PRIOR = "prior"
 PRIOR_SCALE = 10.0
@@ -183,6 +184,7 @@ class Models:
         self.cells = Cells(prior_conversions, prior_trials, cell_memory)
         self.anyway = AnywayCounts()  # what customers buy on their own (app/anyway.py)
         self.completion = CompletionCounts()  # purchases under way (app/distraction.py)
+        self.unsubscribes = UnsubscribeCounts()  # the unsubscribe guardrail (app/guardrail.py)
         self.watermark = 0.0  # the latest event time the models have seen
 
     @property
@@ -201,6 +203,7 @@ class Models:
             "order_value": {"n": self.order_value.n, "mean": self.order_value.get()},
             "anyway": self.anyway.state(),
             "completion": self.completion.state(),
+            "unsubscribes": self.unsubscribes.state(),
             "watermark": self.watermark,
         }
 
@@ -250,6 +253,8 @@ class Models:
             models.anyway.restore(core["anyway"])
         if "completion" in core:
             models.completion.restore(core["completion"])
+        if "unsubscribes" in core:
+            models.unsubscribes.restore(core["unsubscribes"])
         if "cells" in fields:
             models.cells.restore(codec.loads(fields["cells"]))
         ov = core["order_value"]

@@ -117,6 +117,15 @@ class DistractionSpec(_Spec):
     prior_sd: float = Field(default=0.02, gt=0, le=1)
 
 
+class GuardrailsSpec(_Spec):
+    """Limits beyond profit (app/guardrail.py)."""
+
+    # Unsubscribes that tact's messages may cause per 1,000 customers per 30 days; above this
+    # pace the price of unsubscribe risk rises until the count is back on pace. None: no limit.
+    unsubscribes_per_1000: float | None = Field(default=1.0, gt=0, le=1000)
+    gain: float = Field(default=16.0, gt=0, le=100)  # how steeply the price rises with the excess
+
+
 class ConsentSpec(_Spec):
     """Channels that need the customer's opt-in: closed until a `consent` event grants it, and
     again after one withdraws it (an unsubscribe closes a channel in any case)."""
@@ -325,6 +334,7 @@ class Policy(_Spec):
     freshness: FreshnessSpec = FreshnessSpec()
     consent: ConsentSpec = ConsentSpec()
     distraction: DistractionSpec = DistractionSpec()
+    guardrails: GuardrailsSpec = GuardrailsSpec()
     attribution: AttributionSpec
     decay_hours: DecaySpec
     segments: SegmentsSpec

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.context import CENTRE, ONSITE, SIGNAL_FEATURES, Context, Terms
+from app.guardrail import UnsubscribeBudget
 from app.models import PRIOR, PRIOR_SCALE, Models
 from app.policy import INTENSITY_ORDER, Policy
 
@@ -39,10 +40,13 @@ class Tables:
 class TermsBuilder:
     """The policy's constant parts of the logit, and the Tables and Terms built on them."""
 
-    def __init__(self, policy: Policy, models: Models) -> None:
+    def __init__(self, policy: Policy, models: Models, budget: UnsubscribeBudget) -> None:
         self.policy = policy
         self.models = models
+        self.budget = budget
         self._weights_at = -1
+        self._budget_at = -1
+        self._built = 0  # Tables built so far: the Terms cached on older ones are stale
         self.accept: Tables
         prior = policy.priors.accept
         self._posture_prior = prior.readiness.get("posture", 0.0)
@@ -51,7 +55,6 @@ class TermsBuilder:
                 f"ch:{c}",
                 prior.channel.get(c, 0.0),
                 spec.cost,
-                spec.unsubscribe_risk * spec.subscriber_value,
                 c in ONSITE,
             )
             for c, spec in policy.channels.items()
@@ -82,10 +85,11 @@ class TermsBuilder:
         }
 
     def tables(self) -> Tables:
-        """Everything that depends only on the acceptance model's weights, rebuilt when they
-        change (once per learning mini-batch)."""
-        model = self.models.accept
-        if self._weights_at != model.updates:
+        """Everything that depends only on the acceptance model's weights and the price of
+        unsubscribe risk, rebuilt when they change (once per learning mini-batch, and once per
+        hour of event time: app/guardrail.py)."""
+        model, budget = self.models.accept, self.budget
+        if self._weights_at != model.updates or self._budget_at != budget.version:
             w = dict(model.model._weights)
             w_prior = w.get(PRIOR, PRIOR_SCALE) / PRIOR_SCALE
             by_intensity = {
@@ -98,9 +102,11 @@ class TermsBuilder:
                 bounds.append(
                     (max(w_prior * a[0] + a[1] for a in allowed), min(a[3] for a in allowed))
                 )
-            self._weights_at = model.updates
+            self._weights_at, self._budget_at = model.updates, budget.version
+            self._built += 1
+            costs = budget.costs
             self.accept = Tables(
-                weights_at=model.updates,
+                weights_at=self._built,
                 intercept=model.intercept,
                 w=w,
                 w_prior=w_prior,
@@ -108,8 +114,8 @@ class TermsBuilder:
                 w_ltv=w.get("r:ltv", 0.0),
                 w_signals=tuple((name, w.get(key, 0.0)) for name, key in SIGNAL_FEATURES),
                 channel={
-                    c: (consts[0], w.get(consts[0], 0.0), *consts[1:])
-                    for c, consts in self._channel_consts.items()
+                    c: (key, w.get(key, 0.0), prior_c, cost, costs.get(c, 0.0), onsite)
+                    for c, (key, prior_c, cost, onsite) in self._channel_consts.items()
                 },
                 by_intensity=by_intensity,
                 intensity_bounds=bounds,

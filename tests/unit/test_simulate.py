@@ -237,3 +237,24 @@ def test_world_files_are_checked(tmp_path: Any, capsys: Any) -> None:
     assert "world file not found" in capsys.readouterr().err
     assert main(["simulate", "--world", "no-such-world"]) == 2
     assert "built-in worlds" in capsys.readouterr().err
+
+
+def test_the_unsubscribe_guardrail_holds_tacts_messages_to_its_budget() -> None:
+    """Where every message risks the list (5% per email), tact without a budget loses
+    subscribers as fast as messages pay; with the default budget (1 per 1,000 customers per
+    30 days) it sends far fewer, and its unsubscribes stay near the budget."""
+    world = _everyone_consents(SMALL.model_copy(update={"customers": 600}))
+    channels = dict(world.channels)
+    for name in ("email", "sms"):
+        channels[name] = ChannelTruth(**{**channels[name].model_dump(), "unsubscribe": 0.05})
+    world = world.model_copy(update={"channels": channels})
+    unguarded = POLICY.model_copy(
+        update={"guardrails": POLICY.guardrails.model_copy(update={"unsubscribes_per_1000": None})}
+    )
+    free = simulate(world, demo_catalog(), unguarded, seed=2, policies=("tact",))["tact"]
+    held = simulate(world, demo_catalog(), POLICY, seed=2, policies=("tact",))["tact"]
+    messages = lambda ledger: ledger.delivered["email"] + ledger.delivered["sms"]  # noqa: E731
+    assert free.unsubscribes >= 30  # 101 out of 670 messages when written
+    # 0.6 allowed by the end, plus what was in flight when the price rose (4 of 56 messages)
+    assert held.unsubscribes <= 6
+    assert messages(held) < messages(free) / 4
