@@ -87,15 +87,23 @@ class BatchResult:
     decision_seconds: list[float] = field(default_factory=list)  # per event, for the metrics
 
 
+DEFAULT_MAX_FUTURE_S = 300.0  # events dated further after the worker's clock: dead letters
+
+
 class BatchPipeline:
     """Deduplicate, decode and decide one batch of records."""
 
     def __init__(
-        self, engine: DecisionEngine, families: Mapping[str, TopicFamily], max_event_bytes: int
+        self,
+        engine: DecisionEngine,
+        families: Mapping[str, TopicFamily],
+        max_event_bytes: int,
+        max_future_s: float = DEFAULT_MAX_FUTURE_S,
     ) -> None:
         self.engine = engine
         self.families = dict(families)
         self.max_event_bytes = max_event_bytes
+        self.max_future_s = max_future_s
         limit = engine.policy.freshness.max_lag_seconds
         self.stale_after = limit if limit is not None else float("inf")
 
@@ -124,11 +132,21 @@ class BatchPipeline:
     def decide(self, prepared: Prepared, now: float | None = None) -> BatchResult:
         """Run each valid event through the engine, in order. With `now` (wall-clock seconds),
         each event's lag is how long its record waited in Kafka (`now` - the record's
-        timestamp): what makes it stale when the worker falls behind."""
+        timestamp): what makes it stale when the worker falls behind; and an event dated more
+        than `max_future_s` after `now` is a dead letter (`future_timestamp`): folded in, it
+        would move the watermark and close every attribution window in memory at once."""
         result = BatchResult()
         for record, item in prepared.items:
             if isinstance(item, DeadLetter):
                 result.dead_letters.append(item)
+                continue
+            ahead = 0.0 if now is None else item.ts.timestamp() - now
+            if ahead > self.max_future_s:
+                detail = (
+                    f"dated {item.ts.isoformat()}, {ahead:,.0f} s after this worker's clock "
+                    f"(at most {self.max_future_s:g} s: TACT_MAX_FUTURE_SKEW_S)"
+                )
+                result.dead_letters.append(DeadLetter(record, "future_timestamp", detail))
                 continue
             lag = None
             if now is not None and record.timestamp_ms is not None:

@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, ge=1024, le=64 * 1024 * 1024)
     batch_max: int = Field(500, ge=1, le=100_000, description="events per processing batch")
     batch_within_s: float = Field(0.1, gt=0, le=10, description="max wait to fill a batch")
+    max_future_skew_s: float = Field(
+        300.0,
+        ge=0,
+        le=86400,
+        description="events dated further than this after the worker's clock are dead letters "
+        "(future_timestamp)",
+    )
     batch_retry_s: float = Field(
         120.0,
         gt=0,

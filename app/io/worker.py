@@ -68,7 +68,10 @@ def run_worker(settings: Settings) -> None:
         ttl_seconds=settings.state_ttl_days * 86400,
     )
     pipeline = BatchPipeline(
-        build_engine(settings), settings.input_topics, settings.max_event_bytes
+        build_engine(settings),
+        settings.input_topics,
+        settings.max_event_bytes,
+        settings.max_future_skew_s,
     )
     attach(app, DecisionWorker(settings, store, pipeline, producer_sender(app)))
     if settings.metrics_port:

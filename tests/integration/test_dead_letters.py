@@ -46,6 +46,18 @@ def test_garbage_goes_to_dead_letters_and_the_stream_goes_on(
         (stack.topic_clickstream, None, "not_json"),
         (stack.topic_clickstream, b"\xff\xfe\xfa", "not_json"),
         (stack.topic_orders, codec.dumps(event("page_view", customer_id=CUSTOMER)), "wrong_topic"),
+        (
+            stack.topic_clickstream,
+            codec.dumps(
+                event(
+                    "add_to_cart",
+                    event_id="from-2099",
+                    customer_id=CUSTOMER,
+                    ts="2099-01-01T00:00:00Z",
+                )
+            ),
+            "future_timestamp",
+        ),
     ]
     prod = producer(stack.kafka_bootstrap)
     sent: list[tuple[Any, bytes | None, str]] = []

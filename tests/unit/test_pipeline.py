@@ -122,3 +122,20 @@ def test_state_changed_before_an_engine_failure_is_still_checkpointed() -> None:
     result = p.decide(p.prepare([rec(0, cart(0, "solo"))], {}))
     assert [d.reason for d in result.dead_letters] == ["internal_error"]
     assert result.touched == {"solo"}
+
+
+def test_an_event_dated_in_the_future_is_a_dead_letter_and_closes_no_window() -> None:
+    """One event dated 2099 must not move the watermark: every window in memory would close
+    at once as not converted. Within the allowed skew, a clock a little ahead is fine."""
+    p = pipeline()
+    now = 1_793_610_900.0  # 2026-11-02T09:15:00Z, the samples' time
+    soon = event("add_to_cart", event_id="e-soon", customer_id="cust-2")
+    soon["ts"] = "2026-11-02T09:17:00Z"  # 120 s after `now`
+    later = event("add_to_cart", event_id="e-2099", customer_id="cust-3")
+    later["ts"] = "2099-01-01T00:00:00Z"
+    records = [rec(0, cart(0)), rec(1, codec.dumps(later)), rec(2, codec.dumps(soon))]
+    result = p.decide(p.prepare(records, {}), now=now)
+    assert [(d.record.offset, d.reason) for d in result.dead_letters] == [(1, "future_timestamp")]
+    assert "TACT_MAX_FUTURE_SKEW_S" in result.dead_letters[0].detail
+    assert [a.source_event_id for a in result.actions] == ["e-0", "e-soon"]
+    assert p.engine.models.watermark < now + 300
