@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from app.decode import decode_event
 from app.engine import DecisionEngine
 from app.errors import BadInput
+from app.partitioning import partition_of
 from app.store import partition_key
 from schemas import Action, Envelope, Outcome, TopicFamily
 
@@ -87,6 +88,7 @@ class BatchResult:
     decision_seconds: list[float] = field(default_factory=list)  # per event, for the metrics
 
 
+_OWNERS_CACHED = 200_000
 DEFAULT_MAX_FUTURE_S = 300.0  # events dated further after the worker's clock: dead letters
 
 
@@ -99,11 +101,16 @@ class BatchPipeline:
         families: Mapping[str, TopicFamily],
         max_event_bytes: int,
         max_future_s: float = DEFAULT_MAX_FUTURE_S,
+        partitions: Mapping[str, int] | None = None,
     ) -> None:
         self.engine = engine
         self.families = dict(families)
         self.max_event_bytes = max_event_bytes
         self.max_future_s = max_future_s
+        # Input topic -> its partition count: a record not on its customer's partition is a
+        # dead letter (`misrouted`). None: not checked (a replay, one partition).
+        self.partitions = dict(partitions or {})
+        self._owner: dict[str, int] = {}  # customer -> partition (bounded: cleared when full)
         limit = engine.policy.freshness.max_lag_seconds
         self.stale_after = limit if limit is not None else float("inf")
 
@@ -129,6 +136,26 @@ class BatchPipeline:
         except BadInput as exc:
             return DeadLetter(record, exc.reason, exc.detail)
 
+    def _misrouted(self, record: Record, customer_id: str) -> DeadLetter | None:
+        count = self.partitions.get(record.topic, 1)
+        if count <= 1:
+            return None
+        owner = self._owner.get(customer_id)
+        if owner is None:
+            if len(self._owner) >= _OWNERS_CACHED:
+                self._owner.clear()
+            owner = self._owner[customer_id] = partition_of(customer_id, count)
+        if owner == record.partition:
+            return None
+        return DeadLetter(
+            record,
+            "misrouted",
+            f"customer {customer_id!r} belongs on partition {owner} of {count} (murmur2 of "
+            f"the customer_id key, Kafka's default partitioner), not {record.partition}: "
+            "another worker owns this customer. Key events by customer_id and use murmur2 "
+            "(librdkafka / confluent-kafka: partitioner=murmur2_random)",
+        )
+
     def decide(self, prepared: Prepared, now: float | None = None) -> BatchResult:
         """Run each valid event through the engine, in order. With `now` (wall-clock seconds),
         each event's lag is how long its record waited in Kafka (`now` - the record's
@@ -140,6 +167,11 @@ class BatchPipeline:
             if isinstance(item, DeadLetter):
                 result.dead_letters.append(item)
                 continue
+            if self.partitions:
+                letter = self._misrouted(record, item.customer_id)
+                if letter is not None:
+                    result.dead_letters.append(letter)
+                    continue
             ahead = 0.0 if now is None else item.ts.timestamp() - now
             if ahead > self.max_future_s:
                 detail = (

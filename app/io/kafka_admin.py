@@ -8,7 +8,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from app.errors import DependencyUnavailable
+from app.errors import ConfigurationError, DependencyUnavailable
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,6 @@ def ensure_topics(settings: Settings) -> list[str]:
                 ", ".join(created),
                 extra={"partitions": settings.topic_partitions},
             )
-        _check_copartitioned(admin, settings)
         return created
     except KafkaError as exc:
         raise DependencyUnavailable(f"Kafka topic set-up failed: {exc!r}") from exc
@@ -87,14 +86,35 @@ def ensure_topics(settings: Settings) -> list[str]:
         admin.close()
 
 
-def _check_copartitioned(admin: KafkaAdminClient, settings: Settings) -> None:
-    """Warn when the two inputs differ in partitions: a customer's events would then be
-    owned by different workers once more than one runs."""
-    described = admin.describe_topics([settings.topic_clickstream, settings.topic_orders])
-    counts = {t["name"]: len(t["partitions"]) for t in described}
-    if len(set(counts.values())) > 1:
-        log.warning(
-            "input topics are not co-partitioned: %s; run a single worker or "
-            "give them the same partition count",
-            counts,
+def input_partitions(settings: Settings) -> dict[str, int]:
+    """The partition count of each input topic; ConfigurationError when they differ (a
+    customer's clicks and orders would then be owned by different workers)."""
+    admin = admin_client(settings)
+    try:
+        inputs = [settings.topic_clickstream, settings.topic_orders]
+        described = admin.describe_topics(inputs)
+    except KafkaError as exc:
+        raise DependencyUnavailable(f"Kafka topic description failed: {exc!r}") from exc
+    finally:
+        admin.close()
+    counts = {
+        t.get("name") or t.get("topic"): len(t["partitions"])
+        for t in described
+        if t.get("partitions")
+    }
+    missing = [name for name in inputs if name not in counts]
+    if missing:
+        raise ConfigurationError(
+            f"input topic(s) {', '.join(missing)} do not exist: create them, or let the worker "
+            "create them (TACT_CREATE_TOPICS=true)"
         )
+    if len(set(counts.values())) > 1:
+        most = max(counts.values())
+        raise ConfigurationError(
+            "the input topics are not co-partitioned: "
+            + ", ".join(f"{name} has {n} partitions" for name, n in counts.items())
+            + "; a customer's clicks and orders would be owned by different workers. Give "
+            f"them the same count, e.g. kafka-topics.sh --alter --topic <topic> --partitions "
+            f"{most} (keys then move: do it before events arrive, or replay)"
+        )
+    return counts

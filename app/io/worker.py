@@ -15,7 +15,7 @@ from app.catalog import Catalog
 from app.engine import DecisionEngine
 from app.errors import DependencyUnavailable
 from app.io.faust_app import build_app
-from app.io.kafka_admin import ensure_topics
+from app.io.kafka_admin import ensure_topics, input_partitions
 from app.io.redis_store import RedisStateStore
 from app.io.status import Status
 from app.logs import logging_config
@@ -61,6 +61,7 @@ def run_worker(settings: Settings) -> None:
     check_redis(settings)
     if settings.create_topics:
         ensure_topics(settings)
+    partitions = input_partitions(settings)
     app = build_app(settings)
     store = RedisStateStore(
         settings.redis_url.get_secret_value(),
@@ -72,6 +73,7 @@ def run_worker(settings: Settings) -> None:
         settings.input_topics,
         settings.max_event_bytes,
         settings.max_future_skew_s,
+        partitions,
     )
     attach(app, DecisionWorker(settings, store, pipeline, producer_sender(app)))
     if settings.metrics_port:

@@ -6,6 +6,7 @@ from typing import Any
 
 from app import codec
 from app.actions import action_id
+from app.partitioning import partition_of
 from app.settings import Settings
 from tests.integration.kafka_helpers import TopicReader, producer
 from tests.samples import event
@@ -68,6 +69,17 @@ def test_garbage_goes_to_dead_letters_and_the_stream_goes_on(
         prod.send(stack.topic_clickstream, key=CUSTOMER.encode(), value=codec.dumps(valid))
         meta = prod.send(topic, key=CUSTOMER.encode(), value=value).get(timeout=30)
         sent.append((meta, value, reason))
+    # A valid event produced to a partition its customer does not belong to.
+    stray = {**cart_add(27), "event_id": "stray"}
+    home = partition_of(CUSTOMER, stack.topic_partitions)
+    value = codec.dumps(stray)
+    meta = prod.send(
+        stack.topic_clickstream,
+        key=CUSTOMER.encode(),
+        value=value,
+        partition=(home + 1) % stack.topic_partitions,
+    ).get(timeout=30)
+    sent.append((meta, value, "misrouted"))
     last = cart_add(28)
     valid_ids.append(last["event_id"])
     prod.send(stack.topic_clickstream, key=CUSTOMER.encode(), value=codec.dumps(last))
@@ -81,7 +93,7 @@ def test_garbage_goes_to_dead_letters_and_the_stream_goes_on(
         lambda r: wanted <= {codec.loads(x.value)["action_id"] for x in r},
         what="decisions on the valid events",
     )
-    dead.wait_for(lambda r: len(r) >= len(garbage), what="dead letters")
+    dead.wait_for(lambda r: len(r) >= len(sent), what="dead letters")
 
     # Every valid event still yields its decision, in order.
     decisions = [codec.loads(r.value) for r in actions.settle()]
@@ -93,7 +105,7 @@ def test_garbage_goes_to_dead_letters_and_the_stream_goes_on(
     assert [a["source_event_id"] for a in decisions] == valid_ids
 
     letters = dead.settle()
-    assert len(letters) == len(garbage)
+    assert len(letters) == len(sent)
     by_origin = {}
     for r in letters:
         h = {k: v.decode() for k, v in r.headers}
@@ -108,7 +120,7 @@ def test_garbage_goes_to_dead_letters_and_the_stream_goes_on(
         assert record.key == CUSTOMER.encode()
 
     metrics = worker.wait_metrics()
-    for reason in {r for _, _, r in garbage}:
+    for reason in {r for _, _, r in sent}:
         assert metrics[f'tact_dead_letters_total{{reason="{reason}"}}'] == sum(
-            r == reason for _, _, r in garbage
+            r == reason for _, _, r in sent
         )

@@ -59,3 +59,21 @@ def test_topics_without_kafka_says_so(stack: Settings) -> None:
     )
     assert out.returncode == 2
     assert "no Kafka broker answers at 127.0.0.1:1" in out.stderr
+
+
+def test_a_worker_refuses_input_topics_that_are_not_co_partitioned(stack: Settings) -> None:
+    """clickstream with 3 partitions and orders with 2: one customer's clicks and orders
+    would be owned by two workers. The worker does not start, and says how to fix it."""
+    from kafka.admin import NewTopic
+
+    orders = f"{stack.topic_orders}-two"
+    admin = KafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+    admin.create_topics([NewTopic(orders, 2, 1)])
+    admin.close()
+    env = settings_env(stack)
+    env["TACT_TOPIC_ORDERS"] = orders
+    env["TACT_CREATE_TOPICS"] = "false"
+    out = subprocess.run([str(TACT), "worker"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "not co-partitioned" in out.stderr and "--partitions 3" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -139,3 +139,28 @@ def test_an_event_dated_in_the_future_is_a_dead_letter_and_closes_no_window() ->
     assert "TACT_MAX_FUTURE_SKEW_S" in result.dead_letters[0].detail
     assert [a.source_event_id for a in result.actions] == ["e-0", "e-soon"]
     assert p.engine.models.watermark < now + 300
+
+
+def test_a_record_on_another_customers_partition_is_a_misrouted_dead_letter() -> None:
+    """With 6 partitions per input, a customer's record must sit where murmur2 of its
+    customer_id puts it; elsewhere another worker owns the customer."""
+    from app.partitioning import partition_of
+
+    p = BatchPipeline(
+        DecisionEngine(demo_catalog()),
+        FAMILIES,
+        1 << 20,
+        partitions={"clickstream": 6, "orders": 6},
+    )
+    home = partition_of("cust-1", 6)
+    records = [
+        rec(0, cart(0), partition=home),
+        rec(0, cart(1), partition=(home + 1) % 6),
+        rec(1, cart(2), partition=home),
+    ]
+    result = p.decide(p.prepare(records, {}))
+    assert [a.source_event_id for a in result.actions] == ["e-0", "e-2"]
+    assert [(d.record.partition, d.reason) for d in result.dead_letters] == [
+        ((home + 1) % 6, "misrouted")
+    ]
+    assert "murmur2" in result.dead_letters[0].detail
