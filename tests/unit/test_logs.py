@@ -1,0 +1,35 @@
+"""Log lines: the Kafka clients' repeats are held back, tact's own lines never are."""
+
+from __future__ import annotations
+
+import logging
+
+from app.logs import Repeats
+
+
+def record(name: str, msg: str, at: float, *args: object) -> logging.LogRecord:
+    r = logging.LogRecord(name, logging.ERROR, __file__, 1, msg, args, None)
+    r.created = at
+    return r
+
+
+def test_a_flood_of_one_client_message_becomes_one_line_per_interval() -> None:
+    f = Repeats(every_s=30.0)
+    shown = [
+        f.filter(record("aiokafka.conn", "Unable connect to node with id %s", i / 1000, 1))
+        for i in range(11_000)  # 11,000 in 11 s
+    ]
+    assert shown.count(True) == 1
+    later = record("aiokafka.conn", "Unable connect to node with id %s", 31.0, 1)
+    assert f.filter(later)
+    assert later.held_back == 10_999  # type: ignore[attr-defined]
+    assert later.getMessage() == "Unable connect to node with id 1 [10999 more like this held back]"
+    # Another message of the same client is its own line.
+    assert f.filter(record("aiokafka.conn", "Unable to update metadata", 31.5))
+
+
+def test_tacts_own_lines_are_never_held_back() -> None:
+    f = Repeats(every_s=30.0)
+    assert all(
+        f.filter(record("agents.worker", "dead letter: %s", 0.001 * i, "x")) for i in range(50)
+    )
