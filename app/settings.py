@@ -52,6 +52,13 @@ class Settings(BaseSettings):
         description="events dated further than this after the worker's clock are dead letters "
         "(future_timestamp)",
     )
+    producer_timeout_s: float = Field(
+        1200.0,
+        ge=1,
+        le=86400,
+        description="how long a record may wait for the broker before its send fails (Faust's "
+        "producer_request_timeout)",
+    )
     batch_retry_s: float = Field(
         120.0,
         gt=0,

@@ -35,6 +35,7 @@ def build_app(settings: Settings) -> faust.App:
         broker_commit_interval=1.0,
         stream_wait_empty=True,
         producer_acks=-1,
+        producer_request_timeout=settings.producer_timeout_s,
         producer_max_request_size=dead_letter_limit + MIB,
         consumer_max_fetch_size=4 * MIB,
         topic_partitions=settings.topic_partitions,

@@ -128,7 +128,14 @@ start() {
     write_config
     if [[ ! -f "$run/data/meta.properties" ]]; then
       local cluster_id
-      cluster_id=$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+      # Never starting with "-", which the storage tool would take for an option (as Kafka's
+      # own Uuid.randomUuid avoids): one data dir in 64 failed to format.
+      cluster_id=$(python3 -c 'import base64, uuid
+while True:
+    c = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not c.startswith("-"):
+        break
+print(c)')
       jvm
       "${java[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$run/server.properties" >"$run/logs/format.log" 2>&1 \
         || { log "formatting the data dir failed:"; cat "$run/logs/format.log" >&2; exit 1; }

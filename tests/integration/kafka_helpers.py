@@ -77,3 +77,21 @@ class TopicReader:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def wait_for_actions(reader: TopicReader, ids: set[str], timeout: float, what: str) -> list[Any]:
+    """Wait until every action id in `ids` is on the topic; then, once it is quiet, check that
+    nothing was lost or invented and that every redelivered action is byte-identical.
+    Returns the records."""
+    reader.wait_for(
+        lambda r: {codec.loads(x.value)["action_id"] for x in r} >= ids,
+        timeout=timeout,
+        what=what,
+    )
+    records = reader.settle()
+    copies: dict[str, set[bytes]] = {}
+    for r in records:
+        copies.setdefault(codec.loads(r.value)["action_id"], set()).add(r.value)
+    assert set(copies) == ids  # nothing lost, nothing invented
+    assert all(len(v) == 1 for v in copies.values()), "a redelivered action changed"
+    return records
