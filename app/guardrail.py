@@ -14,7 +14,8 @@ multiplied by
 so only the messages worth most for their risk still go out, until the count is back on pace
 (then the price is 1 again: the budget never makes tact send more). A Lagrange multiplier on
 the constraint, set from what was counted rather than solved for. Event time only; the counts
-are part of the models' checkpoint.
+are part of the models' checkpoint. With learning off, nothing is counted: the policy's rates at
+price 1.
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ class UnsubscribeBudget:
         self.per_customer_day = None if per_1000 is None else per_1000 / 1000.0 / 30.0
         self.gain = spec.gain
         self.counts = counts
+        # Learning off: the policy's rates at price 1, nothing counted (the counts are global,
+        # like the models, and would make one customer's decisions depend on others').
+        self.enabled = policy.learning.enabled
         self.prior = {
             c: s.unsubscribe_risk for c, s in policy.channels.items() if s.subscriber_value > 0
         }
@@ -100,6 +104,8 @@ class UnsubscribeBudget:
     # -- counting -----------------------------------------------------------------------------
     def arrived(self, t: float) -> None:
         """A customer seen for the first time."""
+        if not self.enabled:
+            return
         counts = self.counts
         if not counts.customers:
             counts.first_t = t
@@ -107,13 +113,13 @@ class UnsubscribeBudget:
 
     def message(self, channel: str) -> None:
         """A message decided on `channel` (counted whatever the guardrail)."""
-        if channel in self.prior:
+        if self.enabled and channel in self.prior:
             sent = self.counts.sent
             sent[channel] = sent.get(channel, 0.0) + 1.0
 
     def unsubscribe(self, channel: str, t: float) -> None:
         """An unsubscribe (or complaint) that names one of tact's actions."""
-        if channel in self.prior:
+        if self.enabled and channel in self.prior:
             unsubscribed = self.counts.unsubscribed
             unsubscribed[channel] = unsubscribed.get(channel, 0.0) + 1.0
             self._reprice(t)
@@ -121,7 +127,7 @@ class UnsubscribeBudget:
     def tick(self, t: float) -> None:
         """The costs for event time `t` (recomputed at most once per hour)."""
         last = self.counts.priced_at
-        if last is None or t - last >= _STEP_S:
+        if self.enabled and (last is None or t - last >= _STEP_S):
             self._reprice(t)
 
     # -- reading ------------------------------------------------------------------------------

@@ -92,6 +92,9 @@ def logging_config(level: str, fmt: str) -> dict[str, Any]:
             # The Kafka clients are chatty at INFO; their warnings still come through.
             "aiokafka": {"level": "WARNING"},
             "kafka": {"level": "WARNING"},
+            # kafka-python cannot decode Faust's group member metadata and said so in a 2 KB
+            # warning on every lag reading (every 15-30 s, forever); nothing is wrong.
+            "kafka.admin._groups": {"level": "ERROR"},
             "faust": {"level": "WARNING" if level.lower() == "info" else level.upper()},
             "mode": {"level": "WARNING" if level.lower() == "info" else level.upper()},
         },

@@ -6,11 +6,13 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 from app import codec
-from app.sample import generate
+from app.sample import DEFAULT_START, generate
 from app.settings import Settings
+from schemas.types import format_event_time
 from tests.integration.kafka_helpers import (
     TopicReader,
     produce_events,
@@ -38,7 +40,8 @@ def burst_customers(n: int) -> list[dict[str, Any]]:
                     event_id=f"burst-{c}-{i}",
                     customer_id=f"burst-{c:04d}",
                     sku=f"SKU-{i}",
-                    ts=f"2026-11-02T{8 + i:02d}:{c % 60:02d}:00Z",
+                    # the sample stream's first morning: the two interleave
+                    ts=format_event_time(DEFAULT_START + timedelta(hours=i, minutes=c % 60)),
                 )
             )
     return events

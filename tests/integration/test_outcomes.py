@@ -168,7 +168,7 @@ def test_learned_models_survive_a_worker_restart(stack: Settings, start_worker: 
 
     start_worker(stack)
     start = max(e["ts"] for e in first_events)
-    later = list(generate(60, seed=42, start=datetime(2027, 6, 1, tzinfo=UTC), prefix="b"))
+    later = list(generate(60, seed=42, start=datetime(2026, 6, 1, tzinfo=UTC), prefix="b"))
     assert min(e["ts"] for e in later) > start
     produce_events(prod, topics_of(stack), later)
 

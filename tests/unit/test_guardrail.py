@@ -94,3 +94,18 @@ def test_a_restored_budget_prices_as_one_that_never_stopped() -> None:
         b.tick(later)
         again.tick(later)
         assert again.price == b.price and again.costs == b.costs
+
+
+def test_with_learning_off_nothing_is_counted_and_the_price_stays() -> None:
+    p = policy(1.0)
+    p = p.model_copy(update={"learning": p.learning.model_copy(update={"enabled": False})})
+    counts = UnsubscribeCounts()
+    b = UnsubscribeBudget(p, counts)
+    b.arrived(0.0)
+    for _ in range(100):
+        b.message("email")
+    for _ in range(10):
+        b.unsubscribe("email", DAY)
+    b.tick(2 * DAY)
+    assert counts.state()["sent"] == {} and b.price == 1.0
+    assert b.rate("email") == p.channels["email"].unsubscribe_risk
