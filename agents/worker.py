@@ -87,20 +87,24 @@ class DecisionWorker:
         offsets): the next batch starts again from the checkpoint."""
         self.committed = None
         self.partition_of = {}
-        self.pipeline.engine.forget()
+        self.pipeline.engine.reset()
 
     async def handle_until_done(
         self, records: Sequence[Record], first_wait_s: float = _RETRY_FIRST_S
     ) -> bool:
         """`handle`, again from the checkpoint after each failure, waiting longer each time,
-        until it succeeds or `batch_retry_s` has passed (then BatchFailed). The records sent
-        before a failure are sent again, identical (at least once)."""
-        give_up = time.monotonic() + self.settings.batch_retry_s
+        until it succeeds or `batch_retry_s` has passed since the first failure (then
+        BatchFailed). Every attempt decides at the wall-clock time of the first, so the
+        records sent before a failure are sent again identical (at least once)."""
+        now = time.time()
+        give_up = None
         wait = first_wait_s
         while True:
             try:
-                return await self.handle(records)
+                return await self.handle(records, now)
             except Exception as exc:
+                if give_up is None:
+                    give_up = time.monotonic() + self.settings.batch_retry_s
                 if time.monotonic() + wait > give_up:
                     raise BatchFailed(
                         f"a batch of {len(records)} records could not be sent or checkpointed "
@@ -119,16 +123,17 @@ class DecisionWorker:
             await asyncio.sleep(wait)
             wait = min(wait * 2.0, _RETRY_MAX_S)
 
-    async def handle(self, records: Sequence[Record]) -> bool:
-        """Process one batch; True when it was checkpointed and may be acknowledged. On any
-        failure the state in memory is reset to the checkpoint before the error goes on."""
+    async def handle(self, records: Sequence[Record], now: float | None = None) -> bool:
+        """Process one batch (deciding at wall-clock `now`, default the current time); True
+        when it was checkpointed and may be acknowledged. On any failure the state in memory
+        is reset to the checkpoint before the error goes on."""
         try:
-            return await self._handle(records)
+            return await self._handle(records, time.time() if now is None else now)
         except BaseException:
             self.reset()
             raise
 
-    async def _handle(self, records: Sequence[Record]) -> bool:
+    async def _handle(self, records: Sequence[Record], now: float) -> bool:
         started = time.perf_counter()
         generation = self.generation
         engine = self.pipeline.engine
@@ -145,7 +150,7 @@ class DecisionWorker:
         if generation != self.generation:
             return False
         duplicates, unknown = engine.duplicates, engine.unknown_sku_events
-        result = self.pipeline.decide(prepared, now=time.time())
+        result = self.pipeline.decide(prepared, now=now)
         if engine.duplicates > duplicates:
             metrics.DUPLICATES.inc(engine.duplicates - duplicates)
         if engine.unknown_sku_events > unknown:

@@ -225,18 +225,22 @@ class Attribution:
         t: float,
         action_id: str | None,
         channel: str | None,
-    ) -> None:
+    ) -> str | None:
         """Offer or message feedback: counted on the window it names (or the latest delivered
         one on its channel); an unsubscribe costs the channel's subscriber value once, and
-        cancels what is still pending on that channel."""
+        cancels what is still pending on that channel. Returns the channel of the window an
+        unsubscribe (or complaint) was charged to now, if one was."""
         entry = self._find(state, action_id, channel, t)
+        charged = None
         if entry is not None:
             counts = entry[TALLY][FEEDBACK]
             counts[kind] = counts.get(kind, 0) + 1
             if kind in ("unsubscribe", "complaint") and not entry[TALLY][UNSUB]:
                 entry[TALLY][UNSUB] = self.subscriber_value.get(entry[CHANNEL], 0.0)
+                charged = entry[CHANNEL]
         if kind in ("unsubscribe", "complaint") and channel is not None:
             self._cancel(cid, state, t, lambda e: e[CHANNEL] == channel)
+        return charged
 
     def suppressed(
         self, cid: str, state: CustomerState, channel: str, until: float, t: float

@@ -177,9 +177,11 @@ class DecisionEngine:
         elif isinstance(event, OfferFeedback):
             attribution.feedback(cid, state, event.kind, t, event.action_id, None)
         elif isinstance(event, MessageFeedback):
-            attribution.feedback(cid, state, event.kind, t, event.action_id, event.channel)
-            if event.kind in ("unsubscribe", "complaint") and event.action_id:
-                budget.unsubscribe(event.channel, t)
+            charged = attribution.feedback(
+                cid, state, event.kind, t, event.action_id, event.channel
+            )
+            if charged is not None:  # once per Action, on the Action's channel
+                budget.unsubscribe(charged, t)
         elif isinstance(event, PageView) and event.sku:
             self.anyway.viewed(state, event.sku)
         self.tracker.update(state, event, t)
@@ -249,6 +251,16 @@ class DecisionEngine:
     def models_changes(self) -> dict[str, bytes]:
         """The models' state that changed since the last call (for the worker's checkpoint)."""
         return self.models.changes()
+
+    def reset(self) -> None:
+        """Drop everything learned or cached since the models and states were last saved:
+        customer states, models, open windows and Outcomes not yet taken (the caller reloads
+        them from the checkpoint)."""
+        hook = self.on_decision
+        self.customers.clear()
+        self.models = self._new_models()
+        self._wire()
+        self.on_decision = hook
 
     def restore_models(self, fields: Mapping[str, bytes]) -> None:
         """Continue from checkpointed models (from `models_changes` fields, merged)."""

@@ -84,8 +84,11 @@ class UnsubscribeBudget:
             c: s.unsubscribe_risk for c, s in policy.channels.items() if s.subscriber_value > 0
         }
         self.value = {c: s.subscriber_value for c, s in policy.channels.items()}
-        if counts.costs is None:
-            counts.costs = {c: self.rate(c) * self.value[c] for c in self.prior}
+        if not self.enabled:  # whatever a checkpoint says: the policy's rates at price 1
+            counts.price = 1.0
+            counts.costs = None
+        if counts.costs is None or set(counts.costs) != set(self.prior):
+            counts.costs = {c: self.rate(c) * self.value[c] * counts.price for c in self.prior}
         self.version = 0  # bumped whenever the costs are recomputed
 
     @property
@@ -134,6 +137,8 @@ class UnsubscribeBudget:
     def rate(self, channel: str) -> float:
         """P(unsubscribe) per message on `channel`: the prior, then what was counted."""
         counts = self.counts
+        if not self.enabled:
+            return self.prior.get(channel, 0.0)
         return (
             self.prior.get(channel, 0.0) * _PRIOR_MESSAGES + counts.unsubscribed.get(channel, 0.0)
         ) / (_PRIOR_MESSAGES + counts.sent.get(channel, 0.0))

@@ -50,7 +50,7 @@ class Repeats(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.name.startswith(self.PREFIXES):
             return True
-        key = (record.name, str(record.msg))
+        key = (record.name, record.getMessage())
         entry = self._seen.get(key)
         if entry is not None and record.created - entry[0] < self.every_s:
             entry[1] += 1

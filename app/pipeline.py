@@ -127,7 +127,11 @@ class BatchPipeline:
                 continue
             # Never below the checkpoint: a batch of redelivered records must not move it back.
             offsets[key] = max(offsets.get(key, checkpoint), record.offset + 1)
-            items.append((record, self._decode(record)))
+            item = self._decode(record)
+            if self.partitions and not isinstance(item, DeadLetter):
+                # Before anything loads or touches the customer: another worker owns it.
+                item = self._misrouted(record, item.customer_id) or item
+            items.append((record, item))
         return Prepared(items, redelivered, offsets)
 
     def _decode(self, record: Record) -> Envelope | DeadLetter:
@@ -167,11 +171,6 @@ class BatchPipeline:
             if isinstance(item, DeadLetter):
                 result.dead_letters.append(item)
                 continue
-            if self.partitions:
-                letter = self._misrouted(record, item.customer_id)
-                if letter is not None:
-                    result.dead_letters.append(letter)
-                    continue
             ahead = 0.0 if now is None else item.ts.timestamp() - now
             if ahead > self.max_future_s:
                 detail = (

@@ -286,3 +286,57 @@ def test_a_batch_that_keeps_failing_gives_up_after_the_retry_time() -> None:
     with pytest.raises(BatchFailed, match="TACT_BATCH_RETRY_S"):
         asyncio.run(w.handle_until_done(records[:64], first_wait_s=0.01))
     assert store.commits == 0
+
+
+def test_a_failed_batch_leaves_no_learning_behind_before_the_first_checkpoint() -> None:
+    """Learning on, nothing checkpointed yet: a batch that fails half-sent must not leave
+    what it taught the models in memory, or its retry would teach it twice."""
+    records = as_records(EVENTS)
+
+    def run(broker: Broker) -> DecisionWorker:
+        w = worker(InMemoryStateStore(), broker)
+
+        async def go() -> None:
+            for i in range(0, len(records), 64):
+                assert await w.handle_until_done(records[i : i + 64], first_wait_s=0.001)
+
+        asyncio.run(go())
+        return w
+
+    clean = run(Broker()).pipeline.engine.models
+    retried = run(FlakyBroker(fail_at=5, times=1)).pipeline.engine.models  # in batch 1
+    assert retried.to_bytes() == clean.to_bytes()
+
+
+class FlakyDueStore(InMemoryStateStore):
+    """Fails every other sweep of the due index (as Redis might), after a state load."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    async def load_due(self, partition: int, until: float, limit: int) -> list[str]:
+        self.calls += 1
+        if self.calls % 2 == 0:
+            raise ConnectionError("redis went away")
+        return await super().load_due(partition, until, limit)
+
+
+def test_outcomes_closed_before_a_failure_are_not_sent_twice() -> None:
+    from datetime import timedelta
+
+    events = list(generate(300, seed=5, arrival_span=timedelta(days=6)))
+    records = as_records(events)
+    store, broker = FlakyDueStore(), Broker()
+    w = worker(store, broker, frozen(), max_cached_customers=100)
+    w.assign([0])
+
+    async def go() -> None:
+        for i in range(0, len(records), 60):
+            assert await w.handle_until_done(records[i : i + 60], first_wait_s=0.001)
+
+    asyncio.run(go())
+    assert store.calls > 10
+    outcomes = [v for t, _, v in broker.sent if t == "outcomes" and v]
+    assert len(outcomes) > 300
+    assert len(outcomes) == len(set(outcomes))

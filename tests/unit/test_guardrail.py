@@ -109,3 +109,19 @@ def test_with_learning_off_nothing_is_counted_and_the_price_stays() -> None:
     b.tick(2 * DAY)
     assert counts.state()["sent"] == {} and b.price == 1.0
     assert b.rate("email") == p.channels["email"].unsubscribe_risk
+
+
+def test_a_checkpoint_priced_with_learning_on_is_plain_with_learning_off() -> None:
+    on = policy(1.0)
+    models = Models("m")
+    b = UnsubscribeBudget(on, models.unsubscribes)
+    b.arrived(0.0)
+    for _ in range(6):
+        b.unsubscribe("email", DAY)
+    assert b.price > 100
+    off = on.model_copy(update={"learning": on.learning.model_copy(update={"enabled": False})})
+    again = UnsubscribeBudget(off, Models.from_bytes(models.to_bytes()).unsubscribes)
+    assert again.price == 1.0
+    assert again.costs["email"] == pytest.approx(
+        off.channels["email"].unsubscribe_risk * off.channels["email"].subscriber_value
+    )
