@@ -54,12 +54,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_topics_create(args: argparse.Namespace) -> int:
-    from app.io.kafka_admin import ensure_topics
+    from app.io.kafka_admin import ensure_topics, input_partitions
     from app.settings import load_settings
 
     settings = load_settings()
     created = ensure_topics(settings)
     print(f"created: {', '.join(created)}" if created else "all topics exist")
+    input_partitions(settings)  # a worker would refuse inputs that are not co-partitioned
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
@@ -89,19 +90,23 @@ def ensure_topics(settings: Settings) -> list[str]:
 def input_partitions(settings: Settings) -> dict[str, int]:
     """The partition count of each input topic; ConfigurationError when they differ (a
     customer's clicks and orders would then be owned by different workers)."""
+    inputs = [settings.topic_clickstream, settings.topic_orders]
     admin = admin_client(settings)
     try:
-        inputs = [settings.topic_clickstream, settings.topic_orders]
-        described = admin.describe_topics(inputs)
+        for attempt in range(5):  # just created, a topic's metadata may lag on a cluster
+            described = admin.describe_topics(inputs)
+            counts = {
+                t.get("name") or t.get("topic"): len(t["partitions"])
+                for t in described
+                if t.get("partitions")
+            }
+            if len(counts) == len(inputs):
+                break
+            time.sleep(0.5 * (attempt + 1))
     except KafkaError as exc:
         raise DependencyUnavailable(f"Kafka topic description failed: {exc!r}") from exc
     finally:
         admin.close()
-    counts = {
-        t.get("name") or t.get("topic"): len(t["partitions"])
-        for t in described
-        if t.get("partitions")
-    }
     missing = [name for name in inputs if name not in counts]
     if missing:
         raise ConfigurationError(
