@@ -80,11 +80,28 @@ def ensure_topics(settings: Settings) -> list[str]:
                 ", ".join(created),
                 extra={"partitions": settings.topic_partitions},
             )
+            _partitions(admin, created)  # wait until the new topics' metadata is there
         return created
     except KafkaError as exc:
         raise DependencyUnavailable(f"Kafka topic set-up failed: {exc!r}") from exc
     finally:
         admin.close()
+
+
+def _partitions(admin: KafkaAdminClient, topics: list[str]) -> dict[str, int]:
+    """Partition counts of `topics` that exist, asking again for a few seconds while some
+    have none yet (the metadata of a topic just created lags a little)."""
+    counts: dict[str, int] = {}
+    for attempt in range(6):
+        counts = {
+            t.get("name") or t.get("topic"): len(t["partitions"])
+            for t in admin.describe_topics(topics)
+            if t.get("partitions")
+        }
+        if len(counts) == len(topics):
+            break
+        time.sleep(0.25 * (attempt + 1))
+    return counts
 
 
 def input_partitions(settings: Settings) -> dict[str, int]:
@@ -93,16 +110,7 @@ def input_partitions(settings: Settings) -> dict[str, int]:
     inputs = [settings.topic_clickstream, settings.topic_orders]
     admin = admin_client(settings)
     try:
-        for attempt in range(5):  # just created, a topic's metadata may lag on a cluster
-            described = admin.describe_topics(inputs)
-            counts = {
-                t.get("name") or t.get("topic"): len(t["partitions"])
-                for t in described
-                if t.get("partitions")
-            }
-            if len(counts) == len(inputs):
-                break
-            time.sleep(0.5 * (attempt + 1))
+        counts = _partitions(admin, inputs)
     except KafkaError as exc:
         raise DependencyUnavailable(f"Kafka topic description failed: {exc!r}") from exc
     finally:
