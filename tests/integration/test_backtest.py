@@ -113,19 +113,17 @@ def test_produce_sends_a_file_of_events_as_written(stack: Settings, tmp_path: Pa
     dead-letter file with the reason."""
     events = tmp_path / "mine.jsonl"
     tact(stack, "sample", "--customers", "30", "--seed", "4", "--events", str(events))
-    # Moved to end an hour ago: records stamped months back sit in a segment the broker's
-    # time retention (7 days) may delete before the test reads it.
+    # Squeezed, in order, into the last 5 days: a partition whose records are stamped more
+    # than 7 days back may be deleted by the broker's time retention before the test reads it.
     lines = events.read_bytes().splitlines()
-    shift = time.time() - 3600 - max(_seconds(x) for x in lines)
-    good = [
-        codec.dumps(
-            {
-                **codec.loads(x),
-                "ts": datetime.fromtimestamp(round(_seconds(x) + shift, 3), UTC).isoformat(),
-            }
-        )
-        for x in lines
-    ]
+    first, last = min(map(_seconds, lines)), max(map(_seconds, lines))
+    end, span = time.time() - 3600, 5 * 86_400
+
+    def recent(x: bytes) -> bytes:
+        t = end - span + (_seconds(x) - first) / (last - first) * span
+        return codec.dumps({**codec.loads(x), "ts": datetime.fromtimestamp(round(t, 3), UTC)})
+
+    good = [recent(x) for x in lines]
     assert len(good) > 100
     ahead = datetime.fromtimestamp(time.time() + 3 * 86_400, UTC).isoformat()
     future = [
