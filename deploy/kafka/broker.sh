@@ -88,6 +88,10 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 log.cleaner.dedupe.buffer.size=8388608
+# A local broker for development, demos and backtests: history ingested with its own event
+# times (2010, 2019) must not be deleted by time retention minutes later (the default is 7
+# days by record time, checked every 5 minutes).
+log.retention.ms=-1
 EOF
   cat >"$run/log4j2.xml" <<EOF
 <?xml version="1.0" encoding="UTF-8"?>
