@@ -226,10 +226,6 @@ class DecisionEngine:
     def dump(self, customer_ids: Iterable[str]) -> dict[str, bytes]:
         return {cid: self.customers[cid].to_bytes() for cid in customer_ids}
 
-    def forget(self) -> None:
-        """Drop every cached state (partitions moved to another worker)."""
-        self.customers.clear()
-
     def trim(self, recent: Iterable[str], limit: int) -> list[str]:
         """Keep at most `limit` states, least recently used first out; `recent` were just used.
         Only call when every state is saved elsewhere. Returns the customers dropped."""

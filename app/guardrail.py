@@ -25,10 +25,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.policy import Policy
+from app.readiness import DAY
 
 _PRIOR_MESSAGES = 500.0  # the policy's unsubscribe_risk weighs as much as this many messages
 _MAX_PRICE = 1000.0
-_DAY_S = 86400.0
 _STEP_S = 3600.0  # the price is recomputed at most once per hour of event time (and at once
 # after an unsubscribe), so the weights that depend on it are rebuilt rarely
 
@@ -147,7 +147,7 @@ class UnsubscribeBudget:
         """Unsubscribes the budget allows by `t` (infinite without a budget)."""
         if self.per_customer_day is None:
             return math.inf
-        days = max(t - self.counts.first_t, _DAY_S) / _DAY_S
+        days = max(t - self.counts.first_t, DAY) / DAY
         return self.per_customer_day * self.counts.customers * days
 
     def _reprice(self, t: float) -> None:
