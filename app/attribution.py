@@ -52,6 +52,9 @@ from schemas import Action, OrderPlaced, OrderReturned, Outcome, Refund
 _CREDIT = ("none", "last_touch", "other_touch")
 _ONSITE_OFFERS = frozenset({"onsite_pdp", "onsite_cart"})
 _SHOWN = ("impression", "delivered", "open", "click", "accept")
+# Onsite, "delivered" only means a connector stored it for the page: shown is what the
+# storefront says (an impression, a click, an accept).
+_SHOWN_ONSITE = ("impression", "click", "accept")
 
 
 def _tally() -> list[Any]:
@@ -72,6 +75,7 @@ class Attribution:
         self.handling = policy.return_handling_cost
         self.default_margin_rate = policy.priors.value.margin_rate
         self.channel_cost = {c: spec.cost for c, spec in policy.channels.items()}
+        self.outbound = frozenset(c for c, spec in policy.channels.items() if spec.outbound)
         self.subscriber_value = {c: spec.subscriber_value for c, spec in policy.channels.items()}
         self.completion_s = policy.distraction.completion_hours * HOUR
         self._schedule: list[tuple[float, str]] = []  # (window end, customer)
@@ -168,11 +172,12 @@ class Attribution:
         for entry in hits:
             tally = entry[TALLY]
             tally[CONVERTED] = True
+            tally[ORDER_ID] = order.order_id  # returns are joined by it
             if entry is last:
                 tally[CREDIT] = 1
                 tally[QTY], tally[REVENUE] = qty, revenue
                 tally[MARGIN] = revenue - qty * self._unit_cost(sku, revenue / qty)
-                tally[ORDER_ID], tally[ORDER_TOTAL] = order.order_id, order.total
+                tally[ORDER_TOTAL] = order.total
             elif self._delivered(entry):
                 tally[CREDIT] = 2
             self._learn_purchase(entry, True)
@@ -190,10 +195,16 @@ class Attribution:
         }
 
     def returned(self, state: CustomerState, event: OrderReturned, t: float) -> None:
+        """Items of the order that converted a window came back: its margin is given back,
+        with handling (a refund of the same item counted before is replaced, not added to).
+        A return of the same SKU from another order is not this window's; only windows
+        converted before order ids were kept are joined by SKU alone."""
         for item in event.items:
             for entry in state.windows:
                 tally = entry[TALLY]
                 if entry[PHASE] != 1 or entry[SKU] != item.sku or t > entry[END]:
+                    continue
+                if tally[ORDER_ID] and tally[ORDER_ID] != event.order_id:
                     continue
                 if not tally[RETURNED]:
                     tally[RETURNED] = True
@@ -203,6 +214,10 @@ class Attribution:
                     qty = min(item.qty, tally[QTY] - tally[RET_QTY])
                     tally[RET_QTY] += qty
                     tally[RET_LOSS] += qty * (tally[MARGIN] / tally[QTY] + self.handling)
+                    # money already refunded for these items was the return's, not a loss
+                    refunded = min(tally[REFUNDED], qty * tally[REVENUE] / tally[QTY])
+                    tally[REFUNDED] -= refunded
+                    tally[RET_LOSS] -= refunded
 
     def refunded(self, state: CustomerState, event: Refund, t: float) -> None:
         """A refund of a credited order without a return of the SKU: its share is lost."""
@@ -343,7 +358,8 @@ class Attribution:
                 self.learner.kept(entry[LEARN], False)
         elif entry[PLAY] == "assist":
             feedback = tally[FEEDBACK]
-            if self._delivered(entry) and any(k in feedback for k in _SHOWN):
+            shown = _SHOWN if entry[CHANNEL] in self.outbound else _SHOWN_ONSITE
+            if self._delivered(entry) and any(k in feedback for k in shown):
                 engaged = "click" in feedback or "accept" in feedback
                 self.learner.engagement(
                     entry[LEARN],
@@ -417,6 +433,9 @@ class Attribution:
                     "model_version": model_version,
                     "predicted_accept": p_accept,
                     "predicted_organic": p_organic,
+                    "returns_matched_by": (
+                        ("order" if tally[ORDER_ID] else "sku") if tally[CONVERTED] else None
+                    ),
                     "predicted_return": p_return,
                 }
             )

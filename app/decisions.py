@@ -272,6 +272,7 @@ class Decider:
     def _order(self, cid: str, state: CustomerState, event: Any, t: float) -> list[Action]:
         skus = {item.sku for item in event.items}
         cancel = cancellations(state, skus, t)
+        self._last = None  # set again only by this order's own post-purchase moment
         lines = sorted(event.items, key=lambda i: -i.price * i.qty)
         actions = self._moment(
             cid,
@@ -311,7 +312,7 @@ class Decider:
         assert product is not None and product.refill_days
         seq = self.policy.sequencing
         due = t + max(product.refill_days * seq.refill_due_from - seq.refill_lead_days, 1.0) * DAY
-        if base is not None and base.t == t:
+        if base is not None and base.state is state and base.t == t:
             r = replace(base.readiness, maturity=seq.refill_due_from, due_consumable=sku)
             verdict = self.arbiter.referee.for_customer(base.segments, "refill")
             ctx = Context("refill", t, state, r, base.segments, verdict, base.assignment, [sku], [])

@@ -82,8 +82,8 @@ class ReadinessTracker:
             state.first_t = t
         state.last_t = max(state.last_t, t)
         zone = zone_offset_minutes(event.ts)
-        if zone is not None:
-            state.zone = zone
+        if zone is not None and event.type != "message_feedback":
+            state.zone = zone  # (a message's feedback is stamped by a mail system, not them)
         handler = self._handlers.get(event.type)
         if handler is not None:
             handler(state, event, t)

@@ -29,6 +29,7 @@ class Offers:
         self._related: dict[str, tuple[tuple[float, Offer, Offer], ...]] = {}
         self._stale_channels = frozenset(policy.freshness.close_channels)
         self._need_consent = frozenset(policy.consent.required)
+        self._zone = policy.time.assume_utc_offset_minutes  # for customers whose zone is unknown
 
     # -- offers -------------------------------------------------------------------------------
     def around(self, ctx: Context) -> list[Offer]:
@@ -113,7 +114,7 @@ class Offers:
     def channels(self, ctx: Context, delivery: dict[str, float]) -> list[str]:
         """Which of the channels in `delivery` (channel -> delivery time) this customer may be
         reached on (customer-level checks; caps count the day the action lands)."""
-        onsite_used = ctx.state.used_today("onsite", ctx.t)
+        onsite_used = ctx.state.used_today("onsite", ctx.t, self._zone)
         out = []
         for channel, at in delivery.items():
             why = self._closed(ctx, channel, at, onsite_used)
@@ -125,7 +126,10 @@ class Offers:
         return out
 
     def channel_open(self, ctx: Context, channel: str, at: float) -> bool:
-        return self._closed(ctx, channel, at, ctx.state.used_today("onsite", ctx.t)) is None
+        return (
+            self._closed(ctx, channel, at, ctx.state.used_today("onsite", ctx.t, self._zone))
+            is None
+        )
 
     def _closed(self, ctx: Context, channel: str, at: float, onsite_used: int) -> str | None:
         """Why `channel` is closed to this customer at `at`, or None when it is open."""
@@ -140,7 +144,7 @@ class Offers:
             return "stale"  # the worker lagged: the customer has left this surface
         if s.suppressed(channel, at):
             return "suppressed"
-        if s.used_today(channel, at) >= p.channels[channel].daily_cap:
+        if s.used_today(channel, at, self._zone) >= p.channels[channel].daily_cap:
             return "cap"
         if not p.channels[channel].outbound and onsite_used >= p.caps.onsite_per_day:
             return "cap"  # the customer's own surfaces together (what sequencing counts)

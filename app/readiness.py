@@ -158,22 +158,28 @@ class CustomerState:
             del self.consumables[next(iter(self.consumables))]
 
     # -- caps and suppressions ----------------------------------------------------------------
-    def day_of(self, t: float) -> int:
-        """The customer's local day number (UTC when the zone is unknown)."""
-        return int((t + (self.zone or 0) * 60) // DAY)
+    def zone_or(self, assumed: int | None) -> int | None:
+        """The customer's UTC offset (minutes): the one their events told, else the policy's
+        `time.assume_utc_offset_minutes` (None: unknown). Caps days and quiet hours both
+        read it."""
+        return self.zone if self.zone is not None else assumed
 
-    def used_today(self, key: str, t: float) -> int:
+    def day_of(self, t: float, assumed: int | None = None) -> int:
+        """The customer's local day number (UTC when the zone is unknown)."""
+        return int((t + (self.zone_or(assumed) or 0) * 60) // DAY)
+
+    def used_today(self, key: str, t: float, assumed: int | None = None) -> int:
         """Actions counted against `key` on the (local) day of `t`."""
-        day = self.day_of(t)
+        day = self.day_of(t, assumed)
         for entry in self.caps.get(key, ()):
             if entry[0] == day:
                 return int(entry[1])
         return 0
 
-    def count_use(self, key: str, t: float, now: float) -> None:
+    def count_use(self, key: str, t: float, now: float, assumed: int | None = None) -> None:
         """Count an action landing at `t`, decided at `now`: scheduled actions count on their
         own day and leave today's count alone. Days over before `now` are forgotten."""
-        day, today = self.day_of(t), self.day_of(now)
+        day, today = self.day_of(t, assumed), self.day_of(now, assumed)
         days = [e for e in self.caps.get(key, ()) if e[0] >= today - 1]
         for entry in days:
             if entry[0] == day:

@@ -8,6 +8,7 @@ hours that push outbound delivery to the morning in the customer's zone.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -26,6 +27,8 @@ from schemas import Action, Envelope
 ONSITE_UPSELL = frozenset({"onsite_pdp", "onsite_cart"})
 UPSELL_PLAYS = frozenset({"expand", "commit"})
 _MAX_REASONS = 12
+_MAX_SCHEDULED = 64  # pending scheduled offers remembered per customer
+_log = logging.getLogger("tact.sequencing")
 
 
 class Sequencer:
@@ -69,15 +72,15 @@ class Sequencer:
             )
         suppress.pop(best.channel, None)  # an action never cancels itself
         self._quiet(cid, state, suppress, t)
-        state.count_use(best.channel, at, t)
+        zone = p.time.assume_utc_offset_minutes
+        state.count_use(best.channel, at, t, zone)
         if not spec.outbound:
-            state.count_use("onsite", at, t)
+            state.count_use("onsite", at, t, zone)
         if best.frame in self._budget_frames:
             state.use_frame(best.frame, t, t - self._budget_days * DAY)
         expires = at + spec.ttl_hours * HOUR
         if spec.outbound or slot != "decision":
-            state.scheduled.append([at, expires, best.channel, offer.product.sku])
-            del state.scheduled[:-8]
+            schedule(state, [at, expires, best.channel, offer.product.sku], t)
         held_out = ctx.assignment.held_out(offer.play) or self._distraction_test(
             ctx, best, slot, action_id(cid, event.event_id, slot)
         )
@@ -298,7 +301,7 @@ class Sequencer:
         delay, and for outbound channels outside the customer's quiet hours."""
         spec = self.policy.channels[channel]
         at = t + spec.delay_hours * HOUR
-        zone = state.zone if state.zone is not None else self.policy.time.assume_utc_offset_minutes
+        zone = state.zone_or(self.policy.time.assume_utc_offset_minutes)
         if not spec.outbound or zone is None:
             return at
         quiet = self.policy.time.quiet_hours
@@ -313,6 +316,26 @@ class Sequencer:
             return at
         wait = (end - local_hour) % 24
         return at + wait * HOUR
+
+
+def schedule(state: CustomerState, entry: list[Any], t: float) -> None:
+    """Remember a scheduled offer ([at, expires, channel, sku]) until it expires, so that a
+    purchase of its SKU before then cancels it (`cancellations`). Bounded by time: expired
+    entries go; only past _MAX_SCHEDULED pending ones (far more than caps and refill cycles
+    allow) does the one expiring first go early, with a warning."""
+    kept = [e for e in state.scheduled if e[1] > t]
+    kept.append(entry)
+    if len(kept) > _MAX_SCHEDULED:
+        kept.sort(key=lambda e: e[1])
+        dropped = kept.pop(0)
+        _log.warning(
+            "more than %d offers pending for one customer: the one expiring at %s is no longer"
+            " cancelled by a purchase of %s",
+            _MAX_SCHEDULED,
+            utc(dropped[1]),
+            dropped[3],
+        )
+    state.scheduled = kept
 
 
 def cancellations(state: CustomerState, skus: set[str], t: float) -> dict[str, float]:

@@ -91,3 +91,9 @@ class Outcome(BaseModel):
     predicted_return: Probability | None = Field(
         default=None, description="the engine's P(return) of the offered SKU if bought"
     )
+    returns_matched_by: Literal["order", "sku"] | None = Field(
+        default=None,
+        description="how returns and refunds were joined to a converted window: by the id of"
+        " the order that converted it, or (windows converted before order ids were kept) by"
+        " the SKU alone; null when it did not convert",
+    )

@@ -35,7 +35,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from app import codec
@@ -267,12 +267,16 @@ class Runner:
         return len(waiting)
 
     def _receipt_of(self, action: dict[str, Any]) -> dict[str, Any]:
-        now = self.clock()
+        """The receipt of a delivery: stamped with the delivery time in UTC ("Z": it says
+        nothing of the customer's zone, and the host's zone is not theirs), within the
+        Action's own span so that a connector's clock cannot move event time past it."""
+        at = min(max(self.clock(), epoch(action["not_before"])), epoch(action["expires_at"]))
+        stamp = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
         return {
             "event_id": f"receipt-{self.connector.name}-{action['action_id']}",
             "type": "message_feedback",
             "customer_id": action["customer_id"],
-            "ts": datetime.fromtimestamp(now).astimezone().isoformat(timespec="milliseconds"),
+            "ts": stamp.replace("+00:00", "Z"),
             "channel": action["channel"],
             "kind": "delivered",
             "action_id": action["action_id"],

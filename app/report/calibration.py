@@ -41,6 +41,8 @@ from schemas.types import event_seconds
 
 UPSELL_PLAYS = ("expand", "commit")
 _SHOWN = ("impression", "delivered", "open")
+_SHOWN_ONSITE = ("impression", "click", "accept")  # "delivered" there: stored for the page
+_OUTBOUND = frozenset({"email", "sms", "paid_retargeting"})
 _ENGAGED = ("click", "accept")
 MIN_SCORED = 30  # outcomes for a group's figures
 MIN_DECILES = 200  # outcomes for deciles rather than quintiles
@@ -183,7 +185,8 @@ def _collect(outcomes: Iterable[dict[str, Any]]) -> _Groups:
         if play == "assist":
             feedback = o.get("feedback")
             seen = feedback if isinstance(feedback, dict) else {}
-            if delivered and any(k in seen for k in _SHOWN):
+            shown = _SHOWN if o.get("channel") in _OUTBOUND else _SHOWN_ONSITE
+            if delivered and any(k in seen for k in shown):
                 g.assist.add(p_accept, any(k in seen for k in _ENGAGED))
             continue
         if delivered:

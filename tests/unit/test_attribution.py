@@ -220,3 +220,90 @@ def test_outcomes_are_the_same_in_two_runs() -> None:
         first.feed(event)
         second.feed(event)
     assert [outcome_json(o) for o in first.outcomes] == [outcome_json(o) for o in second.outcomes]
+
+
+def converted_offer(run: Run, s: Shopper) -> Action:
+    """An onsite upsell the shopper takes up at once (the order converts its window)."""
+    offer = onsite_upsell(run, s)
+    assert offer.offer_sku is not None
+    run.feed(s.order(offer.offer_sku))
+    return offer
+
+
+def test_a_return_of_the_sku_from_another_order_is_not_charged_to_the_window() -> None:
+    run, s = Run(), Shopper("two-orders")
+    offer = converted_offer(run, s)
+    assert offer.offer_sku is not None
+    s.wait(days=2)
+    run.feed(s.order(offer.offer_sku))  # the same item again, later, of their own
+    s.wait(days=3)
+    run.feed(s.return_(offer.offer_sku))  # names the later order
+    run.finish()
+    outcome = run.outcome(offer)
+    assert outcome.converted and outcome.returned_quantity == 0 and outcome.return_loss == 0
+    assert outcome.returns_matched_by == "order"
+
+
+def test_a_return_naming_the_converting_order_is_charged() -> None:
+    run, s = Run(), Shopper("one-return")
+    offer = converted_offer(run, s)
+    assert offer.offer_sku is not None
+    converting = s.orders
+    s.wait(days=2)
+    run.feed(s.order("RUN-SOCK-01"))
+    s.wait(days=1)
+    run.feed(s.return_(offer.offer_sku, order=converting))
+    run.finish()
+    outcome = run.outcome(offer)
+    assert outcome.returned_quantity == 1
+    assert outcome.return_loss == pytest.approx(outcome.margin + POLICY.return_handling_cost)
+
+
+@pytest.mark.parametrize("refund_first", [True, False])
+def test_a_refund_and_a_return_of_the_same_item_count_once(refund_first: bool) -> None:
+    run, s = Run(), Shopper(f"refund-and-return-{refund_first}")
+    offer = converted_offer(run, s)
+    assert offer.offer_sku is not None
+    order_id = f"{s.id}-o{s.orders}"
+    refund = s.wait(days=1).event(
+        "refund", order_id=order_id, amount=PRODUCTS[offer.offer_sku].price
+    )
+    back = s.wait(days=1).return_(offer.offer_sku)
+    run.feed(*((refund, back) if refund_first else (back, refund)))
+    run.finish()
+    outcome = run.outcome(offer)
+    assert outcome.returned_quantity == 1
+    assert outcome.return_loss == pytest.approx(outcome.margin + POLICY.return_handling_cost)
+
+
+@pytest.mark.parametrize(("feedback", "learned"), [("delivered", False), ("impression", True)])
+def test_an_onsite_assist_is_learned_from_only_when_the_storefront_showed_it(
+    feedback: str, learned: bool
+) -> None:
+    """A connector's `delivered` receipt for an onsite Action means it was stored for the
+    page, not that anyone saw it: only an impression (click, accept) teaches engagement."""
+    run, s = Run(), Shopper(f"assist-{feedback}")
+    taught: list[bool] = []
+    run.engine.learner.engagement = lambda *args: taught.append(args[-1])  # type: ignore[method-assign]
+    assist = None
+    for sku in ("RUN-SHOE-01", "RUN-WATCH-01", "RUN-VEST-01", "RUN-JACKET-01", "RUN-SHOE-02"):
+        found = [
+            a
+            for a in run.feed(s.view(sku), s.add(sku))
+            if a.play == "assist" and a.channel.startswith("onsite")
+        ]
+        if found:
+            assist = found[0]
+            break
+    assert assist is not None, "no onsite assist"
+    if feedback == "delivered":
+        event = s.event(
+            "message_feedback", channel=assist.channel, kind="delivered", action_id=assist.action_id
+        )
+    else:
+        event = s.event("offer_feedback", action_id=assist.action_id, kind="impression")
+    run.feed(event)
+    s.wait(days=5)
+    run.feed(s.view("RUN-SOCK-01"))
+    run.finish()
+    assert bool(taught) is learned

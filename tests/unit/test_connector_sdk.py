@@ -10,7 +10,13 @@ import pytest
 from app import codec
 from app.connectors.sdk import DeliveryError, Runner, channels_of
 from app.connectors.webhook import sign, verify
+from app.engine import DecisionEngine
 from app.errors import TactError
+from app.policy import load_policy
+from app.sample import demo_catalog
+from schemas import Envelope
+from schemas.types import zone_offset_minutes
+from tests.builders import Shopper
 
 T0 = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
 
@@ -216,3 +222,26 @@ def test_unknown_channels_are_refused() -> None:
     assert channels_of(["email", "sms"]) == {"email", "sms"}
     with pytest.raises(TactError, match="fax"):
         channels_of(["email", "fax"])
+
+
+def test_a_receipt_says_nothing_of_the_hosts_zone_and_stays_in_the_actions_span() -> None:
+    """The receipt is stamped in UTC ("Z": zone unknown, never the connector host's zone) at
+    the delivery time, which a connector's clock cannot move past the Action's own span."""
+    h = Harness()
+    h.now = T0.timestamp() + 600.0
+    h.send(n=1)
+    (receipt,) = h.receipts
+    assert receipt["ts"].endswith("Z")
+    assert datetime.fromisoformat(receipt["ts"]).timestamp() == h.now
+    event = Envelope.model_validate(receipt)  # what the engine reads
+    assert zone_offset_minutes(event.ts) is None
+
+
+def test_a_message_receipt_never_sets_the_customers_zone() -> None:
+    engine = DecisionEngine(demo_catalog(), load_policy(None))
+    shopper = Shopper("zoned", zone="-05:00")
+    engine.process(shopper.view("RUN-SHOE-01"))
+    receipt = shopper.event("message_feedback", channel="email", kind="delivered")
+    receipt["ts"] = receipt["ts"].replace("-05:00", "+09:00")  # a mail system far away
+    engine.process(receipt)
+    assert engine.customers["zoned"].zone == -300

@@ -213,3 +213,27 @@ def test_a_customers_decisions_do_not_depend_on_when_its_windows_closed() -> Non
     kept = run(False)
     assert sum(b'"play":"assist"' in a for a in kept) == 1  # the assist at the cart
     assert run(True) == kept
+
+
+def test_a_refill_is_decided_on_its_own_customers_context() -> None:
+    """With no post-purchase moment, a refill decided at the same instant as another
+    customer's moment must not take that customer's readiness or experiment arms."""
+    policy = load_policy(None)
+    moments = {k: v for k, v in policy.moments.items() if k != "post_purchase"}
+    policy = policy.model_copy(
+        update={"moments": moments, "holdout": policy.holdout.model_copy(update={"share": 0.5})}
+    )
+    engine = DecisionEngine(demo_catalog(), policy)
+    assign = engine.decider.experiments.assign
+    ids = [f"c{i}" for i in range(40)]
+    held = next(c for c in ids if assign(c).holdout)
+    treated = next(c for c in ids if not assign(c).holdout)
+    other, buyer = Shopper(held), Shopper(treated)
+    engine.process(other.view("RUN-SHOE-01"))  # a moment at 10:00:30 for the held-out one
+    actions = engine.process(buyer.order("RUN-GEL-12"))  # the treated one's order, same instant
+    refills = [a for a in actions if any(r == "moment:refill" for r in a.reasons)]
+    assert refills, "no refill decided"
+    for action in refills:
+        assert action.customer_id == treated
+        assert action.experiments == assign(treated).arms
+        assert not action.holdout

@@ -9,8 +9,9 @@ from typing import Any
 from app.decisions import Decision
 from app.engine import DecisionEngine
 from app.policy import Policy, load_policy
-from app.readiness import HOUR
+from app.readiness import HOUR, CustomerState
 from app.sample import demo_catalog, generate
+from app.sequencing import cancellations, schedule
 from schemas import Action
 from tests.builders import Shopper
 
@@ -310,3 +311,30 @@ def test_quiet_hours_delay_outbound_in_the_customers_zone() -> None:
     local_hour = ((at / HOUR) + 1) % 24
     assert 8 <= local_hour < 21
     assert engine.decider.sequencer.delivery_time(state, "onsite_pdp", d.t) == d.t
+
+
+def test_every_pending_scheduled_offer_is_cancelled_by_a_purchase_of_its_sku() -> None:
+    """Scheduled offers are remembered until they expire, not the latest few: a purchase of
+    the first of twelve pending ones still cancels it."""
+    state = CustomerState()
+    for i in range(12):
+        schedule(state, [100.0 + i, 1000.0 + i, "email" if i == 0 else "sms", f"SKU-{i}"], 10.0)
+    assert cancellations(state, {"SKU-0"}, 50.0) == {"email": 1000.0}
+    assert len(state.scheduled) == 11
+    schedule(state, [2000.0, 3000.0, "sms", "SKU-X"], 1500.0)  # the rest expired by then
+    assert state.scheduled == [[2000.0, 3000.0, "sms", "SKU-X"]]
+
+
+def test_caps_days_and_quiet_hours_read_the_same_zone() -> None:
+    """A customer whose events never told a zone: the policy's assumed zone decides both the
+    day a cap counts on and the quiet hours (one rule, not UTC for one and the zone for the
+    other)."""
+    new_york = -300
+    state = CustomerState()
+    late = 1_793_674_800.0  # 2026-11-03T03:00Z: 22:00 on Nov 2 in New York
+    state.count_use("email", late, late, new_york)
+    assert state.used_today("email", late - 7 * HOUR, new_york) == 1  # 15:00 the same day
+    assert state.used_today("email", late + 3 * HOUR, new_york) == 0  # 01:00 the next
+    assert state.zone_or(new_york) == new_york
+    state.zone = 60
+    assert state.zone_or(new_york) == 60  # what their events told wins
