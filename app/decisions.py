@@ -51,7 +51,8 @@ class Chooser:
         distribution: dict[int, float],
         resolve: ArmResolver,
     ) -> tuple[Scored | None, float]:
-        """The chosen arm (None: protect) and its probability."""
+        """The chosen arm (None: protect) and its probability (0 with None: no Action at all,
+        as when a followed log made none here)."""
         order = sorted(distribution)
         index = order[pick([distribution[i] for i in order], uniform(self.seed, action_id))]
         return (arms[index] if index < len(arms) else None), distribution[index]
@@ -242,6 +243,10 @@ class Decider:
         decision.candidates = ctx.shown if self.arbiter.keep_all else arms
         decision.drops = ctx.drops
         best, propensity = self._choose(cid, event, "decision", ctx, arms, offers, decision)
+        if best is None and propensity == 0.0:
+            decision.note = "no Action: the followed log made none here"
+            self._report(decision)
+            return []
         if best is not None:
             actions = [
                 self.sequencer.upsell(

@@ -45,6 +45,22 @@ from schemas.types import event_seconds as epoch
 log = logging.getLogger(__name__)
 
 MARK_TTL_S = 30 * 86400  # how long a delivered action_id is remembered
+RECEIPT_CLAIM_S = 120.0  # a claimed receipt not confirmed by then is claimed again
+# Claim up to ARGV[3] receipts: first those whose claim lapsed (KEYS[2], a sorted set by
+# deadline), then the oldest of the outbox (KEYS[1]); each gets the deadline ARGV[2]. Atomic.
+_CLAIM = """
+local n = tonumber(ARGV[3])
+local claimed = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, n)
+if #claimed < n then
+  local fresh = redis.call('LRANGE', KEYS[1], 0, n - #claimed - 1)
+  if #fresh > 0 then
+    redis.call('LTRIM', KEYS[1], #fresh, -1)
+    for _, r in ipairs(fresh) do table.insert(claimed, r) end
+  end
+end
+for _, r in ipairs(claimed) do redis.call('ZADD', KEYS[2], ARGV[2], r) end
+return claimed
+"""
 
 
 class DeliveryError(TactError):
@@ -112,6 +128,8 @@ class Runner:
         self.sleep = sleep
         self.stats = RunnerStats()
         self.read_to: dict[int, float] = {}  # partition -> latest record time read (seconds)
+        self._claim: Any = None  # the receipts' claim script, registered on first use
+        self.receipt_batch = 500  # receipts claimed at a time
         self.caught_up: set[int] = set()  # partitions handled to their end offset
 
     # -- keys ---------------------------------------------------------------------------------
@@ -255,16 +273,26 @@ class Runner:
     def drain_receipts(
         self, send: Callable[[dict[str, Any]], None], confirm: Callable[[], None]
     ) -> int:
-        """Hand the outbox's receipts to `send`, then (once `confirm` returns: the broker has
-        them) remove them. Returns how many."""
-        waiting = self.store.lrange(self._outbox, 0, 499)
-        if not waiting:
+        """Hand receipts to `send`, then (once `confirm` returns: the broker has them) forget
+        them. Returns how many. Receipts are claimed atomically (a Redis script moves them
+        from the outbox to an in-flight set with a deadline), so instances of one connector
+        never take the same receipt nor drop another's; a claim whose instance died before
+        confirming is taken again once its deadline passes (a receipt may then be sent twice,
+        never lost: the engine drops a repeated event id)."""
+        if self._claim is None:
+            self._claim = self.store.register_script(_CLAIM)
+        now = self.clock()
+        claimed = self._claim(
+            keys=[self._outbox, f"{self._outbox}:inflight"],
+            args=[now, now + RECEIPT_CLAIM_S, self.receipt_batch],
+        )
+        if not claimed:
             return 0
-        for raw in waiting:
+        for raw in claimed:
             send(codec.loads(raw))
         confirm()
-        self.store.ltrim(self._outbox, len(waiting), -1)
-        return len(waiting)
+        self.store.zrem(f"{self._outbox}:inflight", *claimed)
+        return len(claimed)
 
     def _receipt_of(self, action: dict[str, Any]) -> dict[str, Any]:
         """The receipt of a delivery: stamped with the delivery time in UTC ("Z": it says

@@ -74,10 +74,10 @@ class FollowChooser(Chooser):
         spread = [(arm_of(arms[i] if i < len(arms) else None), p) for i, p in distribution.items()]
         log = self.logged.get(action_id)
         if log is None:
-            # The logging policy made no decision here (or none this candidate knows): do
-            # nothing, as it did.
+            # The logging policy made no decision here (or none this candidate knows): no
+            # Action at all, as it made none (a protect would add suppressions it never had).
             self.unlogged += 1
-            return None, 1.0
+            return None, 0.0
         wanted = arm_of_action(log)
         propensity = float(log["propensity"])
         target = sum(p for arm, p in spread if arm == wanted)

@@ -28,7 +28,7 @@ from hashlib import blake2b
 from typing import Any
 
 from app import codec
-from app.actions import encode
+from app.actions import action_id, encode
 from app.catalog import Catalog
 from app.decode import decode_event
 from app.engine import DecisionEngine
@@ -152,12 +152,30 @@ def _record(line: bytes, skipped: Counter[str], name: str) -> dict[str, Any] | N
     return value
 
 
+def _with_followups(
+    logged: dict[str, dict[str, Any]], rewards: dict[str, float]
+) -> dict[str, float]:
+    """Rewards by decision, a follow-up's (the email after an onsite offer, chosen with it and
+    logged with its propensity) added to the decision it follows: that arm earned both."""
+    total = dict(rewards)
+    for aid, log in logged.items():
+        reasons = log.get("reasons") or ()
+        if "seq:followup" not in reasons or aid not in rewards or log.get("holdout"):
+            continue
+        source = log.get("source_event_id")
+        parent = action_id(log["customer_id"], source, "decision") if source else None
+        if parent in total:
+            total[parent] += rewards[aid]
+    return total
+
+
 def _units(
     chooser: FollowChooser, logged: dict[str, dict[str, Any]], rewards: dict[str, float]
 ) -> tuple[list[Unit], list[str], dict[str, Any]]:
     model = RewardModel()
     rows = []
     holdout = no_outcome = 0
+    rewards = _with_followups(logged, rewards)
     for aid, seen in chooser.seen.items():
         log = logged[aid]
         if log.get("holdout"):

@@ -7,10 +7,13 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from app import codec
 from app.connectors.webhook import verify
@@ -361,3 +364,66 @@ def test_onsite_api_serves_the_current_offer(stack: Settings, tmp_path: Path) ->
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+class _Quiet:
+    """A connector that is never asked to deliver (these runners only hand receipts on)."""
+
+    name = "receipts-test"
+    channels = frozenset({"email"})
+
+    def deliver(self, action: dict[str, Any]) -> None:
+        raise AssertionError("not used")
+
+
+def test_two_instances_hand_receipts_on_without_losing_or_sharing_one(
+    base_settings: Settings,
+) -> None:
+    """Two instances of one connector drain one outbox on the real redis-server: while one
+    is sending its receipts the other claims none of them, receipts written meanwhile wait
+    for the next drain, and a claim whose instance died is taken again after its deadline."""
+    import redis
+
+    from app.connectors.sdk import RECEIPT_CLAIM_S, Runner
+
+    store = redis.Redis.from_url(base_settings.redis_url.get_secret_value())
+    prefix = f"tact-test-{uuid.uuid4().hex[:8]}"
+    clock = [1_000.0]
+
+    def runner() -> Runner:
+        return Runner(_Quiet(), store, lambda *_: None, prefix, clock=lambda: clock[0])
+
+    a, b, crashing = runner(), runner(), runner()
+    outbox = a._outbox
+
+    def push(*ids: int) -> None:
+        for i in ids:
+            store.rpush(outbox, codec.dumps({"event_id": f"receipt-{i}"}))
+
+    sent: list[str] = []
+    push(*range(6))
+
+    def send_a(receipt: dict[str, Any]) -> None:
+        if not sent:  # while `a` is sending: the other instance drains, new receipts come
+            assert b.drain_receipts(lambda r: sent.append(r["event_id"]), lambda: None) == 0
+            push(6, 7, 8)
+        sent.append(receipt["event_id"])
+
+    assert a.drain_receipts(send_a, lambda: None) == 6
+    assert b.drain_receipts(lambda r: sent.append(r["event_id"]), lambda: None) == 3
+    assert sorted(sent) == sorted(f"receipt-{i}" for i in range(9))  # each once
+
+    push(9, 10)
+
+    def die(receipt: dict[str, Any]) -> None:
+        raise RuntimeError("killed before the broker confirmed")
+
+    crashing.receipt_batch = 2
+    with pytest.raises(RuntimeError):
+        crashing.drain_receipts(die, lambda: None)
+    assert a.drain_receipts(lambda r: sent.append(r["event_id"]), lambda: None) == 0  # claimed
+    clock[0] += RECEIPT_CLAIM_S + 1
+    assert a.drain_receipts(lambda r: sent.append(r["event_id"]), lambda: None) == 2
+    assert sorted(sent) == sorted(f"receipt-{i}" for i in range(11))
+    assert store.llen(outbox) == 0 and store.zcard(f"{outbox}:inflight") == 0
+    store.delete(outbox, f"{outbox}:inflight")

@@ -72,6 +72,25 @@ class FakeRedis:
     def ltrim(self, name: str, start: int, end: int) -> None:
         self.lists[name] = self.lists.get(name, [])[start:] if end == -1 else []
 
+    def register_script(self, script: str) -> Any:
+        """The receipts' claim script (app/connectors/sdk.py _CLAIM), in Python; the real one
+        runs against redis-server in tests/integration/test_connectors.py."""
+        assert "ZRANGEBYSCORE" in script and "LTRIM" in script
+
+        def claim(keys: list[str], args: list[float]) -> list[bytes]:
+            outbox, inflight = keys
+            now, deadline, n = args
+            lapsed = sorted((s, m) for m, s in self.z.get(inflight, {}).items() if s <= now)
+            claimed = [m for _, m in lapsed][: int(n)]
+            fresh = self.lists.get(outbox, [])[: int(n) - len(claimed)]
+            self.lists[outbox] = self.lists.get(outbox, [])[len(fresh) :]
+            claimed += fresh
+            for member in claimed:
+                self.z.setdefault(inflight, {})[member] = deadline
+            return claimed
+
+        return claim
+
 
 class Channel:
     name = "test"

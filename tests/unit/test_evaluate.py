@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from app import codec
-from app.actions import encode_line, encode_outcome_line
+from app.actions import action_id, encode_line, encode_outcome_line
 from app.cli import main
 from app.engine import DecisionEngine
 from app.evaluate.estimators import Unit, estimate
@@ -165,3 +165,41 @@ def test_outcome_and_action_encodings_are_what_evaluate_reads() -> None:
     assert (
         codec.loads(encode_outcome_line(outcomes[0]))["window_profit"] == outcomes[0].window_profit
     )
+
+
+def test_a_follow_up_email_is_credited_to_the_decision_it_follows() -> None:
+    """The email after an onsite offer is chosen with it (and logged with its propensity):
+    the decision's reward includes the follow-up's, none of it dropped."""
+    actions, outcomes, events = replay_log(POLICY)
+    logs = [codec.loads(a) for a in actions]
+    rewards = {o["action_id"]: o["profit"] for o in map(codec.loads, outcomes)}
+    followups = [a for a in logs if "seq:followup" in a["reasons"] and not a["holdout"]]
+    assert followups and any(rewards.get(a["action_id"]) for a in followups)
+    result = evaluate(POLICY, demo_catalog(), actions, outcomes, events)
+    credited = dict(zip(result.ids, (u.reward for u in result.units), strict=True))
+    by_id = {a["action_id"]: a for a in logs}
+    followed = []
+    for follow in followups:
+        parent = action_id(follow["customer_id"], follow["source_event_id"], "decision")
+        if by_id[parent]["holdout"]:
+            continue  # held back by the distraction test: not a unit, nor is its email
+        followed.append(follow)
+        assert credited[parent] == pytest.approx(rewards[parent] + rewards[follow["action_id"]])
+    assert followed
+    expected = sum(rewards[a["action_id"]] for a in logs if a["action_id"] in credited)
+    expected += sum(rewards[a["action_id"]] for a in followed)
+    assert sum(credited.values()) == pytest.approx(expected)
+
+
+def test_a_decision_the_log_never_made_adds_no_action() -> None:
+    """Following a log that has no decision at some moment, the candidate makes no Action
+    there: not even a protect, whose suppressions the log never had."""
+    actions, outcomes, events = replay_log(POLICY)
+    logs = [codec.loads(a) for a in actions]
+    dropped = next(a["action_id"] for a in logs if a["play"] == "protect" and a.get("suppress"))
+    kept = [line for line, a in zip(actions, logs, strict=True) if a["action_id"] != dropped]
+    result = evaluate(POLICY, demo_catalog(), kept, outcomes, events, keep_actions=True)
+    replayed = {codec.loads(a)["action_id"] for a in result.replayed_actions}
+    assert dropped not in replayed
+    assert replayed <= {a["action_id"] for a in logs}
+    assert result.figures["unlogged_candidate_decisions"] >= 1
