@@ -180,7 +180,7 @@ class Anyway:
         for relation, sku in base.related:
             if relation in FOLLOW_RELATIONS and sku not in bought:
                 seen = 1 if state.viewed.get(sku, 0) > 0 else 0
-                state.watch.append([sku, relation, t, seen])
+                state.watch.append([sku, relation, t, seen, base.sku])
                 if self.learning:
                     started = self.counts.started.setdefault(f"{relation}|{seen}", {})
                     day = str(int(t // DAY))
@@ -192,7 +192,7 @@ class Anyway:
         horizon_s = self.horizon * DAY
         kept = []
         for entry in state.watch:
-            sku, relation, start, seen = entry
+            sku, relation, start, seen = entry[:4]
             if t > start + horizon_s:
                 continue  # its exposure was counted by the day it started
             if sku in bought:

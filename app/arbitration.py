@@ -256,6 +256,9 @@ class Arbiter:
         if offer.seen:
             offer_prior += prior.seen  # the customer looked at it: interest, or a need
             offer_model += w.get("x:seen", 0.0)
+        if offer.with_base:
+            offer_prior += prior.with_base  # add-ons sell with what they go with
+            offer_model += w.get("x:base", 0.0)
         w_prior, keep_all = terms.w_prior, self.keep_all
         by_channel, by_intensity = terms.by_channel, terms.by_intensity
         prefer_frames, frame_priors = verdict.prefer_frames, terms.frame_prior

@@ -42,6 +42,7 @@ class Offer:
     product: Product  # what is offered (for assist: the item the customer considers)
     base: Product | None = None  # the item it relates to
     seen: bool = False  # the customer has looked at the offered item (interest, or a need)
+    with_base: bool = False  # the item it goes with is in the cart, or was bought lately
     play: Play = "expand"  # set from the relation
     price_step: float = 0.0  # set: log2 of its price over the base's when dearer (0 to 4)
 
@@ -104,6 +105,8 @@ def accept_features(
     }
     if offer.seen:
         x["x:seen"] = 1.0
+    if offer.with_base:
+        x["x:base"] = 1.0
     for name, key in SIGNAL_FEATURES:
         x[key] = getattr(r, name) - CENTRE
     return x
@@ -151,3 +154,4 @@ class Context:
     shown: list[Scored] = field(default_factory=list)  # every candidate (explanations only)
     stale: bool = False  # the event waited in Kafka past the policy's freshness limit
     at_stake: float = 0.0  # margin of the purchase under way (cart, and the item in focus)
+    organic: tuple[int, float] = (-1, 0.0)  # (weights version, the customer's organic logit)

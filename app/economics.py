@@ -24,7 +24,7 @@ from math import exp, log
 
 from app.anyway import Anyway
 from app.catalog import Product
-from app.context import Context, Offer
+from app.context import CENTRE, SIGNAL_FEATURES, Context, Offer
 from app.models import PRIOR, PRIOR_SCALE, Models, OnlineLogit
 from app.policy import Policy
 from app.readiness import Readiness
@@ -118,12 +118,36 @@ class Economics:
         return found
 
     def p_organic(self, ctx: Context, offer: Offer) -> float:
-        """P(buying the offered item without the offer), 0 for assist (the item itself)."""
+        """P(buying the offered item without the offer), 0 for assist (the item itself): the
+        organic model on the features P(accept) shares with it (app/learning.py organic_x)."""
         if offer.relation == "self":
             return 0.0
         b, scale, relation, kind = self._organic.logit_parts(offer.relation, offer.product.kind)
         logit = b + scale * self.organic_prior(ctx, offer) + relation + kind
+        logit += self._organic_customer(ctx)
+        w = self._organic.w
+        if offer.price_step:
+            logit += w.get("x:price", 0.0) * offer.price_step
+        if offer.seen:
+            logit += w.get("x:seen", 0.0)
+        if offer.with_base:
+            logit += w.get("x:base", 0.0)
         return 1.0 / (1.0 + exp(-logit))
+
+    def _organic_customer(self, ctx: Context) -> float:
+        """The customer's part of the organic logit (once per moment and weight version)."""
+        w, _ = self._organic.get()
+        at, cached = ctx.organic
+        if at == self._organic.at:
+            return cached
+        r = ctx.readiness
+        value = w.get("r:ltv", 0.0) * (r.ltv_score - CENTRE)
+        for name, feature in SIGNAL_FEATURES:
+            weight = w.get(feature)
+            if weight:
+                value += weight * (getattr(r, name) - CENTRE)
+        ctx.organic = (self._organic.at, value)
+        return value
 
     def anyway_share(self, ctx: Context, offer: Offer) -> float:
         """The chance the customer buys the offered item on their own within the horizon

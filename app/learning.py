@@ -27,6 +27,7 @@ L_PRIOR, L_CONF, L_URG, L_PRICE, L_MAT, L_RISK, L_POST, L_LTV, L_KIND, L_RETURN,
 )
 L_STEP = 11  # the offer's price step (app/context.py price_step); absent in older windows
 L_SEEN = 12  # 1 when the customer had looked at the offered item; absent in older windows
+L_BASE = 13  # 1 when the item it goes with was in the cart or bought lately; likewise
 _SIGNAL_KEYS = ("r:conf", "r:urg", "r:price", "r:mat", "r:risk", "r:post", "r:ltv")
 UPSELL_PLAYS = frozenset({"expand", "commit"})
 
@@ -46,10 +47,18 @@ def accept_x(
         (key, value - CENTRE)
         for key, value in zip(_SIGNAL_KEYS, learn[L_CONF : L_LTV + 1], strict=True)
     )
+    return _offer_x(x, learn)
+
+
+def _offer_x(x: dict[str, float], learn: list[Any]) -> dict[str, float]:
+    """`x` with the offer's own features: its price step, looked at, has the base (each
+    absent in windows older than it)."""
     if len(learn) > L_STEP and learn[L_STEP]:
         x["x:price"] = learn[L_STEP]
     if len(learn) > L_SEEN and learn[L_SEEN]:
         x["x:seen"] = 1.0
+    if len(learn) > L_BASE and learn[L_BASE]:
+        x["x:base"] = 1.0
     return x
 
 
@@ -62,11 +71,20 @@ def return_x(learn: list[Any]) -> dict[str, float]:
 
 
 def organic_x(learn: list[Any], relation: str) -> dict[str, float]:
-    return {
+    """What P(organic) learns from: the offer's relation and kind, and the customer and offer
+    features P(accept) shares (readiness, value, the price step, looked at, has the base), so
+    that the two differ by what the offer does and not by what each model can see."""
+    x = {
         PRIOR: learn[L_ORGANIC] / PRIOR_SCALE,
         f"rel:{relation}": 1.0,
         f"kind:{learn[L_KIND]}": 1.0,
+        "r:ltv": learn[L_LTV] - CENTRE,
     }
+    x.update(
+        (key, value - CENTRE)
+        for key, value in zip(_SIGNAL_KEYS[:5], learn[L_CONF : L_RISK + 1], strict=True)
+    )
+    return _offer_x(x, learn)
 
 
 class Learner:

@@ -25,8 +25,10 @@ class Offers:
         self.policy = policy
         self.catalog = catalog
         self.models = models
-        # sku -> its catalog offers, most valuable first: (value bound, unseen, seen)
-        self._related: dict[str, tuple[tuple[float, Offer, Offer], ...]] = {}
+        # sku -> its catalog offers, most valuable first: (value bound, offer), the offer as
+        # made to a customer who has not looked at it and does not have `base`
+        self._related: dict[str, tuple[tuple[float, Offer], ...]] = {}
+        self._variants: dict[tuple[int, bool, bool], Offer] = {}  # (id of the plain, seen, based)
         self._stale_channels = frozenset(policy.freshness.close_channels)
         self._need_consent = frozenset(policy.consent.required)
         self._zone = policy.time.assume_utc_offset_minutes  # for customers whose zone is unknown
@@ -46,24 +48,37 @@ class Offers:
             elif ctx.moment == "post_purchase":
                 found.append(Offer("self", max(products, key=lambda p: p.margin)))
         upsells: list[tuple[float, Offer]] = []
-        viewed = ctx.state.viewed
+        state = ctx.state
+        viewed = state.viewed
+        # add-ons of what the customer bought lately and has not bought yet (the watches of
+        # app/anyway.py): the case for the camera bought last week, offered on any page
+        owned = {(w[0], w[1]): w[4] for w in state.watch if len(w) > 4}
+        just_bought = ctx.moment == "post_purchase"
         for base in products:
-            related = self._related.get(base.sku)
-            if related is None:
-                related = self._related[base.sku] = self._by_value(base)
-            for bound, unseen, looked in related:
-                sku = unseen.product.sku
+            related = self._by_base(base)
+            has_base = just_bought or base.sku in state.cart
+            for bound, offer in related:
+                sku = offer.product.sku
                 if sku not in exclude:
-                    upsells.append((bound, looked if viewed.get(sku, 0) > 0 else unseen))
+                    with_base = has_base or (sku, offer.relation) in owned
+                    upsells.append((bound, self._variant(offer, viewed.get(sku, 0) > 0, with_base)))
                     exclude.add(sku)
             if not related:
                 for sku in self.models.affinity.top(base.sku, self.policy.max_offers):
                     bought_with = self.catalog.get(sku)
                     if bought_with is not None and sku not in exclude:
                         seen = viewed.get(sku, 0) > 0
-                        offer = Offer("affinity", bought_with, base, seen)
+                        offer = Offer("affinity", bought_with, base, seen, base.sku in state.cart)
                         upsells.append((bought_with.margin, offer))
                         exclude.add(sku)
+        for (sku, relation), base_sku in owned.items():
+            if sku in exclude:
+                continue
+            for bound, offer in self._by_base(self.catalog.get(base_sku)):
+                if offer.product.sku == sku and offer.relation == relation:
+                    upsells.append((bound, self._variant(offer, viewed.get(sku, 0) > 0, True)))
+                    exclude.add(sku)
+                    break
         if self.policy.offer_order == "value":
             upsells.sort(key=lambda pair: -pair[0])  # the most valuable first
         due = ctx.readiness.due_consumable
@@ -77,10 +92,31 @@ class Offers:
         limit = self.policy.moments[ctx.moment].max_offers
         return found + offers[: self.policy.max_offers if limit is None else limit]
 
-    def _by_value(self, base: Product) -> tuple[tuple[float, Offer, Offer], ...]:
+    def _by_base(self, base: Product | None) -> tuple[tuple[float, Offer], ...]:
+        if base is None:
+            return ()
+        related = self._related.get(base.sku)
+        if related is None:
+            related = self._related[base.sku] = self._by_value(base)
+        return related
+
+    def _variant(self, offer: Offer, seen: bool, with_base: bool) -> Offer:
+        """`offer` as made to a customer who has looked at it (`seen`) and has its base
+        (made once: moments reuse them)."""
+        if not seen and not with_base:
+            return offer
+        key = (id(offer), seen, with_base)
+        found = self._variants.get(key)
+        if found is None:
+            found = self._variants[key] = Offer(
+                offer.relation, offer.product, offer.base, seen, with_base
+            )
+        return found
+
+    def _by_value(self, base: Product) -> tuple[tuple[float, Offer], ...]:
         """The catalog's offers around `base`, most valuable first (what one sale of each
-        would earn at most), each as it is offered to a customer who has not looked at it
-        and to one who has (made once: moments reuse them)."""
+        would earn at most), each as made to a customer who has not looked at it and does not
+        have `base`."""
         found = []
         for relation in _RELATIONS:
             for sku in self.catalog.related(base.sku, relation):
@@ -92,9 +128,7 @@ class Offers:
                     bound -= base.margin
                 elif relation == "subscription":
                     bound *= self.policy.subscription_cycles
-                found.append(
-                    (bound, Offer(relation, product, base), Offer(relation, product, base, True))
-                )
+                found.append((bound, Offer(relation, product, base)))
         if self.policy.offer_order == "value":
             found.sort(key=lambda entry: -entry[0])
         return tuple(found)

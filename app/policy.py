@@ -214,6 +214,7 @@ class AcceptPrior(_Spec):
     intensity: dict[IntensityName, Logit]
     price_step: Logit = 0.0  # per doubling of the offer's price above the item it goes with
     seen: Logit = 0.0  # the customer has looked at the offered item
+    with_base: Logit = 0.0  # the item it goes with is in the cart or was bought lately
     readiness: dict[Signal, Logit] = {}
     frame_fit: dict[FrameName, dict[Signal, Logit]] = {}
     relation_fit: dict[OfferRelation, dict[Signal, Logit]] = {}

@@ -97,7 +97,8 @@ class CustomerState:
     scheduled: list[list[Any]] = field(default_factory=list)  # [at, expires, channel, sku]
     recent: list[int] = field(default_factory=list)  # hashes of the latest event ids
     windows: list[list[Any]] = field(default_factory=list)  # open attribution windows
-    watch: list[list[Any]] = field(default_factory=list)  # [sku, relation, since, seen] add-ons
+    # add-ons of items bought within the anyway horizon: [sku, relation, since, seen, base]
+    watch: list[list[Any]] = field(default_factory=list)
     refills: dict[str, list[float]] = field(default_factory=dict)  # sku -> [rebought, lapsed, at]
     # when the last assist was decided (windows can close before their time when another
     # partition's clock runs ahead: what decides must not depend on them)

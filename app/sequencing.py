@@ -132,6 +132,7 @@ class Sequencer:
             self.economics.organic_prior(ctx, offer) if offer.relation != "self" else 0.0,
             offer.price_step,
             1 if offer.seen else 0,
+            1 if offer.with_base else 0,
         ]
         predicted = [
             round(best.p_accept, 6),

@@ -100,10 +100,11 @@ def test_batches_give_the_engines_actions_in_order() -> None:
 
 def test_crash_between_send_and_checkpoint_then_full_redelivery() -> None:
     store, records = InMemoryStateStore(), as_records(EVENTS)
-    crashing = Broker(fail_at=400)
+    crashing = Broker(fail_at=405)
     with pytest.raises(ConnectionError):
         run_batches(worker(store, crashing, frozen()), records, 64)
     assert store.commits > 0 and crashing.actions()
+    assert crashing.sent[-1][0] == "actions"  # the crash fell inside a batch's sends
 
     # A new process; Kafka redelivers from the start (its commits may lag the checkpoint).
     restarted = Broker()

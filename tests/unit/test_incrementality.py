@@ -10,6 +10,7 @@ from typing import Any
 from app.catalog import Catalog, ProductSpec
 from app.decisions import Decision
 from app.engine import DecisionEngine
+from app.learning import accept_x, organic_x
 from app.models import OnlineLogit
 from app.policy import Policy, load_policy
 from app.sample import demo_catalog
@@ -302,3 +303,43 @@ def test_adagrad_keeps_learning_when_the_world_changes() -> None:
     fading, frozen = after_reversal(2000.0), after_reversal(float("inf"))
     assert fading > 0.3
     assert frozen < fading - 0.05
+
+
+def test_add_ons_of_what_the_customer_bought_lately_are_offered_with_their_base() -> None:
+    """The case for the camera bought three days ago is a candidate on any page, made as an
+    add-on whose base the customer has; a stranger on the same page is not offered it."""
+    s = Shopper("owner")
+    events = [order(s, "BODY"), s.wait(days=3).view("CLOTH")]
+    _, _, decisions = decide(events, catalog=CAMERA)
+    offers = {c.offer.product.sku: c.offer for c in decisions[-1].candidates}
+    case = offers["CASE"]
+    assert case.relation == "accessories" and case.with_base
+    assert case.base is not None and case.base.sku == "BODY"
+    _, _, fresh = decide([Shopper("stranger").view("CLOTH")], catalog=CAMERA)
+    assert "CASE" not in {c.offer.product.sku for c in fresh[-1].candidates}
+
+
+def test_an_add_on_is_with_its_base_only_when_the_base_is_in_the_cart_or_bought() -> None:
+    s = Shopper("carter")
+    add = s.event("add_to_cart", sku="BODY", qty=1, price=900.0)
+    _, _, decisions = decide([s.view("BODY"), add], catalog=CAMERA)
+    browse, cart = decisions[0], decisions[-1]
+    assert browse.moment == "browse" and cart.moment == "cart"
+    assert not any(c.offer.with_base for c in browse.candidates if c.offer.relation != "self")
+    case = [c for c in cart.candidates if c.offer.product.sku == "CASE"]
+    assert case and all(c.offer.with_base for c in case)
+
+
+def test_p_organic_sees_the_customer_and_offer_features_p_accept_sees() -> None:
+    """Both models learn from the same window features (but the offer's channel, frame and
+    intensity, which only a delivered offer has): their difference is what the offer does."""
+    learn = [-3.0, 0.9, 0.2, 0.7, 0.0, 0.1, 0.5, 0.8, "accessory", -2.0, -4.0, 1.5, 1, 1]
+    organic = organic_x(learn, "accessories")
+    accept = accept_x(learn, "onsite_pdp", "accessories", "completeness", "low")
+    shared = {"r:conf", "r:urg", "r:price", "r:mat", "r:risk", "r:ltv", "x:price", "x:seen"}
+    assert shared | {"x:base", "rel:accessories"} <= set(organic)
+    assert {k: organic[k] for k in shared} == {k: accept[k] for k in shared}
+    assert accept["x:base"] == organic["x:base"] == 1.0
+    assert not any(k.startswith(("ch:", "fr:", "int:", "play:")) for k in organic)
+    older = learn[:11]  # a window from before these features: nothing breaks
+    assert "x:base" not in organic_x(older, "accessories")
