@@ -128,8 +128,13 @@ def summary(f: dict[str, Any]) -> list[str]:
     lines = [
         f"tact report: {f['customers']:,} customers decided for ({o['treated']:,} treated, "
         f"{o['held_out']:,} held out)",
-        f"  incremental profit per customer   {est(o['incremental_profit_per_customer'])}"
-        f"   CUPED {est(o['cuped'])}",
+        f"  verdict: {f['verdict']['overall']['text']}",
+        (
+            "  incremental profit per customer   not measured: nothing was delivered"
+            if f["verdict"]["overall"]["kind"] == "no_delivery"
+            else f"  incremental profit per customer   {est(o['incremental_profit_per_customer'])}"
+            f"   CUPED {est(o['cuped'])}"
+        ),
         f"  attributed profit per customer    {o['attributed_profit_per_customer']:+.2f}"
         "   (what the Actions' outcomes claim)",
     ]
@@ -176,7 +181,10 @@ def summary(f: dict[str, Any]) -> list[str]:
     if best:
         lines.append(
             "  frames by conversion  "
-            + ", ".join(f"{r['frame']} {r['rate']:.1%} ({r['offers']:,})" for r in best)
+            + ", ".join(
+                f"{r['frame']} {r['rate']:.1%} ({r['conversions']:,} of {r['offers']:,})"
+                for r in best
+            )
         )
     lines += calibration_lines(f.get("calibration"))
     if f["skipped"]:

@@ -18,6 +18,7 @@ frames                            per frame and segment: delivered offers, conve
                                   rate with a credible interval, attributed profit each
 calibration                       the engine's predicted P(accept), P(return) and uplift
                                   against what happened (app/report/calibration.py)
+verdict                           the answer first, in words (app/report/verdict.py)
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from app.report import calibration
+from app.report import calibration, verdict
 from app.report.data import CustomerFacts, ReportData
 from app.report.stats import Estimate, beta_interval, cuped, difference, kaplan_meier, wilson
 
@@ -229,14 +230,14 @@ def frames(data: ReportData) -> list[dict[str, Any]]:
             cell[2] += float(o.get("profit") or 0.0)
     rows = []
     for (frame, segment), (n, k, profit) in sorted(cells.items()):
-        rate, low, high = beta_interval(k, n)
+        _, low, high = beta_interval(k, n)
         rows.append(
             {
                 "frame": frame,
                 "segment": segment,
                 "offers": int(n),
                 "conversions": int(k),
-                "rate": rate,
+                "rate": k / n,  # observed (0 of 40 is 0%, not the posterior's 2.38%)
                 "low": low,
                 "high": high,
                 "profit_per_offer": profit / n,
@@ -246,8 +247,9 @@ def frames(data: ReportData) -> list[dict[str, Any]]:
 
 
 def build(data: ReportData, seed: int = 0) -> dict[str, Any]:
-    """Every figure of the report, as plain data (also written as report.json)."""
-    return {
+    """Every figure of the report, as plain data (also written as report.json), the verdict
+    in words first."""
+    figures = {
         "period": {"start": data.start, "end": data.end},
         "lines": dict(data.counts),
         "skipped": dict(data.skipped),
@@ -261,3 +263,6 @@ def build(data: ReportData, seed: int = 0) -> dict[str, Any]:
         "frames": frames(data),
         "calibration": calibration.section(data.outcomes, seed),
     }
+    delivered = sum(1 for o in data.outcomes if o.get("delivered") is True)
+    days = max((data.end - data.start) / DAY, 1.0)
+    return {"verdict": verdict.section(figures, delivered, days), **figures}

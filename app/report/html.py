@@ -61,17 +61,21 @@ def render(figures: dict[str, Any], title: str = "tact report") -> str:
             else ""
         )
         + ".</p>",
-        "<h2>Incremental profit per customer</h2>",
-        f"<p class='big'>{_ci(inc)}</p>",
-        "<p class='note'>Profit per customer (margin of orders, less returns, channel costs and "
-        "the value of subscribers lost), treated minus global holdout, with a bootstrap 95% "
-        f"interval. CUPED on pre-period margin: {_ci(cup)} (variance removed: "
-        f"{o['cuped_variance_removed']:.0%}). What delivered Actions' outcomes claim per treated "
-        "customer (attributed margin less returns): "
-        f"<b>{_money(o['attributed_profit_per_customer'])}</b> &mdash; attribution counts "
-        "purchases that would have happened anyway; the holdout does not.</p>",
-        _precision(o),
+        *_verdict(figures["verdict"]),
     ]
+    if figures["verdict"]["overall"]["kind"] != "no_delivery":
+        parts += [
+            "<h2>Incremental profit per customer</h2>",
+            f"<p class='big'>{_ci(inc)}</p>",
+            "<p class='note'>Profit per customer (margin of orders, less returns, channel costs "
+            "and the value of subscribers lost), treated minus global holdout, with a bootstrap "
+            f"95% interval. CUPED on pre-period margin: {_ci(cup)} (variance removed: "
+            f"{o['cuped_variance_removed']:.0%}). What delivered Actions' outcomes claim per "
+            "treated customer (attributed margin less returns): "
+            f"<b>{_money(o['attributed_profit_per_customer'])}</b> &mdash; attribution counts "
+            "purchases that would have happened anyway; the holdout does not.</p>",
+            _precision(o),
+        ]
     for name, label in (
         ("play", "play"),
         ("channel", "channel"),
@@ -113,6 +117,15 @@ def render(figures: dict[str, Any], title: str = "tact report") -> str:
         "</body></html>"
     )
     return "".join(parts)
+
+
+def _verdict(v: dict[str, Any]) -> list[str]:
+    """The answer first, in words: overall, then per play and channel."""
+    parts = [f"<p class='big'>{escape(v['overall']['text'])}</p>"]
+    rows = [*v.get("play", []), *v.get("channel", [])]
+    if rows:
+        parts.append("<ul>" + "".join(f"<li>{escape(r['text'])}</li>" for r in rows) + "</ul>")
+    return parts
 
 
 def _precision(o: dict[str, Any]) -> str:
@@ -236,7 +249,8 @@ def _frames(rows: list[dict[str, Any]]) -> list[str]:
     return [
         "<h2>Persuasion frames (bandit tests)</h2>",
         "<p class='note'>Delivered offers by frame: conversion (an order of the offered item, or "
-        "engagement with an assist) with a 95% credible interval, overall and per segment "
+        "engagement with an assist): the observed rate with its counts and a 95% credible "
+        "interval (Beta(1 + converted, 1 + not)), overall and per segment "
         f"(customer:risk:ltv; segments with fewer than {_MIN_FRAME_CELL} offers of a frame "
         "are left out of the table, not of the overall rows).</p>",
         chart,

@@ -154,9 +154,15 @@ def equal_parts(items: Sequence[T], k: int) -> list[Sequence[T]]:
 
 
 def beta_interval(successes: float, trials: float) -> tuple[float, float, float]:
-    """Posterior mean and 95% credible interval of a rate, Beta(1 + s, 1 + f)."""
+    """Posterior mean and 95% credible interval of a rate, Beta(1 + s, 1 + f); with no
+    successes the interval starts at 0 (and with no failures ends at 1), one-sided, so that
+    it contains the observed rate."""
     a, b = 1.0 + successes, 1.0 + max(trials - successes, 0.0)
     low, high = beta_dist.ppf([0.025, 0.975], a, b)
+    if successes <= 0:
+        low, high = 0.0, beta_dist.ppf(0.95, a, b)
+    elif successes >= trials:
+        low, high = beta_dist.ppf(0.05, a, b), 1.0
     return a / (a + b), float(low), float(high)
 
 

@@ -18,6 +18,7 @@ from app.policy import load_policy
 from app.report import analysis
 from app.report.data import load
 from app.report.stats import cuped, difference, kaplan_meier, wilson
+from app.report.verdict import verdict
 from app.sample import demo_catalog
 from app.simulate.run import simulate
 from app.simulate.world import WorldSpec
@@ -185,6 +186,7 @@ def test_report_command_writes_html_and_json(tmp_path: Path, capsys: Any) -> Non
     assert code == 0
     printed = capsys.readouterr().out
     assert "incremental profit per customer" in printed and "report.html" in printed
+    assert "\n  verdict: tact" in printed
     page = (out / "report.html").read_text()
     for section in (
         "Incremental profit per customer",
@@ -196,6 +198,11 @@ def test_report_command_writes_html_and_json(tmp_path: Path, capsys: Any) -> Non
     assert page.count("<svg") >= 6 and "http" not in page.replace("http://www.w3.org", "")
     figures = json.loads((out / "report.json").read_text())
     assert figures["customers"] > 300 and figures["frames"]
+    for row in figures["frames"]:  # observed rates, not the posterior's mean
+        assert row["rate"] == row["conversions"] / row["offers"]
+        assert row["low"] <= row["rate"] <= row["high"]  # 0 of n: [0, upper]
+    assert figures["verdict"]["overall"]["kind"] in ("added", "lost", "undecided")
+    assert figures["verdict"]["overall"]["text"] in page
     accept = figures["calibration"]["accept"]
     assert accept["n"] > 500 and 0 < accept["observed"] < accept["mean_predicted"] < 0.5
     assert len(accept["bins"]) == 10 and sum(b["count"] for b in accept["bins"]) == accept["n"]
@@ -240,3 +247,63 @@ def test_report_skips_outcomes_written_before_predictions(tmp_path: Path, capsys
 def test_report_refuses_missing_inputs(tmp_path: Path, capsys: Any) -> None:
     assert main(["report", "--actions", "x", "--out", str(tmp_path)]) == 2
     assert "--outcomes, --events" in capsys.readouterr().err
+
+
+def _estimate(value: float, low: float, high: float, treated: int, held: int) -> dict[str, Any]:
+    return {"value": value, "low": low, "high": high, "treated_mean": 0.0, "control_mean": 0.0,
+            "treated_n": treated, "control_n": held}  # fmt: skip
+
+
+def test_the_verdict_says_what_tact_added_when_the_interval_excludes_zero() -> None:
+    v = verdict(_estimate(6.05, 2.1, 9.9, 900, 100), days=45)
+    assert v["kind"] == "added"
+    assert v["text"].startswith("tact added 6.05 per customer (95% interval +2.10 to +9.90")
+    assert verdict(_estimate(-3.0, -5.0, -1.0, 900, 100), days=45)["kind"] == "lost"
+
+
+def test_an_undecided_verdict_says_how_much_more_traffic_would_tell() -> None:
+    """-23.64 [-79.45, +18.90] on 500 customers, the Actions claiming 6.05: not yet
+    distinguishable from zero, and it takes about (2.8 se / 6.05)^2 times the customers."""
+    v = verdict(_estimate(-23.64, -79.45, 18.90, 450, 50), days=30, claimed=6.05)
+    se = (18.90 + 79.45) / (2 * 1.96)
+    factor = (2.8 * se / 6.05) ** 2
+    assert v["kind"] == "undecided" and v["resolvable"] == pytest.approx(2.8 * se)
+    assert v["more_customers"] == pytest.approx(500 * (factor - 1), abs=1)
+    assert v["more_days"] == pytest.approx(30 * (factor - 1))
+    assert "not yet distinguishable from zero" in v["text"] and "10% held out" in v["text"]
+    assert "what the Actions claim" in v["text"]
+    assert verdict(None, days=30)["kind"] == "no_holdout"
+
+
+def test_a_report_where_nothing_was_delivered_measures_no_increment(
+    tmp_path: Path, capsys: Any
+) -> None:
+    """A file replay decides but delivers nothing: the report says so, and shows no
+    incremental figure as if it had been measured."""
+    sim = tmp_path / "sim"
+    simulate(
+        WorldSpec(customers=200, days=20), demo_catalog(), load_policy(None), 3, ("tact",), sim
+    )
+    undelivered = tmp_path / "outcomes.jsonl"
+    with undelivered.open("wb") as file:
+        for line in (sim / "outcomes.jsonl").read_bytes().splitlines():
+            record = json.loads(line)
+            record["delivered"] = False
+            file.write(codec.dumps(record) + b"\n")
+    out = tmp_path / "report"
+    code = main(
+        [
+            "report",
+            "--actions", str(sim / "actions.jsonl"),
+            "--outcomes", str(undelivered),
+            "--events", str(sim / "events.jsonl"),
+            "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "no Action was delivered" in printed and "not measured: nothing was delivered" in printed
+    figures = json.loads((out / "report.json").read_text())
+    assert figures["verdict"]["overall"]["kind"] == "no_delivery"
+    page = (out / "report.html").read_text()
+    assert "no Action was delivered" in page and "<h2>Incremental profit per customer" not in page
