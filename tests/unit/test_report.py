@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -214,29 +215,38 @@ def test_report_command_writes_html_and_json(tmp_path: Path, capsys: Any) -> Non
         ElementTree.fromstring(chart)  # well-formed
 
 
-def test_report_skips_outcomes_written_before_predictions(tmp_path: Path, capsys: Any) -> None:
+def _report_with(tmp_path: Path, seed: int, rewrite: Callable[[dict[str, Any]], None]) -> Path:
+    """A simulated run's report, its outcomes first rewritten by `rewrite` (in place)."""
     sim = tmp_path / "sim"
     simulate(
-        WorldSpec(customers=200, days=20), demo_catalog(), load_policy(None), 2, ("tact",), sim
+        WorldSpec(customers=200, days=20), demo_catalog(), load_policy(None), seed, ("tact",), sim
     )
-    old = tmp_path / "old-outcomes.jsonl"
-    with old.open("wb") as file:
+    outcomes = tmp_path / "rewritten-outcomes.jsonl"
+    with outcomes.open("wb") as file:
         for line in (sim / "outcomes.jsonl").read_bytes().splitlines():
             record = json.loads(line)
-            for key in ("predicted_accept", "predicted_organic", "predicted_return"):
-                del record[key]
+            rewrite(record)
             file.write(codec.dumps(record) + b"\n")
     out = tmp_path / "report"
     code = main(
         [
             "report",
             "--actions", str(sim / "actions.jsonl"),
-            "--outcomes", str(old),
+            "--outcomes", str(outcomes),
             "--events", str(sim / "events.jsonl"),
             "--out", str(out),
         ]
     )  # fmt: skip
     assert code == 0
+    return out
+
+
+def test_report_skips_outcomes_written_before_predictions(tmp_path: Path, capsys: Any) -> None:
+    def older(record: dict[str, Any]) -> None:
+        for key in ("predicted_accept", "predicted_organic", "predicted_return"):
+            del record[key]
+
+    out = _report_with(tmp_path, 2, older)
     assert "calibration  no outcome carries the engine's predictions" in capsys.readouterr().out
     figures = json.loads((out / "report.json").read_text())
     assert figures["calibration"]["accept"] is None and figures["calibration"]["uplift"] is None
@@ -280,27 +290,7 @@ def test_a_report_where_nothing_was_delivered_measures_no_increment(
 ) -> None:
     """A file replay decides but delivers nothing: the report says so, and shows no
     incremental figure as if it had been measured."""
-    sim = tmp_path / "sim"
-    simulate(
-        WorldSpec(customers=200, days=20), demo_catalog(), load_policy(None), 3, ("tact",), sim
-    )
-    undelivered = tmp_path / "outcomes.jsonl"
-    with undelivered.open("wb") as file:
-        for line in (sim / "outcomes.jsonl").read_bytes().splitlines():
-            record = json.loads(line)
-            record["delivered"] = False
-            file.write(codec.dumps(record) + b"\n")
-    out = tmp_path / "report"
-    code = main(
-        [
-            "report",
-            "--actions", str(sim / "actions.jsonl"),
-            "--outcomes", str(undelivered),
-            "--events", str(sim / "events.jsonl"),
-            "--out", str(out),
-        ]
-    )  # fmt: skip
-    assert code == 0
+    out = _report_with(tmp_path, 3, lambda record: record.update(delivered=False))
     printed = capsys.readouterr().out
     assert "no Action was delivered" in printed and "not measured: nothing was delivered" in printed
     figures = json.loads((out / "report.json").read_text())
