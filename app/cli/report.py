@@ -154,8 +154,9 @@ def summary(f: dict[str, Any]) -> list[str]:
         def shares(arm: str) -> str:
             return "/".join(f"{d['share']:.0%}" for d in v[arm]["by_days"].values())
 
+        horizons = "/".join(v["treated"]["by_days"])
         lines.append(
-            f"  second purchase by 30/60/90 days  treated {shares('treated')}, "
+            f"  second purchase by {horizons} days  treated {shares('treated')}, "
             f"held out {shares('held_out')}"
         )
     r = f["rates"]
@@ -174,8 +175,9 @@ def summary(f: dict[str, Any]) -> list[str]:
         )
     for c in f["cannibalisation"]:
         lines.append(
-            f"  {c['channel']} adds {est(c['incremental'])} per customer; its Actions claim "
-            f"{c['attributed_per_customer']:+.2f}"
+            f"  {c['channel'].replace('_', ' ')}: its Actions claimed "
+            f"{c['attributed_per_customer']:+.2f} per customer; what it really added (customers"
+            f" allowed it against those kept from it) was {est(c['incremental'])}"
         )
     best = sorted((r for r in f["frames"] if r["segment"] == "all"), key=lambda r: -r["rate"])
     if best:

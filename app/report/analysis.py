@@ -123,7 +123,10 @@ def play_holdouts(data: ReportData, seed: int = 0) -> list[dict[str, Any]]:
 
 
 def velocity(data: ReportData) -> dict[str, Any]:
-    """Time from first to second purchase, per arm of the global holdout."""
+    """Time from first to second purchase, per arm of the global holdout, read at the
+    horizons (30, 60, 90 days) the data's span reaches (a shorter span: at its end)."""
+    span = (data.end - data.start) / DAY
+    horizons = [d for d in _VELOCITY_DAYS if d <= span] or [max(int(span), 1)]
     out: dict[str, Any] = {}
     for arm in ("treated", "held_out"):
         durations, observed = [], []
@@ -139,7 +142,7 @@ def velocity(data: ReportData) -> dict[str, Any]:
                 observed.append(False)
         curve = kaplan_meier(durations, observed)
         shares = {}
-        for days in _VELOCITY_DAYS:
+        for days in horizons:
             s, low, high = curve.at(days)
             shares[str(days)] = {"share": 1.0 - s, "low": 1.0 - high, "high": 1.0 - low}
         out[arm] = {

@@ -160,6 +160,7 @@ def _velocity(v: dict[str, Any], period: dict[str, float]) -> list[str]:
         if v.get(arm, {}).get("customers")
     ]
     rows = []
+    by_days = [v[arm]["by_days"] for arm in ("treated", "held_out") if arm in v]
     for arm in ("treated", "held_out"):
         if arm in v:
             rows.append(
@@ -172,7 +173,7 @@ def _velocity(v: dict[str, Any], period: dict[str, float]) -> list[str]:
     return [
         "<h2>Second purchase velocity</h2>",
         svg.steps(series, "days since the first purchase", "no second purchase yet", horizon),
-        _table(["arm", "by 30 days", "by 60 days", "by 90 days"], rows),
+        _table(["arm", *(f"by {d} days" for d in next(iter(by_days), {}))], rows),
         "<p class='note'>Kaplan-Meier: customers without a second purchase are censored at the end "
         "of the data.</p>",
     ]

@@ -31,6 +31,31 @@ def by_family(events: list[dict[str, Any]], family: str) -> list[dict[str, Any]]
     return [e for e in events if FAMILY_OF_TYPE[e["type"]] == family]
 
 
+def with_a_cancellation(events: list[dict[str, Any]], policy: Any) -> list[dict[str, Any]]:
+    """`events` and an order that cancels a pending Action (its SKU bought after the decision,
+    before it could be delivered), so that a cancelled Outcome is among those made whatever
+    the engine's choices on the data (which may have none). The clickstream is read first
+    (as the test sends it): the Action must still be pending after the last click."""
+    engine = DecisionEngine(demo_catalog(), load_policy(policy))
+    clicks = by_family(events, "clickstream")
+    last = max(datetime.fromisoformat(e["ts"]) for e in clicks)
+    for event in clicks:
+        for a in engine.process(event):
+            if a.offer_sku and a.play != "protect" and a.not_before > last:
+                price = demo_catalog().products[a.offer_sku].price
+                order = {
+                    "event_id": f"{a.customer_id}-cancelling-order",
+                    "type": "order_placed",
+                    "customer_id": a.customer_id,
+                    "ts": format_event_time(a.ts + timedelta(minutes=5)),
+                    "order_id": f"{a.customer_id}-cancelling-order",
+                    "items": [{"sku": a.offer_sku, "qty": 1, "price": price}],
+                    "total": price,
+                }
+                return sorted([*events, order], key=lambda e: datetime.fromisoformat(e["ts"]))
+    raise AssertionError("no Action waits to be delivered: nothing to cancel")
+
+
 def model_updates(version: str) -> int:
     return int(version.rsplit(".", 1)[1])
 
@@ -54,6 +79,7 @@ def test_outcomes_reach_their_topic_as_the_engine_makes_them(
     )
     ensure_topics(stack)
     events = list(generate(150, seed=31, arrival_span=timedelta(days=6)))
+    events = with_a_cancellation(events, frozen_policy)
     clicks, orders = by_family(events, "clickstream"), by_family(events, "orders")
     last = max(datetime.fromisoformat(e["ts"]) for e in events)
     tick = {  # a last event after the rest: the worker sweeps due windows before it

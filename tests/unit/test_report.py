@@ -297,3 +297,15 @@ def test_a_report_where_nothing_was_delivered_measures_no_increment(
     assert figures["verdict"]["overall"]["kind"] == "no_delivery"
     page = (out / "report.html").read_text()
     assert "no Action was delivered" in page and "<h2>Incremental profit per customer" not in page
+
+
+def test_second_purchase_is_read_at_horizons_the_data_reaches(tmp_path: Path, capsys: Any) -> None:
+    """Twenty days of data: no "by 30/60/90 days" shares read off a curve that ends at 20."""
+    out = _report_with(tmp_path, 4, lambda record: None)
+    figures = json.loads((out / "report.json").read_text())
+    (horizon,) = figures["velocity"]["treated"]["by_days"]  # the span's end, in whole days
+    assert 15 <= int(horizon) <= 20
+    printed = capsys.readouterr().out
+    assert f"second purchase by {horizon} days" in printed and "30/60/90" not in printed
+    if figures["cannibalisation"]:
+        assert "its Actions claimed" in printed and "what it really added" in printed
