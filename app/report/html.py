@@ -84,10 +84,20 @@ def render(figures: dict[str, Any], title: str = "tact report") -> str:
     ):
         rows = figures["groups"].get(name, [])
         parts.append(f"<h3>Among customers chosen for each {label}</h3>")
-        parts.append(svg.intervals([(r["group"], r["value"], r["low"], r["high"]) for r in rows]))
+        parts.append(
+            svg.intervals(
+                [(r["group"], r["value"], r["low"], r["high"]) for r in rows],
+                "incremental profit per customer, treated - held out (95% interval)",
+            )
+        )
     parts.append("<h2>What each play adds (per-play holdouts)</h2>")
     holdouts = figures["play_holdouts"]
-    parts.append(svg.intervals([(r["play"], r["value"], r["low"], r["high"]) for r in holdouts]))
+    parts.append(
+        svg.intervals(
+            [(r["play"], r["value"], r["low"], r["high"]) for r in holdouts],
+            "profit per customer the play adds, got it - held out from it (95% interval)",
+        )
+    )
     parts.append(
         _table(
             ["play", "incremental per customer", "95% interval", "got it", "held out"],
@@ -234,7 +244,11 @@ def _cannibalisation(rows: list[dict[str, Any]]) -> list[str]:
 
 def _frames(rows: list[dict[str, Any]]) -> list[str]:
     overall = [r for r in rows if r["segment"] == "all"]
-    chart = svg.intervals([(r["frame"], r["rate"], r["low"], r["high"]) for r in overall], unit="")
+    chart = svg.intervals(
+        [(r["frame"], r["rate"], r["low"], r["high"]) for r in overall],
+        "conversion rate of delivered offers, observed (95% credible interval)",
+        number="{:.1%}",
+    )
     body = [
         [
             escape(r["frame"]),

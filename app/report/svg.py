@@ -27,12 +27,18 @@ def _ticks(low: float, high: float, n: int = 5) -> list[float]:
 
 
 def intervals(
-    rows: Sequence[tuple[str, float, float, float]], unit: str = "", width: int = 640
+    rows: Sequence[tuple[str, float, float, float]],
+    caption: str,
+    unit: str = "",
+    number: str = "{:+,.2f}",
+    width: int = 720,
 ) -> str:
-    """One row per (label, estimate, low, high): a point with its 95% interval, and zero."""
+    """One row per (label, estimate, low, high): a point with its 95% interval, and zero;
+    `caption` says what the estimate is and in what unit, and each row's figures are printed
+    beside it (formatted by `number`)."""
     if not rows:
         return "<p class='empty'>not enough customers in both arms</p>"
-    row_h, left, right, top = 26, 170, 30, 24
+    row_h, left, right, top = 26, 170, 190, 40
     height = top + row_h * len(rows) + 30
     lows = [min(r[2], 0.0) for r in rows]
     highs = [max(r[3], 0.0) for r in rows]
@@ -43,7 +49,10 @@ def intervals(
     def x(v: float) -> float:
         return left + (v - lo) / span * (width - left - right)
 
-    parts = [f'<svg viewBox="0 0 {width} {height}" width="{width}" {_FONT} role="img">']
+    parts = [
+        f'<svg viewBox="0 0 {width} {height}" width="{width}" {_FONT} role="img">'
+        f'<text x="{left}" y="16" fill="{INK}">{escape(caption)}</text>'
+    ]
     for t in ticks:
         parts.append(
             f'<line x1="{x(t):.1f}" y1="{top - 8}" x2="{x(t):.1f}" y2="{height - 24}" '
@@ -64,6 +73,8 @@ def intervals(
             f'stroke="{colour}" stroke-width="3"/>'
             f'<circle cx="{x(value):.1f}" cy="{y:.1f}" r="5" fill="{colour}">'
             f"<title>{escape(label)}: {value:.3f} [{low:.3f}, {high:.3f}]</title></circle>"
+            f'<text x="{width - right + 12}" y="{y + 4:.1f}" fill="{INK}">'
+            f"{number.format(value)} [{number.format(low)}, {number.format(high)}]</text>"
         )
     parts.append("</svg>")
     return "".join(parts)

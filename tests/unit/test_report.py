@@ -213,6 +213,11 @@ def test_report_command_writes_html_and_json(tmp_path: Path, capsys: Any) -> Non
     assert "Calibration of the engine's predictions" in page and "by decile of P(accept)" in page
     for chart in re.findall(r"<svg.*?</svg>", page, re.S):
         ElementTree.fromstring(chart)  # well-formed
+    # estimates are labelled with what they are, and their figures printed beside the marks
+    assert "incremental profit per customer, treated - held out (95% interval)</text>" in page
+    assert "conversion rate of delivered offers, observed" in page
+    assert re.search(r">[+-][\d,]+\.\d\d \[[+-][\d,]+\.\d\d, [+-][\d,]+\.\d\d\]</text>", page)
+    assert re.search(r">\d+\.\d% \[\d+\.\d%, \d+\.\d%\]</text>", page)
 
 
 def _report_with(tmp_path: Path, seed: int, rewrite: Callable[[dict[str, Any]], None]) -> Path:
@@ -307,5 +312,5 @@ def test_second_purchase_is_read_at_horizons_the_data_reaches(tmp_path: Path, ca
     assert 15 <= int(horizon) <= 20
     printed = capsys.readouterr().out
     assert f"second purchase by {horizon} days" in printed and "30/60/90" not in printed
-    if figures["cannibalisation"]:
-        assert "its Actions claimed" in printed and "what it really added" in printed
+    assert figures["cannibalisation"]  # the default policy's paid retargeting suppression test
+    assert "paid retargeting: its Actions claimed" in printed and "what it really added" in printed
