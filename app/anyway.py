@@ -136,7 +136,7 @@ class Anyway:
         an offer delivered to the customer named (their purchase is not their own)."""
         bought = set(skus)
         self._settle(state, t, bought, offered)
-        for sku in bought:
+        for sku in dict.fromkeys(skus):  # in the order's order: the same in every process
             product = self.catalog.get(sku)
             if product is None:
                 continue
@@ -146,6 +146,21 @@ class Anyway:
                 self._rebuy(state, product, t)
             if product.kind in ("core", "premium"):
                 self._watch(state, product, t, bought)
+
+    def returned(self, state: CustomerState, skus: list[str]) -> None:
+        """Items sent back are no longer owned: their add-ons' watches end (uncounted)."""
+        back = set(skus)
+        state.watch = [w for w in state.watch if len(w) < 5 or w[4] not in back]
+
+    def owned(self, state: CustomerState, t: float) -> dict[tuple[str, str], str]:
+        """(add-on sku, relation) -> the base it goes with, for the add-ons of items the
+        customer bought within the horizon and has not bought yet (the latest purchase of a
+        base when two share an add-on; ties by SKU: the same in every process)."""
+        since = t - self.horizon * DAY
+        running = sorted(
+            (w for w in state.watch if len(w) > 4 and w[2] >= since), key=lambda w: (w[2], w[4])
+        )
+        return {(w[0], w[1]): w[4] for w in running}
 
     def lapses(self, state: CustomerState, t: float) -> None:
         """The customer's own consumables not bought again in time have lapsed (counted

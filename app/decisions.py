@@ -35,6 +35,9 @@ _MAX_REFILLS = 2
 ArmResolver = Callable[[str, str, str, str, str], "Scored | None"]
 
 
+NO_ACTION = -1.0  # a chooser's probability meaning: make no Action at all (no arm has it)
+
+
 class Chooser:
     """Draws the arm of a decision from its distribution, with a uniform hashed from the seed
     and the action id: the same decision is drawn again when an event is redelivered.
@@ -51,8 +54,8 @@ class Chooser:
         distribution: dict[int, float],
         resolve: ArmResolver,
     ) -> tuple[Scored | None, float]:
-        """The chosen arm (None: protect) and its probability (0 with None: no Action at all,
-        as when a followed log made none here)."""
+        """The chosen arm (None: protect) and its probability (NO_ACTION with None: no
+        Action at all, as when a followed log made none here)."""
         order = sorted(distribution)
         index = order[pick([distribution[i] for i in order], uniform(self.seed, action_id))]
         return (arms[index] if index < len(arms) else None), distribution[index]
@@ -102,7 +105,7 @@ class Decider:
         self.chooser = chooser
         self.experiments = experiments if experiments is not None else Experiments(policy)
         self._stale = False  # the event being decided waited past the freshness limit
-        self.offers = Offers(policy, catalog, models)
+        self.offers = Offers(policy, catalog, models, arbiter.economics.anyway)
         exploration = policy.exploration
         self._z = exploration.contention_z if exploration.enabled else 0.0
         self.on_decision: Callable[[Decision], None] | None = None
@@ -243,7 +246,7 @@ class Decider:
         decision.candidates = ctx.shown if self.arbiter.keep_all else arms
         decision.drops = ctx.drops
         best, propensity = self._choose(cid, event, "decision", ctx, arms, offers, decision)
-        if best is None and propensity == 0.0:
+        if best is None and propensity == NO_ACTION:
             decision.note = "no Action: the followed log made none here"
             self._report(decision)
             return []

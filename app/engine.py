@@ -172,6 +172,7 @@ class DecisionEngine:
                 self.models.affinity.learn_order(skus)
         elif isinstance(event, OrderReturned):
             attribution.returned(state, event, t)
+            self.anyway.returned(state, [item.sku for item in event.items])
         elif isinstance(event, Refund):
             attribution.refunded(state, event, t)
         elif isinstance(event, OfferFeedback):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.anyway import Anyway
 from app.catalog import Catalog, Product, Relation
 from app.context import Context, Offer
 from app.models import Models
@@ -21,10 +22,11 @@ class Offers:
     """Finds the offers around the items in focus and checks channels against the customer's
     unsubscribes, suppressions, caps and the referee's verdict."""
 
-    def __init__(self, policy: Policy, catalog: Catalog, models: Models) -> None:
+    def __init__(self, policy: Policy, catalog: Catalog, models: Models, anyway: Anyway) -> None:
         self.policy = policy
         self.catalog = catalog
         self.models = models
+        self.anyway = anyway
         # sku -> its catalog offers, most valuable first: (value bound, offer), the offer as
         # made to a customer who has not looked at it and does not have `base`
         self._related: dict[str, tuple[tuple[float, Offer], ...]] = {}
@@ -52,7 +54,7 @@ class Offers:
         viewed = state.viewed
         # add-ons of what the customer bought lately and has not bought yet (the watches of
         # app/anyway.py): the case for the camera bought last week, offered on any page
-        owned = {(w[0], w[1]): w[4] for w in state.watch if len(w) > 4}
+        owned = self.anyway.owned(state, ctx.t)
         just_bought = ctx.moment == "post_purchase"
         for base in products:
             related = self._by_base(base)
@@ -68,10 +70,10 @@ class Offers:
                     bought_with = self.catalog.get(sku)
                     if bought_with is not None and sku not in exclude:
                         seen = viewed.get(sku, 0) > 0
-                        offer = Offer("affinity", bought_with, base, seen, base.sku in state.cart)
+                        offer = Offer("affinity", bought_with, base, seen, has_base)
                         upsells.append((bought_with.margin, offer))
                         exclude.add(sku)
-        for (sku, relation), base_sku in owned.items():
+        for (sku, relation), base_sku in sorted(owned.items()):
             if sku in exclude:
                 continue
             for bound, offer in self._by_base(self.catalog.get(base_sku)):

@@ -28,7 +28,7 @@ ONSITE_UPSELL = frozenset({"onsite_pdp", "onsite_cart"})
 UPSELL_PLAYS = frozenset({"expand", "commit"})
 _MAX_REASONS = 12
 _MAX_SCHEDULED = 64  # pending scheduled offers remembered per customer
-_log = logging.getLogger("tact.sequencing")
+_log = logging.getLogger(__name__)
 
 
 class Sequencer:

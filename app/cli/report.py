@@ -138,13 +138,14 @@ def summary(f: dict[str, Any]) -> list[str]:
         f"  attributed profit per customer    {o['attributed_profit_per_customer']:+.2f}"
         "   (what the Actions' outcomes claim)",
     ]
-    for name in ("play", "channel"):
+    measured = f["verdict"]["overall"]["kind"] != "no_delivery"
+    for name in ("play", "channel") if measured else ():
         rows = f["groups"].get(name, [])
         if rows:
             lines.append(
                 f"  by {name:<8}  " + "; ".join(f"{r['group']} {est(r)}" for r in rows[:6])
             )
-    if f["play_holdouts"]:
+    if f["play_holdouts"] and measured:
         lines.append(
             "  play holdouts  " + "; ".join(f"{r['play']} {est(r)}" for r in f["play_holdouts"])
         )
@@ -173,7 +174,7 @@ def summary(f: dict[str, Any]) -> list[str]:
             )
             + " (treated vs held out)"
         )
-    for c in f["cannibalisation"]:
+    for c in f["cannibalisation"] if measured else ():
         lines.append(
             f"  {c['channel'].replace('_', ' ')}: its Actions claimed "
             f"{c['attributed_per_customer']:+.2f} per customer; what it really added (customers"

@@ -277,8 +277,9 @@ class Runner:
         them. Returns how many. Receipts are claimed atomically (a Redis script moves them
         from the outbox to an in-flight set with a deadline), so instances of one connector
         never take the same receipt nor drop another's; a claim whose instance died before
-        confirming is taken again once its deadline passes (a receipt may then be sent twice,
-        never lost: the engine drops a repeated event id)."""
+        confirming is taken again once its deadline passes: a receipt may then be sent twice,
+        never lost (the engine drops a repeated event id among the customer's latest events;
+        a repeat that arrives later counts the feedback twice)."""
         if self._claim is None:
             self._claim = self.store.register_script(_CLAIM)
         now = self.clock()

@@ -16,7 +16,7 @@ from typing import Any
 
 from app.actions import relation_of
 from app.context import Scored
-from app.decisions import ArmResolver, Chooser
+from app.decisions import NO_ACTION, ArmResolver, Chooser
 from app.experiments import Assignment, Experiments
 from app.policy import Policy
 
@@ -77,7 +77,7 @@ class FollowChooser(Chooser):
             # The logging policy made no decision here (or none this candidate knows): no
             # Action at all, as it made none (a protect would add suppressions it never had).
             self.unlogged += 1
-            return None, 0.0
+            return None, NO_ACTION
         wanted = arm_of_action(log)
         propensity = float(log["propensity"])
         target = sum(p for arm, p in spread if arm == wanted)

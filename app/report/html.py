@@ -76,6 +76,28 @@ def render(figures: dict[str, Any], title: str = "tact report") -> str:
             "purchases that would have happened anyway; the holdout does not.</p>",
             _precision(o),
         ]
+        parts += _measured(figures)
+    parts += _velocity(figures["velocity"], period)
+    parts += _rates(figures["rates"])
+    if figures["verdict"]["overall"]["kind"] != "no_delivery":
+        parts += _cannibalisation(figures["cannibalisation"])
+    parts += _frames(figures["frames"])
+    if "calibration" in figures:
+        parts += calibration_html.render(figures["calibration"])
+    parts.append(
+        "<p class='note'>Assignment to every experiment is by hash of the customer id and the "
+        "policy's salts, recorded on each Action. Held-out customers were decided for exactly as "
+        "the others, and never contacted. Intervals are percentile bootstraps (1,000 resamples, "
+        "seeded), Wilson for rates, Greenwood for survival, Beta(1+s, 1+f) for frame rates.</p>"
+        "</body></html>"
+    )
+    return "".join(parts)
+
+
+def _measured(figures: dict[str, Any]) -> list[str]:
+    """Incremental profit among the customers chosen for each play, channel, frame and
+    segment, and each play's own holdout (only when something was delivered)."""
+    parts = []
     for name, label in (
         ("play", "play"),
         ("channel", "channel"),
@@ -113,20 +135,7 @@ def render(figures: dict[str, Any], title: str = "tact report") -> str:
             ],
         )
     )
-    parts += _velocity(figures["velocity"], period)
-    parts += _rates(figures["rates"])
-    parts += _cannibalisation(figures["cannibalisation"])
-    parts += _frames(figures["frames"])
-    if "calibration" in figures:
-        parts += calibration_html.render(figures["calibration"])
-    parts.append(
-        "<p class='note'>Assignment to every experiment is by hash of the customer id and the "
-        "policy's salts, recorded on each Action. Held-out customers were decided for exactly as "
-        "the others, and never contacted. Intervals are percentile bootstraps (1,000 resamples, "
-        "seeded), Wilson for rates, Greenwood for survival, Beta(1+s, 1+f) for frame rates.</p>"
-        "</body></html>"
-    )
-    return "".join(parts)
+    return parts
 
 
 def _verdict(v: dict[str, Any]) -> list[str]:

@@ -68,8 +68,8 @@ def verdict(
             f"; to resolve {target:,.2f} per customer ({what}) it needs about {more:,} more "
             f"customers, {more_days:,.0f} more days at this pace."
             if more
-            else f": it would resolve {target:,.2f} per customer ({what}), so the effect is"
-            " smaller than that."
+            else f": an effect of {target:,.2f} per customer ({what}) would likely have shown"
+            " (80% power), so it is probably smaller."
         )
     else:
         text += "."

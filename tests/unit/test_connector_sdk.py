@@ -254,6 +254,9 @@ def test_a_receipt_says_nothing_of_the_hosts_zone_and_stays_in_the_actions_span(
     assert datetime.fromisoformat(receipt["ts"]).timestamp() == h.now
     event = Envelope.model_validate(receipt)  # what the engine reads
     assert zone_offset_minutes(event.ts) is None
+    h.now = T0.timestamp() + 10 * 86400.0  # a connector clock far ahead of the Action's span
+    late = h.runner._receipt_of(action(n=2, lasts=3600))
+    assert datetime.fromisoformat(late["ts"]).timestamp() == T0.timestamp() + 3600
 
 
 def test_a_message_receipt_never_sets_the_customers_zone() -> None:

@@ -13,6 +13,7 @@ from app.engine import DecisionEngine
 from app.learning import accept_x, organic_x
 from app.models import OnlineLogit
 from app.policy import Policy, load_policy
+from app.readiness import CustomerState
 from app.sample import demo_catalog
 from schemas import Action
 from tests.builders import Shopper
@@ -343,3 +344,35 @@ def test_p_organic_sees_the_customer_and_offer_features_p_accept_sees() -> None:
     assert not any(k.startswith(("ch:", "fr:", "int:", "play:")) for k in organic)
     older = learn[:11]  # a window from before these features: nothing breaks
     assert "x:base" not in organic_x(older, "accessories")
+
+
+def test_an_add_on_has_its_base_only_while_the_base_is_lately_bought_and_kept() -> None:
+    """Past the anyway horizon, or once the camera went back, the case is no longer offered
+    as an add-on of a camera the customer has."""
+    horizon = POLICY.priors.anyway.horizon_days
+    late = Shopper("long-ago")
+    events = [order(late, "BODY"), late.wait(days=horizon + 5).view("CLOTH")]
+    _, _, decisions = decide(events, catalog=CAMERA)
+    assert "CASE" not in {c.offer.product.sku for c in decisions[-1].candidates}
+    back = Shopper("sent-back")
+    returned = back.event(
+        "order_returned", order_id=f"{back.id}-o1", items=[{"sku": "BODY", "qty": 1}]
+    )
+    events = [order(back, "BODY"), back.wait(days=1), returned, back.wait(days=1).view("CLOTH")]
+    _, _, decisions = decide([e for e in events if isinstance(e, dict)], catalog=CAMERA)
+    assert "CASE" not in {c.offer.product.sku for c in decisions[-1].candidates}
+
+
+def test_the_base_of_an_add_on_two_purchases_share_is_the_latest_whatever_the_order() -> None:
+    """Two cameras bought at different times share a case: the case goes with the later one,
+    however the watches happen to be listed (no process-dependent set order decides)."""
+    engine = engine_for(catalog=CAMERA)
+    anyway = engine.anyway
+    state = CustomerState()
+    first = ["CASE", "accessories", 1000.0, 0, "BODY"]
+    second = ["CASE", "accessories", 2000.0, 0, "PRO"]
+    for watch in ([first, second], [second, first]):
+        state.watch = [list(w) for w in watch]
+        assert anyway.owned(state, 3000.0) == {("CASE", "accessories"): "PRO"}
+    state.watch = [["CASE", "accessories", 1000.0, 0]]  # from before bases were kept
+    assert anyway.owned(state, 3000.0) == {}
