@@ -20,6 +20,22 @@ def relation_of(reasons: Iterable[str], play: str) -> str:
     return "self" if play == "assist" else "accessories"
 
 
+# Channels that reach the customer outside the store (the policy marks them `outbound`).
+MESSAGE_CHANNELS = frozenset({"email", "sms", "paid_retargeting"})
+_SHOWN_MESSAGE = frozenset({"delivered", "open", "impression", "click", "accept"})
+_SHOWN_ONSITE = frozenset({"impression", "click", "accept"})
+
+
+def was_shown(
+    channel: str, feedback: Iterable[str], outbound: frozenset[str] = MESSAGE_CHANNELS
+) -> bool:
+    """Whether feedback says a delivered Action reached the customer's eyes: a message once
+    delivered; on the store's own surfaces only the storefront's impression, click or accept
+    (a connector's `delivered` there means stored for the page, not seen)."""
+    kinds = _SHOWN_MESSAGE if channel in outbound else _SHOWN_ONSITE
+    return any(kind in kinds for kind in feedback)
+
+
 def action_id(customer_id: str, event_id: str, slot: str) -> str:
     """The idempotency key of a decision: one per (customer, triggering event, slot).
 

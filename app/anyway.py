@@ -156,11 +156,19 @@ class Anyway:
         """(add-on sku, relation) -> the base it goes with, for the add-ons of items the
         customer bought within the horizon and has not bought yet (the latest purchase of a
         base when two share an add-on; ties by SKU: the same in every process)."""
-        since = t - self.horizon * DAY
         running = sorted(
-            (w for w in state.watch if len(w) > 4 and w[2] >= since), key=lambda w: (w[2], w[4])
+            (w for w in self._running(state, t) if len(w) > 4), key=lambda w: (w[2], w[4])
         )
         return {(w[0], w[1]): w[4] for w in running}
+
+    def watched(self, state: CustomerState, sku: str, t: float) -> bool:
+        """Whether `sku` is an add-on of an item the customer bought within the horizon."""
+        return any(w[0] == sku for w in self._running(state, t))
+
+    def _running(self, state: CustomerState, t: float) -> list[list[Any]]:
+        """The watches still running at `t` (those past the horizon go at the next order)."""
+        since = t - self.horizon * DAY
+        return [w for w in state.watch if w[2] >= since]
 
     def lapses(self, state: CustomerState, t: float) -> None:
         """The customer's own consumables not bought again in time have lapsed (counted

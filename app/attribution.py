@@ -28,7 +28,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from app.actions import build_outcome, utc
+from app.actions import build_outcome, utc, was_shown
 from app.catalog import Catalog
 from app.distraction import MOMENTS as DISTRACTION_MOMENTS
 from app.learning import UPSELL_PLAYS, Learner
@@ -51,10 +51,6 @@ from schemas import Action, OrderPlaced, OrderReturned, Outcome, Refund
 # purchase under way was told: 0 not yet, 1 completed in time, 2 not.
 _CREDIT = ("none", "last_touch", "other_touch")
 _ONSITE_OFFERS = frozenset({"onsite_pdp", "onsite_cart"})
-_SHOWN = ("impression", "delivered", "open", "click", "accept")
-# Onsite, "delivered" only means a connector stored it for the page: shown is what the
-# storefront says (an impression, a click, an accept).
-_SHOWN_ONSITE = ("impression", "click", "accept")
 
 
 def _tally() -> list[Any]:
@@ -358,8 +354,7 @@ class Attribution:
                 self.learner.kept(entry[LEARN], False)
         elif entry[PLAY] == "assist":
             feedback = tally[FEEDBACK]
-            shown = _SHOWN if entry[CHANNEL] in self.outbound else _SHOWN_ONSITE
-            if self._delivered(entry) and any(k in feedback for k in shown):
+            if self._delivered(entry) and was_shown(entry[CHANNEL], feedback, self.outbound):
                 engaged = "click" in feedback or "accept" in feedback
                 self.learner.engagement(
                     entry[LEARN],

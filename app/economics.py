@@ -27,7 +27,7 @@ from app.catalog import Product
 from app.context import CENTRE, SIGNAL_FEATURES, Context, Offer
 from app.models import PRIOR, PRIOR_SCALE, Models, OnlineLogit
 from app.policy import Policy
-from app.readiness import DAY, Readiness
+from app.readiness import Readiness
 
 _MAX_ORGANIC = 0.6
 _VISIT_S = 2 * 3600.0  # assists this recent were in the same visit
@@ -163,9 +163,7 @@ class Economics:
             return 0.0
         state, sku = ctx.state, offer.product.sku
         follow = self.anyway.follow_on(follows, offer.seen, ctx.t)
-        if ctx.moment == "post_purchase" or any(
-            w[0] == sku and w[2] >= ctx.t - self.anyway.horizon * DAY for w in state.watch
-        ):
+        if ctx.moment == "post_purchase" or self.anyway.watched(state, sku, ctx.t):
             owned = 1.0  # the base was just bought
         elif base.sku in state.cart:
             owned = 0.7

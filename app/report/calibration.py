@@ -35,14 +35,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.actions import was_shown
 from app.report.stats import auc, brier, equal_parts, wilson
 from app.report.uplift import MIN_BUCKET_ARM, Arm, uplift
 from schemas.types import event_seconds
 
 UPSELL_PLAYS = ("expand", "commit")
-_SHOWN = ("impression", "delivered", "open")
-_SHOWN_ONSITE = ("impression", "click", "accept")  # "delivered" there: stored for the page
-_OUTBOUND = frozenset({"email", "sms", "paid_retargeting"})
 _ENGAGED = ("click", "accept")
 MIN_SCORED = 30  # outcomes for a group's figures
 MIN_DECILES = 200  # outcomes for deciles rather than quintiles
@@ -185,8 +183,7 @@ def _collect(outcomes: Iterable[dict[str, Any]]) -> _Groups:
         if play == "assist":
             feedback = o.get("feedback")
             seen = feedback if isinstance(feedback, dict) else {}
-            shown = _SHOWN if o.get("channel") in _OUTBOUND else _SHOWN_ONSITE
-            if delivered and any(k in seen for k in shown):
+            if delivered and was_shown(str(o.get("channel")), seen):
                 g.assist.add(p_accept, any(k in seen for k in _ENGAGED))
             continue
         if delivered:

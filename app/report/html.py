@@ -49,6 +49,7 @@ def render(figures: dict[str, Any], title: str = "tact report") -> str:
     o = figures["overall"]
     inc, cup = o["incremental_profit_per_customer"], o["cuped"]
     period = figures["period"]
+    measured = figures["verdict"]["overall"]["kind"] != "no_delivery"  # else nothing to measure
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>",
         f"<style>{_CSS}</style></head><body><h1>{escape(title)}</h1>",
@@ -63,7 +64,7 @@ def render(figures: dict[str, Any], title: str = "tact report") -> str:
         + ".</p>",
         *_verdict(figures["verdict"]),
     ]
-    if figures["verdict"]["overall"]["kind"] != "no_delivery":
+    if measured:
         parts += [
             "<h2>Incremental profit per customer</h2>",
             f"<p class='big'>{_ci(inc)}</p>",
@@ -79,7 +80,7 @@ def render(figures: dict[str, Any], title: str = "tact report") -> str:
         parts += _measured(figures)
     parts += _velocity(figures["velocity"], period)
     parts += _rates(figures["rates"])
-    if figures["verdict"]["overall"]["kind"] != "no_delivery":
+    if measured:
         parts += _cannibalisation(figures["cannibalisation"])
     parts += _frames(figures["frames"])
     if "calibration" in figures:

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from app.attribution import CHANNEL, FRAME, INTENSITY, LEARN, PLAY, PREDICTED, RELATION
 from app.catalog import Catalog, ProductSpec
 from app.decisions import Decision
 from app.engine import DecisionEngine
@@ -376,3 +379,29 @@ def test_the_base_of_an_add_on_two_purchases_share_is_the_latest_whatever_the_or
         assert anyway.owned(state, 3000.0) == {("CASE", "accessories"): "PRO"}
     state.watch = [["CASE", "accessories", 1000.0, 0]]  # from before bases were kept
     assert anyway.owned(state, 3000.0) == {}
+
+
+def test_what_the_models_predicted_is_what_they_say_on_the_features_they_learn_from() -> None:
+    """With every shared weight set, the P(accept) and P(organic) an offer was scored with
+    equal the models' predictions on the features its window will teach them: scoring and
+    learning see the same things."""
+    engine = engine_for()
+    weights = {"r:conf": -0.8, "r:urg": 0.3, "r:price": 0.5, "r:mat": 0.2, "r:risk": -0.4,
+               "r:ltv": 1.5, "x:price": 0.3, "x:seen": 0.7, "x:base": 0.4}  # fmt: skip
+    engine.models.organic.model._weights.update(weights)
+    engine.models.accept.model._weights.update(weights)
+    s = Shopper("features")
+    checked = 0
+    for sku in ("RUN-SHOE-01", "RUN-WATCH-01", "RUN-VEST-01", "RUN-JACKET-01", "RUN-SHOE-02"):
+        for event in (s.view(sku), s.read_reviews(sku), s.add(sku), s.view(sku)):
+            engine.process(event)
+        for w in engine.customers["features"].windows:
+            if w[PLAY] not in ("expand", "commit") or w[PREDICTED] is None:
+                continue
+            p_accept, p_organic, _ = w[PREDICTED]
+            x = organic_x(w[LEARN], w[RELATION])
+            assert p_organic == pytest.approx(engine.models.organic.predict_one(x), abs=2e-6)
+            x = accept_x(w[LEARN], w[CHANNEL], w[RELATION], w[FRAME], w[INTENSITY])
+            assert p_accept == pytest.approx(engine.models.accept.predict_one(x), abs=2e-6)
+            checked += 1
+    assert checked >= 3

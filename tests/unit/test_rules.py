@@ -4,6 +4,7 @@ forbidden behaviour then appears: a test here fails if its rule is dropped."""
 from __future__ import annotations
 
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from app.decisions import Decision
@@ -338,3 +339,24 @@ def test_caps_days_and_quiet_hours_read_the_same_zone() -> None:
     assert state.zone_or(new_york) == new_york
     state.zone = 60
     assert state.zone_or(new_york) == 60  # what their events told wins
+
+
+def test_the_engine_caps_on_the_assumed_zones_day() -> None:
+    """Through the engine's own channel checks: a customer whose zone is unknown, an email
+    counted at 22:00 in the policy's assumed zone (New York) caps the rest of that local day
+    (23:30, already the next day in UTC) and not the next local day."""
+    policy = load_policy(None)
+    policy = policy.model_copy(
+        update={"time": policy.time.model_copy(update={"assume_utc_offset_minutes": -300})}
+    )
+    engine = DecisionEngine(demo_catalog(), policy)
+    state = CustomerState()
+    state.consent["email"] = True
+    late = 1_793_674_800.0  # 2026-11-03T03:00Z: 22:00 on Nov 2 in New York
+    state.count_use("email", late, late, policy.time.assume_utc_offset_minutes)
+    event = SimpleNamespace(event_id="e1")
+    ctx, _ = engine.decider._context("c1", state, event, late, "browse", [])  # type: ignore[arg-type]
+    offers = engine.decider.offers
+    assert offers.channels(ctx, {"email": late + 1.5 * HOUR}) == []  # 23:30, the same local day
+    assert ("channel:email", "cap") in ctx.drops
+    assert offers.channels(ctx, {"email": late + 3 * HOUR}) == ["email"]  # 01:00 the next
