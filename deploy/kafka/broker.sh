@@ -15,6 +15,19 @@
 #   TACT_CACHE_DIR         where jars are cached (default ~/.cache/tact)
 #   TACT_RUN_DIR           where data, logs and the pid file live (default <repo>/.run)
 #   TACT_KAFKA_HEAP        JVM heap (default 512m)
+#   TACT_KAFKA_SECURE      1: a secured broker instead (below); its data lives apart, in
+#                          $TACT_RUN_DIR/kafka-secure-PORT, so both kinds can run side by side
+#   TACT_KAFKA_CERTS       certificates of the secured broker (default $TACT_RUN_DIR/certs;
+#                          made by deploy/certs.sh when missing)
+#
+# The secured broker (TACT_KAFKA_SECURE=1), for tests of clients that connect to a secured Kafka:
+#   PORT      SASL_SSL, mechanisms PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512, each with user `tact`
+#             and password `tact-secret`; clients trust ca.pem
+#   PORT + 1  the KRaft controller, as in the plain broker
+#   PORT + 2  SSL with a required client certificate signed by ca.pem (mutual TLS)
+#   PORT + 3  PLAINTEXT on 127.0.0.1, only for the broker's own inter-broker traffic
+# `start`, `stop` and `status` work as for the plain broker (status probes PORT); `tool` does not
+# (the tools would need the client side of the security set up).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -27,8 +40,15 @@ host=${bootstrap%:*}
 port=${bootstrap##*:}
 controller_port=${TACT_KAFKA_CONTROLLER_PORT:-$((port + 1))}
 cache=${TACT_CACHE_DIR:-$HOME/.cache/tact}/kafka-$version
-run=${TACT_RUN_DIR:-$repo/.run}/kafka-$port
 heap=${TACT_KAFKA_HEAP:-512m}
+secure=${TACT_KAFKA_SECURE:-0}
+[[ "$secure" == 0 || "$secure" == 1 ]] || { echo "TACT_KAFKA_SECURE must be 0 or 1" >&2; exit 2; }
+if ((secure)); then
+  run=${TACT_RUN_DIR:-$repo/.run}/kafka-secure-$port
+  certs=${TACT_KAFKA_CERTS:-${TACT_RUN_DIR:-$repo/.run}/certs}
+else
+  run=${TACT_RUN_DIR:-$repo/.run}/kafka-$port
+fi
 
 log() { printf 'kafka: %s\n' "$*" >&2; }
 
@@ -65,17 +85,49 @@ classpath() {
   printf '%s' "${jars[*]}"
 }
 
-write_config() {
-  mkdir -p "$run/data" "$run/logs"
-  cat >"$run/server.properties" <<EOF
-process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@$host:$controller_port
+listener_config() {
+  if ((!secure)); then
+    cat <<EOF
 listeners=PLAINTEXT://$host:$port,CONTROLLER://$host:$controller_port
 advertised.listeners=PLAINTEXT://$host:$port
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+EOF
+    return 0
+  fi
+  "$repo/deploy/certs.sh" "$certs" >&2
+  # Kafka reads a PEM key store as one file holding the (unencrypted PKCS#8) key and its chain.
+  (umask 077 && cat "$certs/server.key" "$certs/server.pem" >"$run/server-keystore.pem")
+  cat <<EOF
+listeners=SASL_SSL://$host:$port,CONTROLLER://$host:$controller_port,SSL://$host:$((port + 2)),PLAINTEXT://127.0.0.1:$((port + 3))
+advertised.listeners=SASL_SSL://$host:$port,SSL://$host:$((port + 2)),PLAINTEXT://127.0.0.1:$((port + 3))
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL
+ssl.keystore.type=PEM
+ssl.keystore.location=$run/server-keystore.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$certs/ca.pem
+listener.name.ssl.ssl.client.auth=required
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_tact="tact-secret";
+# SCRAM credentials live in the cluster metadata, written when the data dir is formatted.
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+EOF
+}
+
+write_config() {
+  mkdir -p "$run/data" "$run/logs"
+  {
+    cat <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@$host:$controller_port
+EOF
+    listener_config
+    cat <<EOF
 log.dirs=$run/data
 num.partitions=1
 auto.create.topics.enable=false
@@ -93,6 +145,7 @@ log.cleaner.dedupe.buffer.size=8388608
 # days by record time, checked every 5 minutes).
 log.retention.ms=-1
 EOF
+  } >"$run/server.properties"
   cat >"$run/log4j2.xml" <<EOF
 <?xml version="1.0" encoding="UTF-8"?>
 <Configuration status="WARN">
@@ -140,8 +193,14 @@ while True:
     if not c.startswith("-"):
         break
 print(c)')
+      local scram=()
+      if ((secure)); then
+        scram=(--add-scram 'SCRAM-SHA-256=[name=tact,password=tact-secret]'
+          --add-scram 'SCRAM-SHA-512=[name=tact,password=tact-secret]')
+      fi
       jvm
-      "${java[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$run/server.properties" >"$run/logs/format.log" 2>&1 \
+      "${java[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$run/server.properties" "${scram[@]}" \
+        >"$run/logs/format.log" 2>&1 \
         || { log "formatting the data dir failed:"; cat "$run/logs/format.log" >&2; exit 1; }
     fi
     log "starting Apache Kafka $version at $host:$port (controller $controller_port, data in $run)"
