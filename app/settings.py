@@ -6,14 +6,17 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.decode import DEFAULT_MAX_EVENT_BYTES
 from app.errors import ConfigurationError
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+KafkaProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
 class Settings(BaseSettings):
@@ -22,9 +25,43 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TACT_", env_file=".env", extra="ignore")
 
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="host:port[,host:port] of Kafka")
+    kafka_security_protocol: KafkaProtocol = Field(
+        "PLAINTEXT", description="how every tact client talks to Kafka"
+    )
+    kafka_sasl_mechanism: SaslMechanism | None = Field(
+        None, description="SASL mechanism (with SASL_PLAINTEXT or SASL_SSL)"
+    )
+    kafka_sasl_username: str = Field("", description="SASL user")
+    kafka_sasl_password: SecretStr = Field(SecretStr(""), description="SASL password (secret)")
+    kafka_ssl_cafile: FilePath | None = Field(
+        None,
+        description="PEM file of the CA(s) that signed the brokers' certificates "
+        "(default: the system's trusted CAs)",
+    )
+    kafka_ssl_certfile: FilePath | None = Field(
+        None, description="PEM client certificate for mutual TLS"
+    )
+    kafka_ssl_keyfile: FilePath | None = Field(
+        None, description="PEM key of the client certificate"
+    )
+    kafka_ssl_key_password: SecretStr = Field(
+        SecretStr(""), description="passphrase of the client key (secret)"
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        True, description="check that the broker's certificate names the host connected to"
+    )
     redis_url: SecretStr = Field(
         SecretStr("redis://127.0.0.1:6379/0"),
         description="Redis URL; may hold a password, so it is secret",
+    )
+    redis_ssl_ca_certs: FilePath | None = Field(
+        None, description="PEM file of the CA that signed Redis's certificate (rediss://)"
+    )
+    redis_ssl_certfile: FilePath | None = Field(
+        None, description="PEM client certificate for Redis"
+    )
+    redis_ssl_keyfile: FilePath | None = Field(
+        None, description="PEM key of the Redis client certificate"
     )
     app_id: str = Field(
         "tact",
@@ -40,7 +77,16 @@ class Settings(BaseSettings):
     topic_connector_dead_letters: str = "connector-dead-letters"
     create_topics: bool = Field(True, description="create missing topics when the worker starts")
     topic_partitions: int = Field(6, ge=1, le=1000, description="partitions of created topics")
-    topic_replication: int = Field(1, ge=1, le=10)
+    topic_replication: int = Field(
+        1, ge=1, le=10, description="replication factor of the topics tact creates"
+    )
+    topic_min_insync_replicas: int | None = Field(
+        None,
+        ge=1,
+        le=10,
+        description="min.insync.replicas of the topics tact creates (default: 2 when replicated "
+        "3 or more times, else 1)",
+    )
 
     max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, ge=1024, le=64 * 1024 * 1024)
     batch_max: int = Field(500, ge=1, le=100_000, description="events per processing batch")
@@ -93,12 +139,90 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "text"] = "auto"
 
+    @field_validator(
+        "kafka_sasl_mechanism",
+        "kafka_ssl_cafile",
+        "kafka_ssl_certfile",
+        "kafka_ssl_keyfile",
+        "redis_ssl_ca_certs",
+        "redis_ssl_certfile",
+        "redis_ssl_keyfile",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: SecretStr) -> SecretStr:
         if not value.get_secret_value().startswith(_REDIS_SCHEMES):
             raise ValueError(f"a URL starting with {', '.join(_REDIS_SCHEMES)}")
         return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        problems = []
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        tls = self.kafka_security_protocol.endswith("SSL")
+        if sasl and not (
+            self.kafka_sasl_mechanism
+            and self.kafka_sasl_username
+            and self.kafka_sasl_password.get_secret_value()
+        ):
+            problems.append(
+                f"TACT_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "TACT_KAFKA_SASL_MECHANISM, TACT_KAFKA_SASL_USERNAME and TACT_KAFKA_SASL_PASSWORD"
+            )
+        if not sasl and (self.kafka_sasl_mechanism or self.kafka_sasl_username):
+            problems.append(
+                "TACT_KAFKA_SASL_* is set but TACT_KAFKA_SECURITY_PROTOCOL="
+                f"{self.kafka_security_protocol}: use SASL_SSL (or SASL_PLAINTEXT)"
+            )
+        tls_files = [
+            name
+            for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+            if getattr(self, name) is not None
+        ]
+        if tls_files and not tls:
+            problems.append(
+                f"TACT_{tls_files[0].upper()} is set but TACT_KAFKA_SECURITY_PROTOCOL="
+                f"{self.kafka_security_protocol}: use SSL or SASL_SSL, or the file is ignored"
+            )
+        if self.kafka_ssl_keyfile is not None and self.kafka_ssl_certfile is None:
+            problems.append("TACT_KAFKA_SSL_KEYFILE needs TACT_KAFKA_SSL_CERTFILE")
+        if self.redis_ssl_keyfile is not None and self.redis_ssl_certfile is None:
+            problems.append("TACT_REDIS_SSL_KEYFILE needs TACT_REDIS_SSL_CERTFILE")
+        redis_tls = [
+            name
+            for name in ("redis_ssl_ca_certs", "redis_ssl_certfile", "redis_ssl_keyfile")
+            if getattr(self, name) is not None
+        ]
+        if redis_tls and not self.redis_url.get_secret_value().startswith("rediss://"):
+            problems.append(
+                f"TACT_{redis_tls[0].upper()} is set but TACT_REDIS_URL is not rediss:// (TLS)"
+            )
+        insync = self.topic_min_insync_replicas
+        if insync is not None and insync > self.topic_replication:
+            problems.append(
+                f"TACT_TOPIC_MIN_INSYNC_REPLICAS={insync} is more than "
+                f"TACT_TOPIC_REPLICATION={self.topic_replication}: no write could succeed"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """min.insync.replicas for the topics tact creates."""
+        if self.topic_min_insync_replicas is not None:
+            return self.topic_min_insync_replicas
+        return 2 if self.topic_replication >= 3 else 1
+
+    @property
+    def redis_shown(self) -> str:
+        """The Redis URL as it may be shown: only its password masked."""
+        return shown_url(self.redis_url.get_secret_value())
 
     @property
     def input_topics(self) -> dict[str, Literal["clickstream", "orders"]]:
@@ -107,7 +231,19 @@ class Settings(BaseSettings):
 
     def redacted(self) -> dict[str, object]:
         """Settings as a dict safe to log (secrets stay masked)."""
-        return {k: (str(v) if isinstance(v, SecretStr) else v) for k, v in self}
+        shown: dict[str, object] = {k: (str(v) if isinstance(v, SecretStr) else v) for k, v in self}
+        shown["redis_url"] = self.redis_shown
+        return shown
+
+
+def shown_url(url: str) -> str:
+    """`url` with its password (if any) replaced by ***; everything else as it is."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def load_settings() -> Settings:
@@ -124,6 +260,9 @@ def _explain(exc: ValidationError) -> str:
     lines = []
     for error in exc.errors():
         name = str(error["loc"][0]) if error["loc"] else ""
+        if not name:  # a rule across several settings: its message names them
+            lines.append(error["msg"].removeprefix("Value error, "))
+            continue
         field = fields.get(name)
         shown = field is not None and field.annotation is not SecretStr  # never a secret
         given = f"={error.get('input')!s}" if shown else ""
@@ -134,6 +273,8 @@ def _explain(exc: ValidationError) -> str:
 
 def _should(message: str) -> str:
     """pydantic's message as what the value should be."""
+    if message.startswith("Path does not point to a file"):
+        return "should be a readable file (there is none at that path)"
     for prefix in ("Value error, ", "Input should be ", "Input should "):
         if message.startswith(prefix):
             rest = message.removeprefix(prefix)

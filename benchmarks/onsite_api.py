@@ -25,9 +25,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
-import redis
 
 from app.connectors.onsite import Onsite
+from app.io import clients
 from app.settings import Settings
 
 TACT = Path(sys.executable).with_name("tact")
@@ -40,7 +40,7 @@ def _port() -> int:
 
 
 def seed(settings: Settings, customers: int) -> None:
-    store = redis.Redis.from_url(settings.redis_url.get_secret_value())
+    store = clients.redis_client(settings)
     onsite = Onsite(store, f"tact:{settings.app_id}")
     now = datetime.now(UTC)
     for n in range(customers):

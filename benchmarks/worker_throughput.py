@@ -18,9 +18,9 @@ import uuid
 from pathlib import Path
 
 import redis
-from kafka import KafkaProducer
 
 from app import codec
+from app.io import clients
 from app.io.kafka_admin import ensure_topics
 from app.sample import generate
 from app.settings import Settings
@@ -58,8 +58,8 @@ def run(customers: int, partitions: int, batch_max: int) -> dict[str, float]:
     topics = {"clickstream": settings.topic_clickstream, "orders": settings.topic_orders}
 
     started = time.perf_counter()
-    producer = KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap.split(","),
+    producer = clients.producer(
+        settings,
         linger_ms=50,
         batch_size=256 * 1024,
         acks=1,
@@ -94,7 +94,7 @@ def run(customers: int, partitions: int, batch_max: int) -> dict[str, float]:
             }.items()
         },
     }
-    client = redis.Redis.from_url(settings.redis_url.get_secret_value())
+    client = clients.redis_client(settings)
     key = f"tact:{settings.app_id}:offsets"
     log = ROOT / ".run" / f"bench-worker-{tag}.log"
     log.parent.mkdir(exist_ok=True)

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
 
 from app import codec
+from app.io import clients
 from app.io.kafka_admin import ensure_topics
 from app.sample import generate
 from app.settings import Settings
@@ -70,7 +71,7 @@ class Demo:
     def run(self, wait: bool) -> int:
         s = self.settings
         self.say(
-            f"tact demo: Kafka {s.kafka_bootstrap}, Redis {s.redis_url}, "
+            f"tact demo: Kafka {s.kafka_bootstrap}, Redis {s.redis_shown}, "
             f"{self.customers} customers, seed {self.seed}"
         )
         ensure_topics(s)
@@ -102,7 +103,7 @@ class Demo:
     def _play(self, tails: _Tail, worker: subprocess.Popen[bytes]) -> None:
         s = self.settings
         topics = {"clickstream": s.topic_clickstream, "orders": s.topic_orders}
-        producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap.split(","), linger_ms=20)
+        producer = clients.producer(s, linger_ms=20)
         # Customers of this run only: a second run, even with the same seed, starts afresh.
         run = int(time.time()) % 1_000_000
         events = list(generate(self.customers, seed=self.seed, prefix=f"d{run}-"))
@@ -194,9 +195,7 @@ class _Tail:
     """Reads topics from their current end: only what this demo run produces."""
 
     def __init__(self, settings: Settings, topics: list[str]) -> None:
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap.split(","), enable_auto_commit=False
-        )
+        self.consumer = clients.consumer(settings, enable_auto_commit=False)
         parts = [
             TopicPartition(t, p)
             for t in topics

@@ -27,7 +27,7 @@ def _cell(value: int | None) -> str:
 def run_lag(args: Any) -> int:
     settings = load_settings()
     groups = args.group or [settings.app_id]
-    rows = group_lag(settings.kafka_bootstrap, groups)
+    rows = group_lag(settings, groups)
     over = [
         r
         for r in rows

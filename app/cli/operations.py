@@ -68,26 +68,24 @@ def _run_onsite(settings: Any, host: str, port: int) -> int:
     """The onsite connector's delivery loop in a thread, its HTTP API in the main one."""
     import threading
 
-    import redis
-    import redis.asyncio as aioredis
     from aiohttp import web
 
     from app.connectors.onsite import Onsite, make_app
     from app.connectors.run import run
+    from app.io import clients
 
     prefix = f"tact:{settings.app_id}"
-    url = settings.redis_url.get_secret_value()
+    clients.check_redis(settings)
     stop = threading.Event()
     loop = threading.Thread(
         target=run,
-        args=(settings, Onsite(redis.Redis.from_url(url), prefix), stop),
+        args=(settings, Onsite(clients.redis_client(settings), prefix), stop),
         name="tact-onsite-delivery",
         daemon=True,
     )
     loop.start()
     # A blocking pool: under a burst a request waits for a free connection instead of failing.
-    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=64, timeout=5)
-    app = make_app(aioredis.Redis(connection_pool=pool), prefix)
+    app = make_app(clients.redis_async_pool(settings, max_connections=64, timeout=5), prefix)
 
     async def stopped(_: web.Application) -> None:
         stop.set()
@@ -106,12 +104,11 @@ def _run_onsite(settings: Any, host: str, port: int) -> int:
 
 
 def _paid_audience(settings: Any) -> Any:
-    import redis
-
     from app.connectors.paid_audience import PaidAudience
+    from app.io import clients
 
-    store = redis.Redis.from_url(settings.redis_url.get_secret_value())
-    return PaidAudience(store, f"tact:{settings.app_id}")
+    clients.check_redis(settings)
+    return PaidAudience(clients.redis_client(settings), f"tact:{settings.app_id}")
 
 
 def cmd_connector_export(args: argparse.Namespace) -> int:

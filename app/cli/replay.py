@@ -151,7 +151,7 @@ def run_replay_topics(args: Any) -> int:
             )
 
     def read(topic: str, upper: int | None = until_ms) -> list[TimedRecord]:
-        records = list(read_records(settings.kafka_bootstrap, topic, since_ms, upper, shown))
+        records = list(read_records(settings, topic, since_ms, upper, shown))
         skipped = outside.get(topic, 0)
         sys.stderr.write(
             f"\r{topic}: {len(records):,} records"

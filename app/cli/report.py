@@ -96,7 +96,7 @@ def _topics(since: float | None, until: float | None) -> dict[str, Iterable[byte
             sys.stderr.write(f"\r{state.topic}: {state.read:,} read, {state.remaining:,} to go   ")
 
     def read(topic: str) -> list[bytes]:
-        values = list(read_range(settings.kafka_bootstrap, topic, since_ms, until_ms, shown))
+        values = list(read_range(settings, topic, since_ms, until_ms, shown))
         sys.stderr.write(f"\r{topic}: {len(values):,} records{' ' * 30}\n")
         return values
 
@@ -105,13 +105,9 @@ def _topics(since: float | None, until: float | None) -> dict[str, Iterable[byte
     # upper one.
     return {
         "actions": read(settings.topic_actions),
-        "outcomes": list(
-            read_range(settings.kafka_bootstrap, settings.topic_outcomes, since_ms, None)
-        ),
-        "clickstream": list(
-            read_range(settings.kafka_bootstrap, settings.topic_clickstream, None, until_ms)
-        ),
-        "orders": list(read_range(settings.kafka_bootstrap, settings.topic_orders, None, until_ms)),
+        "outcomes": list(read_range(settings, settings.topic_outcomes, since_ms, None)),
+        "clickstream": list(read_range(settings, settings.topic_clickstream, None, until_ms)),
+        "orders": list(read_range(settings, settings.topic_orders, None, until_ms)),
     }
 
 

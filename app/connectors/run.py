@@ -9,12 +9,11 @@ import threading
 from typing import Any
 
 import redis
-from kafka import KafkaConsumer, KafkaProducer
-from kafka.errors import KafkaError
 
 from app import codec
 from app.connectors.sdk import Connector, Runner
-from app.errors import ConfigurationError, DependencyUnavailable
+from app.errors import ConfigurationError
+from app.io import clients
 from app.io.kafka_admin import ensure_topics
 from app.settings import Settings
 
@@ -108,25 +107,19 @@ def run(settings: Settings, connector: Connector, stop: threading.Event | None =
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     ensure_topics(settings)
-    servers = settings.kafka_bootstrap.split(",")
-    try:
-        producer = KafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=5)
-        consumer = KafkaConsumer(
-            settings.topic_actions,
-            bootstrap_servers=servers,
-            group_id=group_of(connector),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=200,
-            session_timeout_ms=int(settings.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(max(1.0, settings.session_timeout_s / 4) * 1000),
-        )
-    except KafkaError as exc:
-        raise DependencyUnavailable(
-            f"no Kafka broker answers at {settings.kafka_bootstrap}"
-        ) from exc
-    store = redis.Redis.from_url(settings.redis_url.get_secret_value())
-    store.ping()
+    producer = clients.producer(settings, linger_ms=5)
+    consumer = clients.consumer(
+        settings,
+        settings.topic_actions,
+        group_id=group_of(connector),
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=200,
+        session_timeout_ms=int(settings.session_timeout_s * 1000),
+        heartbeat_interval_ms=int(max(1.0, settings.session_timeout_s / 4) * 1000),
+    )
+    clients.check_redis(settings)
+    store = clients.redis_client(settings)
     claim = Claim(store, f"tact:{settings.app_id}", connector)
     claim.take()
     claim.keep(stop)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import faust
 
 from app.errors import ConfigurationError
+from app.io import clients
 from app.io.kafka_admin import MIB, topic_specs
 from app.settings import Settings
 
@@ -21,10 +22,9 @@ def build_app(settings: Settings) -> faust.App:
             f"TACT_DATA_DIR={settings.data_dir}: cannot create {datadir} ({exc.strerror})"
         ) from None
     dead_letter_limit = int(topic_specs(settings)[settings.topic_dead_letters]["max.message.bytes"])
-    return faust.App(
-        settings.app_id,
+    return clients.faust_app(
+        settings,
         datadir=str(datadir),  # not ./<app id>-data wherever it runs
-        broker=[f"kafka://{address}" for address in settings.kafka_bootstrap.split(",")],
         store="memory://",
         autodiscover=False,
         web_enabled=False,

@@ -15,6 +15,7 @@ from kafka.errors import KafkaConnectionError, KafkaError, RetriableError
 
 from app import codec
 from app.errors import DependencyUnavailable
+from app.io import clients
 from app.settings import Settings
 from schemas import FAMILY_OF_TYPE
 from schemas.types import event_seconds
@@ -77,17 +78,11 @@ def produce_records(
     topics = {"clickstream": settings.topic_clickstream, "orders": settings.topic_orders}
 
     def connect() -> KafkaProducer:
-        try:
-            return KafkaProducer(
-                bootstrap_servers=settings.kafka_bootstrap.split(","),
-                acks="all",
-                linger_ms=20,
-                max_request_size=8 * 1024 * 1024,
-            )
-        except KafkaError as exc:
-            raise DependencyUnavailable(
-                f"no Kafka broker answers at {settings.kafka_bootstrap}: {exc}"
-            ) from exc
+        return clients.producer(
+            settings,
+            linger_ms=20,
+            max_request_size=8 * 1024 * 1024,
+        )
 
     producer = connect()
     done = Produced()

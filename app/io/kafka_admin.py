@@ -10,6 +10,7 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from app.errors import ConfigurationError, DependencyUnavailable
+from app.io import clients
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,34 +40,35 @@ def topic_specs(settings: Settings) -> dict[str, dict[str, str]]:
 
 
 def admin_client(settings: Settings, timeout_s: float = 10.0) -> KafkaAdminClient:
-    """An admin client, or DependencyUnavailable with a hint when Kafka is not there."""
-    try:
-        return KafkaAdminClient(
-            bootstrap_servers=settings.kafka_bootstrap.split(","),
-            client_id=f"{settings.app_id}-admin",
-            request_timeout_ms=int(timeout_s * 1000),
-            bootstrap_timeout_ms=int(timeout_s * 1000),
-        )
-    except KafkaError as exc:
-        raise DependencyUnavailable(
-            f"no Kafka broker answers at {settings.kafka_bootstrap} "
-            "(start one with `make up`, or set TACT_KAFKA_BOOTSTRAP)"
-        ) from exc
+    """An admin client, or DependencyUnavailable saying why when Kafka cannot be used."""
+    return clients.admin(
+        settings,
+        client_id=f"{settings.app_id}-admin",
+        request_timeout_ms=int(timeout_s * 1000),
+        bootstrap_timeout_ms=int(timeout_s * 1000),
+    )
 
 
 def ensure_topics(settings: Settings) -> list[str]:
-    """Create the missing topics; return the names created."""
+    """Create the missing topics, replicated TACT_TOPIC_REPLICATION times with
+    min.insync.replicas from the settings; return the names created."""
     specs = topic_specs(settings)
     admin = admin_client(settings)
     try:
         existing = set(admin.list_topics())
+        insync = {"min.insync.replicas": str(settings.min_insync_replicas)}
         missing = [
             NewTopic(
-                name, settings.topic_partitions, settings.topic_replication, topic_configs=config
+                name,
+                settings.topic_partitions,
+                settings.topic_replication,
+                topic_configs=config | insync,
             )
             for name, config in specs.items()
             if name not in existing
         ]
+        if missing:
+            _check_replication(settings, len(admin.describe_cluster().get("brokers") or ()))
         created: list[str] = []
         for topic in missing:
             try:
@@ -86,6 +88,23 @@ def ensure_topics(settings: Settings) -> list[str]:
         raise DependencyUnavailable(f"Kafka topic set-up failed: {exc!r}") from exc
     finally:
         admin.close()
+
+
+def _check_replication(settings: Settings, brokers: int) -> None:
+    """Refuse a replication factor the cluster cannot hold; warn when a cluster that could
+    keep copies gets topics with one (a broker lost is then data lost)."""
+    replication = settings.topic_replication
+    if brokers and replication > brokers:
+        raise ConfigurationError(
+            f"TACT_TOPIC_REPLICATION={replication} but the cluster at {settings.kafka_bootstrap} "
+            f"has {brokers} broker(s): set it to at most {brokers}"
+        )
+    if replication == 1 and brokers > 1:
+        log.warning(
+            "CREATING TOPICS WITH ONE REPLICA on a cluster of %d brokers: a broker lost loses "
+            "their data; set TACT_TOPIC_REPLICATION=3 (and TACT_TOPIC_MIN_INSYNC_REPLICAS=2)",
+            brokers,
+        )
 
 
 def _partitions(admin: KafkaAdminClient, topics: list[str]) -> dict[str, int]:

@@ -9,11 +9,13 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import OffsetSpec
 from kafka.errors import KafkaError
 
 from app.errors import ConfigurationError, DependencyUnavailable
+from app.io import clients
+from app.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,14 +49,11 @@ def _members(description: dict[str, Any]) -> dict[tuple[str, int], tuple[str, st
 
 
 def group_lag(
-    bootstrap: str, groups: Iterable[str], now: float | None = None
+    settings: Settings, groups: Iterable[str], now: float | None = None
 ) -> list[PartitionLag]:
     """Lag of every partition each group has committed offsets for or owns."""
-    servers = bootstrap.split(",")
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=servers, client_id="tact-lag")
-    except KafkaError as exc:
-        raise DependencyUnavailable(f"no Kafka broker answers at {bootstrap}: {exc}") from exc
+    bootstrap = settings.kafka_bootstrap
+    admin = clients.admin(settings, client_id="tact-lag")
     consumer: KafkaConsumer | None = None
     try:
         known = {g["group_id"] for g in admin.list_groups()}
@@ -72,9 +71,7 @@ def group_lag(
                 continue
             ends = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in tps})
             if consumer is None:
-                consumer = KafkaConsumer(
-                    bootstrap_servers=servers, group_id=None, enable_auto_commit=False
-                )
+                consumer = clients.consumer(settings, group_id=None, enable_auto_commit=False)
             for tp in tps:
                 meta = committed.get(tp)
                 offset = meta.offset if meta is not None and meta.offset >= 0 else None

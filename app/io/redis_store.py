@@ -29,8 +29,10 @@ class RedisStateStore:
     stream stalls rather than acknowledging records whose state was never saved.
     """
 
-    def __init__(self, url: str, prefix: str, ttl_seconds: int, max_backoff_s: float = 5.0) -> None:
-        self._redis = aioredis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+    def __init__(
+        self, client: aioredis.Redis, prefix: str, ttl_seconds: int, max_backoff_s: float = 5.0
+    ) -> None:
+        self._redis = client
         self._prefix = prefix
         self._offsets_key = f"{prefix}:offsets"
         self._models_key = f"{prefix}:models"

@@ -23,6 +23,7 @@ from prometheus_client import REGISTRY, make_wsgi_app
 from app.errors import ConfigurationError
 from app.io import metrics
 from app.io.lag import PartitionLag, group_lag
+from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +60,13 @@ class Status:
 
     def __init__(
         self,
-        bootstrap: str,
+        settings: Settings,
         group: str,
         topics: Iterable[str],
         interval_s: float = 15.0,
         about: Callable[[], dict[str, str]] | None = None,
     ):
-        self.bootstrap = bootstrap
+        self.settings = settings
         self.group = group
         self.topics = set(topics)
         self.interval_s = interval_s
@@ -82,7 +83,7 @@ class Status:
     def poll_lag(self) -> None:
         """Read the group's lag once and export it."""
         try:
-            rows = [r for r in group_lag(self.bootstrap, [self.group]) if r.topic in self.topics]
+            rows = [r for r in group_lag(self.settings, [self.group]) if r.topic in self.topics]
         except Exception as exc:  # the group may not exist yet; keep serving
             self.lag_error = str(exc)
             return

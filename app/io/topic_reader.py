@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
 
 from app.errors import ConfigurationError, DependencyUnavailable
+from app.io import clients
+from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class RangeProgress:
 
 
 def read_range(
-    bootstrap: str,
+    settings: Settings,
     topic: str,
     since_ms: int | None,
     until_ms: int | None,
@@ -48,12 +49,12 @@ def read_range(
 ) -> Iterator[bytes]:
     """The values of `topic`'s records with since_ms <= timestamp <= until_ms (either bound
     may be None), partition by partition in offset order."""
-    for record in read_records(bootstrap, topic, since_ms, until_ms, progress, poll_ms):
+    for record in read_records(settings, topic, since_ms, until_ms, progress, poll_ms):
         yield record.value
 
 
 def read_records(
-    bootstrap: str,
+    settings: Settings,
     topic: str,
     since_ms: int | None,
     until_ms: int | None,
@@ -61,16 +62,14 @@ def read_records(
     poll_ms: int = 500,
 ) -> Iterator[TimedRecord]:
     """As read_range, with each record's timestamp and position."""
-    try:
-        consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap.split(","),
-            enable_auto_commit=False,
-            group_id=None,
-            auto_offset_reset="earliest",
-            consumer_timeout_ms=10_000,
-        )
-    except KafkaError as exc:
-        raise DependencyUnavailable(f"no Kafka broker answers at {bootstrap}: {exc}") from exc
+    bootstrap = settings.kafka_bootstrap
+    consumer = clients.consumer(
+        settings,
+        enable_auto_commit=False,
+        group_id=None,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=10_000,
+    )
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:

@@ -7,13 +7,12 @@ import logging.config
 from importlib.metadata import version
 
 import faust
-import redis
 
 from agents.decide import attach, producer_sender
 from agents.worker import DecisionWorker
 from app.catalog import Catalog
 from app.engine import DecisionEngine
-from app.errors import DependencyUnavailable
+from app.io import clients
 from app.io.faust_app import build_app
 from app.io.kafka_admin import ensure_topics, input_partitions
 from app.io.redis_store import RedisStateStore
@@ -25,18 +24,6 @@ from app.sample import demo_catalog
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def check_redis(settings: Settings) -> None:
-    """Fail fast, with a hint, when Redis is not there."""
-    url = settings.redis_url.get_secret_value()
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=5).ping()
-    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-        raise DependencyUnavailable(
-            f"Redis does not answer at {settings.redis_url} ({exc}); start it with `make up`, "
-            "or set TACT_REDIS_URL"
-        ) from exc
 
 
 def build_engine(settings: Settings) -> DecisionEngine:
@@ -58,13 +45,13 @@ def run_worker(settings: Settings) -> None:
     config = logging_config(settings.log_level, settings.log_format)
     logging.config.dictConfig(config)
     log.info("starting worker", extra={"settings": str(settings.redacted())})
-    check_redis(settings)
+    clients.check_redis(settings)
     if settings.create_topics:
         ensure_topics(settings)
     partitions = input_partitions(settings)
     app = build_app(settings)
     store = RedisStateStore(
-        settings.redis_url.get_secret_value(),
+        clients.redis_async(settings, socket_timeout=10, socket_connect_timeout=5),
         prefix=f"tact:{settings.app_id}",
         ttl_seconds=settings.state_ttl_days * 86400,
     )
@@ -90,7 +77,7 @@ def run_worker(settings: Settings) -> None:
             }
 
         status = Status(
-            settings.kafka_bootstrap,
+            settings,
             settings.app_id,
             settings.input_topics,
             settings.lag_interval_s,

@@ -9,12 +9,17 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from app import codec
+from app.io import clients
+from app.settings import Settings
 from schemas import FAMILY_OF_TYPE
 
 
-def producer(bootstrap: str) -> KafkaProducer:
+def producer(target: str | Settings) -> KafkaProducer:
+    """A producer to the bootstrap address, or as tact's settings say (a secured cluster)."""
+    if isinstance(target, Settings):
+        return clients.producer(target, linger_ms=5, max_request_size=8 * 1024 * 1024)
     return KafkaProducer(
-        bootstrap_servers=bootstrap.split(","),
+        bootstrap_servers=target.split(","),
         acks="all",
         linger_ms=5,
         max_request_size=8 * 1024 * 1024,
@@ -38,11 +43,12 @@ def produce_events(
 class TopicReader:
     """Reads a topic from the beginning without a consumer group, accumulating records."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap.split(","),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
+    def __init__(self, target: str | Settings, topic: str) -> None:
+        options: dict[str, Any] = {"enable_auto_commit": False, "auto_offset_reset": "earliest"}
+        self.consumer = (
+            clients.consumer(target, **options)
+            if isinstance(target, Settings)
+            else KafkaConsumer(bootstrap_servers=target.split(","), **options)
         )
         deadline = time.monotonic() + 30
         while not (parts := self.consumer.partitions_for_topic(topic)):

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 import redis
+import redis.asyncio as aioredis
 
 from app.io.redis_store import RedisStateStore
 from app.settings import Settings
@@ -17,7 +18,7 @@ def test_redis_store_contract(base_settings: Settings) -> None:
     prefix = f"tact-test:{uuid.uuid4().hex[:8]}"
 
     async def run() -> None:
-        store = RedisStateStore(url, prefix=prefix, ttl_seconds=3600)
+        store = RedisStateStore(aioredis.Redis.from_url(url), prefix=prefix, ttl_seconds=3600)
         try:
             await store.ping()
             await check_store_contract(store)

@@ -34,6 +34,8 @@ def test_ensure_topics_creates_with_limits_and_is_idempotent(stack: Settings) ->
         ]
     )
     limits = {name: int(c["max.message.bytes"]["value"]) for name, c in configs["topic"].items()}
+    insync = {int(c["min.insync.replicas"]["value"]) for c in configs["topic"].values()}
+    assert insync == {1}  # from the settings: replicated once, so 1
     # Inputs accept oversized events (so they become dead letters, not producer errors);
     # dead letters hold any input plus headers.
     assert limits == {
@@ -59,6 +61,21 @@ def test_topics_without_kafka_says_so(stack: Settings) -> None:
     )
     assert out.returncode == 2
     assert "no Kafka broker answers at 127.0.0.1:1" in out.stderr
+
+
+def test_more_replicas_than_brokers_is_refused_before_any_topic_is_made(stack: Settings) -> None:
+    env = settings_env(stack)
+    env["TACT_TOPIC_CLICKSTREAM"] = stack.topic_clickstream + "-r3"
+    env["TACT_TOPIC_REPLICATION"] = "3"
+    out = subprocess.run(
+        [str(TACT), "topics", "create"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2, out.stderr
+    assert "TACT_TOPIC_REPLICATION=3 but the cluster at" in out.stderr
+    assert "has 1 broker(s): set it to at most 1" in out.stderr
+    admin = KafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+    assert stack.topic_clickstream + "-r3" not in admin.list_topics()
+    admin.close()
 
 
 def test_a_worker_refuses_input_topics_that_are_not_co_partitioned(stack: Settings) -> None:

@@ -12,28 +12,10 @@ import pytest
 
 from app.errors import ConfigurationError
 from app.io.status import Status
-from app.settings import load_settings
+from app.settings import Settings, load_settings
 
 TACT = Path(sys.executable).with_name("tact")
-
-
-@pytest.mark.parametrize(
-    ("name", "value", "says"),
-    [
-        ("TACT_BATCH_MAX", "abc", "TACT_BATCH_MAX=abc: should be a valid integer"),
-        ("TACT_APP_ID", "", "TACT_APP_ID=: should match pattern"),
-        ("TACT_METRICS_PORT", "99999", "TACT_METRICS_PORT=99999: should be less than or equal"),
-        ("TACT_LOG_LEVEL", "loud", "TACT_LOG_LEVEL=loud: should be 'debug', 'info'"),
-        ("TACT_REDIS_URL", "127.0.0.1:6379", "TACT_REDIS_URL: should be a URL starting with"),
-    ],
-)
-def test_a_bad_setting_names_the_variable(
-    monkeypatch: pytest.MonkeyPatch, name: str, value: str, says: str
-) -> None:
-    monkeypatch.setenv(name, value)
-    with pytest.raises(ConfigurationError, match="bad setting") as caught:
-        load_settings()
-    assert says in str(caught.value)
+NOWHERE = Settings(kafka_bootstrap="127.0.0.1:1")
 
 
 def test_a_secret_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,6 +23,84 @@ def test_a_secret_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigurationError) as caught:
         load_settings()
     assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"TACT_BATCH_MAX": "abc"}, "TACT_BATCH_MAX=abc: should be a valid integer"),
+        ({"TACT_APP_ID": ""}, "TACT_APP_ID=: should match pattern"),
+        ({"TACT_METRICS_PORT": "99999"}, "TACT_METRICS_PORT=99999: should be less than or equal"),
+        ({"TACT_LOG_LEVEL": "loud"}, "TACT_LOG_LEVEL=loud: should be 'debug', 'info'"),
+        ({"TACT_REDIS_URL": "127.0.0.1:6379"}, "TACT_REDIS_URL: should be a URL starting with"),
+        ({"TACT_KAFKA_SECURITY_PROTOCOL": "TLS"}, "TACT_KAFKA_SECURITY_PROTOCOL=TLS: should be"),
+        ({"TACT_KAFKA_SASL_MECHANISM": "MD5"}, "TACT_KAFKA_SASL_MECHANISM=MD5: should be"),
+        ({"TACT_KAFKA_SSL_CAFILE": "/no/ca.pem"}, "TACT_KAFKA_SSL_CAFILE=/no/ca.pem: should be a"),
+        ({"TACT_REDIS_SSL_CA_CERTS": "/no/ca.pem"}, "TACT_REDIS_SSL_CA_CERTS=/no/ca.pem: should"),
+        (
+            {"TACT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "TACT_KAFKA_SASL_USERNAME": "u"},
+            "TACT_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs TACT_KAFKA_SASL_MECHANISM",
+        ),
+        (
+            {"TACT_KAFKA_SASL_MECHANISM": "PLAIN", "TACT_KAFKA_SASL_USERNAME": "u"},
+            "TACT_KAFKA_SASL_* is set but TACT_KAFKA_SECURITY_PROTOCOL=PLAINTEXT",
+        ),
+        (
+            {"TACT_KAFKA_SSL_CAFILE": __file__},
+            "TACT_KAFKA_SSL_CAFILE is set but TACT_KAFKA_SECURITY_PROTOCOL=PLAINTEXT",
+        ),
+        (
+            {"TACT_KAFKA_SECURITY_PROTOCOL": "SSL", "TACT_KAFKA_SSL_KEYFILE": __file__},
+            "TACT_KAFKA_SSL_KEYFILE needs TACT_KAFKA_SSL_CERTFILE",
+        ),
+        (
+            {"TACT_REDIS_SSL_CA_CERTS": __file__},
+            "TACT_REDIS_SSL_CA_CERTS is set but TACT_REDIS_URL is not rediss://",
+        ),
+        (
+            {"TACT_TOPIC_REPLICATION": "2", "TACT_TOPIC_MIN_INSYNC_REPLICAS": "3"},
+            "TACT_TOPIC_MIN_INSYNC_REPLICAS=3 is more than TACT_TOPIC_REPLICATION=2",
+        ),
+    ],
+)
+def test_a_bad_setting_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], says: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError, match="bad setting") as caught:
+        load_settings()
+    assert says in str(caught.value)
+
+
+def test_secured_settings_never_echo_their_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TACT_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("TACT_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("TACT_KAFKA_SASL_USERNAME", "shop")
+    monkeypatch.setenv("TACT_KAFKA_SASL_PASSWORD", "kafka-hunter2")
+    monkeypatch.setenv("TACT_KAFKA_SSL_KEY_PASSWORD", "key-hunter2")
+    monkeypatch.setenv("TACT_REDIS_URL", "rediss://tact:redis-hunter2@cache:6380/0")
+    settings = load_settings()
+    shown = str(settings.redacted())
+    assert "hunter2" not in shown
+    assert "rediss://tact:***@cache:6380/0" in shown  # the rest of the URL as it is
+    monkeypatch.setenv("TACT_TOPIC_PARTITIONS", "0")
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("rediss://tact:s3cret@cache.example:6380/2", "rediss://tact:***@cache.example:6380/2"),
+        ("redis://:s3cret@cache:6379", "redis://:***@cache:6379"),
+        ("unix:///run/redis.sock?db=1", "unix:///run/redis.sock?db=1"),
+    ],
+)
+def test_a_redis_url_is_shown_with_only_its_password_masked(url: str, shown: str) -> None:
+    assert Settings(redis_url=url).redis_shown == shown
 
 
 def refused(argv: list[str], env: dict[str, str], cwd: Path) -> str:
@@ -69,7 +129,7 @@ def test_a_taken_status_port_is_explained() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        status = Status("127.0.0.1:1", "test", {"clickstream": "clickstream"}, 60.0)
+        status = Status(NOWHERE, "test", {"clickstream": "clickstream"}, 60.0)
         with pytest.raises(ConfigurationError, match="TACT_METRICS_PORT"):
             status.serve(port)
 
@@ -86,7 +146,6 @@ def test_a_webhook_url_is_checked_at_start(url: str, tmp_path: Path) -> None:
 
 def test_the_worker_keeps_its_files_under_the_data_dir(tmp_path: Path) -> None:
     from app.io.faust_app import build_app
-    from app.settings import Settings
 
     app = build_app(Settings(data_dir=tmp_path / "w" / "nested", app_id="shop-1"))
     assert Path(app.conf.datadir) == tmp_path / "w" / "nested" / "shop-1"
@@ -96,7 +155,7 @@ def test_the_worker_keeps_its_files_under_the_data_dir(tmp_path: Path) -> None:
 def test_the_status_rate_falls_to_zero_when_events_stop() -> None:
     from app.io import metrics
 
-    status = Status("127.0.0.1:1", "test", {"clickstream": "clickstream"}, 60.0)
+    status = Status(NOWHERE, "test", {"clickstream": "clickstream"}, 60.0)
     metrics.EVENTS.labels("page_view").inc(0)
     total = metrics.EVENTS.labels("page_view")
     status.events_per_second(now=1000.0)
@@ -108,6 +167,6 @@ def test_the_status_rate_falls_to_zero_when_events_stop() -> None:
 
 def test_the_status_page_says_what_runs() -> None:
     about = {"policy": "default-2026.11", "models": "m1.42"}
-    status = Status("127.0.0.1:1", "shop", {"clickstream": "clickstream"}, 60.0, lambda: about)
+    status = Status(NOWHERE, "shop", {"clickstream": "clickstream"}, 60.0, lambda: about)
     page = status.page()
     assert "policy default-2026.11; models m1.42; up 0h 0m" in page
