@@ -125,6 +125,13 @@ def run(settings: Settings, connector: Connector, stop: threading.Event | None =
     claim.keep(stop)
 
     def dead_letter(key: bytes | None, value: bytes, headers: dict[str, str]) -> None:
+        log.warning(
+            "connector %s: an Action is a dead letter on %s: %s%s",
+            connector.name,
+            settings.topic_connector_dead_letters,
+            headers.get("reason", "?"),
+            f" (after {headers['attempts']} attempts)" if "attempts" in headers else "",
+        )
         producer.send(
             settings.topic_connector_dead_letters,
             key=key,
@@ -161,7 +168,7 @@ def run(settings: Settings, connector: Connector, stop: threading.Event | None =
             producer.flush()
             runner.drain_receipts(receipt, producer.flush)
     finally:
-        log.info("connector %s stopping: %s", connector.name, runner.stats)
+        log.info("connector %s stopping: %s", connector.name, runner.stats.line())
         consumer.close()
         producer.close()
     if claim.lost:

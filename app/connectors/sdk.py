@@ -100,6 +100,16 @@ class RunnerStats:
     def skip(self, why: str) -> None:
         self.skipped[why] = self.skipped.get(why, 0) + 1
 
+    def line(self) -> str:
+        """The counts in words, for a log line."""
+        skipped = ", ".join(f"{n:,} {why}" for why, n in sorted(self.skipped.items()))
+        return (
+            f"{self.delivered:,} delivered, {self.duplicates:,} duplicates skipped, "
+            f"{self.waiting:,} waited for their time, {self.cancelled:,} cancelled, "
+            f"{self.dead_letters:,} dead letters, {self.retries:,} retries"
+            + (f"; not delivered: {skipped}" if skipped else "")
+        )
+
 
 class Runner:
     """Applies the contract around one connector; I/O comes in as callables and a store, so

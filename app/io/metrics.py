@@ -3,7 +3,7 @@ at /, app/io/status.py)."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics
 
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
@@ -66,3 +66,21 @@ LAG_SECONDS = Gauge(
     "Age of the oldest record not yet processed, per input partition (as `tact lag`)",
     ["topic", "partition"],
 )
+
+
+def total(name: str) -> float:
+    """The sum over labels of a metric's samples named `name`."""
+    return sum(
+        sample.value
+        for family in REGISTRY.collect()
+        for sample in family.samples
+        if sample.name == name
+    )
+
+
+def processed() -> str:
+    """What this process has done, in words (the worker's last log line)."""
+    return (
+        f"{total('tact_events_total'):,.0f} events, {total('tact_actions_total'):,.0f} actions, "
+        f"{total('tact_dead_letters_total'):,.0f} dead letters"
+    )

@@ -35,16 +35,6 @@ class _Quiet(WSGIRequestHandler):
         return None
 
 
-def _total(name: str) -> float:
-    """The sum over labels of a metric's samples named `name`."""
-    total = 0.0
-    for family in REGISTRY.collect():
-        for sample in family.samples:
-            if sample.name == name:
-                total += sample.value
-    return total
-
-
 def _by_label(name: str, label: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for family in REGISTRY.collect():
@@ -96,7 +86,7 @@ class Status:
         while True:
             self.poll_lag()
             with self._events_lock:
-                self._events.append((time.time(), _total("tact_events_total")))
+                self._events.append((time.time(), metrics.total("tact_events_total")))
             if self._stop.wait(self.interval_s):
                 return
 
@@ -105,9 +95,9 @@ class Status:
         now = time.time() if now is None else now
         with self._events_lock:
             if not self._events or now - self._events[-1][0] >= 1.0:  # page hits: 1 a second
-                self._events.append((now, _total("tact_events_total")))
+                self._events.append((now, metrics.total("tact_events_total")))
             points = list(self._events)
-        t1, n1 = now, _total("tact_events_total")
+        t1, n1 = now, metrics.total("tact_events_total")
         earlier = [(t, n) for t, n in points if t <= t1 - window_s]
         t0, n0 = earlier[-1] if earlier else points[0]
         return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
@@ -142,8 +132,8 @@ class Status:
             "sans-serif;margin:2em}td,th{padding:.2em .8em;text-align:right}</style></head><body>"
             f"<h1>tact worker: {escape(self.group)}</h1><p>{facts}</p>"
             f"<p><b>{lag:,}</b> records behind; <b>{self.events_per_second():,.0f}</b> events/s "
-            f"over the last 30 s; {_total('tact_events_total'):,.0f} events, "
-            f"{_total('tact_stale_events_total'):,.0f} stale.</p>"
+            f"over the last 30 s; {metrics.total('tact_events_total'):,.0f} events, "
+            f"{metrics.total('tact_stale_events_total'):,.0f} stale.</p>"
             f"<h2>Lag (read {when} UTC{problem})</h2>"
             "<table><tr><th>topic</th><th>partition</th><th>committed</th><th>end</th>"
             f"<th>lag</th><th>oldest unprocessed</th><th>consumer</th></tr>{rows}</table>"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import time
 from importlib.metadata import version
 
 import faust
@@ -12,7 +13,7 @@ from agents.decide import attach, producer_sender
 from agents.worker import DecisionWorker
 from app.catalog import Catalog
 from app.engine import DecisionEngine
-from app.io import clients
+from app.io import clients, metrics
 from app.io.faust_app import build_app
 from app.io.kafka_admin import ensure_topics, input_partitions
 from app.io.redis_store import RedisStateStore
@@ -85,4 +86,9 @@ def run_worker(settings: Settings) -> None:
         )
         status.serve(settings.metrics_port, settings.metrics_host)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, logging_config=config)
-    worker.execute_from_commandline()
+    started = time.monotonic()
+    try:
+        worker.execute_from_commandline()
+    finally:  # a clean stop says so (it exits through SystemExit)
+        minutes = (time.monotonic() - started) / 60
+        log.info("worker stopped after %.1f min: %s", minutes, metrics.processed())

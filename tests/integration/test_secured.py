@@ -6,6 +6,7 @@ make. Every command here is configured only through the documented TACT_* variab
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import time
@@ -216,7 +217,18 @@ def test_the_worker_lag_and_connectors_run_on_sasl_ssl_and_tls_redis(
             p.terminate()
             p.wait(timeout=30)
         receiver.server.shutdown()
-    assert SASL_PASSWORD not in worker.log() and REDIS_PASSWORD not in worker.log()
+    said = (tmp_path / "connectors.log").read_text()
+    assert "connector webhook stopping: 1 delivered, 0 duplicates skipped" in said  # in words
+    worker.close()
+    stopped = re.search(
+        r"worker stopped after [\d.]+ min: ([\d,]+) events, ([\d,]+) actions, 0 dead", worker.log()
+    )
+    assert stopped, worker.log()  # a clean stop says so, and what it did (the connectors'
+    # receipts are events too)
+    assert int(stopped[1].replace(",", "")) >= len(events)
+    assert int(stopped[2].replace(",", "")) >= total
+    for secret in (SASL_PASSWORD, REDIS_PASSWORD):
+        assert secret not in worker.log() and secret not in said
 
 
 def _now() -> Any:

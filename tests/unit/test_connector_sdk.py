@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from app import codec
-from app.connectors.sdk import DeliveryError, Runner, channels_of
+from app.connectors.sdk import DeliveryError, Runner, RunnerStats, channels_of
 from app.connectors.webhook import sign, verify
 from app.engine import DecisionEngine
 from app.errors import TactError
@@ -267,3 +267,14 @@ def test_a_message_receipt_never_sets_the_customers_zone() -> None:
     receipt["ts"] = receipt["ts"].replace("-05:00", "+09:00")  # a mail system far away
     engine.process(receipt)
     assert engine.customers["zoned"].zone == -300
+
+
+def test_a_runners_counts_read_as_a_sentence() -> None:
+    stats = RunnerStats(delivered=1200, dead_letters=2, retries=5)
+    stats.skip("holdout")
+    stats.skip("expired")
+    stats.skip("holdout")
+    assert stats.line() == (
+        "1,200 delivered, 0 duplicates skipped, 0 waited for their time, 0 cancelled, "
+        "2 dead letters, 5 retries; not delivered: 1 expired, 2 holdout"
+    )
