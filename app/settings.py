@@ -4,9 +4,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -156,8 +157,16 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().startswith(_REDIS_SCHEMES):
+        url = value.get_secret_value()
+        if not url.startswith(_REDIS_SCHEMES):
             raise ValueError(f"a URL starting with {', '.join(_REDIS_SCHEMES)}")
+        try:
+            urlsplit(url).port  # noqa: B018 (what redis-py reads; raises on a bad one)
+        except ValueError:
+            raise ValueError(
+                "a URL whose host and port can be read: percent-encode / # ? @ and % in the "
+                "user and password (e.g. / as %2F)"
+            ) from None
         return value
 
     @model_validator(mode="after")
@@ -237,13 +246,17 @@ class Settings(BaseSettings):
 
 
 def shown_url(url: str) -> str:
-    """`url` with its password (if any) replaced by ***; everything else as it is."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """`url` with its password (if any) replaced by ***; everything else as it is. Read as
+    text, not parsed: a password with an unencoded / # ? or @ must not fool the masking (it
+    masks too much rather than too little)."""
+    url = re.sub(r"([?&]password=)[^&]*", r"\1***", url)
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
         return url
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    userinfo, host = rest.rsplit("@", 1)
+    if ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
 
 
 def load_settings() -> Settings:
@@ -274,7 +287,7 @@ def _explain(exc: ValidationError) -> str:
 def _should(message: str) -> str:
     """pydantic's message as what the value should be."""
     if message.startswith("Path does not point to a file"):
-        return "should be a readable file (there is none at that path)"
+        return "should be a readable file (none at that path, or it is a directory)"
     for prefix in ("Value error, ", "Input should be ", "Input should "):
         if message.startswith(prefix):
             rest = message.removeprefix(prefix)

@@ -3,7 +3,7 @@
 Kafka: TACT_KAFKA_SECURITY_PROTOCOL, TACT_KAFKA_SASL_* and TACT_KAFKA_SSL_* become the options
 of kafka-python, aiokafka and Faust in this module and nowhere else (a unit test fails if a
 client is constructed in another module), so every command and connector connects the same way.
-The three clients take one `ssl.SSLContext` built from the same files, so what one trusts the
+The clients take one `ssl.SSLContext` built from the same files, so what one trusts the
 others trust. Producers wait for every in-sync replica (`acks=all`) and are idempotent.
 
 Redis: TACT_REDIS_URL (`rediss://` for TLS, `user:password@` for an ACL user) with
@@ -72,14 +72,15 @@ def _context(
         ) from None
     context.check_hostname = check_hostname
     if certfile:
-        try:
-            context.load_cert_chain(certfile, keyfile, password)
+        try:  # never None: OpenSSL would ask for the passphrase on the terminal
+            context.load_cert_chain(certfile, keyfile, password or (lambda: b""))
         except (ssl.SSLError, OSError) as exc:
-            hint = (
-                "the key is encrypted: set TACT_KAFKA_SSL_KEY_PASSWORD"
-                if password is None
-                else "check TACT_KAFKA_SSL_KEY_PASSWORD and that the key matches the certificate"
-            )
+            if "KEY_VALUES_MISMATCH" in str(exc):
+                hint = "the key does not belong to the certificate"
+            elif password is None:
+                hint = "the key is encrypted: set TACT_KAFKA_SSL_KEY_PASSWORD"
+            else:
+                hint = "check TACT_KAFKA_SSL_KEY_PASSWORD"
             raise ConfigurationError(
                 f"TACT_KAFKA_SSL_CERTFILE={certfile} with TACT_KAFKA_SSL_KEYFILE={keyfile}: "
                 f"cannot load the client certificate ({exc.__class__.__name__}: {exc}); {hint}"
@@ -103,8 +104,11 @@ def kafka_auth(settings: Settings) -> dict[str, Any]:
 
 
 def kafka_options(settings: Settings) -> dict[str, Any]:
-    """Options of any kafka-python or aiokafka client: the brokers and how to talk to them."""
-    return {"bootstrap_servers": bootstrap(settings)} | kafka_auth(settings)
+    """Options of a kafka-python client: the brokers and how to talk to them; a client that
+    cannot bootstrap in 10 s gives up (and says why) instead of kafka-python's 30 s."""
+    return {"bootstrap_servers": bootstrap(settings), "bootstrap_timeout_ms": 10_000} | kafka_auth(
+        settings
+    )
 
 
 def _durable(options: dict[str, Any]) -> dict[str, Any]:
@@ -118,18 +122,18 @@ def producer(settings: Settings, **options: Any) -> KafkaProducer:
     """A kafka-python producer: every in-sync replica acknowledges, and retries never write a
     record twice (idempotence). DependencyUnavailable, saying why, when it cannot connect."""
     return _connected(
-        settings, lambda: KafkaProducer(**kafka_options(settings), **_durable(options))
+        settings, lambda: KafkaProducer(**(kafka_options(settings) | _durable(options)))
     )
 
 
 def consumer(settings: Settings, *topics: str, **options: Any) -> KafkaConsumer:
     return _connected(
-        settings, lambda: KafkaConsumer(*topics, **kafka_options(settings), **options)
+        settings, lambda: KafkaConsumer(*topics, **(kafka_options(settings) | options))
     )
 
 
 def admin(settings: Settings, **options: Any) -> KafkaAdminClient:
-    return _connected(settings, lambda: KafkaAdminClient(**kafka_options(settings), **options))
+    return _connected(settings, lambda: KafkaAdminClient(**(kafka_options(settings) | options)))
 
 
 class _Refusals(logging.Handler):
@@ -179,15 +183,19 @@ def kafka_unreachable(settings: Settings, exc: BaseException, *seen: BaseExcepti
     probe = _probe(settings)
     if probe:
         return probe
-    if settings.kafka_security_protocol.startswith("SASL_"):
-        return (
-            f"no Kafka client could connect to {where} ({exc}); the broker answers and the "
-            f"TLS handshake works, so check TACT_KAFKA_SASL_MECHANISM="
-            f"{settings.kafka_sasl_mechanism} and the credentials"
-        )
+    protocol = settings.kafka_security_protocol
+    # Something listens there and, with TLS, the handshake works: yet no Kafka answer.
+    tls = " and the TLS handshake works" if protocol.endswith("SSL") else ""
     return (
-        f"no Kafka broker answers at {where} ({exc}): start one with `make up`, or set "
-        "TACT_KAFKA_BOOTSTRAP (and TACT_KAFKA_SECURITY_PROTOCOL for a secured cluster)"
+        f"something answers at {where}{tls}, but not as a Kafka {protocol} listener ({exc}): "
+        "check that TACT_KAFKA_SECURITY_PROTOCOL is what that port speaks (SASL_SSL for "
+        "MSK's 9096 and Confluent Cloud, SSL for mutual TLS"
+        + (
+            f"; with SASL, that TACT_KAFKA_SASL_MECHANISM={settings.kafka_sasl_mechanism} and "
+            "the credentials are right)"
+            if protocol.startswith("SASL_")
+            else ")"
+        )
     )
 
 
@@ -246,19 +254,6 @@ def _probe(settings: Settings, timeout_s: float = 5.0) -> str:
     except OSError as exc:
         return f"the TLS connection to the Kafka broker at {address} failed ({exc})"
     return ""
-
-
-def aiokafka_producer(settings: Settings, **options: Any) -> Any:
-    """An aiokafka producer (the benchmarks' raw floor), with acks=all and idempotence."""
-    from aiokafka import AIOKafkaProducer
-
-    return AIOKafkaProducer(**kafka_options(settings), **_durable(options))
-
-
-def aiokafka_consumer(settings: Settings, *topics: str, **options: Any) -> Any:
-    from aiokafka import AIOKafkaConsumer
-
-    return AIOKafkaConsumer(*topics, **kafka_options(settings), **options)
 
 
 def faust_app(settings: Settings, **options: Any) -> faust.App:
@@ -338,7 +333,7 @@ def check_redis(settings: Settings) -> None:
         raise DependencyUnavailable(
             f"Redis at {shown}: the user may not do what tact needs ({exc}); its ACL must allow "
             f"reading and writing keys tact:{settings.app_id}:* and running scripts (e.g. "
-            "`~tact:* +@read +@write +@scripting +@keyspace +@transaction +ping`)"
+            "`~tact:* +@read +@write +@keyspace +@scripting +@transaction +ping +select`)"
         ) from None
     except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
         raise DependencyUnavailable(_redis_unreachable(settings, exc)) from None
@@ -351,18 +346,27 @@ def check_redis(settings: Settings) -> None:
 def _redis_unreachable(settings: Settings, exc: BaseException) -> str:
     shown = settings.redis_shown
     text = str(exc)
+    if "match" in text and "certificate" in text:
+        return (
+            f"the certificate of Redis at {shown} does not name that host ({text}): connect by "
+            "a name the certificate holds"
+        )
     if "SSL" in text or "certificate" in text or isinstance(exc.__cause__, ssl.SSLError):
         return (
             f"the TLS handshake with Redis at {shown} failed ({text}): check "
             "TACT_REDIS_SSL_CA_CERTS (the CA that signed the server's certificate) and, when "
             "the server asks for one, TACT_REDIS_SSL_CERTFILE / TACT_REDIS_SSL_KEYFILE"
         )
-    if settings.redis_url.get_secret_value().startswith("redis://") and (
-        "reset" in text or "closed" in text
-    ):
+    url = settings.redis_url.get_secret_value()
+    if url.startswith("redis://") and ("reset" in text or "closed" in text):
         return (
             f"Redis at {shown} closed the connection ({text}); if it serves TLS, use a "
             "rediss:// URL"
+        )
+    if url.startswith("rediss://") and "imed out" in text:
+        return (
+            f"Redis at {shown} did not complete a TLS handshake ({text}); if it does not serve "
+            "TLS, use a redis:// URL"
         )
     return (
         f"Redis does not answer at {shown} ({text}); start it with `make up`, or set TACT_REDIS_URL"

@@ -85,6 +85,18 @@ def ensure_topics(settings: Settings) -> list[str]:
             _partitions(admin, created)  # wait until the new topics' metadata is there
         return created
     except KafkaError as exc:
+        if "Authorization" in type(exc).__name__:
+            raise DependencyUnavailable(
+                f"Kafka refused tact's topic set-up ({type(exc).__name__}): the user needs "
+                "Describe and Create on the topics (README: Connecting to a secured Kafka and "
+                "Redis), or create them yourself and set TACT_CREATE_TOPICS=false"
+            ) from exc
+        if "Policy" in type(exc).__name__:
+            raise DependencyUnavailable(
+                f"Kafka refused the topics tact would create ({exc}): a managed cluster may "
+                "require TACT_TOPIC_REPLICATION=3 (Confluent Cloud does), or create them "
+                "yourself and set TACT_CREATE_TOPICS=false"
+            ) from exc
         raise DependencyUnavailable(f"Kafka topic set-up failed: {exc!r}") from exc
     finally:
         admin.close()

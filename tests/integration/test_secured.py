@@ -28,7 +28,7 @@ from tests.integration.test_worker import clickstream_only, expected_actions, to
 
 SASL_PASSWORD = "tact-secret"
 REDIS_PASSWORD = "redis-secret"
-REDIS_ACL = "~tact:* +@read +@write +@keyspace +@scripting +@transaction +ping"
+REDIS_ACL = "~tact:* +@read +@write +@keyspace +@scripting +@transaction +ping +select"
 REES46 = ROOT.parent / "shared" / "datasets" / "rees46_2019oct_head" / "2019-Oct_head.csv.gz"
 
 
@@ -338,3 +338,20 @@ def test_redis_that_cannot_be_used_says_why(
     said = refused(settings, "worker")
     assert says in said
     assert f"127.0.0.1:{secured.redis_port}" in said  # where, with the password masked
+
+
+@pytest.mark.parametrize("protocol", ["PLAINTEXT", "SSL"])
+def test_the_wrong_protocol_for_a_listener_says_so(secured: Secured, protocol: str) -> None:
+    """The usual first mistake with a managed cluster: no security protocol set (or TLS
+    without SASL) against its SASL_SSL port."""
+    settings = secured.kafka(
+        kafka_security_protocol=protocol,
+        kafka_sasl_mechanism=None,
+        kafka_sasl_username="",
+        kafka_sasl_password="",
+        kafka_ssl_cafile=secured.certs / "ca.pem" if protocol == "SSL" else None,
+    )
+    said = refused(settings, "topics", "create")
+    assert f"but not as a Kafka {protocol} listener" in said
+    assert "TACT_KAFKA_SECURITY_PROTOCOL" in said
+    assert ("TLS handshake works" in said) == (protocol == "SSL")

@@ -26,6 +26,9 @@ BUILDERS = {
     "AIOKafkaConsumer",
     "AIOKafkaAdminClient",
     "AIOKafkaClient",
+    "KafkaClient",
+    "RedisCluster",
+    "Sentinel",
     "App",
     "Redis",
     "StrictRedis",
@@ -66,6 +69,7 @@ def test_plaintext_is_just_the_brokers() -> None:
     options = clients.kafka_options(Settings(kafka_bootstrap="k1:9092, k2:9092"))
     assert options == {
         "bootstrap_servers": ["k1:9092", "k2:9092"],
+        "bootstrap_timeout_ms": 10_000,
         "security_protocol": "PLAINTEXT",
     }
 
@@ -124,13 +128,18 @@ def test_mutual_tls_loads_the_client_certificate(certs: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("password", "says"),
-    [("", "the key is encrypted: set TACT_KAFKA_SSL_KEY_PASSWORD"), ("pass-XYZ", "check TACT")],
+    ("key", "password", "says"),
+    [
+        ("client-encrypted.key", "", "the key is encrypted: set TACT_KAFKA_SSL_KEY_PASSWORD"),
+        ("client-encrypted.key", "pass-XYZ", "check TACT_KAFKA_SSL_KEY_PASSWORD"),
+        ("other-client.key", "", "the key does not belong to the certificate"),
+    ],
 )
 def test_an_unreadable_client_key_is_a_configuration_error(
-    certs: Path, password: str, says: str
+    certs: Path, key: str, password: str, says: str
 ) -> None:
-    settings = mutual_tls(certs, kafka_ssl_key_password=password)
+    """Never a passphrase prompt on the terminal (OpenSSL's, when given no password)."""
+    settings = mutual_tls(certs, kafka_ssl_keyfile=certs / key, kafka_ssl_key_password=password)
     with pytest.raises(ConfigurationError, match="TACT_KAFKA_SSL_CERTFILE") as caught:
         clients.kafka_options(settings)
     assert says in str(caught.value)
@@ -167,3 +176,19 @@ def test_redis_tls_options_go_only_with_rediss(certs: Path) -> None:
     assert kwargs["ssl_ca_certs"] == str(certs / "ca.pem")
     assert (kwargs["username"], kwargs["password"]) == ("tact", "pw")
     assert clients.redis_options(Settings()) == {}
+
+
+def test_topics_are_not_made_with_more_replicas_than_brokers_and_one_replica_is_loud(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from app.io.kafka_admin import _check_replication
+
+    with pytest.raises(ConfigurationError, match="TACT_TOPIC_REPLICATION=3 but the cluster"):
+        _check_replication(Settings(topic_replication=3), brokers=2)
+    _check_replication(Settings(topic_replication=3), brokers=3)
+    assert caplog.records == []
+    _check_replication(Settings(), brokers=3)
+    assert "CREATING TOPICS WITH ONE REPLICA" in caplog.text
+    assert Settings(topic_replication=3).min_insync_replicas == 2
+    assert Settings(topic_replication=2).min_insync_replicas == 1
+    assert Settings(topic_replication=5, topic_min_insync_replicas=3).min_insync_replicas == 3

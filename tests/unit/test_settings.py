@@ -12,16 +12,25 @@ import pytest
 
 from app.errors import ConfigurationError
 from app.io.status import Status
-from app.settings import Settings, load_settings
+from app.settings import Settings, load_settings, shown_url
 
 TACT = Path(sys.executable).with_name("tact")
 NOWHERE = Settings(kafka_bootstrap="127.0.0.1:1")
 
 
-def test_a_secret_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TACT_REDIS_URL", "user:hunter2@cache:6379")
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("user:hunter2@cache:6379", "should be a URL starting with"),
+        ("rediss://shop:hunter2/x@cache:6380/0", "percent-encode / # ? @ and %"),
+        ("rediss://shop:hunter2#x@cache:6380/0", "percent-encode / # ? @ and %"),
+    ],
+)
+def test_a_secret_is_never_echoed(monkeypatch: pytest.MonkeyPatch, url: str, says: str) -> None:
+    monkeypatch.setenv("TACT_REDIS_URL", url)
     with pytest.raises(ConfigurationError) as caught:
         load_settings()
+    assert says in str(caught.value)
     assert "hunter2" not in str(caught.value)
 
 
@@ -97,10 +106,18 @@ def test_secured_settings_never_echo_their_secrets(monkeypatch: pytest.MonkeyPat
         ("rediss://tact:s3cret@cache.example:6380/2", "rediss://tact:***@cache.example:6380/2"),
         ("redis://:s3cret@cache:6379", "redis://:***@cache:6379"),
         ("unix:///run/redis.sock?db=1", "unix:///run/redis.sock?db=1"),
+        # Unencoded / # ? @ in a password: masked as text, never shown whole.
+        ("rediss://shop:redis/se#c?ret@cache:6380/0", "rediss://shop:***@cache:6380/0"),
+        ("rediss://shop:p@ss@cache:6380/0", "rediss://shop:***@cache:6380/0"),
+        (
+            "rediss://cache:6380/0?username=shop&password=s3cret",
+            "rediss://cache:6380/0?username=shop&password=***",
+        ),
+        ("redis://cache/0?password=a@b&db=1", "redis://cache/0?password=***&db=1"),
     ],
 )
 def test_a_redis_url_is_shown_with_only_its_password_masked(url: str, shown: str) -> None:
-    assert Settings(redis_url=url).redis_shown == shown
+    assert shown_url(url) == shown
 
 
 def refused(argv: list[str], env: dict[str, str], cwd: Path) -> str:
