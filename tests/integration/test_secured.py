@@ -148,16 +148,9 @@ def refused(settings: Settings, *args: str) -> str:
     return done.stderr
 
 
-def test_the_worker_lag_and_connectors_run_on_sasl_ssl_and_tls_redis(
-    secured: Secured, start_worker: Any, tmp_path: Path
-) -> None:
-    """SCRAM-SHA-512 over TLS (as Amazon MSK) and Redis over TLS as an ACL user with only the
-    commands README lists: the worker
-    decides exactly as the engine, `tact lag` reads its group, and the onsite API and the
-    webhook connector deliver from the secured `actions` topic."""
-    from tests.integration.test_connectors import SECRET, Receiver, make_action
-
-    settings = secured.kafka()
+def decides_as_the_engine(settings: Settings, start_worker: Any) -> tuple[Any, int, int, Any]:
+    """Events in, a worker on `settings`, and exactly the engine's actions out; returns the
+    worker, the numbers of events and actions, and a producer."""
     ensure_topics(settings)
     events = clickstream_only(list(generate(40, seed=5)))
     expected = expected_actions(events)
@@ -170,6 +163,20 @@ def test_the_worker_lag_and_connectors_run_on_sasl_ssl_and_tls_redis(
     actions.wait_for(lambda r: len(r) >= total, what=f"{total} actions")
     got = sorted(r.value for r in actions.settle())
     assert got == sorted(v for vs in expected.values() for v in vs)
+    return worker, len(events), total, prod
+
+
+def test_the_worker_lag_and_connectors_run_on_sasl_ssl_and_tls_redis(
+    secured: Secured, start_worker: Any, tmp_path: Path
+) -> None:
+    """SCRAM-SHA-512 over TLS (as Amazon MSK) and Redis over TLS as an ACL user with only the
+    commands README lists: the worker decides exactly as the engine, `tact lag` reads its
+    group, and the onsite API and the webhook connector deliver from the secured `actions`
+    topic."""
+    from tests.integration.test_connectors import SECRET, Receiver, make_action
+
+    settings = secured.kafka()
+    worker, sent, total, prod = decides_as_the_engine(settings, start_worker)
     assert worker.wait_metrics()['tact_events_total{type="page_view"}'] > 0
 
     deadline = time.monotonic() + 60
@@ -225,7 +232,7 @@ def test_the_worker_lag_and_connectors_run_on_sasl_ssl_and_tls_redis(
     )
     assert stopped, worker.log()  # a clean stop says so, and what it did (the connectors'
     # receipts are events too)
-    assert int(stopped[1].replace(",", "")) >= len(events)
+    assert int(stopped[1].replace(",", "")) >= sent
     assert int(stopped[2].replace(",", "")) >= total
     for secret in (SASL_PASSWORD, REDIS_PASSWORD):
         assert secret not in worker.log() and secret not in said
@@ -247,6 +254,12 @@ def _offer(port: int, customer: str) -> dict[str, Any] | None:
     except OSError:
         return None
     return codec.loads(body) if body else None
+
+
+def test_the_worker_runs_over_mutual_tls(secured: Secured, start_worker: Any) -> None:
+    """Faust's consumer and producer with a client certificate (SSLCredentials)."""
+    worker, _, _, _ = decides_as_the_engine(secured.kafka("SSL"), start_worker)
+    assert worker.wait_metrics()['tact_events_total{type="page_view"}'] > 0
 
 
 def test_ingest_and_replay_from_topics_over_mutual_tls(secured: Secured, tmp_path: Path) -> None:
