@@ -41,7 +41,7 @@ def cmd_connector_run(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"--name {name!r}: use letters, digits, '.', '_' or '-'")
     channels = channels_of(args.channels.split(","))
     connector = Webhook(args.url, secret, channels, name=name)
-    run(settings, connector)
+    run(settings, connector, retry_for_s=args.retry_for * 3600)
     return 0
 
 
@@ -162,6 +162,14 @@ def add_commands(sub: Any) -> None:
     )
     connector_run.add_argument(
         "--channels", default="email,sms", help="channels to deliver, comma-separated (email,sms)"
+    )
+    connector_run.add_argument(
+        "--retry-for",
+        type=positive,
+        default=6.0,
+        metavar="HOURS",
+        help="webhook: a delivery that keeps failing (receiver down, 5xx, timeouts) waits in "
+        "Redis and is tried again for this long before it is a dead letter (default 6)",
     )
     connector_run.add_argument("--host", default="0.0.0.0", help="onsite: the API's address")
     connector_run.add_argument("--port", type=int, default=8088, help="onsite: the API's port")

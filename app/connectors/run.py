@@ -99,9 +99,14 @@ class Claim:
         threading.Thread(target=run, name="tact-connector-claim", daemon=True).start()
 
 
-def run(settings: Settings, connector: Connector, stop: threading.Event | None = None) -> None:
+def run(
+    settings: Settings,
+    connector: Connector,
+    stop: threading.Event | None = None,
+    retry_for_s: float = 6 * 3600.0,
+) -> None:
     """Consume `actions` in the connector's own group and deliver until `stop` (or SIGTERM /
-    SIGINT)."""
+    SIGINT); a delivery that keeps failing is tried again for `retry_for_s`."""
     stop = stop if stop is not None else threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -146,7 +151,9 @@ def run(settings: Settings, connector: Connector, stop: threading.Event | None =
             value=codec.dumps(event),
         )
 
-    runner = Runner(connector, store, dead_letter, prefix=f"tact:{settings.app_id}")
+    runner = Runner(
+        connector, store, dead_letter, prefix=f"tact:{settings.app_id}", retry_for_s=retry_for_s
+    )
     log.info("connector %s delivering %s", connector.name, ", ".join(sorted(connector.channels)))
     try:
         while not stop.is_set():

@@ -15,9 +15,12 @@ A connector is a `deliver(action)` for one or more channels. The runner does the
                   those channels due before `until` (whatever channel the later Action is for)
     deduplicate   an `action_id` delivered once is never delivered again (a Redis mark written
                   after each delivery); deliveries also carry the action_id as idempotency key
-    retry         transient failures, with exponential backoff; permanent ones, or transient
-                  ones that outlast the retries, go to the connector dead-letter topic with the
-                  reason in headers
+    retry         transient failures: a few quick tries, then the Action waits in Redis with the
+                  others (backoff doubling to 5 minutes) and while the receiver is down new
+                  Actions wait behind it instead of hammering it; only a failure that lasts
+                  longer than `retry_for_s` (6 hours by default), an Action that expires while
+                  it fails, or a permanent failure goes to the connector dead-letter topic, with
+                  the reason in headers (and a log line); SIGTERM never waits for an outage
     receipts      each delivery sends `message_feedback` (delivered) back to `clickstream`, so
                   the engine learns what reached whom: written to a Redis outbox before the
                   delivery's mark, and removed only once the broker has it (a repeat is
@@ -93,6 +96,7 @@ class RunnerStats:
     duplicates: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     waiting: int = 0
+    retrying: int = 0  # failures parked in Redis to be tried again
     cancelled: int = 0
     dead_letters: int = 0
     retries: int = 0
@@ -105,7 +109,8 @@ class RunnerStats:
         skipped = ", ".join(f"{n:,} {why}" for why, n in sorted(self.skipped.items()))
         return (
             f"{self.delivered:,} delivered, {self.duplicates:,} duplicates skipped, "
-            f"{self.waiting:,} waited for their time, {self.cancelled:,} cancelled, "
+            f"{self.waiting:,} waited for their time, {self.retrying:,} waited for the "
+            f"receiver, {self.cancelled:,} cancelled, "
             f"{self.dead_letters:,} dead letters, {self.retries:,} retries"
             + (f"; not delivered: {skipped}" if skipped else "")
         )
@@ -121,9 +126,11 @@ class Runner:
         store: Any,  # a redis.Redis (sets, sorted sets, hashes)
         dead_letter: Callable[[bytes | None, bytes, dict[str, str]], None],
         prefix: str,
-        max_attempts: int = 6,
+        max_attempts: int = 3,
         backoff_s: float = 0.2,
-        max_backoff_s: float = 10.0,
+        park_s: float = 5.0,
+        max_park_s: float = 300.0,
+        retry_for_s: float = 6 * 3600.0,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -131,9 +138,12 @@ class Runner:
         self.store = store
         self.dead_letter = dead_letter
         self.prefix = f"{prefix}:connector:{connector.name}"
-        self.max_attempts = max_attempts
+        self.max_attempts = max_attempts  # quick tries in a row (a blip)
         self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
+        self.park_s = park_s  # then waits in Redis, doubling up to max_park_s
+        self.max_park_s = max_park_s
+        self.retry_for_s = retry_for_s  # a failure that lasts longer is a dead letter
+        self.down_until = 0.0  # the receiver failed: new Actions wait until then
         self.clock = clock
         self.sleep = sleep
         self.stats = RunnerStats()
@@ -151,6 +161,10 @@ class Runner:
 
     def _pending(self, customer: str) -> str:
         return f"{self.prefix}:pending:{customer}"
+
+    @property
+    def _retries(self) -> str:
+        return f"{self.prefix}:retries"  # action_id -> its failures so far (JSON)
 
     @property
     def _outbox(self) -> str:
@@ -201,7 +215,7 @@ class Runner:
             self.store.zadd(self._due(partition), {f"{customer}\x1f{action_id}": due})
             self.stats.waiting += 1
             return
-        self._deliver(key, action, value)
+        self._deliver(key, action, value, partition)
 
     def deliver_due(self, partitions: Iterable[int] = (0,), limit: int = 500) -> int:
         """Deliver the waiting Actions of these partitions that are due and read up to;
@@ -221,14 +235,14 @@ class Runner:
                 member = raw.decode() if isinstance(raw, bytes) else str(raw)
                 customer, action_id = member.split("\x1f", 1)
                 value = self.store.hget(self._pending(customer), action_id)
+                self.store.hdel(self._pending(customer), action_id)
+                self.store.zrem(self._due(partition), member)
                 if value is not None:
                     action = codec.loads(value)
                     if epoch(action["expires_at"]) < now:
-                        self.stats.skip("expired")
+                        self._expired(customer.encode(), action_id, value)
                     else:
-                        self._deliver(customer.encode(), action, value)
-                self.store.hdel(self._pending(customer), action_id)
-                self.store.zrem(self._due(partition), member)
+                        self._deliver(customer.encode(), action, value, partition)
             taken += len(members)
         return taken
 
@@ -239,6 +253,7 @@ class Runner:
             if action["channel"] == channel and epoch(action["not_before"]) < until:
                 action_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
                 self.store.hdel(self._pending(customer), action_id)
+                self.store.hdel(self._retries, action_id)
                 for due in self._due_keys():
                     self.store.zrem(due, f"{customer}\x1f{action_id}")
                 self.stats.cancelled += 1
@@ -246,39 +261,105 @@ class Runner:
     def _due_keys(self) -> list[str]:
         return [self._due(p) for p in sorted({0, *self.read_to})]
 
-    def _deliver(self, key: bytes | None, action: dict[str, Any], value: bytes) -> None:
+    def _deliver(
+        self, key: bytes | None, action: dict[str, Any], value: bytes, partition: int
+    ) -> None:
         action_id = action["action_id"]
         if self.store.exists(self._mark(action_id)):
             self.stats.duplicates += 1
+            return
+        now = self.clock()
+        if now < self.down_until:  # the receiver failed moments ago: wait behind it
+            self._park(action, value, partition, self.down_until)
             return
         delay = self.backoff_s
         for attempt in range(1, self.max_attempts + 1):
             try:
                 self.connector.deliver(action)
             except DeliveryError as exc:
-                if not exc.transient or attempt == self.max_attempts:
-                    self.stats.dead_letters += 1
-                    self.dead_letter(
-                        key,
-                        value,
-                        {
-                            "reason": exc.reason[:500],
-                            "attempts": str(attempt),
-                            "connector": self.connector.name,
-                        },
-                    )
+                failed = self._failures(action_id)
+                attempts = int(failed.get("attempts", 0)) + attempt
+                if not exc.transient:
+                    self._dead(key, value, action_id, exc.reason, attempts)
                     return
                 self.stats.retries += 1
-                log.warning(
-                    "delivery of %s failed (%s); retrying in %.1fs", action_id, exc.reason, delay
-                )
-                self.sleep(delay)
-                delay = min(delay * 2, self.max_backoff_s)
-                continue
+                if attempt < self.max_attempts:
+                    self.sleep(delay)
+                    delay *= 2
+                    continue
+                self._retry_later(key, action, value, partition, exc.reason, attempts, failed)
+                return
             self.store.rpush(self._outbox, codec.dumps(self._receipt_of(action)))
             self.store.set(self._mark(action_id), b"1", ex=MARK_TTL_S)
+            self.store.hdel(self._retries, action_id)
+            self.down_until = 0.0
             self.stats.delivered += 1
             return
+
+    def _failures(self, action_id: str) -> dict[str, Any]:
+        raw = self.store.hget(self._retries, action_id)
+        return dict(codec.loads(raw)) if raw else {}
+
+    def _retry_later(
+        self,
+        key: bytes | None,
+        action: dict[str, Any],
+        value: bytes,
+        partition: int,
+        reason: str,
+        attempts: int,
+        failed: dict[str, Any],
+    ) -> None:
+        """Park a transient failure in Redis to be tried again, or dead-letter it once it
+        has failed for longer than `retry_for_s`."""
+        now = self.clock()
+        first = float(failed.get("first", now))
+        if now - first >= self.retry_for_s:
+            hours = (now - first) / 3600
+            self._dead(key, value, action["action_id"], f"{reason} (for {hours:.1f} h)", attempts)
+            return
+        rounds = int(failed.get("rounds", 0))
+        wait = min(self.park_s * 2**rounds, self.max_park_s)
+        record = {"attempts": attempts, "first": first, "rounds": rounds + 1, "reason": reason}
+        self.store.hset(self._retries, action["action_id"], codec.dumps(record))
+        self.down_until = now + wait
+        self._park(action, value, partition, now + wait)
+        self.stats.retrying += 1
+        log.warning(
+            "connector %s: delivery of %s failed %d times in %.0f s (%s); trying again in %.0f s",
+            self.connector.name,
+            action["action_id"],
+            attempts,
+            now - first,
+            reason,
+            wait,
+        )
+
+    def _park(self, action: dict[str, Any], value: bytes, partition: int, due: float) -> None:
+        customer, action_id = action["customer_id"], action["action_id"]
+        self.store.hset(self._pending(customer), action_id, value)
+        self.store.zadd(self._due(partition), {f"{customer}\x1f{action_id}": due})
+
+    def _expired(self, key: bytes | None, action_id: str, value: bytes) -> None:
+        """A waiting Action past `expires_at`: skipped, or a dead letter when it was waiting
+        because the receiver failed (it was due, and never reached anyone)."""
+        failed = self._failures(action_id)
+        if not failed:
+            self.stats.skip("expired")
+            return
+        reason = f"expired while the receiver failed: {failed.get('reason', '?')}"
+        self._dead(key, value, action_id, reason, int(failed.get("attempts", 0)))
+
+    def _dead(
+        self, key: bytes | None, value: bytes, action_id: str, reason: str, attempts: int
+    ) -> None:
+        self.store.hdel(self._retries, action_id)
+        self.stats.dead_letters += 1
+        self.dead_letter(
+            key,
+            value,
+            {"reason": reason[:500], "attempts": str(attempts), "connector": self.connector.name},
+        )
 
     def drain_receipts(
         self, send: Callable[[dict[str, Any]], None], confirm: Callable[[], None]

@@ -31,6 +31,8 @@ class Receiver:
         self.posts: list[tuple[str, dict[str, Any], bool]] = []
         self.lock = threading.Lock()
         self.flaky = set(flaky)
+        self.down = False  # answers 503 to everything while down
+        self.refused = 0
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,6 +46,11 @@ class Receiver:
                     self.headers["X-Tact-Signature"],
                 )
                 with receiver.lock:
+                    if receiver.down:
+                        receiver.refused += 1
+                        self.send_response(503)
+                        self.end_headers()
+                        return
                     if key in receiver.flaky:
                         receiver.flaky.discard(key)
                         self.send_response(503)
@@ -237,6 +244,52 @@ def test_webhook_delivers_every_action_exactly_once_across_a_kill(
     )
     kinds = {(codec.loads(r.value)["type"], codec.loads(r.value)["kind"]) for r in receipts}
     assert kinds == {("message_feedback", "delivered")}
+
+
+def test_a_receiver_outage_loses_nothing_across_a_stop_and_the_stop_is_prompt(
+    stack: Settings, tmp_path: Path
+) -> None:
+    """The receiver answers 503 for longer than the old retries lasted (about 6 s, after which
+    everything due became a dead letter for good); SIGTERM comes during the outage. Nothing is
+    a dead letter: the failures wait in Redis, a new instance delivers them once the receiver
+    is back, each once."""
+    now = datetime.now(UTC)
+    actions = [make_action(n, "email", now) for n in range(30)]
+    receiver = Receiver(set())
+    receiver.down = True
+    prod = producer(stack.kafka_bootstrap)
+    for a in actions:
+        prod.send(stack.topic_actions, key=a["customer_id"].encode(), value=codec.dumps(a))
+    prod.flush()
+    log = tmp_path / "connector.log"
+    first = connector(stack, receiver.url, log)
+    deadline = time.monotonic() + 60
+    while receiver.refused == 0:
+        assert time.monotonic() < deadline and first.poll() is None, log.read_text()
+        time.sleep(0.1)
+    time.sleep(12)
+    first.terminate()
+    stopping = time.monotonic()
+    first.wait(timeout=60)
+    assert time.monotonic() - stopping < 10, log.read_text()  # was 71 s
+    assert receiver.keys() == []
+    assert receiver.refused < 3 * 10  # one Action probes; the others wait behind it
+
+    receiver.down = False
+    second = connector(stack, receiver.url, log)
+    try:
+        deadline = time.monotonic() + 120
+        while len(set(receiver.keys())) < len(actions):
+            assert time.monotonic() < deadline and second.poll() is None, log.read_text()
+            time.sleep(0.2)
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+    assert sorted(receiver.keys()) == sorted(a["action_id"] for a in actions)  # each once
+    ours = {a["action_id"] for a in actions}
+    dead = TopicReader(stack.kafka_bootstrap, stack.topic_connector_dead_letters).settle(1.0)
+    assert [r for r in dead if codec.loads(r.value).get("action_id") in ours] == []
+    assert "trying again in" in log.read_text()  # the outage is in the log
 
 
 def test_paid_audience_keeps_who_is_suppressed_and_exports_it(

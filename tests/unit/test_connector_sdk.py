@@ -214,9 +214,69 @@ def test_transient_failures_are_retried_permanent_ones_are_dead_letters() -> Non
     assert broken.connector.delivered == [] and broken.dead == [
         {"reason": "HTTP 400", "attempts": "1", "connector": "test"}
     ]
-    down = Harness(Channel([DeliveryError("HTTP 502", True)] * 10))
-    down.send(n=3)
-    assert down.dead[0]["attempts"] == "6" and down.runner.stats.retries == 5
+
+
+class Down(Channel):
+    """A receiver that fails (transiently) until `up_at`, counting every try."""
+
+    def __init__(self, h: Harness, up_at: float) -> None:
+        super().__init__()
+        self.h, self.up_at, self.tries = h, up_at, 0
+
+    def deliver(self, action: dict[str, Any]) -> None:
+        self.tries += 1
+        if self.h.now < self.up_at:
+            raise DeliveryError("HTTP 502", True)
+        super().deliver(action)
+
+
+def outage(minutes: float, sent: int = 3, retry_for_s: float = 6 * 3600) -> tuple[Harness, Down]:
+    """`sent` due Actions while the receiver is down for `minutes`; the loop runs every
+    second of the next two hours."""
+    h = Harness()
+    down = Down(h, h.now + minutes * 60)
+    h.connector = h.runner.connector = down
+    h.runner.retry_for_s = retry_for_s
+    for n in range(sent):
+        h.send(n=n, lasts=3 * 3600)
+    for _ in range(2 * 3600):
+        h.now += 1
+        h.runner.deliver_due()
+    return h, down
+
+
+def test_an_outage_of_an_hour_loses_nothing_and_spares_the_receiver() -> None:
+    h, down = outage(minutes=60)
+    assert sorted(down.delivered) == [f"{n:032x}" for n in range(3)] and h.dead == []
+    # While it was down, one Action at a time probed it (3 quick tries, then a wait doubling
+    # from 5 s to 5 minutes: 18 probes in the hour); the others waited behind it.
+    assert down.tries <= 3 * 18 + 3
+    assert h.runner.stats.retrying >= 10
+
+
+def test_a_failure_that_outlasts_the_retry_time_is_a_dead_letter_with_its_story() -> None:
+    h, down = outage(minutes=24 * 60, sent=1, retry_for_s=1800)  # as --retry-for 0.5
+    assert down.delivered == [] and len(h.dead) == 1
+    assert h.dead[0]["reason"].startswith("HTTP 502 (for 0.5 h)")
+    assert int(h.dead[0]["attempts"]) > 3
+
+
+def test_an_action_that_expires_while_the_receiver_fails_is_a_dead_letter() -> None:
+    h = Harness()
+    down = Down(h, h.now + 3600)
+    h.connector = h.runner.connector = down
+    h.send(n=1, lasts=600)
+    for _ in range(900):
+        h.now += 1
+        h.runner.deliver_due()
+    assert h.dead == [
+        {
+            "reason": "expired while the receiver failed: HTTP 502",
+            "attempts": h.dead[0]["attempts"],
+            "connector": "test",
+        }
+    ]
+    assert h.runner.stats.skipped == {}  # not silently skipped as expired
 
 
 def test_a_record_that_is_not_an_action_is_a_dead_letter() -> None:
@@ -275,6 +335,7 @@ def test_a_runners_counts_read_as_a_sentence() -> None:
     stats.skip("expired")
     stats.skip("holdout")
     assert stats.line() == (
-        "1,200 delivered, 0 duplicates skipped, 0 waited for their time, 0 cancelled, "
+        "1,200 delivered, 0 duplicates skipped, 0 waited for their time, 0 waited for the "
+        "receiver, 0 cancelled, "
         "2 dead letters, 5 retries; not delivered: 1 expired, 2 holdout"
     )
