@@ -111,6 +111,20 @@ def _paid_audience(settings: Any) -> Any:
     return PaidAudience(clients.redis_client(settings), f"tact:{settings.app_id}")
 
 
+def cmd_connector_redrive(args: argparse.Namespace) -> int:
+    """Put a connector's dead letters back into its waiting set in Redis."""
+    from app.cli.report import parse_time
+    from app.connectors.redrive import redrive
+    from app.settings import load_settings
+
+    settings = load_settings()
+    since = parse_time(args.since)
+    since_ms = None if since is None else int(since * 1000)
+    done = redrive(settings, args.name, since_ms)
+    print(done.line(args.name))
+    return 0
+
+
 def cmd_connector_export(args: argparse.Namespace) -> int:
     from app.connectors.paid_audience import write_audience
     from app.settings import load_settings
@@ -174,6 +188,19 @@ def add_commands(sub: Any) -> None:
     connector_run.add_argument("--host", default="0.0.0.0", help="onsite: the API's address")
     connector_run.add_argument("--port", type=int, default=8088, help="onsite: the API's port")
     connector_run.set_defaults(func=cmd_connector_run)
+    redrive = connector_sub.add_parser(
+        "redrive",
+        help="send a connector's dead letters again (after the receiver is fixed)",
+        description="Read connector-dead-letters, take those of connector NAME (a webhook's "
+        "--name, default webhook; or onsite, paid-audience) and put each back into that "
+        "connector's waiting set in Redis, due now: the running connector delivers them "
+        "(an Action delivered since is not sent twice; an expired one is left out).",
+    )
+    redrive.add_argument("name", help="the connector's name, e.g. webhook")
+    redrive.add_argument(
+        "--since", help="only dead letters written at or after this time (ISO 8601 with a zone)"
+    )
+    redrive.set_defaults(func=cmd_connector_redrive)
     export = connector_sub.add_parser(
         "export",
         help="paid-audience: the customers suppressed from paid retargeting now, as CSV",

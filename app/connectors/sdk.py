@@ -340,6 +340,17 @@ class Runner:
         self.store.hset(self._pending(customer), action_id, value)
         self.store.zadd(self._due(partition), {f"{customer}\x1f{action_id}": due})
 
+    def redrive(self, value: bytes, partition: int) -> bool:
+        """A dead letter of this connector back into its waiting set, due now (the running
+        connector delivers it; one already delivered since is skipped by its mark). False when
+        it has expired: nobody can be offered it any more."""
+        action = codec.loads(value)
+        if epoch(action["expires_at"]) < self.clock():
+            return False
+        self.store.hdel(self._retries, action["action_id"])
+        self._park(action, value, partition, self.clock())
+        return True
+
     def _expired(self, key: bytes | None, action_id: str, value: bytes) -> None:
         """A waiting Action past `expires_at`: skipped, or a dead letter when it was waiting
         because the receiver failed (it was due, and never reached anyone)."""

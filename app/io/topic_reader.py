@@ -29,6 +29,7 @@ class TimedRecord:
     partition: int
     offset: int
     value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(slots=True)
@@ -131,7 +132,12 @@ def _partition(
                 state.outside += 1
             elif record.value is not None:
                 yield TimedRecord(
-                    record.timestamp, tp.topic, tp.partition, record.offset, record.value
+                    record.timestamp,
+                    tp.topic,
+                    tp.partition,
+                    record.offset,
+                    record.value,
+                    tuple(record.headers or ()),
                 )
         if progress is not None:
             progress(state)

@@ -32,6 +32,7 @@ class Receiver:
         self.lock = threading.Lock()
         self.flaky = set(flaky)
         self.down = False  # answers 503 to everything while down
+        self.broken: set[str] = set()  # answers 400 (a permanent failure) to these
         self.refused = 0
         receiver = self
 
@@ -46,6 +47,10 @@ class Receiver:
                     self.headers["X-Tact-Signature"],
                 )
                 with receiver.lock:
+                    if key in receiver.broken:
+                        self.send_response(400)
+                        self.end_headers()
+                        return
                     if receiver.down:
                         receiver.refused += 1
                         self.send_response(503)
@@ -290,6 +295,62 @@ def test_a_receiver_outage_loses_nothing_across_a_stop_and_the_stop_is_prompt(
     dead = TopicReader(stack.kafka_bootstrap, stack.topic_connector_dead_letters).settle(1.0)
     assert [r for r in dead if codec.loads(r.value).get("action_id") in ours] == []
     assert "trying again in" in log.read_text()  # the outage is in the log
+
+
+def test_dead_letters_are_delivered_again_by_redrive(stack: Settings, tmp_path: Path) -> None:
+    """A receiver refuses some Actions (400: a bug on its side), they become dead letters; once
+    it is fixed, `tact connector redrive` puts them back and the running connector delivers
+    them, each once, the expired one left out."""
+    now = datetime.now(UTC)
+    actions = [make_action(n, "email", now) for n in range(20)]
+    short = make_action(20, "email", now, expires_at=(now + timedelta(seconds=8)).isoformat())
+    receiver = Receiver(set())
+    receiver.broken = {a["action_id"] for a in actions[:5]} | {short["action_id"]}
+    prod = producer(stack.kafka_bootstrap)
+    for a in [*actions, short]:
+        prod.send(stack.topic_actions, key=a["customer_id"].encode(), value=codec.dumps(a))
+    prod.flush()
+    tag = uuid.uuid4().hex[:6]  # this test's own connector name: only its dead letters
+    log = tmp_path / "connector.log"
+    env = {**settings_env(stack), "TACT_WEBHOOK_SECRET": SECRET}
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [str(TACT), "connector", "run", "webhook", "--url", receiver.url, "--name", tag],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while len(set(receiver.keys())) < 15:
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+            time.sleep(0.2)
+        dead = TopicReader(stack.kafka_bootstrap, stack.topic_connector_dead_letters)
+        dead.wait_for(
+            lambda r: (
+                sum(dict(x.headers).get("tact.dlq.connector") == tag.encode() for x in r) >= 6
+            ),
+            what="six dead letters",
+        )
+        assert "is a dead letter" in log.read_text()
+        receiver.broken = set()
+        time.sleep(max((now + timedelta(seconds=9) - datetime.now(UTC)).total_seconds(), 0))
+        done = subprocess.run(
+            [str(TACT), "connector", "redrive", tag],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert f"5 dead letters of connector {tag} are waiting to be delivered again" in (
+            done.stdout
+        )
+        assert "1 expired already (left out)" in done.stdout
+        deadline = time.monotonic() + 60
+        while len(set(receiver.keys())) < 20:
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+            time.sleep(0.2)
+        time.sleep(2.0)  # anything extra would have arrived by now
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert sorted(receiver.keys()) == sorted(a["action_id"] for a in actions)  # each once
 
 
 def test_paid_audience_keeps_who_is_suppressed_and_exports_it(
