@@ -131,10 +131,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    worker = sub.add_parser("worker", help="run the Faust worker (settings from TACT_* env)")
+    worker = sub.add_parser(
+        "worker",
+        help="run the Faust worker (settings from TACT_* env)",
+        description="Consume clickstream and orders, decide, and send Actions and Outcomes; "
+        "customer state, offsets and models are checkpointed to Redis. Checks Redis and creates "
+        "missing topics first; runs until SIGTERM or Ctrl-C. Every setting is a TACT_* "
+        "variable (README: Configuration).",
+    )
     worker.set_defaults(func=cmd_worker)
 
-    schemas = sub.add_parser("schemas", help="JSON Schema files of the event contract")
+    schemas = sub.add_parser(
+        "schemas",
+        help="JSON Schema files of the event contract",
+        description="The JSON Schema files of events, Actions and Outcomes, written from the "
+        "pydantic models (README: Events, Actions, Outcomes).",
+    )
     schemas_sub = schemas.add_subparsers(dest="schemas_command", required=True, metavar="ACTION")
     export = schemas_sub.add_parser("export", help="write schemas/json/*.json")
     export.add_argument("--out", help="directory (default: the package's schemas/json)")
@@ -184,7 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.set_defaults(func=cmd_replay)
 
-    policy = sub.add_parser("policy", help="check a policy file, or explain its decisions")
+    policy = sub.add_parser(
+        "policy",
+        help="check a policy file, or explain its decisions",
+        description="Validate a policy YAML file (each error names its field), or explain, "
+        "moment by moment, why a customer got what they got (README: Writing a policy).",
+    )
     policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
     validate = policy_sub.add_parser("validate", help="check a policy YAML file")
     validate.add_argument("file")
@@ -204,7 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--top", type=int, default=8, help="candidates shown per moment")
     explain.set_defaults(func=cmd_policy_explain)
 
-    sample = sub.add_parser("sample", help="write a generated event stream and the demo catalog")
+    sample = sub.add_parser(
+        "sample",
+        help="write a generated event stream and the demo catalog",
+        description="Generate a stream of events of simulated shoppers (views, carts, orders, "
+        "returns, consent) on the demo catalog: input for `tact replay` or `tact produce`.",
+    )
     sample.add_argument("--customers", type=at_least(1), default=1000, help="(default 1000)")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--events", required=True, help="where to write the events (JSONL)")
@@ -214,7 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_commands(sub)
     operations.add_commands(sub)
 
-    datasets = sub.add_parser("datasets", help="public datasets as tact events")
+    datasets = sub.add_parser(
+        "datasets",
+        help="public datasets as tact events",
+        description="Convert a public dataset to a file of tact events and a catalog, for "
+        "`tact replay` (`tact ingest` produces the same events into Kafka).",
+    )
     datasets_sub = datasets.add_subparsers(dest="dataset", required=True, metavar="DATASET")
     uci = datasets_sub.add_parser(
         "uci",
@@ -242,7 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
         dataset.set_defaults(func=cmd_datasets)
 
     demo = sub.add_parser(
-        "demo", help="start a worker, play a sample stream into Kafka, show the actions live"
+        "demo",
+        help="start a worker, play a sample stream into Kafka, show the actions live",
+        description="Start `tact worker`, produce a generated stream (and a few bad records) "
+        "into the input topics at --rate, and show each Action as it arrives, then a summary. "
+        "Needs Kafka and Redis (`make demo` starts them).",
     )
     demo.add_argument("--customers", type=at_least(1), default=150, help="customers in the stream")
     demo.add_argument("--rate", type=positive, default=300.0, help="events per second to play")
@@ -255,7 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
 
-    topics = sub.add_parser("topics", help="Kafka topics tact uses")
+    topics = sub.add_parser(
+        "topics",
+        help="Kafka topics tact uses",
+        description="Create the topics tact uses that are missing (names, partitions, "
+        "replication and min.insync.replicas from TACT_* settings), and check that the input "
+        "topics are co-partitioned.",
+    )
     topics_sub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
     create = topics_sub.add_parser("create", help="create missing topics")
     create.set_defaults(func=cmd_topics_create)

@@ -101,7 +101,8 @@ def add_commands(sub: Any) -> None:
     evaluate = sub.add_parser(
         "evaluate",
         help="off-policy evaluation: what a candidate policy would have earned on the log",
-        description="Estimate what CANDIDATE would have earned on the logged decisions, with "
+        description="Estimate what the candidate policy (--policy) would have earned on the "
+        "logged decisions, with "
         "IPS, self-normalised IPS and doubly robust estimators, their 95% intervals (bootstrap "
         "over customers), the difference from the logged policy, and the effective sample size. "
         "The candidate replays the events and follows the logged decisions, giving at each the "

@@ -154,7 +154,13 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any) -> None:
     """Register the operations commands on the `tact` subparsers."""
-    connector = sub.add_parser("connector", help="deliver Actions to a channel")
+    connector = sub.add_parser(
+        "connector",
+        help="deliver Actions to a channel",
+        description="Run a connector (webhook, onsite API, paid-audience), send a connector's "
+        "dead letters again, or export the paid-retargeting suppression list (README: "
+        "Connectors).",
+    )
     connector_sub = connector.add_subparsers(
         dest="connector_command", required=True, metavar="ACTION"
     )

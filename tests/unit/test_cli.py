@@ -265,3 +265,22 @@ def test_file_errors_are_reported_not_raised(
         == 2
     )
     assert "missing-dir" in capsys.readouterr().err
+
+
+def test_every_command_says_what_it_does_in_its_help() -> None:
+    import argparse
+
+    from app.cli import build_parser
+
+    def commands(parser: argparse.ArgumentParser, path: str) -> list[tuple[str, object]]:
+        found = [(path, parser)]
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    found += commands(sub, f"{path} {name}")
+        return found
+
+    every = commands(build_parser(), "tact")
+    assert len(every) >= 25
+    top = [(path, p) for path, p in every if path.count(" ") == 1]
+    assert [path for path, p in top if not getattr(p, "description", None)] == []

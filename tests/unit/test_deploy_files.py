@@ -79,3 +79,15 @@ def test_prometheus_scrapes_the_metrics_port() -> None:
     assert job["metrics_path"] == "/metrics"
     port = Settings.model_fields["metrics_port"].default
     assert any(t.endswith(f":{port}") for t in job["static_configs"][0]["targets"])
+
+
+def test_the_readme_contents_list_every_section_and_every_link_lands() -> None:
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    heads = re.findall(r"^## (.+)$", text, flags=re.M)
+    anchors = {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in heads}
+    contents = re.findall(r"^- \[(.+?)\]\(#(.+?)\)$", text, flags=re.M)
+    assert [title for title, _ in contents] == heads
+    links = set(re.findall(r"\]\(#([\w-]+)\)", text))
+    assert links - anchors == set()
