@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -66,6 +67,30 @@ class Repeats(logging.Filter):
         return True
 
 
+class StartUp(logging.Filter):
+    """aiokafka logs an ERROR `Group Coordinator Request failed: GroupCoordinatorNotAvailable`
+    on every start (the broker elects a coordinator for a new group) and retries: nothing is
+    wrong. Dropped in the first `grace_s` of the process; after that it is a WARNING (a
+    coordinator missing for long is worth a look)."""
+
+    def __init__(self, grace_s: float = 60.0) -> None:
+        super().__init__()
+        self.until = time.time() + grace_s
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != "aiokafka.consumer.group_coordinator" or not str(record.msg).startswith(
+            "Group Coordinator Request failed"
+        ):
+            return True
+        error = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        if not getattr(error, "retriable", False):
+            return True
+        if record.created < self.until:
+            return False
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def logging_config(level: str, fmt: str) -> dict[str, Any]:
     """A dictConfig for the root logger; fmt is json, text or auto (text on a terminal)."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
@@ -78,13 +103,13 @@ def logging_config(level: str, fmt: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"main": formatter},
-        "filters": {"repeats": {"()": Repeats}},
+        "filters": {"repeats": {"()": Repeats}, "start_up": {"()": StartUp}},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
                 "formatter": "main",
                 "stream": sys.stderr,
-                "filters": ["repeats"],
+                "filters": ["start_up", "repeats"],
             }
         },
         "root": {"handlers": ["stderr"], "level": level.upper()},

@@ -33,3 +33,19 @@ def test_tacts_own_lines_are_never_held_back() -> None:
     assert all(
         f.filter(record("agents.worker", "dead letter: %s", 0.001 * i, "x")) for i in range(50)
     )
+
+
+def test_the_coordinator_election_at_start_is_no_error() -> None:
+    from aiokafka.errors import GroupAuthorizationFailedError, GroupCoordinatorNotAvailableError
+
+    from app.logs import StartUp
+
+    f = StartUp(grace_s=60.0)
+    name, msg = "aiokafka.consumer.group_coordinator", "Group Coordinator Request failed: %s"
+    now = f.until - 60.0
+    assert not f.filter(record(name, msg, now + 1, GroupCoordinatorNotAvailableError()))
+    late = record(name, msg, now + 120, GroupCoordinatorNotAvailableError())
+    assert f.filter(late) and late.levelname == "WARNING"  # still missing a minute later
+    fatal = record(name, msg, now + 1, GroupAuthorizationFailedError())  # not retried
+    assert f.filter(fatal) and fatal.levelname == "ERROR"
+    assert f.filter(record("aiokafka.conn", "Unable connect to node", now + 1))
