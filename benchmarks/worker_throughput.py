@@ -1,8 +1,11 @@
-"""Throughput of `tact worker` through the real broker and Redis.
+"""Throughput of `tact worker` through the real broker and Redis, beside the raw floor.
 
-Produces a generated stream into fresh topics, starts one worker process, and times how long it
-takes until its Redis checkpoint covers every input record. Reports events/s (from the first
-checkpoint to the last, so start-up is reported apart), the worker's peak RSS, and actions out.
+Produces a generated stream into fresh topics. Then, back to back on the same broker and
+stream: the raw floor, an aiokafka passthrough (consume both inputs in a group of its own,
+orjson.loads each record, send one record out per input with acks=all, commit per batch), and
+one `tact worker` process, timed until its Redis checkpoint covers every input record. Reports
+both in events/s (each from its first batch to its last, so start-up is reported apart), the
+worker's share of the floor, its peak RSS, and actions out.
 
     python -m benchmarks.worker_throughput --customers 8000
 """
@@ -10,6 +13,7 @@ checkpoint to the last, so start-up is reported apart), the worker's peak RSS, a
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import subprocess
 import sys
@@ -17,7 +21,9 @@ import time
 import uuid
 from pathlib import Path
 
+import orjson
 import redis
+from kafka.admin import NewTopic
 
 from app import codec
 from app.io import clients
@@ -40,6 +46,46 @@ def _peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def raw_floor(settings: Settings, topics: list[str], out: str, events: int) -> float:
+    """Events/s of an aiokafka passthrough of `topics` into `out` (from its first batch)."""
+
+    async def passthrough() -> float:
+        consumer = clients.aiokafka_consumer(
+            settings,
+            *topics,
+            group_id=f"{settings.app_id}-raw",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=500,
+        )
+        producer = clients.aiokafka_producer(settings, linger_ms=5)
+        await consumer.start()
+        await producer.start()
+        try:
+            seen, first = 0, None
+            while seen < events:
+                batch = await consumer.getmany(timeout_ms=500, max_records=500)
+                sent = []
+                for records in batch.values():
+                    for record in records:
+                        event = orjson.loads(record.value)
+                        body = orjson.dumps({"event_id": event.get("event_id")})
+                        sent.append(await producer.send(out, key=record.key, value=body))
+                if sent:
+                    await asyncio.gather(*sent)
+                    await consumer.commit()
+                    seen += len(sent)
+                    if first is None:
+                        first = (time.perf_counter(), seen)
+            assert first is not None
+            return (events - first[1]) / (time.perf_counter() - first[0])
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+    return asyncio.run(passthrough())
+
+
 def run(customers: int, partitions: int, batch_max: int) -> dict[str, float]:
     tag = uuid.uuid4().hex[:8]
     settings = Settings().model_copy(
@@ -49,12 +95,18 @@ def run(customers: int, partitions: int, batch_max: int) -> dict[str, float]:
             "topic_orders": f"bench-orders-{tag}",
             "topic_actions": f"bench-actions-{tag}",
             "topic_dead_letters": f"bench-dead-letters-{tag}",
+            "topic_outcomes": f"bench-outcomes-{tag}",
+            "topic_connector_dead_letters": f"bench-connector-dead-letters-{tag}",
             "topic_partitions": partitions,
             "batch_max": batch_max,
             "metrics_port": 0,
         }
     )
     ensure_topics(settings)
+    raw_out = f"bench-raw-{tag}"
+    admin = clients.admin(settings)
+    admin.create_topics([NewTopic(raw_out, partitions, settings.topic_replication)])
+    admin.close()
     topics = {"clickstream": settings.topic_clickstream, "orders": settings.topic_orders}
 
     started = time.perf_counter()
@@ -77,6 +129,8 @@ def run(customers: int, partitions: int, batch_max: int) -> dict[str, float]:
         f"({events / produce_s:,.0f}/s with kafka-python)",
         flush=True,
     )
+    floor = raw_floor(settings, list(topics.values()), raw_out, events)
+    print(f"raw aiokafka passthrough: {floor:,.0f} events/s", flush=True)
 
     env = {
         **os.environ,
@@ -88,6 +142,8 @@ def run(customers: int, partitions: int, batch_max: int) -> dict[str, float]:
                 "topic_orders": settings.topic_orders,
                 "topic_actions": settings.topic_actions,
                 "topic_dead_letters": settings.topic_dead_letters,
+                "topic_outcomes": settings.topic_outcomes,
+                "topic_connector_dead_letters": settings.topic_connector_dead_letters,
                 "batch_max": batch_max,
                 "metrics_port": 0,
                 "log_format": "json",
@@ -126,13 +182,15 @@ def run(customers: int, partitions: int, batch_max: int) -> dict[str, float]:
         "events": events,
         "customers": customers,
         "startup_s": first[0] - t0,
+        "raw_events_per_s": floor,
         "events_per_s": steady,
         "total_s": t_end - t0,
         "peak_rss_mib": rss,
     }
     print(
         f"worker: first checkpoint {result['startup_s']:.1f} s after start; "
-        f"{steady:,.0f} events/s after that; all {events} in {result['total_s']:.1f} s; "
+        f"{steady:,.0f} events/s after that ({steady / floor:.0%} of the raw floor); all "
+        f"{events} in {result['total_s']:.1f} s; "
         f"peak RSS {rss:.0f} MiB (batch_max {batch_max}, {partitions} partitions)"
     )
     return result

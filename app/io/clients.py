@@ -256,6 +256,21 @@ def _probe(settings: Settings, timeout_s: float = 5.0) -> str:
     return ""
 
 
+def aiokafka_producer(settings: Settings, **options: Any) -> Any:
+    """An aiokafka producer (the benchmarks' raw floor), acks=all and idempotent."""
+    from aiokafka import AIOKafkaProducer
+
+    brokers = {"bootstrap_servers": bootstrap(settings)}
+    return AIOKafkaProducer(**(brokers | kafka_auth(settings) | _durable(options)))
+
+
+def aiokafka_consumer(settings: Settings, *topics: str, **options: Any) -> Any:
+    from aiokafka import AIOKafkaConsumer
+
+    brokers = {"bootstrap_servers": bootstrap(settings)}
+    return AIOKafkaConsumer(*topics, **(brokers | kafka_auth(settings) | options))
+
+
 def faust_app(settings: Settings, **options: Any) -> faust.App:
     """The worker's Faust app on the configured brokers and credentials. Faust makes the
     protocol SASL_SSL only when SASLCredentials carries an ssl_context, so it always does with
