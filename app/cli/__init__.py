@@ -110,6 +110,12 @@ def cmd_policy_validate(args: argparse.Namespace) -> int:
     return run_validate(args.file)
 
 
+def cmd_policy_matrix(args: argparse.Namespace) -> int:
+    from app.cli.policy import run_matrix
+
+    return run_matrix(args.policy, args.html)
+
+
 def cmd_policy_explain(args: argparse.Namespace) -> int:
     from app.cli.policy import run_explain
 
@@ -220,6 +226,19 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--seed", type=int, default=0)
     explain.add_argument("--top", type=int, default=8, help="candidates shown per moment")
     explain.set_defaults(func=cmd_policy_explain)
+    matrix = policy_sub.add_parser(
+        "matrix",
+        help="who may get what offer, where and how hard, and what is kept quiet",
+        description="The cross-sell policy matrix: every segment (new or returning, return "
+        "risk, value, ready, discount-trained, the offer's margin) run through the policy's "
+        "rules at every moment; segments treated alike are one row, with the plays and "
+        "intensities allowed, the channels open and closed (and the rule that closed them), "
+        "frames and offers denied or preferred; then what holds for everyone (holdout, "
+        "consent, quiet hours, caps, suppressions).",
+    )
+    matrix.add_argument("--policy", help="policy YAML file (default: the built-in policy)")
+    matrix.add_argument("--html", help="also write the matrix as an HTML page to this file")
+    matrix.set_defaults(func=cmd_policy_matrix)
 
     sample = sub.add_parser(
         "sample",

@@ -23,6 +23,17 @@ def run_validate(path: str) -> int:
     return 0
 
 
+def run_matrix(policy_path: str | None, html_path: str | None) -> int:
+    from app.policy_matrix import html, text
+
+    policy = load_policy(policy_path)
+    print(text(policy))
+    if html_path:
+        Path(html_path).write_text(html(policy), encoding="utf-8")
+        print(f"\nwritten: {html_path}", file=sys.stderr)
+    return 0
+
+
 def run_explain(
     customer_id: str, events: str, catalog: str, policy: str | None, seed: int, top: int
 ) -> int:
