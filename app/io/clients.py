@@ -150,16 +150,20 @@ class _Refusals(logging.Handler):
 
 
 def _connected(settings: Settings, build: Callable[[], T]) -> T:
-    """`build()`, or DependencyUnavailable saying why it could not connect."""
+    """`build()`, or DependencyUnavailable saying why it could not connect. What kafka-python
+    logs while it bootstraps (a warning per failed try) is kept for that message, not shown:
+    the one line that says why replaces a screenful of retries."""
     refusals = _Refusals()
     kafka_log = logging.getLogger("kafka")
     kafka_log.addHandler(refusals)
+    propagate, kafka_log.propagate = kafka_log.propagate, False
     try:
         return build()
     except KafkaError as exc:
         seen = [exc, *refusals.errors]
         raise DependencyUnavailable(kafka_unreachable(settings, *seen)) from exc
     finally:
+        kafka_log.propagate = propagate
         kafka_log.removeHandler(refusals)
 
 

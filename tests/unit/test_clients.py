@@ -5,6 +5,7 @@ tests/integration/test_secured.py against a real SASL_SSL / mTLS broker and a TL
 from __future__ import annotations
 
 import ast
+import logging
 import ssl
 import subprocess
 from pathlib import Path
@@ -192,3 +193,16 @@ def test_topics_are_not_made_with_more_replicas_than_brokers_and_one_replica_is_
     assert Settings(topic_replication=3).min_insync_replicas == 2
     assert Settings(topic_replication=2).min_insync_replicas == 1
     assert Settings(topic_replication=5, topic_min_insync_replicas=3).min_insync_replicas == 3
+
+
+def test_a_client_that_cannot_connect_says_why_in_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """kafka-python's warning per failed try is kept for the message, not shown."""
+    from app.errors import DependencyUnavailable
+
+    caplog.set_level("INFO")
+    with pytest.raises(DependencyUnavailable, match=r"no Kafka broker answers at 127\.0\.0\.1:1"):
+        clients.admin(Settings(kafka_bootstrap="127.0.0.1:1"), bootstrap_timeout_ms=2500)
+    assert [r for r in caplog.records if r.name.startswith("kafka")] == []
+    assert logging.getLogger("kafka").propagate  # restored
