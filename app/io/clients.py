@@ -4,7 +4,8 @@ Kafka: TACT_KAFKA_SECURITY_PROTOCOL, TACT_KAFKA_SASL_* and TACT_KAFKA_SSL_* beco
 of kafka-python, aiokafka and Faust in this module and nowhere else (a unit test fails if a
 client is constructed in another module), so every command and connector connects the same way.
 The clients take one `ssl.SSLContext` built from the same files, so what one trusts the
-others trust. Producers wait for every in-sync replica (`acks=all`) and are idempotent.
+others trust. Producers wait for every in-sync replica (`acks=all`); kafka-python's and
+aiokafka's are idempotent too (Faust's is only in its exactly-once mode, which tact does not use).
 
 Redis: TACT_REDIS_URL (`rediss://` for TLS, `user:password@` for an ACL user) with
 TACT_REDIS_SSL_*. `check_redis` says which of TLS, authentication or permission failed.
