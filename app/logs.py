@@ -120,6 +120,9 @@ def logging_config(level: str, fmt: str) -> dict[str, Any]:
             # kafka-python cannot decode Faust's group member metadata and said so in a 2 KB
             # warning on every lag reading (every 15-30 s, forever); nothing is wrong.
             "kafka.admin._groups": {"level": "ERROR"},
+            # kafka-python 3 warns whenever one of its tasks held the event loop over 0.1 s
+            # (at start, or on a busy machine): a note for its developers, not for ops.
+            "kafka.net.selector": {"level": "ERROR"},
             "faust": {"level": "WARNING" if level.lower() == "info" else level.upper()},
             "mode": {"level": "WARNING" if level.lower() == "info" else level.upper()},
         },

@@ -35,9 +35,7 @@ def build_engine(settings: Settings) -> DecisionEngine:
         catalog = demo_catalog()
     else:
         catalog = Catalog.from_jsonl(settings.catalog)
-    engine = DecisionEngine(catalog, load_policy(settings.policy), settings.seed)
-    log.info("engine ready: %d products, policy %s", len(catalog), engine.policy.version)
-    return engine
+    return DecisionEngine(catalog, load_policy(settings.policy), settings.seed)
 
 
 def run_worker(settings: Settings) -> None:
@@ -56,8 +54,23 @@ def run_worker(settings: Settings) -> None:
         prefix=f"tact:{settings.app_id}",
         ttl_seconds=settings.state_ttl_days * 86400,
     )
+    engine = build_engine(settings)
+    log.info(
+        "tact %s worker: group %s, inputs %s (%d partitions each), policy %s, catalog %s "
+        "(%d products); Kafka %s (%s), Redis %s",
+        version("tact"),
+        settings.app_id,
+        " + ".join(partitions),
+        next(iter(partitions.values())),
+        engine.policy.version,
+        settings.catalog or "the demo catalog",
+        len(engine.catalog),
+        settings.kafka_bootstrap,
+        settings.kafka_security_protocol,
+        settings.redis_shown,
+    )
     pipeline = BatchPipeline(
-        build_engine(settings),
+        engine,
         settings.input_topics,
         settings.max_event_bytes,
         settings.max_future_skew_s,
@@ -65,7 +78,6 @@ def run_worker(settings: Settings) -> None:
     )
     attach(app, DecisionWorker(settings, store, pipeline, producer_sender(app)))
     if settings.metrics_port:
-        engine = pipeline.engine
         catalog = f"{settings.catalog or 'the demo catalog'} ({len(engine.catalog):,} products)"
         tact = version("tact")
 

@@ -234,6 +234,8 @@ def test_the_worker_lag_and_connectors_run_on_sasl_ssl_and_tls_redis(
     # receipts are events too)
     assert int(stopped[1].replace(",", "")) >= sent
     assert int(stopped[2].replace(",", "")) >= total
+    started = r"worker: group \S+, inputs .* \(1 partitions each\), policy .*; Kafka 127\.0\.0\.1"
+    assert re.search(started + r":\d+ \(SASL_SSL\), Redis rediss://shop:\*\*\*@", worker.log())
     for secret in (SASL_PASSWORD, REDIS_PASSWORD):
         assert secret not in worker.log() and secret not in said
 
