@@ -59,6 +59,7 @@ def stack(base_settings: Settings) -> Settings:
             "topic_actions": f"actions-{tag}",
             "topic_outcomes": f"outcomes-{tag}",
             "topic_dead_letters": f"dead-letters-{tag}",
+            "topic_connector_dead_letters": f"connector-dead-letters-{tag}",
             "topic_partitions": 3,
             "session_timeout_s": 6.0,
             "metrics_port": free_port(),
