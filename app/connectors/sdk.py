@@ -235,14 +235,16 @@ class Runner:
                 member = raw.decode() if isinstance(raw, bytes) else str(raw)
                 customer, action_id = member.split("\x1f", 1)
                 value = self.store.hget(self._pending(customer), action_id)
-                self.store.hdel(self._pending(customer), action_id)
-                self.store.zrem(self._due(partition), member)
+                waiting = False
                 if value is not None:
                     action = codec.loads(value)
                     if epoch(action["expires_at"]) < now:
                         self._expired(customer.encode(), action_id, value)
                     else:
-                        self._deliver(customer.encode(), action, value, partition)
+                        waiting = self._deliver(customer.encode(), action, value, partition)
+                if not waiting:  # only once it is settled: a kill before this delivers it again
+                    self.store.hdel(self._pending(customer), action_id)
+                    self.store.zrem(self._due(partition), member)
             taken += len(members)
         return taken
 
@@ -263,15 +265,16 @@ class Runner:
 
     def _deliver(
         self, key: bytes | None, action: dict[str, Any], value: bytes, partition: int
-    ) -> None:
+    ) -> bool:
+        """Deliver, dead-letter, or park it to be tried again; True when it is waiting."""
         action_id = action["action_id"]
         if self.store.exists(self._mark(action_id)):
             self.stats.duplicates += 1
-            return
+            return False
         now = self.clock()
         if now < self.down_until:  # the receiver failed moments ago: wait behind it
             self._park(action, value, partition, self.down_until)
-            return
+            return True
         delay = self.backoff_s
         for attempt in range(1, self.max_attempts + 1):
             try:
@@ -281,20 +284,22 @@ class Runner:
                 attempts = int(failed.get("attempts", 0)) + attempt
                 if not exc.transient:
                     self._dead(key, value, action_id, exc.reason, attempts)
-                    return
+                    return False
                 self.stats.retries += 1
                 if attempt < self.max_attempts:
                     self.sleep(delay)
                     delay *= 2
                     continue
-                self._retry_later(key, action, value, partition, exc.reason, attempts, failed)
-                return
+                return self._retry_later(
+                    key, action, value, partition, exc.reason, attempts, failed
+                )
             self.store.rpush(self._outbox, codec.dumps(self._receipt_of(action)))
             self.store.set(self._mark(action_id), b"1", ex=MARK_TTL_S)
             self.store.hdel(self._retries, action_id)
             self.down_until = 0.0
             self.stats.delivered += 1
-            return
+            return False
+        return False  # not reached: the last attempt returns or waits
 
     def _failures(self, action_id: str) -> dict[str, Any]:
         raw = self.store.hget(self._retries, action_id)
@@ -309,15 +314,15 @@ class Runner:
         reason: str,
         attempts: int,
         failed: dict[str, Any],
-    ) -> None:
-        """Park a transient failure in Redis to be tried again, or dead-letter it once it
-        has failed for longer than `retry_for_s`."""
+    ) -> bool:
+        """Park a transient failure in Redis to be tried again (True), or dead-letter it once
+        it has failed for longer than `retry_for_s`."""
         now = self.clock()
         first = float(failed.get("first", now))
         if now - first >= self.retry_for_s:
             hours = (now - first) / 3600
             self._dead(key, value, action["action_id"], f"{reason} (for {hours:.1f} h)", attempts)
-            return
+            return False
         rounds = int(failed.get("rounds", 0))
         wait = min(self.park_s * 2**rounds, self.max_park_s)
         record = {"attempts": attempts, "first": first, "rounds": rounds + 1, "reason": reason}
@@ -334,6 +339,7 @@ class Runner:
             reason,
             wait,
         )
+        return True
 
     def _park(self, action: dict[str, Any], value: bytes, partition: int, due: float) -> None:
         customer, action_id = action["customer_id"], action["action_id"]

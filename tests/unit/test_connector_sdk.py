@@ -339,3 +339,19 @@ def test_a_runners_counts_read_as_a_sentence() -> None:
         "receiver, 0 cancelled, "
         "2 dead letters, 5 retries; not delivered: 1 expired, 2 holdout"
     )
+
+
+def test_a_kill_during_a_due_delivery_leaves_the_action_waiting() -> None:
+    class Killed(Channel):
+        def deliver(self, action: dict[str, Any]) -> None:
+            raise KeyboardInterrupt  # the process dies mid-request
+
+    h = Harness()
+    h.send(n=1, due_in=60)
+    h.runner.connector = Killed()
+    h.now += 120
+    with pytest.raises(KeyboardInterrupt):
+        h.runner.deliver_due()
+    h.runner.connector = h.connector  # the next instance
+    h.runner.deliver_due()
+    assert h.connector.delivered == [f"{1:032x}"]
