@@ -6,6 +6,7 @@ import hashlib
 import logging
 import signal
 import threading
+import time
 from typing import Any
 
 import redis
@@ -18,6 +19,7 @@ from app.io.kafka_admin import ensure_topics
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
+STATS_EVERY_S = 300.0  # how often a running connector logs its counts
 
 
 CLAIM_S = 30.0  # a connector's name stays claimed this long after its last instance stops
@@ -155,8 +157,12 @@ def run(
         connector, store, dead_letter, prefix=f"tact:{settings.app_id}", retry_for_s=retry_for_s
     )
     log.info("connector %s delivering %s", connector.name, ", ".join(sorted(connector.channels)))
+    said = time.monotonic()
     try:
         while not stop.is_set():
+            if time.monotonic() - said >= STATS_EVERY_S:  # what it did so far, in words
+                log.info("connector %s so far: %s", connector.name, runner.stats.line())
+                said = time.monotonic()
             batch = consumer.poll(timeout_ms=500)
             for tp, records in batch.items():
                 for record in records:

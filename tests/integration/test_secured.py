@@ -370,3 +370,17 @@ def test_the_wrong_protocol_for_a_listener_says_so(secured: Secured, protocol: s
     assert f"but not as a Kafka {protocol} listener" in said
     assert "TACT_KAFKA_SECURITY_PROTOCOL" in said
     assert ("TLS handshake works" in said) == (protocol == "SSL")
+
+
+def test_a_read_only_redis_user_is_told_before_the_export_starts(
+    secured: Secured, tmp_path: Path
+) -> None:
+    """`tact connector export` also prunes what has expired, so it writes: a read-only ACL
+    user gets the message, not a traceback half-way."""
+    settings = secured.kafka(
+        redis_url=f"rediss://reader:reader-secret@127.0.0.1:{secured.redis_port}/0"
+    )
+    out = tmp_path / "audience.csv"
+    said = refused(settings, "connector", "export", "paid-audience", "--out", str(out))
+    assert "may not do what tact needs" in said
+    assert not out.exists()
