@@ -49,17 +49,13 @@ class Status:
     """Lag polling and the WSGI app serving /metrics and the status page."""
 
     def __init__(
-        self,
-        settings: Settings,
-        group: str,
-        topics: Iterable[str],
-        interval_s: float = 15.0,
-        about: Callable[[], dict[str, str]] | None = None,
-    ):
+        self, settings: Settings, about: Callable[[], dict[str, str]] | None = None
+    ) -> None:
+        """The worker's group (TACT_APP_ID) and input topics, read every TACT_LAG_INTERVAL_S."""
         self.settings = settings
-        self.group = group
-        self.topics = set(topics)
-        self.interval_s = interval_s
+        self.group = settings.app_id
+        self.topics = set(settings.input_topics)
+        self.interval_s = settings.lag_interval_s
         self.about = about  # what the worker runs: versions of tact, policy, catalog, models
         self.started = time.time()
         self.lag: list[PartitionLag] = []

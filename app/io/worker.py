@@ -89,13 +89,7 @@ def run_worker(settings: Settings) -> None:
                 "models": engine.models.version,
             }
 
-        status = Status(
-            settings,
-            settings.app_id,
-            settings.input_topics,
-            settings.lag_interval_s,
-            about,
-        )
+        status = Status(settings, about)
         status.serve(settings.metrics_port, settings.metrics_host)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, logging_config=config)
     started = time.monotonic()

@@ -47,24 +47,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def own(app_prefix: str) -> dict[str, Any]:
+    """Settings fields giving a test its own consumer group, topics and metrics port."""
+    tag = uuid.uuid4().hex[:10]
+    names = ("clickstream", "orders", "actions", "outcomes", "dead_letters")
+    return {
+        "app_id": f"{app_prefix}-{tag}",
+        **{f"topic_{n}": f"{n.replace('_', '-')}-{tag}" for n in names},
+        "topic_connector_dead_letters": f"connector-dead-letters-{tag}",
+        "session_timeout_s": 6.0,
+        "metrics_port": free_port(),
+    }
+
+
 @pytest.fixture
 def stack(base_settings: Settings) -> Settings:
     """Settings with this test's own topics and consumer group; topics created."""
-    tag = uuid.uuid4().hex[:10]
-    settings = base_settings.model_copy(
-        update={
-            "app_id": f"tact-test-{tag}",
-            "topic_clickstream": f"clickstream-{tag}",
-            "topic_orders": f"orders-{tag}",
-            "topic_actions": f"actions-{tag}",
-            "topic_outcomes": f"outcomes-{tag}",
-            "topic_dead_letters": f"dead-letters-{tag}",
-            "topic_connector_dead_letters": f"connector-dead-letters-{tag}",
-            "topic_partitions": 3,
-            "session_timeout_s": 6.0,
-            "metrics_port": free_port(),
-        }
-    )
+    settings = base_settings.model_copy(update=own("tact-test") | {"topic_partitions": 3})
     ensure_topics(settings)
     return settings
 

@@ -22,7 +22,7 @@ from app import codec
 from app.io.kafka_admin import ensure_topics
 from app.sample import generate
 from app.settings import Settings
-from tests.integration.conftest import ROOT, TACT, free_port, settings_env
+from tests.integration.conftest import ROOT, TACT, free_port, own, settings_env
 from tests.integration.kafka_helpers import TopicReader, produce_events, producer
 from tests.integration.test_worker import clickstream_only, expected_actions, topics_of
 
@@ -54,22 +54,12 @@ class Secured:
     def kafka(self, protocol: str = "SASL_SSL", **overrides: Any) -> Settings:
         """Settings for this cluster: SASL_SSL with SCRAM-SHA-512 (as MSK) or mutual TLS
         (protocol SSL), Redis over TLS as an ACL user; this test's own topics and group."""
-        tag = uuid.uuid4().hex[:10]
-        fields: dict[str, Any] = {
+        fields: dict[str, Any] = own("tact-secured") | {
             "kafka_security_protocol": protocol,
             "kafka_ssl_cafile": self.certs / "ca.pem",
             "redis_url": f"rediss://shop:{REDIS_PASSWORD}@127.0.0.1:{self.redis_port}/0",
             "redis_ssl_ca_certs": self.certs / "ca.pem",
-            "app_id": f"tact-secured-{tag}",
-            "topic_clickstream": f"clickstream-{tag}",
-            "topic_orders": f"orders-{tag}",
-            "topic_actions": f"actions-{tag}",
-            "topic_outcomes": f"outcomes-{tag}",
-            "topic_dead_letters": f"dead-letters-{tag}",
-            "topic_connector_dead_letters": f"connector-dead-letters-{tag}",
             "topic_partitions": 1,
-            "session_timeout_s": 6.0,
-            "metrics_port": free_port(),
         }
         if protocol == "SASL_SSL":
             fields |= {

@@ -146,7 +146,7 @@ def test_a_taken_status_port_is_explained() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        status = Status(NOWHERE, "test", {"clickstream": "clickstream"}, 60.0)
+        status = Status(NOWHERE)
         with pytest.raises(ConfigurationError, match="TACT_METRICS_PORT"):
             status.serve(port)
 
@@ -172,7 +172,7 @@ def test_the_worker_keeps_its_files_under_the_data_dir(tmp_path: Path) -> None:
 def test_the_status_rate_falls_to_zero_when_events_stop() -> None:
     from app.io import metrics
 
-    status = Status(NOWHERE, "test", {"clickstream": "clickstream"}, 60.0)
+    status = Status(NOWHERE)
     metrics.EVENTS.labels("page_view").inc(0)
     total = metrics.EVENTS.labels("page_view")
     status.events_per_second(now=1000.0)
@@ -184,6 +184,6 @@ def test_the_status_rate_falls_to_zero_when_events_stop() -> None:
 
 def test_the_status_page_says_what_runs() -> None:
     about = {"policy": "default-2026.11", "models": "m1.42"}
-    status = Status(NOWHERE, "shop", {"clickstream": "clickstream"}, 60.0, lambda: about)
+    status = Status(NOWHERE, lambda: about)
     page = status.page()
     assert "policy default-2026.11; models m1.42; up 0h 0m" in page
