@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import lru_cache
 from hashlib import blake2b
 from typing import Any, TypeVar
 
 from app import codec
-from schemas import Action, Outcome, Suppression
+from schemas import Action, Outcome, QuietHours, Suppression
 from schemas.types import format_event_time
 
 
@@ -59,12 +60,31 @@ def build(fields: dict[str, Any]) -> Action:
 
 
 _SUPPRESSION_FIELDS = frozenset(Suppression.model_fields)
+_QUIET_FIELDS = frozenset(QuietHours.model_fields)
 _OUTCOME_FIELDS = frozenset(Outcome.model_fields)
 
 
 def suppression(channel: str, until: datetime) -> Suppression:
     """A Suppression built without validation (see `build`)."""
     return _construct(Suppression, {"channel": channel, "until": until}, _SUPPRESSION_FIELDS)
+
+
+@lru_cache(maxsize=256)
+def quiet_hours(start: int, end: int, utc_offset_minutes: int) -> QuietHours:
+    """The quiet hours an outbound Action carries, built without validation (see `build`)."""
+    fields = {"start": start, "end": end, "utc_offset_minutes": utc_offset_minutes}
+    return _construct(QuietHours, fields, _QUIET_FIELDS)
+
+
+def after_quiet(at: float, utc_offset_minutes: int, start: int, end: int) -> float:
+    """`at` (epoch seconds) if it falls outside the local quiet hours [start, end) (wrapping
+    past midnight when start > end), else the moment they end. The one rule for the engine
+    (when to schedule) and connectors (whether they may deliver now)."""
+    local_hour = ((at + utc_offset_minutes * 60) % 86400.0) / 3600.0
+    inside = (start <= local_hour or local_hour < end) if start > end else start <= local_hour < end
+    if not inside:
+        return at
+    return at + ((end - local_hour) % 24) * 3600.0
 
 
 def build_outcome(fields: dict[str, Any]) -> Outcome:
@@ -122,6 +142,8 @@ def as_json(action: Action) -> dict[str, Any]:
         ts if action.not_before is action.ts else format_event_time(action.not_before)
     )
     data["expires_at"] = format_event_time(action.expires_at)
+    if action.quiet_hours is not None:
+        data["quiet_hours"] = dict(action.quiet_hours.__dict__)
     if action.suppress:
         data["suppress"] = [
             {"channel": s.channel, "until": format_event_time(s.until)} for s in action.suppress

@@ -12,7 +12,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from app.actions import action_id, build, suppression, utc
+from app.actions import action_id, after_quiet, build, quiet_hours, suppression, utc
 from app.attribution import Attribution
 from app.bandit import uniform
 from app.context import Context, Scored
@@ -22,7 +22,7 @@ from app.experiments import Assignment
 from app.models import Models
 from app.policy import Policy
 from app.readiness import DAY, HOUR, CustomerState
-from schemas import Action, Envelope
+from schemas import Action, Envelope, QuietHours
 
 ONSITE_UPSELL = frozenset({"onsite_pdp", "onsite_cart"})
 UPSELL_PLAYS = frozenset({"expand", "commit"})
@@ -116,6 +116,7 @@ class Sequencer:
             propensity=propensity,
             experiments=ctx.assignment.arms,
             reasons=reasons,
+            quiet=self.quiet_for(state, best.channel),
         )
         r, product = ctx.readiness, offer.product
         learn = [
@@ -269,6 +270,7 @@ class Sequencer:
         propensity: float,
         experiments: dict[str, str],
         reasons: list[str],
+        quiet: QuietHours | None = None,
     ) -> Action:
         ts = event.ts
         return build(
@@ -294,6 +296,7 @@ class Sequencer:
                 "policy_version": self.policy.version,
                 "model_version": self.models.version,
                 "source_event_id": event.event_id,
+                "quiet_hours": quiet,
             }
         )
 
@@ -306,17 +309,17 @@ class Sequencer:
         if not spec.outbound or zone is None:
             return at
         quiet = self.policy.time.quiet_hours
-        local_hour = ((at + zone * 60) % DAY) / HOUR
-        start, end = quiet.start, quiet.end
-        in_quiet = (
-            (start <= local_hour or local_hour < end)
-            if start > end
-            else (start <= local_hour < end)
-        )
-        if not in_quiet:
-            return at
-        wait = (end - local_hour) % 24
-        return at + wait * HOUR
+        return after_quiet(at, zone, quiet.start, quiet.end)
+
+    def quiet_for(self, state: CustomerState, channel: str) -> QuietHours | None:
+        """The quiet hours an Action on `channel` carries, for connectors to check again at
+        delivery (a lagging connector must not send at night): outbound channels only, and
+        only for a customer of known (or assumed) zone."""
+        zone = state.zone_or(self.policy.time.assume_utc_offset_minutes)
+        if zone is None or not self.policy.channels[channel].outbound:
+            return None
+        quiet = self.policy.time.quiet_hours
+        return quiet_hours(quiet.start, quiet.end, zone)
 
 
 def schedule(state: CustomerState, entry: list[Any], t: float) -> None:

@@ -5,7 +5,7 @@ each Action); JSON Schema files generated from
 them live in `schemas/json/` (`tact schemas export`).
 """
 
-from schemas.action import CHANNELS, PLAYS, Action, Suppression
+from schemas.action import CHANNELS, PLAYS, Action, QuietHours, Suppression
 from schemas.clickstream import (
     AddToCart,
     CheckoutStart,
@@ -61,6 +61,7 @@ __all__ = [
     "Outcome",
     "PageView",
     "Play",
+    "QuietHours",
     "Refund",
     "RemoveFromCart",
     "ReturnedItem",

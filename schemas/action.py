@@ -35,6 +35,18 @@ class Suppression(BaseModel):
     until: EventTime
 
 
+class QuietHours(BaseModel):
+    """The customer's local quiet hours: nothing outbound while the local hour is in
+    [start, end) (wrapping past midnight when start > end), local time being UTC plus
+    `utc_offset_minutes`."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    start: int = Field(ge=0, le=23)
+    end: int = Field(ge=0, le=23)
+    utc_offset_minutes: int = Field(ge=-840, le=840)
+
+
 class Action(BaseModel):
     """One decision. `action_id` is deterministic: the idempotency key for connectors.
 
@@ -73,6 +85,12 @@ class Action(BaseModel):
     model_version: Annotated[str, Field(min_length=1, max_length=64)]
     source_event_id: Identifier = Field(
         description="event_id of the event that prompted this decision (for tracing)"
+    )
+    quiet_hours: QuietHours | None = Field(
+        default=None,
+        description="for an outbound channel and a customer of known zone: the local hours "
+        "in which it must not be delivered (a connector that reaches it then waits until "
+        "they end, or skips it if it expires first); null: none apply",
     )
 
     @model_validator(mode="after")

@@ -5,6 +5,10 @@ A connector is a `deliver(action)` for one or more channels. The runner does the
     subscribe     `actions`, in the consumer group `tact-connector-<name>`
     skip          holdout Actions (recorded for measurement, never delivered) and Actions
                   past `expires_at`
+    quiet hours   an Action's `quiet_hours` (the customer's, on outbound channels) are checked
+                  again at delivery by the connector's clock: one that comes due inside them
+                  (a lagging connector, a receiver outage) waits in Redis until they end, or is
+                  skipped if it expires first
     wait          for `not_before`, and for the log to be read up to it: an Action is delivered
                   only once this partition has been read past its `not_before` (by record
                   time) or to its end, so a suppression decided before it was due is always
@@ -42,6 +46,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from app import codec
+from app.actions import after_quiet
 from app.errors import TactError
 from schemas.types import event_seconds as epoch
 
@@ -272,6 +277,16 @@ class Runner:
             self.stats.duplicates += 1
             return False
         now = self.clock()
+        quiet = action.get("quiet_hours")
+        if quiet:  # decided for a time outside them; a lagging connector may reach them
+            ends = after_quiet(now, quiet["utc_offset_minutes"], quiet["start"], quiet["end"])
+            if ends > now:
+                if ends > epoch(action["expires_at"]):
+                    self.stats.skip("quiet hours until it expired")
+                    return False
+                self._park(action, value, partition, ends)
+                self.stats.waiting += 1
+                return True
         if now < self.down_until:  # the receiver failed moments ago: wait behind it
             self._park(action, value, partition, self.down_until)
             return True

@@ -204,6 +204,33 @@ def test_an_action_that_expires_while_waiting_is_dropped() -> None:
     assert h.connector.delivered == [] and h.runner.stats.skipped == {"expired": 1}
 
 
+NIGHT = {"start": 21, "end": 8, "utc_offset_minutes": 120}  # quiet 19:00-06:00 UTC
+
+
+def test_a_connector_that_reaches_an_action_in_its_quiet_hours_waits_until_they_end() -> None:
+    """The engine schedules outbound Actions outside the customer's quiet hours; a connector
+    that reaches one late (it lagged, the receiver was down) checks them again by its own
+    clock: inside them it waits until they end, or skips the Action if it expires first."""
+    h = Harness()
+    h.send(n=1, quiet_hours=NIGHT)  # 10:00 UTC, 12:00 local: goes at once
+    assert h.connector.delivered == [f"{1:032x}"]
+    h.now += 10 * 3600  # the connector is late: 20:00 UTC, 22:00 local
+    h.send(n=2, due_in=8 * 3600, lasts=24 * 3600, quiet_hours=NIGHT)  # was due at 18:00 UTC
+    h.send(n=3, due_in=8 * 3600, lasts=3 * 3600, quiet_hours=NIGHT)  # gone by 21:00 UTC
+    h.send(n=4, due_in=8 * 3600, lasts=24 * 3600)  # no quiet hours known: goes
+    assert h.connector.delivered == [f"{1:032x}", f"{4:032x}"]
+    h.now += 5 * 3600  # 01:00 UTC, 03:00 local: still night
+    h.runner.deliver_due()
+    assert h.connector.delivered == [f"{1:032x}", f"{4:032x}"]
+    h.now += 5 * 3600  # 06:00 UTC, 08:00 local: the night is over
+    h.runner.deliver_due()
+    assert h.connector.delivered == [f"{1:032x}", f"{4:032x}", f"{2:032x}"]
+    assert h.runner.stats.skipped == {"quiet hours until it expired": 1}
+    h.runner.drain_receipts(h.receipts.append, lambda: None)
+    assert [r["action_id"] for r in h.receipts][-1] == f"{2:032x}"
+    assert h.receipts[-1]["ts"].startswith((T0 + timedelta(hours=20)).date().isoformat())
+
+
 def test_transient_failures_are_retried_permanent_ones_are_dead_letters() -> None:
     flaky = Channel([DeliveryError("HTTP 503", True), DeliveryError("timeout", True)])
     h = Harness(flaky)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.actions import action_id, encode
+from app.actions import action_id, after_quiet, encode
 from app.catalog import write_jsonl
 from app.engine import DecisionEngine
 from app.errors import BadInput, ConfigurationError
@@ -34,6 +34,31 @@ def test_every_action_is_a_valid_action(stream: list[dict]) -> None:
         again = Action.model_validate(action.model_dump())
         assert again == action
         assert encode(again) == encode(action)
+
+
+def test_outbound_actions_carry_the_quiet_hours_they_were_scheduled_outside(
+    stream: list[dict],
+) -> None:
+    """So that a connector can check them again at delivery: every outbound Action of a
+    customer of known zone carries them, its not_before lies outside them, and nothing
+    delivered on the store's own surfaces carries any. (The sample's times are in UTC, which
+    says nothing of a zone: without the policy's assumed zone no quiet hours apply.)"""
+    plain = DecisionEngine(demo_catalog())
+    assert not any(a.quiet_hours for e in stream for a in plain.process(e))
+    policy = load_policy(None)
+    time = policy.time.model_copy(update={"assume_utc_offset_minutes": -300})
+    engine = DecisionEngine(demo_catalog(), policy.model_copy(update={"time": time}))
+    actions = [a for e in stream for a in engine.process(e) if a.play != "protect"]
+    outbound = [a for a in actions if policy.channels[a.channel].outbound]
+    assert outbound and all(a.quiet_hours is not None for a in outbound)
+    for a in outbound:
+        q = a.quiet_hours
+        assert q is not None
+        assert (q.start, q.end) == (policy.time.quiet_hours.start, policy.time.quiet_hours.end)
+        assert q.utc_offset_minutes == -300
+        due = a.not_before.timestamp()
+        assert after_quiet(due, q.utc_offset_minutes, q.start, q.end) == due
+    assert all(a.quiet_hours is None for a in actions if a not in outbound)
 
 
 def test_same_events_same_actions_byte_for_byte(stream: list[dict]) -> None:
