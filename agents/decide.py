@@ -74,6 +74,7 @@ def attach(app: faust.App, worker: DecisionWorker) -> None:
             if done:
                 for event in events:
                     await source.ack(event)
+            del batch, events  # unacknowledged ones are not kept waiting for the next batch
 
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         mine = sorted(f"{tp.topic}:{tp.partition}" for tp in assigned if tp.topic in inputs)
@@ -81,7 +82,8 @@ def attach(app: faust.App, worker: DecisionWorker) -> None:
         worker.assign(tp.partition for tp in assigned if tp.topic in inputs)
 
     async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
-        # Faust has waited for in-flight batches (stream_wait_empty) before this signal.
+        # A batch in flight now is not acknowledged (the generation moves) and its checkpoint
+        # is refused if the partitions' next owner has claimed them first.
         worker.forget()
 
     app.agent(channel, name="tact.decide", concurrency=1)(decide)

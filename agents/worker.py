@@ -11,6 +11,16 @@ behind: the worker drops everything in memory that the checkpoint does not hold 
 the same records again from the checkpoint, backing off, for `batch_retry_s`; then it gives up
 (BatchFailed), and the agent exits the process for its supervisor to restart it. It never
 carries on with half of a batch applied, and never stays alive doing nothing.
+
+Checkpoints are fenced (app/store.py): before its first batch after an assignment the worker
+claims a new epoch for each of its input partitions, then loads offsets and models; each
+commit presents those epochs. A commit refused because another worker has claimed one of them
+since (this process was paused past its session timeout and its partitions moved on) drops
+the batch unacknowledged; the worker then handles nothing until Kafka assigns it partitions
+again, and exits for its supervisor if that does not happen within `_FENCED_EXIT_S`.
+
+Rebalances are warm: the cached customers of partitions the worker keeps stay in memory, as
+long as nobody else claimed those partitions in between (the new epoch is the old one + 1).
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ from app.actions import encode, encode_outcome
 from app.io import metrics
 from app.pipeline import BatchPipeline, BatchResult, Record
 from app.settings import Settings
-from app.store import StateStore
+from app.store import Fenced, StateStore
 from schemas import Envelope
 
 log = logging.getLogger(__name__)
@@ -33,6 +43,7 @@ log = logging.getLogger(__name__)
 _SWEEP_LIMIT = 1000  # due customers loaded per partition per batch
 _RETRY_FIRST_S = 0.5  # the first wait before a failed batch is handled again; doubles to
 _RETRY_MAX_S = 30.0  # at most this
+_FENCED_EXIT_S = 120.0  # fenced out and no new assignment since: exit for the supervisor
 
 
 class BatchFailed(Exception):
@@ -58,12 +69,29 @@ class DecisionWorker:
         self.committed: dict[str, int] | None = None
         self.generation = 0
         self.assigned: set[int] = set()  # input partition numbers this worker owns
+        self.epochs: dict[int, int] | None = None  # claimed for `assigned`; None: claim first
+        self.kept: dict[int, int] = {}  # partitions owned before the rebalance -> their epoch
+        self.fenced_at: float | None = None  # when a commit was refused (until reassigned)
+        self.revoked = False  # between a revocation and the next assignment: handle nothing
         self.partition_of: dict[str, int] = {}  # cached customer -> their input partition
         self.unknown_skus = 0  # events naming a SKU the catalog lacks, logged at 1, 10, 100...
 
     def assign(self, partitions: Iterable[int]) -> None:
-        """The input partitions this worker now owns (whose due windows it closes)."""
+        """The input partitions this worker now owns (whose due windows it closes). Cached
+        customers of partitions it no longer owns are dropped; epochs are claimed before the
+        next batch."""
         self.assigned = set(partitions)
+        self.epochs = None
+        self.fenced_at = None
+        self.revoked = False
+        self._drop_unless(lambda partition: partition in self.assigned)
+
+    def _drop_unless(self, keep: Callable[[int], bool]) -> None:
+        """Drop the cached customers of the partitions `keep` refuses (saved in the store)."""
+        gone = [cid for cid, partition in self.partition_of.items() if not keep(partition)]
+        self.pipeline.engine.drop(gone)
+        for cid in gone:
+            del self.partition_of[cid]
 
     def _unknown_skus(self, more: int) -> None:
         metrics.UNKNOWN_SKUS.inc(more)
@@ -77,10 +105,15 @@ class DecisionWorker:
             )
 
     def forget(self) -> None:
-        """Partitions may move to another worker: drop cached state; reload on next use."""
+        """Partitions may move to another worker: a batch in flight must not be acknowledged,
+        and nothing is decided until the next assignment. What is cached stays (it is all in
+        the checkpoint) for `assign` to keep what this worker still owns."""
         self.generation += 1
+        if self.epochs is not None:
+            self.kept = dict(self.epochs)
         self.assigned = set()
-        self.reset()
+        self.epochs = None
+        self.revoked = True
 
     def reset(self) -> None:
         """Drop everything in memory the checkpoint does not hold (customer states, models,
@@ -100,8 +133,28 @@ class DecisionWorker:
         give_up = None
         wait = first_wait_s
         while True:
+            if self.revoked:
+                return False  # owned by nobody here until Kafka assigns partitions again
+            if self.fenced_at is not None:
+                if time.monotonic() - self.fenced_at > _FENCED_EXIT_S:
+                    raise BatchFailed(
+                        "another worker claimed this worker's partitions and Kafka has not "
+                        f"assigned it any since, for {_FENCED_EXIT_S:g} s"
+                    )
+                return False  # not acknowledged: the partitions' owner handles them
             try:
                 return await self.handle(records, now)
+            except Fenced as exc:
+                self.fenced_at = time.monotonic()
+                metrics.FENCED.inc()
+                log.warning(
+                    "checkpoint refused: %s; this worker was presumably paused past its "
+                    "session timeout. The batch of %d records is dropped unacknowledged and "
+                    "nothing is handled until Kafka assigns partitions again",
+                    exc,
+                    len(records),
+                )
+                return False
             except Exception as exc:
                 if give_up is None:
                     give_up = time.monotonic() + self.settings.batch_retry_s
@@ -137,9 +190,13 @@ class DecisionWorker:
         started = time.perf_counter()
         generation = self.generation
         engine = self.pipeline.engine
+        if self.epochs is None:
+            self.epochs = await self._claim()
+            self.committed = None  # what the last owner checkpointed, read after the claim
         if self.committed is None:
             self.committed = await self.store.load_offsets()
             engine.restore_models(await self.store.load_models())
+            engine.set_clocks(await self.store.load_clocks(sorted(self.assigned)))
         prepared = self.pipeline.prepare(records, self.committed)
         for record, item in prepared.items:
             if isinstance(item, Envelope):
@@ -165,7 +222,12 @@ class DecisionWorker:
         }
         due.update(gone)
         await self.store.commit(
-            engine.dump(result.touched), prepared.offsets, engine.models_changes(), due
+            engine.dump(result.touched),
+            prepared.offsets,
+            engine.models_changes(),
+            due,
+            self.epochs,
+            {p: t for p, t in engine.clocks.items() if p in self.assigned},
         )
         self.committed.update(prepared.offsets)
         # Everything is in the store now, so the least recently used states may go.
@@ -173,6 +235,15 @@ class DecisionWorker:
             self.partition_of.pop(cid, None)
         _count(result, prepared.redelivered, len(records), time.perf_counter() - started)
         return True
+
+    async def _claim(self) -> dict[int, int]:
+        """Claim this worker's partitions. A partition kept through a rebalance keeps its
+        cached customers only if nobody claimed it in between (its epoch moved by exactly
+        one); the others' customers are dropped, to be loaded from the checkpoint."""
+        epochs = await self.store.claim(sorted(self.assigned))
+        kept, self.kept = self.kept, {}
+        self._drop_unless(lambda p: p in epochs and kept.get(p, -1) + 1 == epochs[p])
+        return epochs
 
     async def _sweep(self) -> dict[str, tuple[int, None]]:
         """Load the customers of this worker's partitions whose windows ended before the

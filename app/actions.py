@@ -113,6 +113,24 @@ def encode(action: Action) -> bytes:
     return codec.dumps(as_json(action))
 
 
+def expire_stale(
+    action: Action, close_channels: frozenset[str], deny_frames: frozenset[str]
+) -> Action:
+    """The Action as a worker that reached its event too late sends it: an offer on a surface
+    the customer has left (`close_channels`) or in an urgency frame (`deny_frames`) gets
+    `not_before` and `expires_at` set to its decision time, already past, so no connector
+    delivers it, and reason `stale`. Everything else is the engine's decision unchanged: the
+    same `action_id`, and the engine's state the same whether the event was late or not."""
+    if action.play == "protect" or action.holdout:
+        return action
+    if action.channel not in close_channels and action.frame not in deny_frames:
+        return action
+    fields = dict(action.__dict__)
+    fields["not_before"] = fields["expires_at"] = action.ts
+    fields["reasons"] = [*action.reasons, "stale"]
+    return build(fields)
+
+
 def encode_line(action: Action) -> bytes:
     """`encode` plus the newline of a JSON-lines file."""
     return codec.dumps_line(as_json(action))

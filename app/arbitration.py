@@ -70,7 +70,6 @@ class Arbiter:
         self._margins: dict[str, str] = {}  # sku -> margin tier
         self.budget = UnsubscribeBudget(policy, models.unsubscribes)
         self._build = TermsBuilder(policy, models, self.budget)
-        self._stale_frames = frozenset(policy.freshness.deny_frames)
         frames = {f for allowed in policy.relation_frames.values() for f in allowed}
         self._frame_keys = {frame: f"fr:{frame}" for frame in frames}  # model feature names
         self.keep_all = False  # keep every candidate in ctx.shown (for explanations)
@@ -169,10 +168,6 @@ class Arbiter:
 
     def _frames(self, ctx: Context, offer: Offer, verdict: Verdict) -> list[str]:
         allowed = self.policy.relation_frames.get(offer.relation, [])
-        if ctx.stale:
-            for frame in self._stale_frames.intersection(allowed):
-                ctx.drops.append((f"frame:{frame}", "stale"))
-            allowed = [f for f in allowed if f not in self._stale_frames]
         if not verdict.deny_frames and not verdict.frame_budget:
             return allowed
         frames = []

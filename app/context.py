@@ -152,6 +152,5 @@ class Context:
     considered: int = 0  # candidates the rules allowed (scored or bounded out)
     channel_drops: list[str] = field(default_factory=list)  # reason codes of closed channels
     shown: list[Scored] = field(default_factory=list)  # every candidate (explanations only)
-    stale: bool = False  # the event waited in Kafka past the policy's freshness limit
     at_stake: float = 0.0  # margin of the purchase under way (cart, and the item in focus)
     organic: tuple[int, float] = (-1, 0.0)  # (weights version, the customer's organic logit)

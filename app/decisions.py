@@ -104,7 +104,6 @@ class Decider:
         self.sequencer = sequencer
         self.chooser = chooser
         self.experiments = experiments if experiments is not None else Experiments(policy)
-        self._stale = False  # the event being decided waited past the freshness limit
         self.offers = Offers(policy, catalog, models, arbiter.economics.anyway)
         exploration = policy.exploration
         self._z = exploration.contention_z if exploration.enabled else 0.0
@@ -125,15 +124,11 @@ class Decider:
         }
 
     # -- dispatch -----------------------------------------------------------------------------
-    def decide(
-        self, cid: str, state: CustomerState, event: Envelope, t: float, stale: bool = False
-    ) -> list[Action]:
-        """The actions `event` calls for (most events only update readiness: none); for a
-        `stale` event (it waited past the freshness limit) time-sensitive offers are left out."""
+    def decide(self, cid: str, state: CustomerState, event: Envelope, t: float) -> list[Action]:
+        """The actions `event` calls for (most events only update readiness: none)."""
         handler = self._dispatch.get(event.type)
         if handler is None:
             return []
-        self._stale = stale
         return handler(cid, state, event, t)
 
     def _on_page_view(self, cid: str, state: CustomerState, event: Any, t: float) -> list[Action]:
@@ -183,7 +178,6 @@ class Decider:
         seg = segments_of(self.policy, r)
         verdict = self.arbiter.referee.for_customer(seg, moment)
         ctx = Context(moment, t, state, r, seg, verdict, self.experiments.assign(cid), focus, [])
-        ctx.stale = self._stale
         return ctx, Decision(cid, event.event_id, moment, t, r, seg, list(verdict.rules))
 
     def _choose(

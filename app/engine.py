@@ -66,6 +66,10 @@ class DecisionEngine:
         # around an unknown item); many of them mean the events and the catalog disagree
         self.unknown_sku_events = 0
         self.unknown_sku_example = ""
+        # Event time per input partition (the worker's sources): the watermark that closes
+        # attribution windows is their minimum, so one partition's clock (ahead, or read
+        # ahead of a backlog elsewhere) never closes the windows of another's customers.
+        self.clocks: dict[int, float] = {}
         self.models = self._new_models()
         self._wire()
 
@@ -135,12 +139,13 @@ class DecisionEngine:
         """Validate a raw event and decide; raises BadInput for an invalid event."""
         return self.process_event(validate_object(event))
 
-    def process_event(self, event: Envelope, lag_s: float | None = None) -> list[Action]:
+    def process_event(self, event: Envelope, source: int | None = None) -> list[Action]:
         """Fold `event` into its customer's state and decide. An event whose id is among the
-        customer's last few is a duplicate: nothing happens (counted in `duplicates`).
-        `lag_s` is how long the event waited before reaching the engine (the worker passes
-        it; replays do not): past the policy's freshness limit, time-sensitive offers are not
-        made for it."""
+        customer's last few is a duplicate: nothing happens (counted in `duplicates`). Nothing
+        here depends on when the event is processed: an event redelivered after any delay is
+        decided the same (a worker that lagged marks stale Actions at its edge,
+        `actions.expire_stale`). `source` is the input partition the event came from (the
+        worker's; a replay has one clock and passes none)."""
         t = event.ts.timestamp()
         cid = event.customer_id
         state = self.customers.get(cid)
@@ -153,7 +158,7 @@ class DecisionEngine:
             return []
         budget.tick(t)
         attribution = self.attribution
-        attribution.advance(t, self.customers)
+        attribution.advance(t if source is None else self._clock(source, t), self.customers)
         attribution.close_due(cid, state, t)
         if state.consumables:
             self.anyway.lapses(state, t)
@@ -186,13 +191,25 @@ class DecisionEngine:
         elif isinstance(event, PageView) and event.sku:
             self.anyway.viewed(state, event.sku)
         self.tracker.update(state, event, t)
-        limit = self.policy.freshness.max_lag_seconds
-        stale = lag_s is not None and limit is not None and lag_s > limit
-        actions = self.decider.decide(cid, state, event, t, stale)
+        actions = self.decider.decide(cid, state, event, t)
         for action in actions:
             if not action.holdout and action.play != "protect":
                 budget.message(action.channel)
         return actions
+
+    def _clock(self, source: int, t: float) -> float:
+        """Move `source`'s clock to `t`; the watermark: the earliest of the clocks."""
+        clocks = self.clocks
+        if t > clocks.get(source, float("-inf")):
+            clocks[source] = t
+        return min(clocks.values())
+
+    def set_clocks(self, clocks: Mapping[int, float]) -> None:
+        """The input partitions' clocks as checkpointed (only those this worker owns); the
+        watermark becomes their minimum, whatever the models were saved with."""
+        self.clocks = dict(clocks)
+        if self.clocks:
+            self.models.watermark = min(self.clocks.values())
 
     def _unknown(self, sku: str) -> None:
         self.unknown_sku_events += 1
@@ -238,6 +255,12 @@ class DecisionEngine:
             del customers[cid]
         return dropped
 
+    def drop(self, customer_ids: Iterable[str]) -> None:
+        """Forget these customers' states (saved elsewhere; e.g. their partition moved to
+        another worker). Like `trim`, their windows close when they are loaded again."""
+        for cid in customer_ids:
+            self.customers.pop(cid, None)
+
     def next_window_end(self, customer_id: str) -> float | None:
         """When the customer's earliest open attribution window ends (None: none open)."""
         state = self.customers.get(customer_id)
@@ -255,6 +278,7 @@ class DecisionEngine:
         them from the checkpoint)."""
         hook = self.on_decision
         self.customers.clear()
+        self.clocks = {}
         self.models = self._new_models()
         self._wire()
         self.on_decision = hook

@@ -31,7 +31,6 @@ class Offers:
         # made to a customer who has not looked at it and does not have `base`
         self._related: dict[str, tuple[tuple[float, Offer], ...]] = {}
         self._variants: dict[tuple[int, bool, bool], Offer] = {}  # (id of the plain, seen, based)
-        self._stale_channels = frozenset(policy.freshness.close_channels)
         self._need_consent = frozenset(policy.consent.required)
         self._zone = policy.time.assume_utc_offset_minutes  # for customers whose zone is unknown
 
@@ -176,8 +175,6 @@ class Offers:
             return "consent"  # never opted in, or withdrew
         if channel in ctx.assignment.suppressed_channels:
             return "experiment"  # the customer is in this channel's suppression test
-        if ctx.stale and channel in self._stale_channels:
-            return "stale"  # the worker lagged: the customer has left this surface
         if s.suppressed(channel, at):
             return "suppressed"
         if s.used_today(channel, at, self._zone) >= p.channels[channel].daily_cap:

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from app.actions import expire_stale
 from app.decode import decode_event
 from app.engine import DecisionEngine
 from app.errors import BadInput
@@ -111,8 +112,10 @@ class BatchPipeline:
         # dead letter (`misrouted`). None: not checked (a replay, one partition).
         self.partitions = dict(partitions or {})
         self._owner: dict[str, int] = {}  # customer -> partition (bounded: cleared when full)
-        limit = engine.policy.freshness.max_lag_seconds
+        freshness = engine.policy.freshness
+        limit = freshness.max_lag_seconds
         self.stale_after = limit if limit is not None else float("inf")
+        self._stale_marks = (frozenset(freshness.close_channels), frozenset(freshness.deny_frames))
 
     def prepare(self, records: Sequence[Record], committed: Mapping[str, int]) -> Prepared:
         """Drop records below the checkpoint (already in the state) and decode the rest."""
@@ -163,7 +166,10 @@ class BatchPipeline:
     def decide(self, prepared: Prepared, now: float | None = None) -> BatchResult:
         """Run each valid event through the engine, in order. With `now` (wall-clock seconds),
         each event's lag is how long its record waited in Kafka (`now` - the record's
-        timestamp): what makes it stale when the worker falls behind; and an event dated more
+        timestamp): past the freshness limit (the worker fell behind), its Actions for the
+        page the customer has left, or with urgency, go out already expired
+        (`actions.expire_stale`; the engine's decision and state are the same as on time, so a
+        redelivery after any delay changes nothing in them); and an event dated more
         than `max_future_s` after `now` is a dead letter (`future_timestamp`): folded in, it
         would move the watermark and close every attribution window in memory at once."""
         result = BatchResult()
@@ -179,14 +185,14 @@ class BatchPipeline:
                 )
                 result.dead_letters.append(DeadLetter(record, "future_timestamp", detail))
                 continue
-            lag = None
-            if now is not None and record.timestamp_ms is not None:
-                lag = now - record.timestamp_ms / 1000.0
-                if lag > self.stale_after:
-                    result.stale += 1
+            stale = (
+                now is not None
+                and record.timestamp_ms is not None
+                and now - record.timestamp_ms / 1000.0 > self.stale_after
+            )
             started = time.perf_counter()
             try:
-                actions = self.engine.process_event(item, lag)
+                actions = self.engine.process_event(item, record.partition)
             except Exception as exc:  # a defect in the core must not stop the stream
                 log.exception(
                     "engine failed on event %s",
@@ -207,6 +213,9 @@ class BatchPipeline:
             result.decision_seconds.append(time.perf_counter() - started)
             result.events_by_type[item.type] += 1
             result.touched.add(item.customer_id)
+            if stale:
+                result.stale += 1
+                actions = [expire_stale(a, *self._stale_marks) for a in actions]
             result.actions.extend(actions)
         # Windows closed by this batch (of its customers or, by the watermark, of others in
         # memory): their states changed too, so they are checkpointed with the batch.

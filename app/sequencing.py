@@ -95,8 +95,6 @@ class Sequencer:
             reasons.append(held_out)
         if slot != "decision":
             reasons.append(f"seq:{slot.split(':')[0]}")
-        if ctx.stale:
-            reasons.append("stale")
         reasons += ctx.channel_drops[:4]
         action = self._action(
             cid,
@@ -187,8 +185,6 @@ class Sequencer:
             *ctx.verdict.codes,
             "protect:not_profitable" if ctx.considered else "protect:no_candidate",
         ]
-        if ctx.stale:
-            reasons.append("stale")
         reasons += ctx.channel_drops[:4]
         return self.protect_action(
             cid,

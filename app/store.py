@@ -6,6 +6,12 @@ attribution window ends (the due index, per input partition) are written togethe
 worker resumes from the checkpoint, skips records below those offsets (their effects are already
 in the state) and re-decides the rest from exactly the state and models they first saw, so a
 redelivered action is byte-for-byte the action first sent.
+
+Checkpoints are fenced: a worker takes a new epoch for each input partition it is assigned
+(`claim`) and every commit presents them; a commit after another worker has claimed one of
+those partitions since (a zombie: paused past its session timeout, its partitions moved on)
+is refused whole (`Fenced`), so it can never write states or move offsets behind the new
+owner's back.
 """
 
 from __future__ import annotations
@@ -15,11 +21,30 @@ from typing import Protocol
 
 # customer -> (input partition, end of their earliest open window; None: no window open)
 Due = Mapping[str, tuple[int, float | None]]
+# input partition -> the epoch its owner claimed
+Epochs = Mapping[int, int]
+
+
+class Fenced(Exception):
+    """A commit refused, nothing of it written: another worker has claimed one of its
+    partitions since this one did."""
 
 
 def partition_key(topic: str, partition: int) -> str:
     """The name an input partition's offset is stored under."""
     return f"{topic}:{partition}"
+
+
+def fenced_out(fence: Epochs, current: Mapping[int, int | None]) -> str:
+    """Which partitions of `fence` another worker has claimed since, in words ('' if none)."""
+    taken = sorted(p for p, epoch in fence.items() if current.get(p) != epoch)
+    if not taken:
+        return ""
+    return (
+        "partitions "
+        + ", ".join(f"{p} (epoch {fence[p]}, now {current.get(p)})" for p in taken)
+        + " were claimed by another worker"
+    )
 
 
 class StateStore(Protocol):
@@ -41,14 +66,27 @@ class StateStore(Protocol):
         """Customers of `partition` with a window that ended by `until` (earliest first)."""
         ...
 
+    async def load_clocks(self, partitions: Iterable[int]) -> dict[int, float]:
+        """The event-time clocks checkpointed for these input partitions (absent: none yet)."""
+        ...
+
+    async def claim(self, partitions: Iterable[int]) -> dict[int, int]:
+        """Take these input partitions: a new epoch for each (greater than any before)."""
+        ...
+
     async def commit(
         self,
         customers: Mapping[str, bytes],
         offsets: Mapping[str, int],
         models: Mapping[str, bytes],
         due: Due | None = None,
+        fence: Epochs | None = None,
+        clocks: Mapping[int, float] | None = None,
     ) -> None:
-        """Atomically write states, offsets, changed model fields and due entries."""
+        """Atomically write states, offsets, changed model fields, due entries and the input
+        partitions' clocks; with
+        `fence`, only if each partition's epoch is still the one given (else Fenced, and
+        nothing is written)."""
         ...
 
     async def close(self) -> None: ...
@@ -62,6 +100,8 @@ class InMemoryStateStore:
         self.offsets: dict[str, int] = {}
         self.models: dict[str, bytes] = {}
         self.due: dict[int, dict[str, float]] = {}
+        self.epochs: dict[int, int] = {}
+        self.clocks: dict[int, float] = {}
         self.commits = 0
 
     async def load_offsets(self) -> dict[str, int]:
@@ -78,16 +118,31 @@ class InMemoryStateStore:
         found = sorted((end, cid) for cid, end in entries.items() if end <= until)
         return [cid for _, cid in found[:limit]]
 
+    async def load_clocks(self, partitions: Iterable[int]) -> dict[int, float]:
+        return {p: self.clocks[p] for p in partitions if p in self.clocks}
+
+    async def claim(self, partitions: Iterable[int]) -> dict[int, int]:
+        claimed = {}
+        for partition in partitions:
+            claimed[partition] = self.epochs[partition] = self.epochs.get(partition, 0) + 1
+        return claimed
+
     async def commit(
         self,
         customers: Mapping[str, bytes],
         offsets: Mapping[str, int],
         models: Mapping[str, bytes],
         due: Due | None = None,
+        fence: Epochs | None = None,
+        clocks: Mapping[int, float] | None = None,
     ) -> None:
+        taken = fenced_out(fence or {}, {p: self.epochs.get(p, 0) for p in fence or {}})
+        if taken:
+            raise Fenced(taken)
         self.customers.update(customers)
         self.offsets.update(offsets)
         self.models.update(models)
+        self.clocks.update(clocks or {})
         for cid, (partition, end) in (due or {}).items():
             entries = self.due.setdefault(partition, {})
             if end is None:

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from app.store import StateStore
+import pytest
+
+from app.store import Fenced, StateStore
 
 
 async def check_store_contract(store: StateStore) -> None:
@@ -46,3 +48,24 @@ async def check_store_contract(store: StateStore) -> None:
     await store.commit({}, {}, {}, {"b": (0, None), "a": (0, 200.0)})
     assert await store.load_due(0, 150.0, 10) == []
     assert await store.load_due(0, 250.0, 10) == ["a"]
+
+    # The input partitions' event-time clocks.
+    assert await store.load_clocks([0, 3]) == {}
+    await store.commit({}, {}, {}, None, None, {0: 100.0, 3: 50.5})
+    await store.commit({}, {}, {}, None, None, {3: 60.25})
+    assert await store.load_clocks([0, 3, 7]) == {0: 100.0, 3: 60.25}
+    assert await store.load_clocks([]) == {}
+
+    # Fencing: a commit presenting an epoch that another claim has moved is refused whole.
+    first = await store.claim([5, 6])
+    await store.commit({"z": b"1"}, {"clickstream:5": 1}, {}, {"z": (5, 10.0)}, first)
+    second = await store.claim([6])  # another worker takes partition 6
+    assert second[6] > first[6] and (await store.claim([])) == {}
+    with pytest.raises(Fenced, match="6"):
+        await store.commit({"z": b"2"}, {"clickstream:5": 2}, {"m": b"x"}, {"z": (5, 1.0)}, first)
+    assert await store.load_customers(["z"]) == {"z": b"1"}
+    assert (await store.load_offsets())["clickstream:5"] == 1
+    assert "m" not in await store.load_models()
+    assert await store.load_due(5, 5.0, 10) == []
+    await store.commit({"z": b"3"}, {"clickstream:6": 7}, {}, None, {6: second[6], 5: first[5]})
+    assert await store.load_customers(["z"]) == {"z": b"3"}

@@ -33,7 +33,11 @@ def build_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 4),
         broker_commit_interval=1.0,
-        stream_wait_empty=True,
+        # A rebalance or a stop does not wait for the batch in flight to be acknowledged:
+        # one that is fenced (agents/worker.py) never will be, and Faust would wait forever.
+        # A batch caught by a rebalance is not acknowledged; its records are handled again by
+        # the partitions' next owner, from the checkpoint.
+        stream_wait_empty=False,
         producer_acks=-1,
         producer_request_timeout=settings.producer_timeout_s,
         producer_max_request_size=dead_letter_limit + MIB,

@@ -36,6 +36,11 @@ BATCH_RETRIES = Counter(
     "tact_batch_retries_total",
     "Batches that failed (a send, Redis) and were handled again from the checkpoint",
 )
+FENCED = Counter(
+    "tact_fenced_batches_total",
+    "Batches whose checkpoint was refused because another worker had claimed the partitions "
+    "(this worker was a zombie); dropped unacknowledged",
+)
 DUPLICATES = Counter(
     "tact_duplicate_events_total", "Events skipped because their event_id came again recently"
 )

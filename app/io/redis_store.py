@@ -10,9 +10,10 @@ from typing import TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
 
 from app.errors import DependencyUnavailable
-from app.store import Due
+from app.store import Due, Epochs, Fenced, fenced_out
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -23,7 +24,10 @@ _RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 class RedisStateStore:
     """Keys: `{prefix}:c:{customer_id}` (state, expires when idle), `{prefix}:offsets` and
     `{prefix}:models` (hashes), `{prefix}:due:{partition}` (sorted sets: customer -> end of
-    their earliest open attribution window).
+    their earliest open attribution window), `{prefix}:clocks` (a hash: input partition ->
+    the latest event time read from it), `{prefix}:epoch:{partition}` (counters: the
+    fence, taken by INCR; a fenced commit WATCHes them and writes in MULTI/EXEC only if
+    each is still the epoch its worker claimed).
 
     A commit that cannot reach Redis is retried with backoff for as long as it takes: the
     stream stalls rather than acknowledging records whose state was never saved.
@@ -36,6 +40,7 @@ class RedisStateStore:
         self._prefix = prefix
         self._offsets_key = f"{prefix}:offsets"
         self._models_key = f"{prefix}:models"
+        self._clocks_key = f"{prefix}:clocks"
         self._ttl = ttl_seconds
         self._max_backoff = max_backoff_s
 
@@ -75,15 +80,55 @@ class RedisStateStore:
         )
         return [_text(cid) for cid in found if isinstance(cid, bytes | str)]
 
+    async def load_clocks(self, partitions: Iterable[int]) -> dict[int, float]:
+        wanted = list(partitions)
+        if not wanted:
+            return {}
+        values = await self._retrying(
+            "load clocks", lambda: self._redis.hmget(self._clocks_key, [str(p) for p in wanted])
+        )
+        return {p: float(v) for p, v in zip(wanted, values, strict=True) if v is not None}
+
+    def _epoch(self, partition: int) -> str:
+        return f"{self._prefix}:epoch:{partition}"
+
+    async def claim(self, partitions: Iterable[int]) -> dict[int, int]:
+        wanted = list(partitions)
+
+        async def incr() -> list[int]:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for partition in wanted:
+                    pipe.incr(self._epoch(partition))
+                return [int(n) for n in await pipe.execute()]
+
+        epochs = await self._retrying("claim partitions", incr) if wanted else []
+        return dict(zip(wanted, epochs, strict=True))
+
     async def commit(
         self,
         customers: Mapping[str, bytes],
         offsets: Mapping[str, int],
         models: Mapping[str, bytes],
         due: Due | None = None,
+        fence: Epochs | None = None,
+        clocks: Mapping[int, float] | None = None,
     ) -> None:
+        fenced = sorted((fence or {}).items())
+        keys = [self._epoch(p) for p, _ in fenced]
+
         async def write() -> None:
             async with self._redis.pipeline(transaction=True) as pipe:
+                if keys:
+                    await pipe.watch(*keys)
+                    now = await pipe.mget(keys)
+                    current = {
+                        p: None if v is None else int(v)
+                        for (p, _), v in zip(fenced, now, strict=True)
+                    }
+                    taken = fenced_out(dict(fenced), current)
+                    if taken:
+                        raise Fenced(taken)
+                    pipe.multi()  # type: ignore[no-untyped-call]
                 for cid, blob in customers.items():
                     pipe.set(self._key(cid), blob, ex=self._ttl)
                 for cid, (partition, end) in (due or {}).items():
@@ -96,7 +141,14 @@ class RedisStateStore:
                     pipe.hset(self._offsets_key, mapping={k: v for k, v in offsets.items()})
                 if models:
                     pipe.hset(self._models_key, mapping={k: v for k, v in models.items()})
-                await pipe.execute()
+                if clocks:
+                    pipe.hset(self._clocks_key, mapping={str(p): t for p, t in clocks.items()})
+                try:
+                    await pipe.execute()
+                except WatchError:  # an epoch moved between the check and the write
+                    raise Fenced(
+                        "a partition was claimed by another worker during the commit"
+                    ) from None
 
         await self._retrying("commit checkpoint", write)
 

@@ -197,11 +197,13 @@ def test_windows_of_evicted_customers_still_close() -> None:
 
 
 def test_records_that_waited_past_the_freshness_limit_are_stale() -> None:
+    """A lagging worker: onsite Actions go out already expired (no connector delivers
+    them); the decisions, their ids and the checkpointed states are those made on time."""
     import time
 
     events = list(generate(60, seed=3))
 
-    def onsite_actions(age_s: float) -> tuple[int, int]:
+    def run(age_s: float) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
         store, broker = InMemoryStateStore(), Broker()
         w = worker(store, broker)
         stamp = int((time.time() - age_s) * 1000)
@@ -210,13 +212,20 @@ def test_records_that_waited_past_the_freshness_limit_are_stale() -> None:
             for r in as_records(events)
         ]
         assert asyncio.run(w.handle(records))
-        actions = [codec.loads(v) for v in broker.actions()]
-        return sum(a["channel"].startswith("onsite") for a in actions), len(actions)
+        return [codec.loads(v) for v in broker.actions()], store.customers
 
-    fresh, total = onsite_actions(1.0)
-    stale, stale_total = onsite_actions(3600.0)
-    assert fresh > 10 and total > 50
-    assert stale == 0 and stale_total > 20  # decided, but nothing onsite
+    def deliverable_onsite(actions: list[dict[str, Any]]) -> int:
+        return sum(
+            a["channel"].startswith("onsite") and a["expires_at"] > a["ts"] and not a["holdout"]
+            for a in actions
+        )
+
+    (fresh, fresh_states), (stale, stale_states) = run(1.0), run(3600.0)
+    assert deliverable_onsite(fresh) > 10 and len(fresh) > 50
+    assert deliverable_onsite(stale) == 0
+    assert [a["action_id"] for a in stale] == [a["action_id"] for a in fresh]
+    assert any("stale" in a["reasons"] for a in stale)
+    assert stale_states == fresh_states  # lateness changed nothing the engine keeps
 
 
 def test_unknown_skus_are_counted_and_logged_at_powers_of_ten(
@@ -341,3 +350,104 @@ def test_outcomes_closed_before_a_failure_are_not_sent_twice() -> None:
     outcomes = [v for t, _, v in broker.sent if t == "outcomes" and v]
     assert len(outcomes) > 300
     assert len(outcomes) == len(set(outcomes))
+
+
+def on_two_partitions(events: list[dict[str, Any]]) -> list[Record]:
+    """Records on partitions 0 and 1 of each input (a customer always on the same one)."""
+    offsets: dict[tuple[str, int], int] = {}
+    out = []
+    for e in events:
+        topic, partition = FAMILY_OF_TYPE[e["type"]], sum(e["customer_id"].encode()) % 2
+        offset = offsets.get((topic, partition), 0)
+        out.append(Record(topic, partition, offset, e["customer_id"].encode(), codec.dumps(e)))
+        offsets[(topic, partition)] = offset + 1
+    return out
+
+
+def test_a_zombies_checkpoint_is_refused_and_nothing_of_it_lands() -> None:
+    """Worker A owns the partitions, pauses past its session timeout; Kafka gives them to B,
+    which claims them. A's next commit is refused whole: no state, offset or model of it is
+    written, its batch is not acknowledged, and it handles nothing more until reassigned."""
+    store, records = InMemoryStateStore(), on_two_partitions(EVENTS)
+    a, b = worker(store, Broker(), frozen()), worker(store, Broker(), frozen())
+    a.assign([0, 1])
+    third = len(records) // 3
+
+    async def go() -> None:
+        assert await a.handle_until_done(records[:third])
+        b.assign([0, 1])  # A was paused: the group moved its partitions to B
+        assert await b.handle_until_done(records[:third] + records[third : 2 * third])
+        saved = (dict(store.customers), dict(store.offsets), dict(store.models), store.commits)
+        assert not await a.handle_until_done(records[third:])  # A wakes up: refused
+        assert (store.customers, store.offsets, store.models, store.commits) == saved
+        assert a.fenced_at is not None and not a.pipeline.engine.customers
+        assert not await a.handle_until_done(records[third:])  # still out, not even tried
+        assert await b.handle_until_done(records[2 * third :])
+
+    asyncio.run(go())
+    assert b.fenced_at is None
+
+
+def test_a_rebalance_keeps_the_customers_of_partitions_still_owned() -> None:
+    """Warm rebalances: a worker that keeps partition 0 and loses 1 keeps 0's customers in
+    memory and drops 1's; if another worker claimed 0 in between, 0's are dropped too."""
+    store, broker = InMemoryStateStore(), Broker()
+    records = on_two_partitions(EVENTS[:400])
+    w = worker(store, broker, frozen())
+    w.assign([0, 1])
+    asyncio.run(w.handle_until_done(records))
+    engine = w.pipeline.engine
+    on = {p: {cid for cid, q in w.partition_of.items() if q == p} for p in (0, 1)}
+    assert on[0] and on[1] and set(engine.customers) == on[0] | on[1]
+
+    w.forget()
+    w.assign([0])
+    assert set(engine.customers) == on[0]
+    asyncio.run(w.handle_until_done(records[:1]))  # claims 0 again: nobody else had
+    assert set(engine.customers) == on[0]
+
+    w.forget()
+    asyncio.run(store.claim([0]))  # another worker took 0 meanwhile
+    w.assign([0])
+    asyncio.run(w.handle_until_done(records[:1]))
+    assert not set(engine.customers) & on[0] - {records[0].key.decode()}  # type: ignore[union-attr]
+
+
+def test_warm_rebalances_decide_what_a_worker_that_never_moved_decides() -> None:
+    """Rebalances every few batches, between one worker's partitions: the same actions as
+    one uninterrupted worker, byte for byte."""
+    store, broker = InMemoryStateStore(), Broker()
+    records = on_two_partitions(EVENTS)
+    w = worker(store, broker, frozen())
+
+    async def go() -> None:
+        for n, i in enumerate(range(0, len(records), 40)):
+            if n % 3 == 0:
+                w.forget()
+                w.assign([0, 1])
+            assert await w.handle_until_done(records[i : i + 40])
+
+    asyncio.run(go())
+    steady = Broker()
+    run_batches(worker(InMemoryStateStore(), steady, frozen()), records, 40)
+    assert broker.actions() == steady.actions()
+
+
+def test_each_partitions_clock_is_checkpointed_and_restored() -> None:
+    """The watermark is the earliest clock of the worker's partitions; a worker that takes
+    the partitions over starts from the clocks checkpointed for them, not from zero and not
+    from whatever the models were last saved with."""
+    store = InMemoryStateStore()
+    records = on_two_partitions(EVENTS[:300])
+    first = worker(store, Broker(), frozen())
+    first.assign([0, 1])
+    asyncio.run(first.handle_until_done(records))
+    clocks = first.pipeline.engine.clocks
+    assert set(clocks) == {0, 1} and store.clocks == clocks
+    assert first.pipeline.engine.models.watermark == min(clocks.values())
+
+    second = worker(store, Broker(), frozen())
+    second.assign([1])
+    asyncio.run(second.handle_until_done(records[-1:]))  # already checkpointed: skipped
+    assert second.pipeline.engine.clocks == {1: clocks[1]}
+    assert second.pipeline.engine.models.watermark == clocks[1]

@@ -262,3 +262,30 @@ def test_a_refill_is_decided_on_its_own_customers_context() -> None:
         assert action.customer_id == treated
         assert action.experiments == assign(treated).arms
         assert not action.holdout
+
+
+def test_one_partitions_clock_does_not_close_another_partitions_windows() -> None:
+    """The watermark is the earliest of the input partitions' clocks: events read far ahead
+    on one partition (a backlog elsewhere, a clock running ahead) close no window of a
+    customer on another until that partition's own time passes the window's end. With one
+    clock (a replay) the same events close it at once, the control."""
+    from app.decode import validate_object
+
+    def run(sources: tuple[int, int] | tuple[None, None]) -> tuple[list[str], list[str]]:
+        engine = DecisionEngine(demo_catalog())
+        mine, ahead = Shopper("c-here"), Shopper("c-ahead")
+        for e in (mine.view("RUN-JACKET-01"), mine.add("RUN-JACKET-01")):
+            engine.process_event(validate_object(e), sources[0])
+        assert engine.customers["c-here"].windows  # an offer's window is open
+        ahead.wait(days=10)
+        engine.process_event(validate_object(ahead.view("RUN-JACKET-01")), sources[1])
+        early = [o.customer_id for o in engine.take_outcomes()]
+        other = Shopper("c-other").wait(days=5)  # another customer of the same partition
+        engine.process_event(validate_object(other.page("home")), sources[0])
+        later = [o.customer_id for o in engine.take_outcomes()]
+        return early, later
+
+    early, later = run((0, 1))
+    assert "c-here" not in early and "c-here" in later
+    early, _ = run((None, None))
+    assert "c-here" in early

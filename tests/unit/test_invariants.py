@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.decode import validate_object
+from app.actions import expire_stale
 from app.engine import DecisionEngine
 from app.holdout import holdout_draw, in_holdout
 from app.policy import load_policy
@@ -238,21 +238,30 @@ def test_channel_suppression_tests_close_the_channel_to_their_slice() -> None:
     assert any("drop:email:experiment" in a.reasons for a in suppressed)
 
 
-def test_stale_events_get_no_onsite_or_urgency_offers() -> None:
+def test_stale_actions_for_the_page_or_with_urgency_go_out_expired_and_nothing_else_changes() -> (
+    None
+):
     """An event that waited in Kafka past the freshness limit (a lagging worker): the
-    customer has left the page, so nothing onsite and no urgency; the rest may still go."""
+    customer has left the page, so no onsite offer and no urgency may reach them; but the
+    engine decides as on time (the same ids and state after any delay), and the edge sends
+    those Actions already expired, reason `stale`; the others go out unchanged."""
     events = list(generate(400, seed=23))
-    onsite = set(POLICY.freshness.close_channels)
-    fresh_engine, stale_engine = DecisionEngine(demo_catalog()), DecisionEngine(demo_catalog())
-    fresh = [a for e in events for a in fresh_engine.process_event(validate_object(e), 1.0)]
-    stale = [a for e in events for a in stale_engine.process_event(validate_object(e), 900.0)]
-    assert sum(a.channel in onsite for a in fresh) > 200  # the control
-    assert any(a.frame == "outcome_acceleration" for a in fresh)
-    assert not any(a.channel in onsite for a in stale)
-    assert not any(a.frame == "outcome_acceleration" for a in stale)
-    # Decisions for the moment say why (a refill offer is scheduled for weeks later: not stale).
-    decided = [
-        a for a in stale if a.reasons[0].startswith("moment:") and "seq:refill" not in a.reasons
-    ]
-    assert decided and all("stale" in a.reasons for a in decided)
-    assert any(a.channel in ("email", "sms", "account_portal") for a in stale)
+    freshness = POLICY.freshness
+    closed, denied = frozenset(freshness.close_channels), frozenset(freshness.deny_frames)
+    engine = DecisionEngine(demo_catalog())
+    actions = [a for e in events for a in engine.process(e)]
+    assert sum(a.channel in closed for a in actions) > 200  # the control
+    assert any(a.frame == "outcome_acceleration" and not a.holdout for a in actions)
+    for action in actions:
+        late = expire_stale(action, closed, denied)
+        assert Action.model_validate(late.model_dump()) == late
+        assert late.action_id == action.action_id
+        offered = action.play != "protect" and not action.holdout
+        if offered and (action.channel in closed or action.frame in denied):
+            assert late.expires_at == late.not_before == action.ts  # past: never delivered
+            assert late.reasons == [*action.reasons, "stale"]
+            assert late.model_dump(exclude={"not_before", "expires_at", "reasons"}) == (
+                action.model_dump(exclude={"not_before", "expires_at", "reasons"})
+            )
+        else:
+            assert late is action

@@ -91,10 +91,10 @@ def test_dead_letter_headers_carry_reason_and_origin() -> None:
 
 def test_engine_defect_becomes_a_dead_letter_and_the_batch_goes_on() -> None:
     class Broken(DecisionEngine):
-        def process_event(self, e, lag_s=None):  # type: ignore[no-untyped-def]
+        def process_event(self, e, source=None):  # type: ignore[no-untyped-def]
             if e.event_id == "e-1":
                 raise RuntimeError("boom")
-            return super().process_event(e, lag_s)
+            return super().process_event(e, source)
 
     p = BatchPipeline(Broken(demo_catalog()), FAMILIES, 1 << 20)
     result = p.decide(p.prepare([rec(0, cart(0)), rec(1, cart(1)), rec(2, cart(2))], {}))

@@ -1,0 +1,86 @@
+"""A zombie worker: paused (SIGSTOP) past its session timeout while another worker takes its
+partitions over, then resumed. Its checkpoints are refused (fenced), nothing is lost, and
+nothing is applied twice: every action the stream calls for arrives, every copy identical."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from typing import Any
+
+from app import codec
+from app.sample import generate
+from app.settings import Settings
+from tests.integration.conftest import free_port
+from tests.integration.kafka_helpers import (
+    TopicReader,
+    produce_events,
+    producer,
+    wait_for_actions,
+)
+from tests.integration.test_crash_recovery import burst_customers, interleave
+from tests.integration.test_worker import clickstream_only, expected_actions, topics_of
+
+
+def owned(worker: Any) -> int:
+    """How many input partitions the worker's last assignment gave it (-1: none yet)."""
+    found = re.findall(r"assigned (\d+) input partitions", worker.log())
+    return int(found[-1]) if found else -1
+
+
+def wait(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_a_paused_worker_cannot_write_after_its_partitions_moved(
+    stack: Settings, start_worker: Any, frozen_policy: Any
+) -> None:
+    # Learning off: each customer's actions depend only on its own events, so a state applied
+    # twice (or a zombie's stale state written over the new owner's) would change them.
+    stack = stack.model_copy(update={"batch_max": 40, "policy": frozen_policy})
+    events = clickstream_only(interleave(list(generate(250, seed=23)), burst_customers(150)))
+    want = {
+        codec.loads(a)["action_id"]
+        for acts in expected_actions(events, frozen_policy).values()
+        for a in acts
+    }
+    prod = producer(stack.kafka_bootstrap)
+    topics = topics_of(stack)
+    parts = [events[i * len(events) // 8 : (i + 1) * len(events) // 8] for i in range(8)]
+
+    zombie = start_worker(stack)
+    wait(lambda: owned(zombie) > 0, 60, "the first worker's partitions")
+    produce_events(prod, topics, parts[0])
+    actions = TopicReader(stack.kafka_bootstrap, stack.topic_actions)
+    actions.wait_for(lambda r: len(r) > 0, what="the first actions")
+    other = start_worker(stack.model_copy(update={"metrics_port": free_port()}))
+    wait(lambda: owned(other) > 0 and 0 < owned(zombie) < 6, 60, "the partitions to be shared")
+
+    fenced = 0.0
+    for cycle in range(3):  # pause it up to three times, until a checkpoint of it is refused
+        produce_events(prod, topics, parts[1 + 2 * cycle])
+        time.sleep(0.1)  # it is busy with them
+        zombie.proc.send_signal(signal.SIGSTOP)
+        try:
+            wait(lambda: owned(other) == 6, 60, "the other worker to take every partition")
+            # Records it will fetch from its old partitions when it wakes, before it learns
+            # they are gone.
+            produce_events(prod, topics, parts[2 + 2 * cycle])
+        finally:
+            zombie.proc.send_signal(signal.SIGCONT)
+        wait(lambda: 0 < owned(other) < 6, 90, "the resumed worker to rejoin")
+        fenced = zombie.wait_metrics().get("tact_fenced_batches_total", 0.0)
+        if fenced:
+            break
+    produce_events(prod, topics, [e for part in parts[3 + 2 * cycle :] for e in part])
+
+    wait_for_actions(actions, want, 120, f"all {len(want)} actions")  # none lost, none changed
+    assert fenced >= 1, "the resumed worker never tried to checkpoint with its old epochs"
+    assert "checkpoint refused" in zombie.log()
+    assert zombie.proc.poll() is None and other.proc.poll() is None
+    zombie_events = zombie.wait_metrics().get('tact_events_total{type="add_to_cart"}', 0)
+    assert zombie_events > 0  # it works again after rejoining
