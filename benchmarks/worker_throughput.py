@@ -7,7 +7,11 @@ one `tact worker` process, timed until its Redis checkpoint covers every input r
 both in events/s (each from its first batch to its last, so start-up is reported apart), the
 worker's share of the floor, its peak RSS, and actions out.
 
-    python -m benchmarks.worker_throughput --customers 8000
+    python -m benchmarks.worker_throughput --customers 8000 [--profile worker.prof]
+
+With --profile the worker runs under cProfile (its main thread: the agent, the engine, the
+producer's and Redis's asyncio side; not Faust's consumer thread) and the profile is written
+there at its stop: `python -m pstats worker.prof`. Profiling slows it: not a throughput figure.
 """
 
 from __future__ import annotations
@@ -86,7 +90,9 @@ def raw_floor(settings: Settings, topics: list[str], out: str, events: int) -> f
     return asyncio.run(passthrough())
 
 
-def run(customers: int, partitions: int, batch_max: int) -> dict[str, float]:
+def run(
+    customers: int, partitions: int, batch_max: int, profile: str | None = None
+) -> dict[str, float]:
     tag = uuid.uuid4().hex[:8]
     settings = Settings().model_copy(
         update={
@@ -156,8 +162,9 @@ def run(customers: int, partitions: int, batch_max: int) -> dict[str, float]:
     log.parent.mkdir(exist_ok=True)
     t0 = time.perf_counter()
     with log.open("wb") as out:
+        profiled = ["-m", "cProfile", "-o", str(Path(profile).resolve())] if profile else []
         worker = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker"],
+            [sys.executable, *profiled, "-m", "app.cli", "worker"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -201,8 +208,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--customers", type=int, default=8000)
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--batch-max", type=int, default=500)
+    parser.add_argument("--profile", help="run the worker under cProfile, writing here")
     args = parser.parse_args(argv)
-    run(args.customers, args.partitions, args.batch_max)
+    run(args.customers, args.partitions, args.batch_max, args.profile)
 
 
 if __name__ == "__main__":

@@ -116,8 +116,8 @@ def summary(f: dict[str, Any]) -> list[str]:
     o = f["overall"]
 
     def est(e: dict[str, Any] | None) -> str:
-        if not e:
-            return "n/a"
+        if not e or e.get("value") is None:
+            return "n/a" if not e else f"({e.get('note', 'n/a')})"
         mark = " *" if e["low"] > 0 or e["high"] < 0 else ""
         return f"{e['value']:+.2f} [{e['low']:+.2f}, {e['high']:+.2f}]{mark}"
 

@@ -105,8 +105,10 @@ def by_group(data: ReportData, seed: int = 0) -> dict[str, list[dict[str, Any]]]
 
 def play_holdouts(data: ReportData, seed: int = 0) -> list[dict[str, Any]]:
     """Each play's own holdout: among globally treated customers chosen for the play, those
-    it was held out from against those who got it."""
-    rows = []
+    it was held out from against those who got it. Every play the policy holds out has a
+    row; one that cannot be measured yet (nobody chosen for it on one side) says so in
+    `note`, with value, low and high None."""
+    rows: list[dict[str, Any]] = []
     experiments = sorted(
         {k for c in data.customers.values() for k in c.arms if k.startswith("play_holdout:")}
     )
@@ -119,6 +121,19 @@ def play_holdouts(data: ReportData, seed: int = 0) -> list[dict[str, Any]]:
         estimate = _estimate(treated, control, seed)
         if estimate is not None:
             rows.append({"play": play, **estimate.as_dict()})
+            continue
+        missing = "nobody held out from it" if treated else "nobody who got it"
+        rows.append(
+            {
+                "play": play,
+                "value": None,
+                "low": None,
+                "high": None,
+                "treated_n": len(treated),
+                "control_n": len(control),
+                "note": f"not measured yet: {missing} among the customers chosen for it",
+            }
+        )
     return rows
 
 

@@ -117,7 +117,7 @@ def _measured(figures: dict[str, Any]) -> list[str]:
     holdouts = figures["play_holdouts"]
     parts.append(
         svg.intervals(
-            [(r["play"], r["value"], r["low"], r["high"]) for r in holdouts],
+            [(r["play"], r["value"], r["low"], r["high"]) for r in holdouts if "note" not in r],
             "profit per customer the play adds, got it - held out from it (95% interval)",
         )
     )
@@ -127,8 +127,11 @@ def _measured(figures: dict[str, Any]) -> list[str]:
             [
                 [
                     escape(r["play"]),
-                    _money(r["value"]),
-                    f"[{r['low']:+,.2f}, {r['high']:+,.2f}]",
+                    *(
+                        [escape(r["note"]), ""]
+                        if "note" in r
+                        else [_money(r["value"]), f"[{r['low']:+,.2f}, {r['high']:+,.2f}]"]
+                    ),
                     f"{r['treated_n']:,}",
                     f"{r['control_n']:,}",
                 ]

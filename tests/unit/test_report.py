@@ -317,3 +317,29 @@ def test_second_purchase_is_read_at_horizons_the_data_reaches(tmp_path: Path, ca
     assert f"second purchase by {horizon} days" in printed and "30/60/90" not in printed
     assert figures["cannibalisation"]  # the default policy's paid retargeting suppression test
     assert "paid retargeting: its Actions claimed" in printed and "what it really added" in printed
+
+
+def test_every_held_out_play_has_a_row_even_before_it_can_be_measured() -> None:
+    """The policy holds out expand and commit: commit's holdout has drawn nobody yet among
+    the few customers chosen for it. It is listed, saying why it has no estimate (it used
+    to be left out, as if commit were not held out at all)."""
+    from app.report.html import _measured
+
+    catalog = demo_catalog()
+    actions, outcomes = [], []
+    for i in range(30):
+        play = "expand" if i < 20 else "commit"
+        arm = "held_out" if play == "expand" and i % 2 else "treated"
+        cid = f"c{i}"
+        experiments = {"holdout": "treated", f"play_holdout:{play}": arm}
+        actions.append(_action(cid, "treated", play=play, experiments=experiments))
+        outcomes.append({"customer_id": cid, "channel_cost": 0.0, "delivered": arm == "treated"})
+    data = load(_lines(actions), _lines(outcomes), [], catalog, 0.4, 6.0)
+    rows = {r["play"]: r for r in analysis.play_holdouts(data)}
+    assert set(rows) == {"expand", "commit"}
+    assert rows["expand"]["value"] is not None and "note" not in rows["expand"]
+    commit = rows["commit"]
+    assert commit["value"] is None and commit["treated_n"] == 10 and commit["control_n"] == 0
+    assert "nobody held out" in commit["note"]
+    html = "".join(_measured({"groups": {}, "play_holdouts": list(rows.values())}))
+    assert "commit" in html and "nobody held out" in html
