@@ -80,6 +80,7 @@ def attach(app: faust.App, worker: DecisionWorker) -> None:
         mine = sorted(f"{tp.topic}:{tp.partition}" for tp in assigned if tp.topic in inputs)
         log.info("assigned %d input partitions: %s", len(mine), ", ".join(mine))
         worker.assign(tp.partition for tp in assigned if tp.topic in inputs)
+        await worker.claim()  # now: a zombie's checkpoint is refused from this moment
 
     async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
         # A batch in flight now is not acknowledged (the generation moves) and its checkpoint

@@ -73,6 +73,7 @@ class DecisionWorker:
         self.kept: dict[int, int] = {}  # partitions owned before the rebalance -> their epoch
         self.fenced_at: float | None = None  # when a commit was refused (until reassigned)
         self.revoked = False  # between a revocation and the next assignment: handle nothing
+        self._claiming = asyncio.Lock()  # one claim at a time (assignment and batch may race)
         self.partition_of: dict[str, int] = {}  # cached customer -> their input partition
         self.unknown_skus = 0  # events naming a SKU the catalog lacks, logged at 1, 10, 100...
 
@@ -190,13 +191,18 @@ class DecisionWorker:
         started = time.perf_counter()
         generation = self.generation
         engine = self.pipeline.engine
-        if self.epochs is None:
-            self.epochs = await self._claim()
-            self.committed = None  # what the last owner checkpointed, read after the claim
+        if self.epochs is None and not await self.claim():
+            return False  # a rebalance came during the claim
+        if self.assigned and any(r.partition not in self.assigned for r in records):
+            # Read before a rebalance, from partitions now owned elsewhere: not ours to write.
+            # Kafka sent this worker's partitions back to their committed offsets at the
+            # assignment, so its own records in the batch come again.
+            return False
         if self.committed is None:
             self.committed = await self.store.load_offsets()
             engine.restore_models(await self.store.load_models())
-            engine.set_clocks(await self.store.load_clocks(sorted(self.assigned)))
+            if self.assigned:
+                engine.set_clocks(await self.store.load_clocks(sorted(self.assigned)))
         prepared = self.pipeline.prepare(records, self.committed)
         for record, item in prepared.items:
             if isinstance(item, Envelope):
@@ -204,7 +210,8 @@ class DecisionWorker:
         missing = [cid for cid in prepared.customer_ids() if not engine.knows(cid)]
         engine.restore(await self.store.load_customers(missing))
         gone = await self._sweep()
-        if generation != self.generation:
+        if generation != self.generation:  # revoked meanwhile: keep nothing of this batch
+            self.reset()
             return False
         duplicates, unknown = engine.duplicates, engine.unknown_sku_events
         result = self.pipeline.decide(prepared, now=now)
@@ -213,7 +220,8 @@ class DecisionWorker:
         if engine.unknown_sku_events > unknown:
             self._unknown_skus(engine.unknown_sku_events - unknown)
         await asyncio.gather(*await self._send_all(result))
-        if generation != self.generation:
+        if generation != self.generation:  # revoked meanwhile: keep nothing of this batch
+            self.reset()
             return False
         due = {
             cid: (self.partition_of[cid], engine.next_window_end(cid))
@@ -235,6 +243,21 @@ class DecisionWorker:
             self.partition_of.pop(cid, None)
         _count(result, prepared.redelivered, len(records), time.perf_counter() - started)
         return True
+
+    async def claim(self) -> bool:
+        """Claim the assigned partitions (at Kafka's assignment; else before the next batch),
+        then read what their last owner checkpointed. False when a rebalance came meanwhile:
+        nothing claimed is kept, the next assignment claims again."""
+        async with self._claiming:
+            if self.epochs is not None:  # claimed for this assignment already
+                return True
+            generation = self.generation
+            epochs = await self._claim()
+            if generation != self.generation:
+                return False
+            self.epochs = epochs
+            self.committed = None  # offsets, models and clocks: read after the claim
+            return True
 
     async def _claim(self) -> dict[int, int]:
         """Claim this worker's partitions. A partition kept through a rebalance keeps its

@@ -439,7 +439,12 @@ class Attribution:
     # -- helpers ------------------------------------------------------------------------------
     @staticmethod
     def _delivered(entry: list[Any]) -> bool:
-        return not entry[HOLDOUT] and entry[PLAY] != "protect"
+        """Sent to a connector and not reported back as expired undelivered."""
+        return (
+            not entry[HOLDOUT]
+            and entry[PLAY] != "protect"
+            and "expired" not in entry[TALLY][FEEDBACK]
+        )
 
     def _unit_cost(self, sku: str, price: float) -> float:
         product = self.catalog.get(sku)

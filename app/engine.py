@@ -206,10 +206,10 @@ class DecisionEngine:
 
     def set_clocks(self, clocks: Mapping[int, float]) -> None:
         """The input partitions' clocks as checkpointed (only those this worker owns); the
-        watermark becomes their minimum, whatever the models were saved with."""
+        watermark becomes their minimum (0 when none has one yet), whatever the models were
+        saved with (another worker's clocks)."""
         self.clocks = dict(clocks)
-        if self.clocks:
-            self.models.watermark = min(self.clocks.values())
+        self.models.watermark = min(self.clocks.values(), default=0.0)
 
     def _unknown(self, sku: str) -> None:
         self.unknown_sku_events += 1

@@ -153,6 +153,8 @@ class ReadinessTracker:
             if e.channel not in s.unsubscribed:
                 s.unsubscribed.append(e.channel)
             return
+        if e.kind == "expired":  # never reached them: says nothing of their posture
+            return
         counts = s.channels.get(e.channel)
         if counts is None:
             counts = s.channels[e.channel] = [0.0, 0.0, 0.0, t]

@@ -34,7 +34,11 @@ Page = Literal[
 SearchSort = Literal["relevance", "price_asc", "price_desc", "newest", "rating"]
 CouponAction = Literal["view", "apply", "remove", "fail"]
 OfferFeedbackKind = Literal["impression", "click", "dismiss", "accept"]
-MessageFeedbackKind = Literal["delivered", "open", "click", "bounce", "unsubscribe", "complaint"]
+# "expired": a connector could not deliver the Action before its `expires_at` (it came too
+# late, or waited past it): the engine then counts it as never delivered.
+MessageFeedbackKind = Literal[
+    "delivered", "open", "click", "bounce", "unsubscribe", "complaint", "expired"
+]
 
 
 class PageView(Envelope):

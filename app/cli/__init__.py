@@ -75,6 +75,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         log_dir=Path(args.log_dir),
         colour=sys.stdout.isatty(),
+        keep=args.keep,
     )
     return demo.run(wait=not args.exit_when_done)
 
@@ -292,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="start a worker, play a sample stream into Kafka, show the actions live",
         description="Start `tact worker`, produce a generated stream (and a few bad records) "
         "into the input topics at --rate, and show each Action as it arrives, then a summary. "
+        "Each run has its own app id and topics (removed at the end unless --keep), so it "
+        "never touches the configured ones and one run never teaches the next. "
         "Needs Kafka and Redis (`make demo` starts them).",
     )
     demo.add_argument("--customers", type=at_least(1), default=150, help="customers in the stream")
@@ -302,6 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--exit-when-done",
         action="store_true",
         help="stop after the summary instead of waiting for Ctrl-C",
+    )
+    demo.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep this run's topics and Redis state at the end (removed by default)",
     )
     demo.set_defaults(func=cmd_demo)
 

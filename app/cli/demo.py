@@ -1,14 +1,19 @@
 """`tact demo`: start a worker, play a realistic stream into the topics, show the actions live.
 
-Each run uses its own customer ids, so a second run is as lively as the first.
+Each run has its own namespace: its own app id (consumer group and Redis prefix, so its
+models start afresh) and its own topics, removed when it ends (`--keep` keeps them). Nothing
+it does reaches the topics, group or state of the configured TACT_APP_ID, and one run never
+teaches the next.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +23,7 @@ from kafka import TopicPartition
 
 from app import codec
 from app.io import clients
-from app.io.kafka_admin import ensure_topics
+from app.io.kafka_admin import admin_client, ensure_topics
 from app.sample import generate
 from app.settings import Settings
 from schemas import FAMILY_OF_TYPE
@@ -43,6 +48,50 @@ class DemoStats:
     first_action_s: float | None = None
 
 
+_TOPICS = ("clickstream", "orders", "actions", "outcomes", "dead_letters", "connector_dead_letters")
+
+
+def namespace(settings: Settings, tag: str) -> Settings:
+    """The settings of one demo run: its own app id and topics."""
+    return settings.model_copy(
+        update={
+            "app_id": f"tact-demo-{tag}",
+            **{f"topic_{t}": f"demo-{tag}-{t.replace('_', '-')}" for t in _TOPICS},
+        }
+    )
+
+
+def namespace_env(settings: Settings) -> dict[str, str]:
+    """The environment for a worker of this namespace (the rest as configured)."""
+    names = {"app_id": settings.app_id} | {
+        f"topic_{t}": getattr(settings, f"topic_{t}") for t in _TOPICS
+    }
+    return {**os.environ, **{f"TACT_{k.upper()}": v for k, v in names.items()}}
+
+
+def remove_namespace(settings: Settings) -> tuple[int, int]:
+    """Delete a demo run's topics (with Faust's own, named after the app id) and Redis keys;
+    returns how many of each."""
+    topics = {getattr(settings, f"topic_{t}") for t in _TOPICS}
+    admin = admin_client(settings)
+    try:
+        present = [
+            t for t in admin.list_topics() if t in topics or t.startswith(f"{settings.app_id}-")
+        ]
+        if present:
+            admin.delete_topics(present)
+    finally:
+        admin.close()
+    redis = clients.redis_client(settings)
+    try:
+        keys = list(redis.scan_iter(match=f"tact:{settings.app_id}:*", count=1000))
+        for i in range(0, len(keys), 500):
+            redis.delete(*keys[i : i + 500])
+    finally:
+        redis.close()
+    return len(present), len(keys)
+
+
 class Demo:
     def __init__(
         self,
@@ -52,8 +101,10 @@ class Demo:
         seed: int | None,
         log_dir: Path,
         colour: bool,
+        keep: bool = False,
     ) -> None:
-        self.settings = settings
+        self.settings = namespace(settings, uuid.uuid4().hex[:8])
+        self.keep = keep
         self.customers = customers
         self.rate = rate
         self.seed = seed if seed is not None else int(time.time())
@@ -72,14 +123,37 @@ class Demo:
         s = self.settings
         self.say(
             f"tact demo: Kafka {s.kafka_bootstrap}, Redis {s.redis_shown}, "
-            f"{self.customers} customers, seed {self.seed}"
+            f"{self.customers} customers, seed {self.seed}; this run's namespace: app id "
+            f"{s.app_id}, topics demo-{s.app_id.removeprefix('tact-demo-')}-*"
         )
         ensure_topics(s)
+        try:
+            return self._run(wait)
+        finally:
+            self._clean_up()
+
+    def _clean_up(self) -> None:
+        s = self.settings
+        if self.keep:
+            self.say(f"kept its topics and state (app id {s.app_id})")
+            return
+        try:
+            topics, keys = remove_namespace(s)
+        except Exception as exc:  # the demo's result stands; say what is left behind
+            self.say(f"could not remove this run's topics and state ({exc}); app id {s.app_id}")
+            return
+        self.say(f"removed this run's {topics} topics and {keys} Redis keys (--keep keeps them)")
+
+    def _run(self, wait: bool) -> int:
+        s = self.settings
         tails = _Tail(s, [s.topic_actions, s.topic_dead_letters])
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "worker"], stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "app.cli", "worker"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=namespace_env(s),
             )
             self.say(f"worker started (pid {worker.pid}); its log: {self.log_path}")
             try:

@@ -25,7 +25,8 @@ A connector is a `deliver(action)` for one or more channels. The runner does the
                   longer than `retry_for_s` (6 hours by default), an Action that expires while
                   it fails, or a permanent failure goes to the connector dead-letter topic, with
                   the reason in headers (and a log line); SIGTERM never waits for an outage
-    receipts      each delivery sends `message_feedback` (delivered) back to `clickstream`, so
+    receipts      each delivery sends `message_feedback` (delivered) back to `clickstream`,
+                  and each Action of ours that expired undelivered one of kind `expired`, so
                   the engine learns what reached whom: written to a Redis outbox before the
                   delivery's mark, and removed only once the broker has it (a repeat is
                   possible after a kill, with the same event_id, which the engine drops)
@@ -211,6 +212,7 @@ class Runner:
         now = self.clock()
         if epoch(action["expires_at"]) < now:
             self.stats.skip("expired")
+            self._never_delivered(action)
             return
         due = epoch(action["not_before"])
         # Only what the log has shown so far counts here (the rest of this batch is unread).
@@ -244,7 +246,7 @@ class Runner:
                 if value is not None:
                     action = codec.loads(value)
                     if epoch(action["expires_at"]) < now:
-                        self._expired(customer.encode(), action_id, value)
+                        self._expired(customer.encode(), action, value)
                     else:
                         waiting = self._deliver(customer.encode(), action, value, partition)
                 if not waiting:  # only once it is settled: a kill before this delivers it again
@@ -282,7 +284,11 @@ class Runner:
             ends = after_quiet(now, quiet["utc_offset_minutes"], quiet["start"], quiet["end"])
             if ends > now:
                 if ends > epoch(action["expires_at"]):
-                    self.stats.skip("quiet hours until it expired")
+                    if self._failures(action_id):  # it waited for the receiver, then this
+                        self._expired(key, action, value)
+                    else:
+                        self.stats.skip("quiet hours until it expired")
+                        self._never_delivered(action)
                     return False
                 self._park(action, value, partition, ends)
                 self.stats.waiting += 1
@@ -372,15 +378,28 @@ class Runner:
         self._park(action, value, partition, self.clock())
         return True
 
-    def _expired(self, key: bytes | None, action_id: str, value: bytes) -> None:
+    def _expired(self, key: bytes | None, action: dict[str, Any], value: bytes) -> None:
         """A waiting Action past `expires_at`: skipped, or a dead letter when it was waiting
         because the receiver failed (it was due, and never reached anyone)."""
+        action_id = action["action_id"]
         failed = self._failures(action_id)
+        self._never_delivered(action)
         if not failed:
             self.stats.skip("expired")
             return
         reason = f"expired while the receiver failed: {failed.get('reason', '?')}"
         self._dead(key, value, action_id, reason, int(failed.get("attempts", 0)))
+
+    def _never_delivered(self, action: dict[str, Any]) -> None:
+        """Tell the engine an Action of ours expired undelivered (an `expired` receipt), so
+        its Outcome says so and nothing is learned or credited as if it had reached anyone;
+        not for one delivered before (a late repeat of it)."""
+        if self.store.exists(self._mark(action["action_id"])):
+            return
+        receipt = self._receipt_of(action)
+        receipt["event_id"] = f"expired-{self.connector.name}-{action['action_id']}"
+        receipt["kind"] = "expired"
+        self.store.rpush(self._outbox, codec.dumps(receipt))
 
     def _dead(
         self, key: bytes | None, value: bytes, action_id: str, reason: str, attempts: int

@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 import subprocess
 
+import redis
+
+from app.io.kafka_admin import admin_client
 from app.settings import Settings
 from tests.integration.conftest import ROOT, TACT, settings_env
 
@@ -40,3 +43,17 @@ def test_demo_shows_actions_and_a_summary(stack: Settings, tmp_path) -> None:  #
     assert re.search(r"^\s+dead letters\s+3\s", text, re.M)
     assert "first action" in text
     assert (tmp_path / "demo-worker.log").stat().st_size > 0
+
+    # Its own namespace, removed at the end: nothing reached the configured topics or state.
+    app_id = re.search(r"app id (tact-demo-\w+)", text).group(1)  # type: ignore[union-attr]
+    tag = app_id.removeprefix("tact-demo-")
+    assert re.search(r"removed this run's [1-9]\d* topics and [1-9]\d* Redis keys", text)
+    admin = admin_client(stack)
+    try:
+        left = [t for t in admin.list_topics() if tag in t]
+    finally:
+        admin.close()
+    assert left == []
+    client = redis.Redis.from_url(stack.redis_url.get_secret_value())
+    assert not list(client.scan_iter(match=f"tact:{app_id}:*"))
+    assert not list(client.scan_iter(match=f"tact:{stack.app_id}:*"))  # the configured app id

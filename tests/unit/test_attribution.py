@@ -88,6 +88,34 @@ def test_an_order_of_the_offered_sku_converts_and_credits_the_last_touch() -> No
     Outcome.model_validate(outcome_json(outcome))
 
 
+def test_an_offer_a_connector_reports_expired_is_never_counted_as_delivered() -> None:
+    """A connector that reached the Action only after its expiry (it lagged, or the worker
+    sent it already stale) says so with an `expired` receipt: the Outcome is not delivered,
+    no channel cost, no credit for a later purchase, and P(accept) learns nothing from it
+    (the window is a look at what the customer does unasked, as a holdout's is)."""
+    run, s = Run(), Shopper("too-late")
+    taught: list[tuple[str, bool]] = []  # (action id, learned as delivered)
+    attribution = run.engine.attribution
+    learn = attribution._learn_purchase
+    attribution._learn_purchase = lambda entry, bought: (  # type: ignore[method-assign]
+        taught.append((entry[0], attribution._delivered(entry))),
+        learn(entry, bought),
+    )
+    offer = onsite_upsell(run, s)
+    assert offer.offer_sku is not None
+    run.feed(
+        s.event(
+            "message_feedback", channel=offer.channel, kind="expired", action_id=offer.action_id
+        )
+    )
+    run.feed(s.wait(hours=2).order(offer.offer_sku))
+    run.feed(s.wait(days=40).view("RUN-SOCK-01"))
+    outcome = run.outcome(offer)
+    assert not outcome.delivered and outcome.channel_cost == 0.0
+    assert outcome.attribution != "last_touch" and outcome.profit <= 0.0
+    assert [d for aid, d in taught if aid == offer.action_id] == [False]  # as unasked
+
+
 def test_a_return_within_the_window_gives_the_margin_back_with_handling() -> None:
     run, s = Run(), Shopper("returner")
     offer = onsite_upsell(run, s)

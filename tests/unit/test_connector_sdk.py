@@ -10,6 +10,7 @@ import pytest
 from app import codec
 from app.connectors.sdk import DeliveryError, Runner, RunnerStats, channels_of
 from app.connectors.webhook import sign, verify
+from app.decode import validate_object
 from app.engine import DecisionEngine
 from app.errors import TactError
 from app.policy import load_policy
@@ -162,6 +163,19 @@ def test_holdout_expired_and_other_channels_are_not_delivered() -> None:
     h.send(n=3, channel="onsite_pdp")
     assert h.connector.delivered == []
     assert h.runner.stats.skipped == {"holdout": 1, "expired": 1}
+    # The engine hears of the expired one (its Outcome: never delivered); of nothing else.
+    (receipt,) = h.receipts
+    assert receipt["kind"] == "expired" and receipt["action_id"] == f"{2:032x}"
+    assert receipt["event_id"] == f"expired-test-{2:032x}"
+    validate_object(receipt)  # a valid event of its type
+
+
+def test_a_late_repeat_of_a_delivered_action_is_not_reported_expired() -> None:
+    h = Harness()
+    h.send(n=1, lasts=60)
+    h.now += 120  # the same Action again (a redelivery), now past its expiry
+    h.send(n=1, lasts=60)
+    assert [r["kind"] for r in h.receipts] == ["delivered"]
 
 
 def test_actions_wait_for_not_before_and_a_later_suppression_cancels_them() -> None:
@@ -229,6 +243,25 @@ def test_a_connector_that_reaches_an_action_in_its_quiet_hours_waits_until_they_
     h.runner.drain_receipts(h.receipts.append, lambda: None)
     assert [r["action_id"] for r in h.receipts][-1] == f"{2:032x}"
     assert h.receipts[-1]["ts"].startswith((T0 + timedelta(hours=20)).date().isoformat())
+
+
+def test_an_action_that_waited_for_the_receiver_into_quiet_hours_past_expiry_is_a_dead_letter() -> (
+    None
+):
+    """It was due, the receiver failed, and by the time it is tried again the customer's
+    night lasts past its expiry: it never reached anyone because of the failure, so it is a
+    dead letter with that story (not a quiet skip), and its failure record goes."""
+    h = Harness(Channel([DeliveryError("HTTP 503", True)] * 3))
+    h.now += 8 * 3600  # 18:00 UTC, 20:00 local: still allowed
+    h.send(n=1, due_in=8 * 3600, lasts=2 * 3600, quiet_hours=NIGHT)
+    assert h.connector.delivered == [] and h.runner.stats.retrying == 1
+    h.now += 3600  # 19:00 UTC, 21:00 local: the night starts, and lasts past 20:00 UTC
+    h.runner.deliver_due()
+    assert (
+        h.runner.stats.dead_letters == 1
+        and "expired while the receiver failed" in (h.dead[0]["reason"])
+    )
+    assert h.runner.store.h.get(h.runner._retries, {}) == {}
 
 
 def test_transient_failures_are_retried_permanent_ones_are_dead_letters() -> None:

@@ -4,7 +4,7 @@ crash between send and checkpoint, redelivery, and eviction of cached states."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 import pytest
@@ -446,8 +446,96 @@ def test_each_partitions_clock_is_checkpointed_and_restored() -> None:
     assert set(clocks) == {0, 1} and store.clocks == clocks
     assert first.pipeline.engine.models.watermark == min(clocks.values())
 
+    late = max(clocks, key=clocks.__getitem__)  # not the minimum the models were saved with
     second = worker(store, Broker(), frozen())
-    second.assign([1])
+    second.assign([late])
     asyncio.run(second.handle_until_done(records[-1:]))  # already checkpointed: skipped
-    assert second.pipeline.engine.clocks == {1: clocks[1]}
-    assert second.pipeline.engine.models.watermark == clocks[1]
+    assert second.pipeline.engine.clocks == {late: clocks[late]}
+    assert second.pipeline.engine.models.watermark == clocks[late] > min(clocks.values())
+
+
+class Rebalancing(Broker):
+    """Runs `rebalance` once, when the `at`-th record is sent (a rebalance during a batch's
+    sends, which the worker no longer waits out)."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+        self.rebalance: Any = None
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None
+    ) -> Awaitable[Any]:
+        if len(self.sent) == self.at and self.rebalance is not None:
+            self.rebalance()
+            self.rebalance = None
+        return await super().send(topic, key, value, headers)
+
+
+def test_a_rebalance_during_a_batch_leaves_none_of_it_behind() -> None:
+    """Revoked mid-batch and given the same partition back: the batch is not acknowledged,
+    Kafka sends it again, and it must meet the checkpointed state, not its own effects (it
+    met them: customers' states applied twice, actions lost and invented)."""
+    records, size = as_records(EVENTS), 250
+    store, broker = InMemoryStateStore(), Rebalancing(at=40)
+    w = worker(store, broker, frozen())
+    w.assign([0])
+    broker.rebalance = lambda: (w.forget(), w.assign([0]))
+
+    async def go() -> None:
+        i = 0
+        while i < len(records):
+            if await w.handle_until_done(records[i : i + size]):
+                i += size  # else not acknowledged: Kafka sends the same records again
+
+    asyncio.run(go())
+    steady_store, steady = InMemoryStateStore(), Broker()
+    run_batches(worker(steady_store, steady, frozen()), records, size)
+    assert store.customers == steady_store.customers
+    assert set(broker.actions()) == set(steady.actions())  # none lost, none different
+
+
+def test_records_of_partitions_owned_elsewhere_are_never_written() -> None:
+    """A batch read before a rebalance can hold records of partitions that moved to another
+    worker: none of it is written (no state, no offset), and it is not acknowledged."""
+    store = InMemoryStateStore()
+    records = on_two_partitions(EVENTS[:200])
+    owner = worker(store, Broker(), frozen())
+    owner.assign([1])
+    ones = [r for r in records if r.partition == 1][:5]
+    assert asyncio.run(owner.handle_until_done(ones))
+    saved = (dict(store.customers), dict(store.offsets))
+    w = worker(store, Broker(), frozen())
+    w.assign([0])
+    assert not asyncio.run(w.handle_until_done(records[:100]))
+    assert (store.customers, store.offsets) == saved
+    zeros = [r for r in records[:100] if r.partition == 0]
+    assert asyncio.run(w.handle_until_done(zeros))  # its own, once Kafka sends them again
+
+
+def test_a_rebalance_during_the_claim_is_claimed_again() -> None:
+    """Partitions assigned while a claim is in flight are claimed too: every partition the
+    worker writes is fenced."""
+
+    class SlowClaim(InMemoryStateStore):
+        hook: Any = None
+
+        async def claim(self, partitions: Iterable[int]) -> dict[int, int]:
+            got = await super().claim(partitions)
+            if self.hook is not None:
+                hook, self.hook = self.hook, None
+                hook()  # the rebalance lands while the claim is on its way
+            return got
+
+    store = SlowClaim()
+    records = on_two_partitions(EVENTS[:200])
+    w = worker(store, Broker(), frozen())
+    w.assign([0])
+    store.hook = lambda: (w.forget(), w.assign([0, 1]))
+
+    async def go() -> None:
+        assert not await w.handle_until_done(records[:50])  # the claim was overtaken
+        assert await w.handle_until_done(records[:100])
+
+    asyncio.run(go())
+    assert w.epochs == store.epochs and set(store.epochs) == {0, 1}
