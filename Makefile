@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: help install up down demo test test-unit test-integration check lint typecheck fmt bench schemas clean
 
 help:
-	@echo "make demo       install, start Kafka + Redis + worker, play a sample stream, show actions"
+	@echo "make demo       install, start Kafka + Redis + worker; simulated shoppers answer its offers live"
 	@echo "make test       install, start what the tests need, run lint, types and the whole suite"
 	@echo "make up / down  start / stop the local Kafka broker and redis-server"
 	@echo "make install    install everything; then run .venv/bin/tact (or source .venv/bin/activate)"
@@ -33,7 +33,7 @@ down:
 	@./deploy/stack.sh down
 
 demo: install
-	@./deploy/stack.sh with-services $(VENV)/bin/tact demo
+	@./deploy/stack.sh with-services $(VENV)/bin/tact demo --world
 
 check: install lint typecheck
 	@$(VENV)/bin/tact schemas export --check

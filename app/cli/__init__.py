@@ -67,15 +67,20 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from app.cli.demo import Demo
     from app.settings import load_settings
+    from app.simulate.world import load_world
 
+    if args.world is not None:
+        load_world(args.world)  # an unknown world is refused before anything starts
     demo = Demo(
         load_settings(),
-        customers=args.customers,
+        customers=args.customers or (50 if args.world else 150),
         rate=args.rate,
         seed=args.seed,
         log_dir=Path(args.log_dir),
         colour=sys.stdout.isatty(),
         keep=args.keep,
+        world=args.world,
+        days=args.days,
     )
     return demo.run(wait=not args.exit_when_done)
 
@@ -297,7 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
         "never touches the configured ones and one run never teaches the next. "
         "Needs Kafka and Redis (`make demo` starts them).",
     )
-    demo.add_argument("--customers", type=at_least(1), default=150, help="customers in the stream")
+    demo.add_argument(
+        "--customers",
+        type=at_least(10),
+        default=None,
+        help="customers in the stream (150), or shoppers in the --world (50)",
+    )
     demo.add_argument("--rate", type=positive, default=300.0, help="events per second to play")
     demo.add_argument("--seed", type=int, default=None, help="stream seed (default: the clock)")
     demo.add_argument("--log-dir", default=".run", help="where the worker's log goes")
@@ -305,6 +315,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--exit-when-done",
         action="store_true",
         help="stop after the summary instead of waiting for Ctrl-C",
+    )
+    demo.add_argument(
+        "--world",
+        nargs="?",
+        const="default",
+        default=None,
+        help="a closed loop instead of a sample stream: the shoppers of this simulated world "
+        "(default: 'default'; `tact simulate --help` lists them) answer the worker's offers "
+        "live through Kafka, and you see what tact adds against never upselling them",
+    )
+    demo.add_argument(
+        "--days", type=positive, default=10.0, help="simulated days of the --world (10)"
     )
     demo.add_argument(
         "--keep",

@@ -22,6 +22,7 @@ from typing import Any
 from kafka import TopicPartition
 
 from app import codec
+from app.cli.demo_loop import Baseline, Loop, demo_world, write_catalog
 from app.io import clients
 from app.io.kafka_admin import admin_client, ensure_topics
 from app.sample import generate
@@ -102,9 +103,13 @@ class Demo:
         log_dir: Path,
         colour: bool,
         keep: bool = False,
+        world: str | None = None,
+        days: float = 10.0,
     ) -> None:
         self.settings = namespace(settings, uuid.uuid4().hex[:8])
         self.keep = keep
+        self.world = world  # a closed loop with this simulated world (else a sample stream)
+        self.days = days
         self.customers = customers
         self.rate = rate
         self.seed = seed if seed is not None else int(time.time())
@@ -146,6 +151,10 @@ class Demo:
 
     def _run(self, wait: bool) -> int:
         s = self.settings
+        env = namespace_env(s)
+        loop = None
+        if self.world is not None:
+            loop = self._prepare_loop(env)
         tails = _Tail(s, [s.topic_actions, s.topic_dead_letters])
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
@@ -153,12 +162,15 @@ class Demo:
                 [sys.executable, "-m", "app.cli", "worker"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=namespace_env(s),
+                env=env,
             )
             self.say(f"worker started (pid {worker.pid}); its log: {self.log_path}")
             try:
+                if loop is not None:
+                    self._loop(*loop)
+                    return 0 if worker.poll() is None else 1
                 self._play(tails, worker)
-                self._drain(tails, worker, quiet_s=6.0)
+                self._drain(tails, worker, quiet_s=2.0)
                 self._summary()
                 if wait:
                     self.say(
@@ -173,6 +185,52 @@ class Demo:
                 tails.close()
                 _stop(worker)
         return 0 if worker.returncode in (0, -signal.SIGTERM, None) else 1
+
+    def _prepare_loop(self, env: dict[str, str]) -> tuple[Loop, Baseline]:
+        """The world, its catalog for the worker, and the same shoppers never upsold."""
+        assert self.world is not None
+        world = demo_world(self.world, self.customers, self.days)
+        loop = Loop(self.settings, world, self.seed, self.say, self._offer)
+        env["TACT_CATALOG"] = str(
+            write_catalog(loop.catalog, self.log_path.parent / f"{self.settings.app_id}.catalog")
+        )
+        env["TACT_BATCH_WITHIN_S"] = "0.005"  # one event at a time: no batch to wait for
+        started = time.monotonic()
+        never = loop.baseline()
+        self.say(
+            f"world '{world.name}': {world.customers} shoppers over the last {world.days:g} "
+            f"days; the same shoppers never upsold earn {never.final:,.2f} "
+            f"(run in-process first, {time.monotonic() - started:.1f} s)\n"
+        )
+        return loop, never
+
+    def _loop(self, loop: Loop, never: Baseline) -> None:
+        self.say(
+            "each event goes through Kafka to the worker; its offers and the shoppers' answers:"
+        )
+        result = loop.run(never)
+        plays = ", ".join(f"{k} {v:,}" for k, v in Counter(result["plays"]).most_common())
+        self.say("\nsummary")
+        self.say(
+            f"  played         {result['events']:,} events live in {result['seconds']:.0f} s "
+            f"({result['events'] / max(result['seconds'], 1e-9):,.0f}/s)"
+        )
+        self.say(f"  decisions      {sum(result['plays'].values()):,}  ({plays})")
+        self.say(
+            f"  shoppers       {result['accepted']:,} offers taken, "
+            f"{result['unsubscribes']:,} unsubscribes"
+        )
+        self.say(
+            f"  profit         tact {result['tact']:,.2f}, never upselling {result['never']:,.2f}:"
+            f" tact added {result['added']:+,.2f} ({result['per_customer']:+.2f} per shopper)"
+        )
+        self.say(f"  models         {result['model']} (learned online from the Outcomes)")
+
+    def _offer(self, action: dict[str, Any]) -> None:
+        self.stats.plays[action["play"]] += 1
+        self.say(
+            _line(action, self.paint(_COLOURS.get(action["play"], "0"), f"{action['play']:<7}"))
+        )
 
     def _play(self, tails: _Tail, worker: subprocess.Popen[bytes]) -> None:
         s = self.settings
@@ -207,6 +265,20 @@ class Demo:
         producer.close()
 
     def _drain(self, tails: _Tail, worker: subprocess.Popen[bytes], quiet_s: float) -> None:
+        """Show what comes until the worker has checkpointed every record played (or for at
+        most a minute), then until nothing more comes for `quiet_s`."""
+        played = sum(self.stats.events.values()) + len(_GARBAGE)
+        offsets = clients.redis_client(self.settings)
+        key = f"tact:{self.settings.app_id}:offsets"
+        deadline = time.monotonic() + 60
+        try:
+            while time.monotonic() < deadline and worker.poll() is None:
+                done = sum(int(v) for v in offsets.hgetall(key).values())
+                if done >= played:
+                    break
+                self._show(tails.poll())
+        finally:
+            offsets.close()
         last = time.monotonic()
         while time.monotonic() - last < quiet_s and worker.poll() is None:
             if self._show(tails.poll()):

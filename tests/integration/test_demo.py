@@ -1,9 +1,11 @@
-"""`tact demo` (what `make demo` runs) shows live actions, dead letters and a summary."""
+"""`tact demo`: the sample stream (live actions, dead letters, a summary) and the closed loop
+with simulated shoppers that `make demo` runs; each in its own namespace, removed at the end."""
 
 from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
 import redis
 
@@ -12,27 +14,19 @@ from app.settings import Settings
 from tests.integration.conftest import ROOT, TACT, settings_env
 
 
-def test_demo_shows_actions_and_a_summary(stack: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    out = subprocess.run(
-        [
-            str(TACT),
-            "demo",
-            "--customers",
-            "25",
-            "--rate",
-            "3000",
-            "--seed",
-            "4",
-            "--exit-when-done",
-            "--log-dir",
-            str(tmp_path),
-        ],
+def run_demo(stack: Settings, log_dir: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(TACT), "demo", *options, "--exit-when-done", "--log-dir", str(log_dir)],
         env=settings_env(stack),
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=240,
     )
+
+
+def test_demo_shows_actions_and_a_summary(stack: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = run_demo(stack, tmp_path, "--customers", "25", "--rate", "3000", "--seed", "4")
     assert out.returncode == 0, out.stdout + out.stderr
     text = out.stdout
     shown = re.findall(
@@ -57,3 +51,18 @@ def test_demo_shows_actions_and_a_summary(stack: Settings, tmp_path) -> None:  #
     client = redis.Redis.from_url(stack.redis_url.get_secret_value())
     assert not list(client.scan_iter(match=f"tact:{app_id}:*"))
     assert not list(client.scan_iter(match=f"tact:{stack.app_id}:*"))  # the configured app id
+
+
+def test_the_closed_loop_demo_plays_simulated_shoppers_live(stack: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`tact demo --world`: the simulator's shoppers, through Kafka and the real worker, and
+    what tact added against never upselling the same shoppers; its namespace removed."""
+    out = run_demo(stack, tmp_path, "--world", "--customers", "10", "--days", "2", "--seed", "2")
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = out.stdout
+    played = int(re.search(r"played\s+([\d,]+) events live", text).group(1).replace(",", ""))  # type: ignore[union-attr]
+    decisions = int(re.search(r"decisions\s+([\d,]+)", text).group(1).replace(",", ""))  # type: ignore[union-attr]
+    assert played > 20 and decisions > 0
+    assert re.search(r"tact [\d,.-]+, never upselling [\d,.-]+: tact added [+-][\d,.]+", text)
+    assert "removed this run's" in text
+    worker_log = (tmp_path / "demo-worker.log").read_text()
+    assert '"dead letter' not in worker_log  # every simulated event was valid
