@@ -12,9 +12,10 @@ the same records again from the checkpoint, backing off, for `batch_retry_s`; th
 (BatchFailed), and the agent exits the process for its supervisor to restart it. It never
 carries on with half of a batch applied, and never stays alive doing nothing.
 
-Checkpoints are fenced (app/store.py): before its first batch after an assignment the worker
-claims a new epoch for each of its input partitions, then loads offsets and models; each
-commit presents those epochs. A commit refused because another worker has claimed one of them
+Checkpoints are fenced (app/store.py): at an assignment (or before the next batch, if a
+rebalance overtook that claim) the worker claims a new epoch for each of its input partitions,
+then loads offsets, models and clocks; each commit presents those epochs. A batch read before a
+rebalance that holds records of partitions now owned elsewhere is not handled. A commit refused because another worker has claimed one of them
 since (this process was paused past its session timeout and its partitions moved on) drops
 the batch unacknowledged; the worker then handles nothing until Kafka assigns it partitions
 again, and exits for its supervisor if that does not happen within `_FENCED_EXIT_S`.
@@ -79,8 +80,7 @@ class DecisionWorker:
 
     def assign(self, partitions: Iterable[int]) -> None:
         """The input partitions this worker now owns (whose due windows it closes). Cached
-        customers of partitions it no longer owns are dropped; epochs are claimed before the
-        next batch."""
+        customers of partitions it no longer owns are dropped; `claim` takes their epochs."""
         self.assigned = set(partitions)
         self.epochs = None
         self.fenced_at = None
