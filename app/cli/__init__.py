@@ -295,9 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="start a worker, play a sample stream into Kafka, show the actions live",
-        description="Start `tact worker`, produce a generated stream (and a few bad records) "
-        "into the input topics at --rate, and show each Action as it arrives, then a summary. "
+        help="start a worker and show its actions live: simulated shoppers answering them "
+        "(--world), or a sample stream",
+        description="Start `tact worker` and show each Action as it arrives, then a summary. "
+        "With --world (what `make demo` runs): a closed loop in which a simulated world's "
+        "shoppers answer the worker's offers through Kafka, with what tact adds against never "
+        "upselling the same shoppers. Without: a generated stream (and a few bad records) "
+        "into the input topics at --rate. "
         "Each run has its own app id and topics (removed at the end unless --keep), so it "
         "never touches the configured ones and one run never teaches the next. "
         "Needs Kafka and Redis (`make demo` starts them).",
