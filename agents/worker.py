@@ -14,11 +14,12 @@ carries on with half of a batch applied, and never stays alive doing nothing.
 
 Checkpoints are fenced (app/store.py): at an assignment (or before the next batch, if a
 rebalance overtook that claim) the worker claims a new epoch for each of its input partitions,
-then loads offsets, models and clocks; each commit presents those epochs. A batch read before a
-rebalance that holds records of partitions now owned elsewhere is not handled. A commit refused because another worker has claimed one of them
-since (this process was paused past its session timeout and its partitions moved on) drops
-the batch unacknowledged; the worker then handles nothing until Kafka assigns it partitions
-again, and exits for its supervisor if that does not happen within `_FENCED_EXIT_S`.
+then loads offsets, models and clocks; each commit presents those epochs. A batch read before
+a rebalance that holds records of partitions now owned elsewhere is not handled. A commit
+refused because another worker has claimed one of them since (this process was paused past
+its session timeout and its partitions moved on) drops the batch unacknowledged; the worker
+then handles nothing until Kafka assigns it partitions again, and exits for its supervisor if
+that does not happen within `_FENCED_EXIT_S`.
 
 Rebalances are warm: the cached customers of partitions the worker keeps stay in memory, as
 long as nobody else claimed those partitions in between (the new epoch is the old one + 1).
