@@ -74,7 +74,6 @@ def attach(app: faust.App, worker: DecisionWorker) -> None:
             if done:
                 for event in events:
                     await source.ack(event)
-            del batch, events  # unacknowledged ones are not kept waiting for the next batch
 
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         mine = sorted(f"{tp.topic}:{tp.partition}" for tp in assigned if tp.topic in inputs)

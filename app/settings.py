@@ -229,6 +229,11 @@ class Settings(BaseSettings):
         return 2 if self.topic_replication >= 3 else 1
 
     @property
+    def redis_prefix(self) -> str:
+        """What every Redis key of this app id starts with."""
+        return f"tact:{self.app_id}"
+
+    @property
     def redis_shown(self) -> str:
         """The Redis URL as it may be shown: only its password masked."""
         return shown_url(self.redis_url.get_secret_value())

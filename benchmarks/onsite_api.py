@@ -41,7 +41,7 @@ def _port() -> int:
 
 def seed(settings: Settings, customers: int) -> None:
     store = clients.redis_client(settings)
-    onsite = Onsite(store, f"tact:{settings.app_id}")
+    onsite = Onsite(store, settings.redis_prefix)
     now = datetime.now(UTC)
     for n in range(customers):
         onsite.deliver(

@@ -26,21 +26,17 @@ import uuid
 from pathlib import Path
 
 import orjson
-import redis
 from kafka.admin import NewTopic
 
 from app import codec
 from app.io import clients
 from app.io.kafka_admin import ensure_topics
+from app.io.redis_store import checkpointed
 from app.sample import generate
 from app.settings import Settings
 from schemas import FAMILY_OF_TYPE
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _checkpointed(client: redis.Redis, key: str) -> int:
-    return sum(int(v) for v in client.hgetall(key).values())  # type: ignore[union-attr]
 
 
 def _peak_rss_mib(pid: int) -> float:
@@ -157,7 +153,6 @@ def run(
         },
     }
     client = clients.redis_client(settings)
-    key = f"tact:{settings.app_id}:offsets"
     log = ROOT / ".run" / f"bench-worker-{tag}.log"
     log.parent.mkdir(exist_ok=True)
     t0 = time.perf_counter()
@@ -172,7 +167,7 @@ def run(
         )
         first = None
         try:
-            while (done := _checkpointed(client, key)) < events:
+            while (done := sum(checkpointed(client, settings.redis_prefix).values())) < events:
                 if first is None and done:
                     first = (time.perf_counter(), done)
                 if worker.poll() is not None:

@@ -22,11 +22,13 @@ from typing import Any
 from kafka import TopicPartition
 
 from app import codec
-from app.cli.demo_loop import Baseline, Loop, demo_world, write_catalog
+from app.cli.demo_loop import Baseline, Loop, demo_world
 from app.io import clients
 from app.io.kafka_admin import admin_client, ensure_topics
+from app.io.redis_store import checkpointed
 from app.sample import generate
 from app.settings import Settings
+from app.simulate.run import write_catalog
 from schemas import FAMILY_OF_TYPE
 
 _COLOURS = {"expand": "32", "commit": "36", "assist": "34", "protect": "33"}
@@ -85,7 +87,7 @@ def remove_namespace(settings: Settings) -> tuple[int, int]:
         admin.close()
     redis = clients.redis_client(settings)
     try:
-        keys = list(redis.scan_iter(match=f"tact:{settings.app_id}:*", count=1000))
+        keys = list(redis.scan_iter(match=f"{settings.redis_prefix}:*", count=1000))
         for i in range(0, len(keys), 500):
             redis.delete(*keys[i : i + 500])
     finally:
@@ -269,12 +271,10 @@ class Demo:
         most a minute), then until nothing more comes for `quiet_s`."""
         played = sum(self.stats.events.values()) + len(_GARBAGE)
         offsets = clients.redis_client(self.settings)
-        key = f"tact:{self.settings.app_id}:offsets"
         deadline = time.monotonic() + 60
         try:
             while time.monotonic() < deadline and worker.poll() is None:
-                done = sum(int(v) for v in offsets.hgetall(key).values())
-                if done >= played:
+                if sum(checkpointed(offsets, self.settings.redis_prefix).values()) >= played:
                     break
                 self._show(tails.poll())
         finally:

@@ -19,7 +19,6 @@ from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from kafka import TopicPartition
@@ -28,13 +27,14 @@ from app import codec
 from app.catalog import Catalog
 from app.errors import TactError
 from app.io import clients
+from app.io.redis_store import checkpointed
 from app.policy import load_policy
 from app.sample import demo_catalog
 from app.settings import Settings
 from app.simulate.baselines import NeverUpsell
 from app.simulate.loop import Simulation
 from app.simulate.population import populate
-from app.simulate.run import product_json, world_catalog
+from app.simulate.run import world_catalog
 from app.simulate.world import WorldSpec, load_world
 from schemas import FAMILY_OF_TYPE, Action
 
@@ -53,14 +53,6 @@ def demo_world(name: str, customers: int, days: float) -> WorldSpec:
             "start": start.isoformat(),
         }
     )
-
-
-def write_catalog(catalog: Catalog, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as out:
-        for product in sorted(catalog.products.values(), key=lambda p: p.sku):
-            out.write(codec.dumps_line(product_json(product)))
-    return path
 
 
 class Baseline:
@@ -96,7 +88,6 @@ class LiveEngine:
         self.topics = {"clickstream": settings.topic_clickstream, "orders": settings.topic_orders}
         self.producer = clients.producer(settings, linger_ms=0)
         self.redis = clients.redis_client(settings)
-        self.offsets_key = f"tact:{settings.app_id}:offsets"
         self.reader = clients.consumer(settings, enable_auto_commit=False)
         parts = sorted(self.reader.partitions_for_topic(settings.topic_actions) or ())
         self.parts = [TopicPartition(settings.topic_actions, p) for p in parts]
@@ -118,7 +109,7 @@ class LiveEngine:
     def _wait_handled(self, field: str, offset: int) -> None:
         """Until the worker's checkpoint is past `offset` (its Actions were sent before)."""
         deadline = time.monotonic() + _WAIT_S
-        while int(self.redis.hget(self.offsets_key, field) or 0) <= offset:
+        while checkpointed(self.redis, self.settings.redis_prefix).get(field, 0) <= offset:
             if time.monotonic() > deadline:
                 raise TactError(
                     f"the worker has not handled {field} offset {offset} in {_WAIT_S:g} s; "

@@ -74,7 +74,7 @@ def _run_onsite(settings: Any, host: str, port: int) -> int:
     from app.connectors.run import run
     from app.io import clients
 
-    prefix = f"tact:{settings.app_id}"
+    prefix = settings.redis_prefix
     clients.check_redis(settings)
     stop = threading.Event()
     loop = threading.Thread(
@@ -108,7 +108,7 @@ def _paid_audience(settings: Any) -> Any:
     from app.io import clients
 
     clients.check_redis(settings)
-    return PaidAudience(clients.redis_client(settings), f"tact:{settings.app_id}")
+    return PaidAudience(clients.redis_client(settings), settings.redis_prefix)
 
 
 def cmd_connector_redrive(args: argparse.Namespace) -> int:

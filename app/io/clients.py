@@ -339,7 +339,7 @@ def check_redis(settings: Settings) -> None:
     keys and runs Lua scripts)."""
     shown = settings.redis_shown
     client = redis_client(settings, socket_connect_timeout=5, socket_timeout=10)
-    probe = f"tact:{settings.app_id}:probe:{uuid.uuid4().hex}"
+    probe = f"{settings.redis_prefix}:probe:{uuid.uuid4().hex}"
     try:
         client.ping()
         client.set(probe, b"1", ex=60)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -173,6 +173,13 @@ class RedisStateStore:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_backoff)
+
+
+def checkpointed(client: Any, prefix: str) -> dict[str, int]:
+    """The next offset of every input partition as the worker last checkpointed it (a sync
+    client: for tools watching a worker, such as the demo and the benchmarks)."""
+    raw = client.hgetall(f"{prefix}:offsets")
+    return {_text(k): int(v) for k, v in raw.items()}
 
 
 def _text(value: bytes | str) -> str:

@@ -51,7 +51,7 @@ def run_worker(settings: Settings) -> None:
     app = build_app(settings)
     store = RedisStateStore(
         clients.redis_async(settings, socket_timeout=10, socket_connect_timeout=5),
-        prefix=f"tact:{settings.app_id}",
+        prefix=settings.redis_prefix,
         ttl_seconds=settings.state_ttl_days * 86400,
     )
     engine = build_engine(settings)

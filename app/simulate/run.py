@@ -108,11 +108,17 @@ def _writer(sink: Any, encode: Callable[[Any], bytes]) -> Callable[[Any], None]:
     return write
 
 
-def _sinks(stack: contextlib.ExitStack, out: Path, catalog: Catalog) -> dict[str, Any]:
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "catalog.jsonl").open("wb") as lines:  # what `tact report` reads beside them
+def write_catalog(catalog: Catalog, path: Path) -> Path:
+    """The catalog as a catalog file (JSONL, by SKU)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as lines:
         for product in sorted(catalog.products.values(), key=lambda p: p.sku):
             lines.write(codec.dumps_line(product_json(product)))
+    return path
+
+
+def _sinks(stack: contextlib.ExitStack, out: Path, catalog: Catalog) -> dict[str, Any]:
+    write_catalog(catalog, out / "catalog.jsonl")  # what `tact report` reads beside them
     return {
         kind: stack.enter_context((out / f"{kind}.jsonl").open("wb", buffering=1 << 20))
         for kind in ("events", "actions", "outcomes")
