@@ -86,10 +86,8 @@ def raw_floor(settings: Settings, topics: list[str], out: str, events: int) -> f
     return asyncio.run(passthrough())
 
 
-def run(
-    customers: int, partitions: int, batch_max: int, profile: str | None = None
-) -> dict[str, float]:
-    tag = uuid.uuid4().hex[:8]
+def bench_settings(tag: str, partitions: int, batch_max: int) -> Settings:
+    """Settings of a benchmark's own app id and topics (created), so runs never meet."""
     settings = Settings().model_copy(
         update={
             "app_id": f"tact-bench-{tag}",
@@ -105,6 +103,43 @@ def run(
         }
     )
     ensure_topics(settings)
+    return settings
+
+
+def start_worker(
+    settings: Settings, log: Path, profile: str | None = None, **extra: object
+) -> subprocess.Popen[bytes]:
+    """One `tact worker` process on `settings` (and `extra` TACT_ settings), logging to `log`."""
+    names = (
+        "app_id",
+        "topic_clickstream",
+        "topic_orders",
+        "topic_actions",
+        "topic_dead_letters",
+        "topic_outcomes",
+        "topic_connector_dead_letters",
+        "batch_max",
+    )
+    values = {k: getattr(settings, k) for k in names}
+    values.update(metrics_port=0, log_format="json", **extra)
+    env = {**os.environ, **{f"TACT_{k.upper()}": str(v) for k, v in values.items()}}
+    log.parent.mkdir(exist_ok=True)
+    profiled = ["-m", "cProfile", "-o", str(Path(profile).resolve())] if profile else []
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, *profiled, "-m", "app.cli", "worker"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+
+
+def run(
+    customers: int, partitions: int, batch_max: int, profile: str | None = None
+) -> dict[str, float]:
+    tag = uuid.uuid4().hex[:8]
+    settings = bench_settings(tag, partitions, batch_max)
     raw_out = f"bench-raw-{tag}"
     admin = clients.admin(settings)
     admin.create_topics([NewTopic(raw_out, partitions, settings.topic_replication)])
@@ -134,50 +169,23 @@ def run(
     floor = raw_floor(settings, list(topics.values()), raw_out, events)
     print(f"raw aiokafka passthrough: {floor:,.0f} events/s", flush=True)
 
-    env = {
-        **os.environ,
-        **{
-            f"TACT_{k.upper()}": str(v)
-            for k, v in {
-                "app_id": settings.app_id,
-                "topic_clickstream": settings.topic_clickstream,
-                "topic_orders": settings.topic_orders,
-                "topic_actions": settings.topic_actions,
-                "topic_dead_letters": settings.topic_dead_letters,
-                "topic_outcomes": settings.topic_outcomes,
-                "topic_connector_dead_letters": settings.topic_connector_dead_letters,
-                "batch_max": batch_max,
-                "metrics_port": 0,
-                "log_format": "json",
-            }.items()
-        },
-    }
     client = clients.redis_client(settings)
     log = ROOT / ".run" / f"bench-worker-{tag}.log"
-    log.parent.mkdir(exist_ok=True)
     t0 = time.perf_counter()
-    with log.open("wb") as out:
-        profiled = ["-m", "cProfile", "-o", str(Path(profile).resolve())] if profile else []
-        worker = subprocess.Popen(
-            [sys.executable, *profiled, "-m", "app.cli", "worker"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
-        first = None
-        try:
-            while (done := sum(checkpointed(client, settings.redis_prefix).values())) < events:
-                if first is None and done:
-                    first = (time.perf_counter(), done)
-                if worker.poll() is not None:
-                    raise SystemExit(f"worker exited; see {log}")
-                time.sleep(0.05)
-            t_end = time.perf_counter()
-            rss = _peak_rss_mib(worker.pid)
-        finally:
-            worker.terminate()
-            worker.wait(timeout=60)
+    worker = start_worker(settings, log, profile)
+    first = None
+    try:
+        while (done := sum(checkpointed(client, settings.redis_prefix).values())) < events:
+            if first is None and done:
+                first = (time.perf_counter(), done)
+            if worker.poll() is not None:
+                raise SystemExit(f"worker exited; see {log}")
+            time.sleep(0.05)
+        t_end = time.perf_counter()
+        rss = _peak_rss_mib(worker.pid)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
     assert first is not None
     steady = (events - first[1]) / (t_end - first[0])
     result = {
