@@ -50,10 +50,10 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff format app agents schemas tests benchmarks
 	$(VENV)/bin/ruff check --fix app agents schemas tests benchmarks
 
-# The unit tests run in parallel (pytest-xdist, one worker per core; TEST_WORKERS=0 runs them
-# in this process), before the services start, since they need none; the integration tests
-# share one broker and one Redis, so they run one at a time.
-TEST_WORKERS ?= auto
+# The unit tests run in parallel (pytest-xdist, one worker per CPU the system reports;
+# TEST_WORKERS=0 runs them in this process), before the services start, since they need none;
+# the integration tests share one broker and one Redis, so they run one at a time.
+TEST_WORKERS ?= logical
 
 test: check
 	$(PY) -m pytest tests/unit -n $(TEST_WORKERS) --dist worksteal
