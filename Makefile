@@ -50,11 +50,17 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff format app agents schemas tests benchmarks
 	$(VENV)/bin/ruff check --fix app agents schemas tests benchmarks
 
+# The unit tests run in parallel (pytest-xdist, one worker per CPU the system reports;
+# TEST_WORKERS=0 runs them in this process), before the services start, since they need none;
+# the integration tests share one broker and one Redis, so they run one at a time.
+TEST_WORKERS ?= logical
+
 test: check
-	@./deploy/stack.sh with-services $(PY) -m pytest tests
+	$(PY) -m pytest tests/unit -n $(TEST_WORKERS) --dist worksteal
+	@./deploy/stack.sh with-services $(PY) -m pytest tests/integration
 
 test-unit: $(STAMP)
-	$(PY) -m pytest tests/unit
+	$(PY) -m pytest tests/unit -n $(TEST_WORKERS) --dist worksteal
 
 test-integration: install
 	@./deploy/stack.sh with-services $(PY) -m pytest tests/integration

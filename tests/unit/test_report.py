@@ -223,12 +223,19 @@ def test_report_command_writes_html_and_json(tmp_path: Path, capsys: Any) -> Non
     assert re.search(r">\d+\.\d% \[\d+\.\d%, \d+\.\d%\]</text>", page)
 
 
-def _report_with(tmp_path: Path, seed: int, rewrite: Callable[[dict[str, Any]], None]) -> Path:
-    """A simulated run's report, its outcomes first rewritten by `rewrite` (in place)."""
-    sim = tmp_path / "sim"
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One simulated run (200 customers, 20 days) of the engine's files, which the tests
+    below only read: each rewrites its own copy of the outcomes."""
+    sim = tmp_path_factory.mktemp("sim")
     simulate(
-        WorldSpec(customers=200, days=20), demo_catalog(), load_policy(None), seed, ("tact",), sim
+        WorldSpec(customers=200, days=20), demo_catalog(), load_policy(None), 2, ("tact",), sim
     )
+    return sim
+
+
+def _report_with(tmp_path: Path, sim: Path, rewrite: Callable[[dict[str, Any]], None]) -> Path:
+    """The report of the run in `sim`, its outcomes first rewritten by `rewrite` (in place)."""
     outcomes = tmp_path / "rewritten-outcomes.jsonl"
     with outcomes.open("wb") as file:
         for line in (sim / "outcomes.jsonl").read_bytes().splitlines():
@@ -249,12 +256,14 @@ def _report_with(tmp_path: Path, seed: int, rewrite: Callable[[dict[str, Any]], 
     return out
 
 
-def test_report_skips_outcomes_written_before_predictions(tmp_path: Path, capsys: Any) -> None:
+def test_report_skips_outcomes_written_before_predictions(
+    tmp_path: Path, small_run: Path, capsys: Any
+) -> None:
     def older(record: dict[str, Any]) -> None:
         for key in ("predicted_accept", "predicted_organic", "predicted_return"):
             del record[key]
 
-    out = _report_with(tmp_path, 2, older)
+    out = _report_with(tmp_path, small_run, older)
     assert "calibration  no outcome carries the engine's predictions" in capsys.readouterr().out
     figures = json.loads((out / "report.json").read_text())
     assert figures["calibration"]["accept"] is None and figures["calibration"]["uplift"] is None
@@ -294,11 +303,11 @@ def test_an_undecided_verdict_says_how_much_more_traffic_would_tell() -> None:
 
 
 def test_a_report_where_nothing_was_delivered_measures_no_increment(
-    tmp_path: Path, capsys: Any
+    tmp_path: Path, small_run: Path, capsys: Any
 ) -> None:
     """A file replay decides but delivers nothing: the report says so, and shows no
     incremental figure as if it had been measured."""
-    out = _report_with(tmp_path, 3, lambda record: record.update(delivered=False))
+    out = _report_with(tmp_path, small_run, lambda record: record.update(delivered=False))
     printed = capsys.readouterr().out
     assert "no Action was delivered" in printed and "not measured: nothing was delivered" in printed
     figures = json.loads((out / "report.json").read_text())
@@ -307,9 +316,11 @@ def test_a_report_where_nothing_was_delivered_measures_no_increment(
     assert "no Action was delivered" in page and "<h2>Incremental profit per customer" not in page
 
 
-def test_second_purchase_is_read_at_horizons_the_data_reaches(tmp_path: Path, capsys: Any) -> None:
+def test_second_purchase_is_read_at_horizons_the_data_reaches(
+    tmp_path: Path, small_run: Path, capsys: Any
+) -> None:
     """Twenty days of data: no "by 30/60/90 days" shares read off a curve that ends at 20."""
-    out = _report_with(tmp_path, 4, lambda record: None)
+    out = _report_with(tmp_path, small_run, lambda record: None)
     figures = json.loads((out / "report.json").read_text())
     (horizon,) = figures["velocity"]["treated"]["by_days"]  # the span's end, in whole days
     assert 15 <= int(horizon) <= 20
