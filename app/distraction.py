@@ -23,6 +23,7 @@ MOMENTS = ("browse", "cart", "checkout")
 HELD = "held"
 ASSIST, ASSIST_HELD = "assist", "assist_held"
 _ENGAGE_PRIOR = 0.15  # the share of assists shown that a customer engages with, a priori
+_MIN_SD = 0.001  # the least sd of a prior effect (a prior of 0 can still be learned from)
 
 
 class CompletionCounts:
@@ -56,6 +57,7 @@ class Distraction:
     def __init__(self, policy: Policy, counts: CompletionCounts) -> None:
         self.counts = counts
         self.prior_sd = policy.distraction.prior_sd
+        self.prior_sd_share = policy.distraction.prior_sd_share
         self._read: dict[tuple[str, str], Any] = {}  # what was read of the counts, by moment
         self._read_at = -1  # ... as of this version of the counts
         self.assist_lift = policy.assist_lift
@@ -83,13 +85,15 @@ class Distraction:
         sign: float,
     ) -> float:
         """The prior effect and the measured one (sign x (shown rate - held rate)), weighed by
-        their precisions: a difference of two rates from few decisions moves it little."""
+        their precisions: a difference of two rates from few decisions moves it little. The
+        prior's sd is `prior_sd`, and at most `prior_sd_share` of the prior itself: small
+        effects (an offer on a product page) need much evidence to move far."""
         if held_n <= 0 or shown_n <= 0:
             return prior
         held, shown = held_done / held_n, shown_done / shown_n
         pooled = (held_done + shown_done) / (held_n + shown_n)
         variance = max(pooled * (1.0 - pooled), 0.01) * (1.0 / held_n + 1.0 / shown_n)
-        prior_variance = self.prior_sd**2
+        prior_variance = min(self.prior_sd, max(self.prior_sd_share * prior, _MIN_SD)) ** 2
         weight = prior_variance / (prior_variance + variance)
         return (1.0 - weight) * prior + weight * sign * (shown - held)
 

@@ -113,8 +113,11 @@ class DistractionSpec(_Spec):
 
     completion_hours: float = Field(default=2.0, gt=0, le=72)  # an order this soon completes it
     # How sure the priors are (a standard deviation of the effect on the completion rate):
-    # the measured difference weighs in by its precision against this.
+    # the measured difference weighs in by its precision against this. At most `prior_sd`,
+    # and at most `prior_sd_share` of the prior effect itself: a 0.2% risk at browse is not
+    # as uncertain as 2 points, or a few noisy decisions make it 0 one week and 14 x the next.
     prior_sd: float = Field(default=0.02, gt=0, le=1)
+    prior_sd_share: float = Field(default=1.0, gt=0, le=100)
 
 
 class GuardrailsSpec(_Spec):
@@ -122,7 +125,7 @@ class GuardrailsSpec(_Spec):
 
     # Unsubscribes that tact's messages may cause per 1,000 customers per 30 days; above this
     # pace the price of unsubscribe risk rises until the count is back on pace. None: no limit.
-    unsubscribes_per_1000: float | None = Field(default=1.0, gt=0, le=1000)
+    unsubscribes_per_1000: float | None = Field(default=0.6, gt=0, le=1000)
     gain: float = Field(default=16.0, gt=0, le=100)  # how steeply the price rises with the excess
 
 

@@ -62,6 +62,14 @@ def ablations(policy: Policy) -> dict[str, Policy]:
                 "experiments": policy.experiments.model_copy(update={"distraction_test": 0.0}),
             }
         ),
+        "absolute-distraction-sd": policy.model_copy(
+            update={"distraction": policy.distraction.model_copy(update={"prior_sd_share": 100.0})}
+        ),
+        "budget-1-per-1000": policy.model_copy(
+            update={
+                "guardrails": policy.guardrails.model_copy(update={"unsubscribes_per_1000": 1.0})
+            }
+        ),
         "no-discount-habit": policy.model_copy(update={"discount_habit": 0.0}),
         "no-forgetting": policy.model_copy(
             update={

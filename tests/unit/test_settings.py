@@ -183,7 +183,7 @@ def test_the_status_rate_falls_to_zero_when_events_stop() -> None:
 
 
 def test_the_status_page_says_what_runs() -> None:
-    about = {"policy": "default-2026.11", "models": "m1.42"}
+    about = {"policy": "default-2026.12", "models": "m1.42"}
     status = Status(NOWHERE, lambda: about)
     page = status.page()
-    assert "policy default-2026.11; models m1.42; up 0h 0m" in page
+    assert "policy default-2026.12; models m1.42; up 0h 0m" in page
