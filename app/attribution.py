@@ -249,6 +249,8 @@ class Attribution:
             if kind in ("unsubscribe", "complaint") and not entry[TALLY][UNSUB]:
                 entry[TALLY][UNSUB] = self.subscriber_value.get(entry[CHANNEL], 0.0)
                 charged = entry[CHANNEL]
+            if kind == "expired":
+                _uncredit(entry[TALLY])
         if kind in ("unsubscribe", "complaint") and channel is not None:
             self._cancel(cid, state, t, lambda e: e[CHANNEL] == channel)
         return charged
@@ -454,3 +456,14 @@ class Attribution:
 
     def _margin(self, sku: str, price: float) -> float:
         return price - self._unit_cost(sku, price)
+
+
+def _uncredit(tally: list[Any]) -> None:
+    """An Action reported expired undelivered after its item was bought (the receipt came
+    after the order): the purchase was not its doing. No credit, margin or return loss;
+    what P(accept) learned of it at the purchase stays learned (rare: the receipt usually
+    comes first)."""
+    if tally[CREDIT]:
+        tally[CREDIT] = 0
+        tally[QTY], tally[REVENUE], tally[MARGIN], tally[ORDER_TOTAL] = 0, 0.0, 0.0, 0.0
+        tally[RET_QTY], tally[RET_LOSS], tally[REFUNDED] = 0, 0.0, 0.0

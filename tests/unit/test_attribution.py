@@ -116,6 +116,27 @@ def test_an_offer_a_connector_reports_expired_is_never_counted_as_delivered() ->
     assert [d for aid, d in taught if aid == offer.action_id] == [False]  # as unasked
 
 
+def test_an_expired_receipt_after_the_purchase_takes_the_credit_back() -> None:
+    """The order was read before the connector's `expired` receipt (they come on different
+    topics): the window was credited with the sale at the order, and the receipt takes the
+    credit, margin and return back, so the Action claims nothing it never did."""
+    run, s = Run(), Shopper("receipt-late")
+    offer = onsite_upsell(run, s)
+    assert offer.offer_sku is not None
+    run.feed(s.wait(hours=1).order(offer.offer_sku))
+    run.feed(s.wait(days=2).return_(offer.offer_sku))
+    run.feed(
+        s.event(
+            "message_feedback", channel=offer.channel, kind="expired", action_id=offer.action_id
+        )
+    )
+    run.feed(s.wait(days=40).view("RUN-SOCK-01"))
+    outcome = run.outcome(offer)
+    assert outcome.converted and not outcome.delivered
+    assert outcome.attribution == "none" and outcome.margin == 0.0
+    assert outcome.return_loss == 0.0 and outcome.profit == 0.0
+
+
 def test_a_return_within_the_window_gives_the_margin_back_with_handling() -> None:
     run, s = Run(), Shopper("returner")
     offer = onsite_upsell(run, s)
