@@ -92,15 +92,14 @@ def send_at_rate(
     stream: Iterator[dict[str, Any]],
     rate: float,
     seconds: float,
-    sent: dict[str, float],
-) -> int:
+) -> dict[str, float]:
     """Send `rate` events/s from `stream` for `seconds`, on schedule (never waiting for the
-    worker); record each event's send time in `sent`. Returns the events sent."""
+    worker). Returns each event's send time by its event id."""
     start = time.time()
-    n = 0
+    sent: dict[str, float] = {}
     total = int(rate * seconds)
-    while n < total:
-        due = start + n / rate
+    while len(sent) < total:
+        due = start + len(sent) / rate
         now = time.time()
         if due > now:
             time.sleep(due - now)
@@ -114,9 +113,8 @@ def send_at_rate(
             value=codec.dumps(event),
             timestamp_ms=int(now * 1000),
         )
-        n += 1
     producer.flush()
-    return n
+    return sent
 
 
 def run(
@@ -131,29 +129,28 @@ def run(
     log = ROOT / ".run" / f"bench-latency-{tag}.log"
     worker = start_worker(settings, log, batch_within_s=batch_within)
     stream = _endless(customers)
-    sent: dict[str, float] = {}
     results = []
     try:
         # warm-up: until the worker answers (its group formed, its first batch decided)
         t0 = time.time()
         while not actions.since(0):
-            send_at_rate(producer, topics, stream, 50, 1.0, sent)
+            send_at_rate(producer, topics, stream, 50, 1.0)
             if worker.poll() is not None:
                 raise SystemExit(f"worker exited; see {log}")
             if time.time() - t0 > 120:
                 raise SystemExit(f"no action from the worker within 120 s; see {log}")
-        send_at_rate(producer, topics, stream, min(rates), _WARMUP_S, sent)
+        send_at_rate(producer, topics, stream, min(rates), _WARMUP_S)
         time.sleep(_DRAIN_S)
         print(f"worker answering {time.time() - t0:.1f} s after start", flush=True)
         for rate in rates:
             start = len(actions.since(0))
-            ours: dict[str, float] = {}
-            n = send_at_rate(producer, topics, stream, rate, seconds, ours)
+            sent = send_at_rate(producer, topics, stream, rate, seconds)
+            n = len(sent)
             ended = time.time()
             time.sleep(_DRAIN_S)
-            latencies = [at - ours[source] for at, source in actions.since(start) if source in ours]
-            behind = sum(1 for at, source in actions.since(start) if source in ours and at > ended)
-            sent.update(ours)
+            answered = [(at, source) for at, source in actions.since(start) if source in sent]
+            latencies = [at - sent[source] for at, source in answered]
+            behind = sum(1 for at, _ in answered if at > ended)
             if worker.poll() is not None:
                 raise SystemExit(f"worker exited; see {log}")
             row = {

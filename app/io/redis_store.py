@@ -56,7 +56,7 @@ class RedisStateStore:
 
     async def load_offsets(self) -> dict[str, int]:
         raw = await self._retrying("load offsets", lambda: self._redis.hgetall(self._offsets_key))
-        return {_text(k): int(v) for k, v in raw.items()}
+        return _offsets(raw)
 
     async def load_customers(self, customer_ids: Iterable[str]) -> dict[str, bytes]:
         ids = list(customer_ids)
@@ -178,7 +178,11 @@ class RedisStateStore:
 def checkpointed(client: Any, prefix: str) -> dict[str, int]:
     """The next offset of every input partition as the worker last checkpointed it (a sync
     client: for tools watching a worker, such as the demo and the benchmarks)."""
-    raw = client.hgetall(f"{prefix}:offsets")
+    return _offsets(client.hgetall(f"{prefix}:offsets"))
+
+
+def _offsets(raw: Mapping[bytes | str, bytes | str]) -> dict[str, int]:
+    """The offsets hash as read: partition -> next offset."""
     return {_text(k): int(v) for k, v in raw.items()}
 
 
