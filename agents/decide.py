@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable
 from typing import Any, cast
 
 import faust
 
+from agents.batching import ready_batches
 from agents.worker import BatchFailed, DecisionWorker, Headers
 from app.pipeline import Record
 
@@ -58,11 +59,12 @@ def attach(app: faust.App, worker: DecisionWorker) -> None:
     inputs = set(settings.input_topics)
 
     async def decide(stream: faust.StreamT[bytes]) -> None:
-        # noack_take yields events (not values) and leaves acknowledging to us.
+        # Events (not values), left for us to acknowledge once they are saved.
         source = cast(faust.Stream[bytes], stream)
-        batches = source.noack_take(settings.batch_max, within=settings.batch_within_s)
-        async for batch in batches:
-            events = cast(Sequence[faust.EventT[bytes]], batch)
+        batches = ready_batches(
+            source, settings.batch_max, settings.batch_within_s, settings.batch_idle_s
+        )
+        async for events in batches:
             try:
                 done = await worker.handle_until_done([_record(e) for e in events])
             except BatchFailed as exc:

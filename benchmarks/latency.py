@@ -118,7 +118,7 @@ def send_at_rate(
 
 
 def run(
-    rates: list[float], seconds: float, customers: int, batch_within: float
+    rates: list[float], seconds: float, customers: int, batch_within: float, batch_idle: float
 ) -> list[dict[str, float]]:
     tag = uuid.uuid4().hex[:8]
     settings = bench_settings(tag, partitions=6, batch_max=500)
@@ -127,7 +127,7 @@ def run(
     actions = Actions(settings)
     actions.start()
     log = ROOT / ".run" / f"bench-latency-{tag}.log"
-    worker = start_worker(settings, log, batch_within_s=batch_within)
+    worker = start_worker(settings, log, batch_within_s=batch_within, batch_idle_s=batch_idle)
     stream = _endless(customers)
     results = []
     try:
@@ -189,7 +189,13 @@ def main(argv: list[str] | None = None) -> None:
         "--batch-within",
         type=float,
         default=Settings().batch_within_s,
-        help="the worker's TACT_BATCH_WITHIN_S (max wait to fill a batch)",
+        help="the worker's TACT_BATCH_WITHIN_S (longest wait from a batch's first event)",
+    )
+    parser.add_argument(
+        "--batch-idle",
+        type=float,
+        default=Settings().batch_idle_s,
+        help="the worker's TACT_BATCH_IDLE_S (a batch starts once no event came for this long)",
     )
     args = parser.parse_args(argv)
     try:
@@ -198,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--rates: comma-separated numbers, not {args.rates!r}")
     if any(r <= 0 for r in rates) or args.seconds <= 0:
         parser.error("rates and --seconds must be positive")
-    run(rates, args.seconds, args.customers, args.batch_within)
+    run(rates, args.seconds, args.customers, args.batch_within, args.batch_idle)
 
 
 if __name__ == "__main__":
