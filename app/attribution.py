@@ -8,9 +8,13 @@ joined to it:
                                latest delivered window on that channel)
     orders                     every order's margin counts in the window (`window_margin`);
                                an order of the offered SKU converts it: the latest delivered
-                               window of that SKU is credited (last touch), earlier ones
-                               convert without credit; holdout windows record the purchase
-                               the customer made without being asked
+                               window of that SKU the customer engaged with (accept, click)
+                               is credited, else the latest delivered one (`last_touch`); the
+                               others convert without credit; holdout windows record the
+                               purchase the customer made without being asked (the latest
+                               one; earlier held-out windows of the item, like the uncredited
+                               delivered ones, are `other_touch`); one purchase teaches the
+                               models one success
     returns and refunds        of a converted SKU within the return window: margin given
                                back plus handling
     purchases, suppressions    of the offered SKU, or on its channel, before `not_before`:
@@ -51,6 +55,7 @@ from schemas import Action, OrderPlaced, OrderReturned, Outcome, Refund
 # purchase under way was told: 0 not yet, 1 completed in time, 2 not.
 _CREDIT = ("none", "last_touch", "other_touch")
 _ONSITE_OFFERS = frozenset({"onsite_pdp", "onsite_cart"})
+_ENGAGED = frozenset({"accept", "click"})  # feedback that names the offer taken up
 
 
 def _tally() -> list[Any]:
@@ -163,8 +168,16 @@ class Attribution:
             and e[START] <= t <= e[END]
             and not e[TALLY][CONVERTED]
         ]
+        # The credit: the latest delivered window the customer engaged with (accepted,
+        # clicked), else the latest delivered one. It alone is taught the sale, and the
+        # latest held-out window alone the purchase made unasked; the others of the item
+        # are taught that they did not bring it. Each counted as a success, an item offered
+        # three times before one purchase looked three times as likely to sell per offer.
         delivered = [e for e in hits if self._delivered(e)]
-        last = max(delivered, key=lambda e: e[START]) if delivered else None
+        engaged = [e for e in delivered if _ENGAGED & e[TALLY][FEEDBACK].keys()]
+        last = max(engaged or delivered, key=lambda e: e[START]) if delivered else None
+        held = [e for e in hits if e[PLAY] in UPSELL_PLAYS and not self._delivered(e)]
+        last_held = max(held, key=lambda e: e[START]) if held else None
         for entry in hits:
             tally = entry[TALLY]
             tally[CONVERTED] = True
@@ -174,9 +187,9 @@ class Attribution:
                 tally[QTY], tally[REVENUE] = qty, revenue
                 tally[MARGIN] = revenue - qty * self._unit_cost(sku, revenue / qty)
                 tally[ORDER_TOTAL] = order.total
-            elif self._delivered(entry):
-                tally[CREDIT] = 2
-            self._learn_purchase(entry, True)
+            elif self._delivered(entry) or (entry in held and entry is not last_held):
+                tally[CREDIT] = 2  # another window of the item took the purchase
+            self._learn_purchase(entry, entry is last or entry is last_held)
             self._completion(entry, False)  # no order in time, or it was counted just now
             entry[PHASE] = 1
             entry[END] = t + self.return_window_s

@@ -1,12 +1,17 @@
 """Learning from outcomes: what each kind of window teaches the models (app/models.py).
 
     delivered expand / commit offer   P(accept): ordered within the window or not; and the
-                                      exploration cell of its (segment, play, frame)
+                                      exploration cell of its (segment, play, frame). One
+                                      order teaches one success: when it converts several
+                                      windows of the item, the credited one learns it (the
+                                      latest taken up, else the latest delivered), the
+                                      others that they did not bring it
     delivered assist                  P(accept): engaged (click, accept) once shown, or not;
                                       never learned when nothing says it was shown
     accepted offer                    P(return): returned within the return window or kept
-    holdout offer (not delivered)     P(organic): bought anyway, or not; the baseline that
-                                      makes arbitration count incremental profit only
+    holdout offer (not delivered)     P(organic): bought anyway, or not (the latest held-out
+                                      window of the item, likewise); the baseline that makes
+                                      arbitration count incremental profit only
 
 Windows are the lists app/attribution.py keeps; the features are those the offer was scored
 on at decision time.

@@ -38,6 +38,7 @@ from schemas import (
 from schemas.types import zone_offset_minutes
 
 _POLICY_PAGES = frozenset({"faq", "returns_policy", "shipping_policy", "reviews"})
+_USED_UP = frozenset({"consumable", "subscription"})  # bought again and again
 # Returns per item bought before any history: a Beta(1, 9) prior, 10% return rate.
 _RETURN_PRIOR_RETURNS, _RETURN_PRIOR_ITEMS = 1.0, 10.0
 
@@ -188,6 +189,8 @@ class ReadinessTracker:
             product = self.catalog.get(item.sku)
             if product is not None and product.kind == "consumable" and product.refill_days:
                 s.bought_consumable(item.sku, t)
+            elif product is not None and product.kind not in _USED_UP:
+                s.bought_durable(item.sku, t)
         self._bump(s, "bought", t, items)
         s.sig.pop("checkout", None)
         s.sig.pop("cart", None)

@@ -7,6 +7,7 @@ from app.catalog import Catalog, Product, Relation
 from app.context import Context, Offer
 from app.models import Models
 from app.policy import Policy
+from app.readiness import DAY
 
 _RELATIONS: tuple[Relation, ...] = (
     "warranty",
@@ -15,6 +16,7 @@ _RELATIONS: tuple[Relation, ...] = (
     "accessories",
     "bundle_with",
 )
+_OWNED_DAYS = 365  # a durable item bought within this is not offered again
 _MAX_FOCUS = 5  # items of a cart or order whose relations are considered (the most valuable)
 
 
@@ -37,8 +39,12 @@ class Offers:
     # -- offers -------------------------------------------------------------------------------
     def around(self, ctx: Context) -> list[Offer]:
         """Assist on the item in focus, then expand and commit offers around the focus."""
-        exclude = set(ctx.focus) | set(ctx.state.cart)
+        state = ctx.state
+        exclude = set(ctx.focus) | set(state.cart)
         busy = set(exclude)  # what the customer is already looking at or buying
+        # what they bought lately and do not use up: rarely bought twice
+        since = ctx.t - _OWNED_DAYS * DAY
+        exclude.update(sku for sku, at in state.owned.items() if at >= since)
         found: list[Offer] = []
         products = [
             p for p in (self.catalog.get(s) for s in ctx.focus[:_MAX_FOCUS]) if p is not None
@@ -49,7 +55,6 @@ class Offers:
             elif ctx.moment == "post_purchase":
                 found.append(Offer("self", max(products, key=lambda p: p.margin)))
         upsells: list[tuple[float, Offer]] = []
-        state = ctx.state
         viewed = state.viewed
         # add-ons of what the customer bought lately and has not bought yet (the watches of
         # app/anyway.py): the case for the camera bought last week, offered on any page

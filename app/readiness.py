@@ -30,6 +30,7 @@ LN2 = math.log(2.0)
 _MAX_VIEWED = 20
 _RECENT_IDS = 8
 _MAX_CONSUMABLES = 8
+_MAX_OWNED = 24  # durable items remembered per customer (the latest bought)
 _MAX_CART = 50
 
 # Decayed signals: name -> family (its half-life comes from the policy).
@@ -80,6 +81,7 @@ class CustomerState:
     viewed: dict[str, int] = field(default_factory=dict)  # sku -> product page views
     cart: dict[str, list[float]] = field(default_factory=dict)  # sku -> [qty, unit price]
     consumables: dict[str, float] = field(default_factory=dict)  # sku -> last bought (time)
+    owned: dict[str, float] = field(default_factory=dict)  # durable sku -> last bought (time)
     orders: int = 0
     coupon_orders: int = 0
     spend: float = 0.0
@@ -157,6 +159,13 @@ class CustomerState:
         self.consumables[sku] = now
         if len(self.consumables) > _MAX_CONSUMABLES:
             del self.consumables[next(iter(self.consumables))]
+
+    def bought_durable(self, sku: str, now: float) -> None:
+        """An item that is not used up: not offered again for a year (app/offers.py)."""
+        self.owned.pop(sku, None)
+        self.owned[sku] = now
+        if len(self.owned) > _MAX_OWNED:
+            del self.owned[next(iter(self.owned))]
 
     # -- caps and suppressions ----------------------------------------------------------------
     def zone_or(self, assumed: int | None) -> int | None:

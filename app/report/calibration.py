@@ -171,6 +171,8 @@ def _collect(outcomes: Iterable[dict[str, Any]]) -> _Groups:
             g.counts["without_predictions"] += 1
             continue
         delivered, converted = o.get("delivered") is True, o.get("converted") is True
+        # one success per purchase, as the models learn it: a later window of the item took it
+        counted = converted and o.get("attribution") != "other_touch"
         customer = o.get("customer_id")
         customer = customer if isinstance(customer, str) else ""
         if delivered and converted and _count(o.get("quantity")) > 0:
@@ -187,11 +189,11 @@ def _collect(outcomes: Iterable[dict[str, Any]]) -> _Groups:
                 g.assist.add(p_accept, any(k in seen for k in _ENGAGED))
             continue
         if delivered:
-            g.accept.add(p_accept, converted)
-            g.by_play.setdefault(str(play), Pairs()).add(p_accept, converted)
-            g.treated.add(p_accept - p_organic, converted, customer)
+            g.accept.add(p_accept, counted)
+            g.by_play.setdefault(str(play), Pairs()).add(p_accept, counted)
+            g.treated.add(p_accept - p_organic, counted, customer)
         elif o.get("holdout") is True:
-            g.held_out.add(p_accept - p_organic, converted, customer)
+            g.held_out.add(p_accept - p_organic, counted, customer)
     return g
 
 

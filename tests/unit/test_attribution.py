@@ -88,6 +88,38 @@ def test_an_order_of_the_offered_sku_converts_and_credits_the_last_touch() -> No
     Outcome.model_validate(outcome_json(outcome))
 
 
+@pytest.mark.parametrize(("held_out", "accepted"), [(False, False), (True, False), (False, True)])
+def test_one_purchase_teaches_one_success(held_out: bool, accepted: bool) -> None:
+    """An item offered twice before one order of it: one window is taught the sale, the
+    other that it did not bring it (`other_touch`). Were both taught a success, an item
+    offered three times before one purchase would look three times as likely to sell per
+    offer. The credited window is the later one, unless the customer took up the earlier
+    one (its `accept`); held-out windows (what customers buy unasked) count the same way."""
+    policy = policy_with(holdout=POLICY.holdout.model_copy(update={"share": 1.0}))
+    run, s = Run(policy if held_out else None), Shopper("twice")
+    first = onsite_upsell(run, s)
+    if accepted:
+        run.feed(s.event("offer_feedback", kind="accept", action_id=first.action_id))
+    assert first.offer_sku is not None and first.holdout == held_out
+    attribution, state = run.engine.attribution, run.engine.customers[s.id]
+    (entry,) = [e for e in state.windows if e[0] == first.action_id]
+    second = Action.model_validate({**first.model_dump(), "action_id": "5" * 32})
+    later = entry[2] + 600.0
+    attribution.open(state, second, later, later, entry[8], entry[13], entry[11], entry[15])
+    taught: dict[str, bool] = {}
+    learn = attribution._learn_purchase
+    attribution._learn_purchase = lambda e, bought: (  # type: ignore[method-assign]
+        taught.__setitem__(e[0], bought),
+        learn(e, bought),
+    )
+    run.feed(s.wait(hours=1).order(first.offer_sku))
+    credited, other = (first, second) if accepted else (second, first)
+    assert taught == {credited.action_id: True, other.action_id: False}
+    run.feed(s.wait(days=40).view("RUN-SOCK-01"))
+    assert run.outcome(other).converted and run.outcome(other).attribution == "other_touch"
+    assert run.outcome(credited).attribution == ("none" if held_out else "last_touch")
+
+
 def test_an_offer_a_connector_reports_expired_is_never_counted_as_delivered() -> None:
     """A connector that reached the Action only after its expiry (it lagged, or the worker
     sent it already stale) says so with an `expired` receipt: the Outcome is not delivered,

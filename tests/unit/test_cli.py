@@ -123,7 +123,8 @@ def test_replay_reads_stdin_and_writes_stdout(files: dict[str, Path], tmp_path: 
         timeout=120,
         cwd=tmp_path,
     )
-    assert out.stdout == (files["dir"] / "a.jsonl").read_bytes()
+    assert replay(files, files["events"], "stdout-check.jsonl") == 0  # the same, to a file
+    assert out.stdout == (files["dir"] / "stdout-check.jsonl").read_bytes()
     assert (tmp_path / "outcomes.jsonl").stat().st_size > 0  # beside stdout: the working directory
 
 

@@ -115,7 +115,7 @@ def test_no_thin_margin_offer_ever_goes_to_paid_or_sms() -> None:
 def vip(then_browse: str = "RUN-WATCH-01") -> list[dict[str, Any]]:
     s = Shopper("vip")
     events = []
-    for sku in ("RUN-WATCH-02", "RUN-MASSAGE-01", "RUN-SHOE-PRO", "RUN-VEST-01"):
+    for sku in ("RUN-JACKET-01", "RUN-MASSAGE-01", "RUN-SHOE-PRO", "RUN-VEST-01"):
         events += [s.view(sku), s.order(sku)]
         s.wait(days=20)
     events += [s.view(then_browse), s.read_reviews(then_browse, 240), s.view(then_browse)]
