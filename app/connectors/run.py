@@ -110,9 +110,13 @@ def run(
     """Consume `actions` in the connector's own group and deliver until `stop` (or SIGTERM /
     SIGINT); a delivery that keeps failing is tried again for `retry_for_s`."""
     stop = stop if stop is not None else threading.Event()
+    # The handler only notes the signal: Event.set() takes a lock, and a second signal
+    # arriving inside the first handler's set() (`timeout` signals the process and its group
+    # at once) deadlocked the main thread on it. The loop below sets `stop` when it sees one.
+    signalled: list[int] = []
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+            signal.signal(sig, lambda number, _frame: signalled.append(number))
     ensure_topics(settings)
     producer = clients.producer(settings, linger_ms=5)
     consumer = clients.consumer(
@@ -160,6 +164,9 @@ def run(
     said = time.monotonic()
     try:
         while not stop.is_set():
+            if signalled:
+                stop.set()
+                break
             if time.monotonic() - said >= STATS_EVERY_S:  # what it did so far, in words
                 log.info("connector %s so far: %s", connector.name, runner.stats.line())
                 said = time.monotonic()
