@@ -225,10 +225,12 @@ class Arbiter:
             else economics.value(offer, "completeness", p_return, replaced)
         )
         # Bought on their own later anyway: that part of a sale is no gain (app/economics.py).
+        # The horizon of `anyway` holds the attribution window, so of the organic purchases
+        # only those it does not already count are cannibalised (counted once, not twice).
         anyway = economics.anyway_share(ctx, offer)
         pulled = anyway * max(plain_value, 0.0)
         cannibalisation = (
-            organic * (1.0 - anyway) * max(plain_value, 0.0) if relation != "self" else 0.0
+            max(organic - anyway, 0.0) * max(plain_value, 0.0) if relation != "self" else 0.0
         )
         relation_prior = terms.relation_prior.get(relation)
         if relation_prior is None:

@@ -261,7 +261,8 @@ def test_a_refill_is_decided_on_its_own_customers_context() -> None:
     for action in refills:
         assert action.customer_id == treated
         assert action.experiments == assign(treated).arms
-        assert not action.holdout
+        # held out only as the treated customer's own arms say (the other is held out whole)
+        assert action.holdout == (action.play in assign(treated).held_out_plays)
 
 
 def test_one_partitions_clock_does_not_close_another_partitions_windows() -> None:

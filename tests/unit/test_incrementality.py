@@ -132,15 +132,20 @@ def test_customers_who_never_come_back_count_as_exposed() -> None:
     assert 0.05 < share < 0.1  # about 10 in 150, with the prior (12%) worth 20 watches
 
 
-def test_follow_on_purchases_are_counted_from_orders_and_lower_an_add_on_value() -> None:
-    """Customers who buy the body and then the case on their own teach tact that a case
-    offered after the body is mostly a purchase pulled forward."""
-    engine = engine_for(catalog=CAMERA)
-    for i in range(60):
+def owners_buy_the_case_on_their_own(engine: DecisionEngine, owners: int = 60) -> None:
+    """Each owner buys the body, then the case five days later, unasked."""
+    for i in range(owners):
         s = Shopper(f"own{i}")
         engine.process(order(s, "BODY"))
         s.wait(days=5)
         engine.process(order(s, "CASE"))
+
+
+def test_follow_on_purchases_are_counted_from_orders_and_lower_an_add_on_value() -> None:
+    """Customers who buy the body and then the case on their own teach tact that a case
+    offered after the body is mostly a purchase pulled forward."""
+    engine = engine_for(catalog=CAMERA)
+    owners_buy_the_case_on_their_own(engine)
     now = engine.models.watermark
     events, _ = engine.models.anyway.exposure("accessories|0", now, 30.0)
     assert events == 60  # the case, 5 days after each body (card and strap watches run on)
@@ -447,3 +452,34 @@ def test_what_the_models_predicted_is_what_they_say_on_the_features_they_learn_f
             assert p_accept == pytest.approx(engine.models.accept.predict_one(x), abs=2e-6)
             checked += 1
     assert checked >= 3
+
+
+def test_what_a_customer_buys_anyway_is_counted_once() -> None:
+    """P(organic) (within the attribution window, from holdouts) and the share bought anyway
+    (within the longer horizon, from every order) count the same purchases inside the window:
+    an offer is charged only for the organic purchases the anyway share does not already
+    count, so a case most buyers of the body buy on their own costs no second time."""
+    engine = engine_for(catalog=CAMERA)
+    owners_buy_the_case_on_their_own(engine)
+
+    def case_after_body(bias: float) -> tuple[list[Any], float]:
+        engine.models.organic.model._weights["bias"] = bias
+        engine.models.organic.updates += 1  # scoring reads the weights again
+        decisions: list[Decision] = []
+        engine.on_decision = decisions.append
+        engine.process(order(Shopper(f"new{bias}"), "BODY"))
+        ctx = engine.decider._last
+        assert ctx is not None
+        case = [c for c in decisions[-1].candidates if c.offer.product.sku == "CASE"]
+        assert case
+        return case, engine.decider.arbiter.economics.anyway_share(ctx, case[0].offer)
+
+    rare, anyway = case_after_body(-3.0)
+    assert anyway > 0.5
+    assert all(0.0 < c.p_organic < anyway and c.cannibalisation == 0.0 for c in rare)
+    common, anyway = case_after_body(8.0)
+    for c in common:
+        plain = c.value / (1.0 - anyway) if c.frame == "completeness" else None
+        assert c.p_organic > anyway and c.cannibalisation > 0.0
+        if plain is not None:
+            assert c.cannibalisation == pytest.approx((c.p_organic - anyway) * plain, rel=1e-6)
