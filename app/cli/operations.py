@@ -173,7 +173,11 @@ def add_commands(sub: Any) -> None:
     connector_run.add_argument(
         "name", choices=("webhook", "onsite", "paid-audience"), help="which connector"
     )
-    connector_run.add_argument("--url", help="webhook: where to POST each Action")
+    connector_run.add_argument(
+        "--url",
+        help="webhook: where to POST each Action (its form is checked at start); the "
+        "webhook also needs TACT_WEBHOOK_SECRET, the key of the requests' signatures",
+    )
     connector_run.add_argument(
         "--name",
         dest="instance",
@@ -181,7 +185,9 @@ def add_commands(sub: Any) -> None:
         "tact-connector-NAME; each configuration (channels, URL) needs its own",
     )
     connector_run.add_argument(
-        "--channels", default="email,sms", help="channels to deliver, comma-separated (email,sms)"
+        "--channels",
+        default="email,sms",
+        help="channels to deliver, comma-separated (default: email,sms)",
     )
     connector_run.add_argument(
         "--retry-for",
