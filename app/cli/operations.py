@@ -257,7 +257,10 @@ def add_commands(sub: Any) -> None:
         description="Send each line of FILE (one event in tact's schema per line: README, "
         "Events) to the topic of its type (clickstream or orders, TACT_TOPIC_*), keyed by "
         "customer_id, with the event's time as the record's timestamp, as written. Lines that "
-        "are not valid events are not produced: they go to a dead-letter file with the reason.",
+        "are not valid events are not produced: they go to a dead-letter file with the reason. "
+        "Events already older than the policy's freshness.max_lag_seconds (TACT_POLICY) are "
+        "sent with a warning: a worker takes them for stale and delivers none of their Actions "
+        "(`tact sample --start now` dates a sample now).",
     )
     produce.add_argument("file", help="the events (JSONL)")
     produce.add_argument("--rate", type=positive, help="events per second at most (default: all)")
