@@ -16,8 +16,16 @@ case "${1:-}" in
   with-services)
     shift
     started=()
-    if ! "$kafka" status; then "$kafka" start; started+=("$kafka"); fi
-    if ! "$redis" status; then "$redis" start; started+=("$redis"); fi
+    # What already answers at the configured address is used as it is, and left running.
+    reusing() { echo "stack: a $1 already answers at $2: using it (TACT_$3 sets another)" >&2; }
+    if ! "$kafka" status; then "$kafka" start; started+=("$kafka")
+    else reusing "Kafka broker" "${TACT_KAFKA_BOOTSTRAP:-127.0.0.1:9092}" KAFKA_BOOTSTRAP; fi
+    if ! "$redis" status; then "$redis" start; started+=("$redis")
+    else
+      address=${TACT_REDIS_URL:-redis://127.0.0.1:6379/0}
+      address=${address#*://}; address=${address##*@}; address=${address%%/*}  # no password
+      reusing Redis "$address" REDIS_URL
+    fi
     cleanup() { for s in "${started[@]}"; do "$s" stop || true; done; }
     trap cleanup EXIT
     set +e

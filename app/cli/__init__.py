@@ -105,9 +105,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from app.cli.sample import run_sample
+    from datetime import UTC, datetime, timedelta
 
-    return run_sample(args.customers, args.seed, args.events, args.catalog)
+    from app.cli.sample import run_sample, sample_start
+
+    start = sample_start(args.start, datetime.now(UTC))
+    arrivals = timedelta(minutes=args.arrivals)
+    return run_sample(args.customers, args.seed, args.events, args.catalog, start, arrivals)
 
 
 def cmd_policy_validate(args: argparse.Namespace) -> int:
@@ -256,6 +260,22 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--events", required=True, help="where to write the events (JSONL)")
     sample.add_argument("--catalog", help="where to write the demo catalog (JSONL)")
+    sample.add_argument(
+        "--start",
+        metavar="TIME",
+        help="when the first customer arrives: now, or ISO-8601 with a zone (default "
+        "2025-11-03T08:00Z). A worker treats events older than the policy's "
+        "freshness.max_lag_seconds (5 min) as stale, so to see Actions delivered, produce "
+        "a sample dated now: --start now --arrivals 2",
+    )
+    sample.add_argument(
+        "--arrivals",
+        type=positive,
+        default=480.0,
+        metavar="MINUTES",
+        help="customers arrive over this many minutes from --start (default 480); each "
+        "visits for minutes, and repeat buyers and returners come back days later",
+    )
     sample.set_defaults(func=cmd_sample)
 
     measure.add_commands(sub)

@@ -173,7 +173,11 @@ def add_commands(sub: Any) -> None:
     connector_run.add_argument(
         "name", choices=("webhook", "onsite", "paid-audience"), help="which connector"
     )
-    connector_run.add_argument("--url", help="webhook: where to POST each Action")
+    connector_run.add_argument(
+        "--url",
+        help="webhook: where to POST each Action (its form is checked at start); the "
+        "webhook also needs TACT_WEBHOOK_SECRET, the key of the requests' signatures",
+    )
     connector_run.add_argument(
         "--name",
         dest="instance",
@@ -181,7 +185,9 @@ def add_commands(sub: Any) -> None:
         "tact-connector-NAME; each configuration (channels, URL) needs its own",
     )
     connector_run.add_argument(
-        "--channels", default="email,sms", help="channels to deliver, comma-separated (email,sms)"
+        "--channels",
+        default="email,sms",
+        help="channels to deliver, comma-separated (default: email,sms)",
     )
     connector_run.add_argument(
         "--retry-for",
@@ -251,7 +257,10 @@ def add_commands(sub: Any) -> None:
         description="Send each line of FILE (one event in tact's schema per line: README, "
         "Events) to the topic of its type (clickstream or orders, TACT_TOPIC_*), keyed by "
         "customer_id, with the event's time as the record's timestamp, as written. Lines that "
-        "are not valid events are not produced: they go to a dead-letter file with the reason.",
+        "are not valid events are not produced: they go to a dead-letter file with the reason. "
+        "Events already older than the policy's freshness.max_lag_seconds (TACT_POLICY) are "
+        "sent with a warning: a worker takes them for stale and delivers none of their Actions "
+        "(`tact sample --start now` dates a sample now).",
     )
     produce.add_argument("file", help="the events (JSONL)")
     produce.add_argument("--rate", type=positive, help="events per second at most (default: all)")

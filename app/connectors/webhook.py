@@ -23,17 +23,23 @@ from app.connectors.sdk import DeliveryError
 _TRANSIENT = frozenset({408, 425, 429})
 
 
-def sign(secret: bytes, timestamp: str, body: bytes) -> str:
-    """The signature header's value for a request body sent at `timestamp`."""
-    mac = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256)
+def sign(secret: str | bytes, timestamp: str, body: bytes) -> str:
+    """The signature header's value for a request body sent at `timestamp`. A `str` secret
+    (as read from the environment) is taken as its UTF-8 bytes."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    mac = hmac.new(key, timestamp.encode() + b"." + body, hashlib.sha256)
     return f"sha256={mac.hexdigest()}"
 
 
 def verify(
-    secret: bytes, timestamp: str, body: bytes, signature: str, max_age_s: float = 300
+    secret: str | bytes, timestamp: str, body: bytes, signature: str, max_age_s: float = 300
 ) -> bool:
-    """What a receiver checks: the signature matches and the request is recent."""
-    fresh = abs(time.time() - float(timestamp)) <= max_age_s
+    """What a receiver checks: the signature matches and the request is recent. A timestamp
+    that is not a number is a request that did not come from tact: False, not an error."""
+    try:
+        fresh = abs(time.time() - float(timestamp)) <= max_age_s
+    except ValueError:
+        return False
     return fresh and hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 

@@ -128,9 +128,18 @@ def producer(settings: Settings, **options: Any) -> KafkaProducer:
 
 
 def consumer(settings: Settings, *topics: str, **options: Any) -> KafkaConsumer:
-    return _connected(
-        settings, lambda: KafkaConsumer(*topics, **(kafka_options(settings) | options))
-    )
+    """A consumer subscribed to `topics`, with their metadata fetched: a group's first
+    assignment is made from the metadata its leader has then, and without it kafka-python's
+    assignor finds no partitions ("No partition metadata for topic ..."), assigns none and
+    has the group rebalance again once the metadata comes."""
+
+    def build() -> KafkaConsumer:
+        made = KafkaConsumer(*topics, **(kafka_options(settings) | options))
+        for topic in topics:
+            made.partitions_for_topic(topic)
+        return made
+
+    return _connected(settings, build)
 
 
 def admin(settings: Settings, **options: Any) -> KafkaAdminClient:

@@ -1,6 +1,8 @@
 """Consumer lag of a group, per topic and partition, as Kafka's own consumer-groups tool
 reports it (committed offset, log end offset, their difference), plus the time lag: the age of
-the oldest record not yet processed (the one at the committed offset)."""
+the oldest record not yet processed (the one at the committed offset). Faust's own topic in the
+worker's group (`<app id>-__assignor-__leader`, for electing a leader; nothing is processed
+from it) is left out."""
 
 from __future__ import annotations
 
@@ -16,6 +18,13 @@ from kafka.errors import KafkaError
 from app.errors import ConfigurationError, DependencyUnavailable
 from app.io import clients
 from app.settings import Settings
+
+_FAUST_LEADER_TOPIC = "-__assignor-__leader"
+
+
+def is_faust_internal(topic: str) -> bool:
+    """Faust's leader-election topic, which every worker is assigned and nothing reads."""
+    return topic.endswith(_FAUST_LEADER_TOPIC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +72,8 @@ def group_lag(
                 raise ConfigurationError(f"no consumer group {group!r} on {bootstrap}")
             committed = admin.list_group_offsets({group: None}).get(group, {})
             owners = _members(admin.describe_groups([group]).get(group, {}))
-            partitions = sorted(
-                {(tp.topic, tp.partition) for tp in committed} | set(owners),
-            )
+            seen = {(tp.topic, tp.partition) for tp in committed} | set(owners)
+            partitions = sorted((t, p) for t, p in seen if not is_faust_internal(t))
             tps = [TopicPartition(t, p) for t, p in partitions]
             if not tps:
                 continue

@@ -110,7 +110,8 @@ def test_produce_sends_a_file_of_events_as_written(stack: Settings, tmp_path: Pa
     """`tact produce FILE`: each valid line on its type's topic, keyed by customer, stamped
     with the event's time, byte for byte; lines that are not events, and events dated days
     ahead (a Kafka 4 broker refuses them, and every other record of their batch), in a
-    dead-letter file with the reason."""
+    dead-letter file with the reason; events already past the policy's freshness limit are
+    sent, with a warning."""
     events = tmp_path / "mine.jsonl"
     tact(stack, "sample", "--customers", "30", "--seed", "4", "--events", str(events))
     # Squeezed, in order, into the last 5 days: a partition whose records are stamped more
@@ -134,7 +135,10 @@ def test_produce_sends_a_file_of_events_as_written(stack: Settings, tmp_path: Pa
     events.write_bytes(b"\n".join(good[:10] + bad + good[10:] + future[:5]) + b"\n\n")
     done = tact(stack, "produce", str(events))
     assert f"produced {len(good):,} events from {events}" in done.stderr
-    assert "8 lines were not valid events" in done.stderr and "refused" not in done.stderr
+    assert "3 lines were not valid events" in done.stderr and "refused" not in done.stderr
+    assert "5 events dated more than 5 minutes ahead of this machine's clock" in done.stderr
+    # Dated the last 5 days: the worker would take every one for stale, and the user is told.
+    assert f"warning: {len(good):,} of {len(good):,} events were older than" in done.stderr
     letters = [
         codec.loads(x)
         for x in (tmp_path / "mine.jsonl.dead-letters.jsonl").read_bytes().splitlines()

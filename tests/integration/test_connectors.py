@@ -174,6 +174,8 @@ def test_two_webhook_configurations_need_two_names(stack: Settings, tmp_path: Pa
             time.sleep(0.1)
         time.sleep(2.0)  # anything extra would have arrived by now
         assert set(mail.keys()) == want["email"] and set(texts.keys()) == want["sms"]
+        for log in ("mail.log", "texts.log"):  # each new group got its partitions at once
+            assert "No partition metadata" not in (tmp_path / log).read_text()
     finally:
         for process in (first, second):
             process.terminate()

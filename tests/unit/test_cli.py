@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from app import codec
 from app.cli import main
+from app.cli.produce import Staleness, _records
+from app.cli.replay import LazyFile
 
 TACT = Path(sys.executable).with_name("tact")
 
@@ -218,6 +222,11 @@ def test_a_product_sold_at_a_loss_is_allowed_with_a_warning(
     [
         (["sample", "--customers", "-5", "--events", "e.jsonl"], "--customers: -5 is below 1"),
         (["sample", "--customers", "many", "--events", "e.jsonl"], "'many' is not a whole number"),
+        (
+            ["sample", "--start", "2026-03-02T09:00", "--events", "e.jsonl"],
+            "--start '2026-03-02T09:00': give now, or an ISO-8601 time with a zone",
+        ),
+        (["sample", "--arrivals", "0", "--events", "e.jsonl"], "--arrivals: 0 is not above 0"),
         (["demo", "--rate", "0"], "--rate: 0 is not above 0"),
         (["simulate", "--customers", "0"], "--customers must be at least 10"),
         (
@@ -285,3 +294,53 @@ def test_every_command_says_what_it_does_in_its_help() -> None:
     assert len(every) >= 25
     top = [(path, p) for path, p in every if path.count(" ") == 1]
     assert [path for path, p in top if not getattr(p, "description", None)] == []
+
+
+def test_a_sample_dated_now_gives_events_a_worker_takes_as_fresh(tmp_path: Path) -> None:
+    """`tact sample --start now --arrivals 2`: the first customers arrive now and most events
+    fall within the freshness limit of 5 minutes, so a produced sample gets Actions that a
+    connector can deliver; without --start, the sample keeps its fixed date in the past."""
+    events = tmp_path / "now.jsonl"
+    before = datetime.now(UTC).replace(microsecond=0)
+    argv = ["sample", "--customers", "50", "--start", "now", "--arrivals", "2"]
+    assert main([*argv, "--events", str(events)]) == 0
+    times = [datetime.fromisoformat(codec.loads(x)["ts"]) for x in events.read_bytes().split()]
+    assert min(times) >= before
+    soon = sum(t - before <= timedelta(minutes=5) for t in times)
+    assert soon > len(times) / 2
+    assert main(["sample", "--customers", "5", "--events", str(events)]) == 0
+    assert codec.loads(events.read_bytes().split()[0])["ts"].startswith("2025-11-03")
+
+
+def test_produce_counts_the_events_older_than_the_freshness_limit(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    lines = [
+        codec.dumps(
+            {
+                "event_id": f"e{n}",
+                "type": "page_view",
+                "customer_id": "c1",
+                "ts": (now - timedelta(seconds=age)).isoformat(),
+                "page": "home",
+            }
+        )
+        for n, age in enumerate((10, 200, 400, 3 * 86400))
+    ]
+    source = tmp_path / "events.jsonl"
+    source.write_bytes(b"\n".join(lines) + b"\n")
+    staleness = Staleness(300.0)
+    with source.open("rb") as read:
+        sent = list(_records(read, 1 << 20, LazyFile(tmp_path / "dl"), Counter(), staleness))
+    assert len(sent) == 4 and (staleness.sent, staleness.stale) == (4, 2)
+    warning = staleness.warning()
+    assert warning is not None and "\n" not in warning
+    assert warning.startswith("warning: 2 of 4 events were older than the policy's freshness")
+    assert "(300 s; the oldest 3.0 days)" in warning and "--start now" in warning
+
+
+def test_produce_says_nothing_of_freshness_when_every_event_is_fresh() -> None:
+    fresh, never = Staleness(300.0), Staleness(None)
+    for age in (0.0, 299.0):
+        fresh.see(age)
+    never.see(10 * 86400.0)
+    assert fresh.warning() is None and never.warning() is None

@@ -357,6 +357,17 @@ def test_webhook_signatures() -> None:
     )
 
 
+def test_a_receiver_verifies_with_the_secret_as_the_environment_gives_it() -> None:
+    """The README's receiver passes the secret as a str (os.environ): it must verify, not
+    raise; and a timestamp header that is not a number is a forgery, not a crash."""
+    body, now = b'{"action_id":"x"}', str(int(datetime.now(UTC).timestamp()))
+    signature = sign(b"s3cret", now, body)
+    assert verify("s3cret", now, body, signature)
+    assert sign("s3cret", now, body) == signature
+    assert not verify("other", now, body, signature)
+    assert not verify("s3cret", "soon", body, signature)
+
+
 def test_unknown_channels_are_refused() -> None:
     assert channels_of(["email", "sms"]) == {"email", "sms"}
     with pytest.raises(TactError, match="fax"):
