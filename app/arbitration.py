@@ -256,6 +256,9 @@ class Arbiter:
         if offer.with_base:
             offer_prior += prior.with_base  # add-ons sell with what they go with
             offer_model += w.get("x:base", 0.0)
+        if offer.passed:  # offered before and let pass
+            offer_prior += prior.passed * offer.passed
+            offer_model += w.get("x:passed", 0.0) * offer.passed
         w_prior, keep_all = terms.w_prior, self.keep_all
         by_channel, by_intensity = terms.by_channel, terms.by_intensity
         prefer_frames, frame_priors = verdict.prefer_frames, terms.frame_prior

@@ -45,6 +45,7 @@ class Offer:
     with_base: bool = False  # the item it goes with is in the cart, or was bought lately
     play: Play = "expand"  # set from the relation
     price_step: float = 0.0  # set: log2 of its price over the base's when dearer (0 to 4)
+    passed: int = 0  # earlier offers of it to this customer, not bought (app/readiness.py)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "play", RELATION_PLAY[self.relation])
@@ -107,6 +108,8 @@ def accept_features(
         x["x:seen"] = 1.0
     if offer.with_base:
         x["x:base"] = 1.0
+    if offer.passed:
+        x["x:passed"] = float(offer.passed)
     for name, key in SIGNAL_FEATURES:
         x[key] = getattr(r, name) - CENTRE
     return x

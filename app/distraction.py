@@ -61,6 +61,9 @@ class Distraction:
         self._read: dict[tuple[str, str], Any] = {}  # what was read of the counts, by moment
         self._read_at = -1  # ... as of this version of the counts
         self.assist_lift = policy.assist_lift
+        spec = policy.distraction
+        self.completion_prior = spec.completion_prior
+        self.completion_weight = spec.completion_weight
         self.prior = {
             (m, i): policy.moments[m].pressure * risk
             for m in MOMENTS
@@ -69,8 +72,10 @@ class Distraction:
         }
 
     def abandon(self, moment: str, intensity: str) -> float:
-        """The chance an onsite offer at this intensity costs the purchase under way."""
-        prior = self.prior.get((moment, intensity), 0.0)
+        """The chance an onsite offer at this intensity costs the purchase under way: of an
+        order that would have come, so in the cart and at checkout the prior is weighed by the
+        share of them that end in an order (`completion`)."""
+        prior = self.prior.get((moment, intensity), 0.0) * self.completion(moment)
         held_n, held_done = self.counts.get(moment, HELD)
         shown_n, shown_done = self.counts.get(moment, intensity)
         return max(self._posterior(prior, held_n, held_done, shown_n, shown_done, -1.0), 0.0)
@@ -97,8 +102,23 @@ class Distraction:
         weight = prior_variance / (prior_variance + variance)
         return (1.0 - weight) * prior + weight * sign * (shown - held)
 
+    def completion(self, moment: str) -> float:
+        """The share of carts (checkouts) whose order came in time, whatever was shown: the
+        orders an offer there could cost. 1 at browse, whose stake weighs the item in focus by
+        how likely it is bought already, and where most decisions have no cart."""
+        if moment not in ("cart", "checkout"):
+            return 1.0
+        n = done = 0.0
+        for key, (rows, completed) in self.counts.counts.items():
+            if key.startswith(moment + "|"):
+                n += rows
+                done += completed
+        weight = self.completion_weight
+        return (done + weight * self.completion_prior) / (n + weight)
+
     def factor(self, moment: str, intensity: str) -> float:
-        """Learned abandon risk over the prior's (1 until the data says otherwise)."""
+        """Learned abandon risk over the prior's: the share of carts that complete (`completion`)
+        until the data says otherwise."""
         prior = self.prior.get((moment, intensity), 0.0)
         return self.abandon(moment, intensity) / prior if prior > 0 else 1.0
 

@@ -33,6 +33,7 @@ L_PRIOR, L_CONF, L_URG, L_PRICE, L_MAT, L_RISK, L_POST, L_LTV, L_KIND, L_RETURN,
 L_STEP = 11  # the offer's price step (app/context.py price_step); absent in older windows
 L_SEEN = 12  # 1 when the customer had looked at the offered item; absent in older windows
 L_BASE = 13  # 1 when the item it goes with was in the cart or bought lately; likewise
+L_PASSED = 14  # earlier offers of the item not bought since (accept only); likewise
 _SIGNAL_KEYS = ("r:conf", "r:urg", "r:price", "r:mat", "r:risk", "r:post", "r:ltv")
 UPSELL_PLAYS = frozenset({"expand", "commit"})
 
@@ -52,6 +53,8 @@ def accept_x(
         (key, value - CENTRE)
         for key, value in zip(_SIGNAL_KEYS, learn[L_CONF : L_LTV + 1], strict=True)
     )
+    if len(learn) > L_PASSED and learn[L_PASSED]:
+        x["x:passed"] = float(learn[L_PASSED])
     return _offer_x(x, learn)
 
 

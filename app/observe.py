@@ -186,6 +186,7 @@ class ReadinessTracker:
         for item in e.items:
             items += item.qty
             s.cart.pop(item.sku, None)
+            s.offered.pop(item.sku, None)
             product = self.catalog.get(item.sku)
             if product is not None and product.kind == "consumable" and product.refill_days:
                 s.bought_consumable(item.sku, t)

@@ -96,7 +96,11 @@ class Offers:
         ):
             offers = self.refill_offers(due) + offers
         limit = self.policy.moments[ctx.moment].max_offers
-        return found + offers[: self.policy.max_offers if limit is None else limit]
+        offers = offers[: self.policy.max_offers if limit is None else limit]
+        if state.offered:  # made before and not bought: as made again
+            t, days = ctx.t, self.policy.priors.accept.passed_days
+            offers = [self._again(o, state.passed(o.product.sku, t, days)) for o in offers]
+        return found + offers
 
     def _by_base(self, base: Product | None) -> tuple[tuple[float, Offer], ...]:
         if base is None:
@@ -118,6 +122,15 @@ class Offers:
                 offer.relation, offer.product, offer.base, seen, with_base
             )
         return found
+
+    @staticmethod
+    def _again(offer: Offer, passed: int) -> Offer:
+        """`offer` as made to a customer who was offered it `passed` times before."""
+        if passed == offer.passed:
+            return offer
+        return Offer(
+            offer.relation, offer.product, offer.base, offer.seen, offer.with_base, passed=passed
+        )
 
     def _by_value(self, base: Product) -> tuple[tuple[float, Offer], ...]:
         """The catalog's offers around `base`, most valuable first (what one sale of each

@@ -118,6 +118,12 @@ class DistractionSpec(_Spec):
     # as uncertain as 2 points, or a few noisy decisions make it 0 one week and 14 x the next.
     prior_sd: float = Field(default=0.02, gt=0, le=1)
     prior_sd_share: float = Field(default=1.0, gt=0, le=100)
+    # An offer in the cart or at checkout can only cost an order that would have come: the
+    # abandon risk (of such an order) is weighed by the share of those moments that end in an
+    # order, counted from the decisions there and starting from this share (worth
+    # `completion_weight` decisions).
+    completion_prior: float = Field(default=0.5, gt=0, le=1)
+    completion_weight: float = Field(default=20.0, gt=0, le=1e12)
 
 
 class GuardrailsSpec(_Spec):
@@ -218,6 +224,8 @@ class AcceptPrior(_Spec):
     price_step: Logit = 0.0  # per doubling of the offer's price above the item it goes with
     seen: Logit = 0.0  # the customer has looked at the offered item
     with_base: Logit = 0.0  # the item it goes with is in the cart or was bought lately
+    passed: Logit = 0.0  # per earlier offer of the item not bought since (at most 4)
+    passed_days: float = Field(default=30.0, ge=0, le=365)  # ...within this of each other; 0: none
     readiness: dict[Signal, Logit] = {}
     frame_fit: dict[FrameName, dict[Signal, Logit]] = {}
     relation_fit: dict[OfferRelation, dict[Signal, Logit]] = {}

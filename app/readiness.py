@@ -31,6 +31,8 @@ _MAX_VIEWED = 20
 _RECENT_IDS = 8
 _MAX_CONSUMABLES = 8
 _MAX_OWNED = 24  # durable items remembered per customer (the latest bought)
+_MAX_OFFERED = 24  # items offered remembered per customer (the latest offered)
+MAX_PASSED = 4  # earlier offers of an item counted at most
 _MAX_CART = 50
 
 # Decayed signals: name -> family (its half-life comes from the policy).
@@ -82,6 +84,8 @@ class CustomerState:
     cart: dict[str, list[float]] = field(default_factory=dict)  # sku -> [qty, unit price]
     consumables: dict[str, float] = field(default_factory=dict)  # sku -> last bought (time)
     owned: dict[str, float] = field(default_factory=dict)  # durable sku -> last bought (time)
+    # sku -> [offers of it delivered and not bought since, when the latest was made]
+    offered: dict[str, list[float]] = field(default_factory=dict)
     orders: int = 0
     coupon_orders: int = 0
     spend: float = 0.0
@@ -166,6 +170,24 @@ class CustomerState:
         self.owned[sku] = now
         if len(self.owned) > _MAX_OWNED:
             del self.owned[next(iter(self.owned))]
+
+    def passed(self, sku: str, now: float, days: float) -> int:
+        """How often the item was offered to the customer (within `days` of each other and
+        of now, at most `MAX_PASSED`) without their buying it since."""
+        row = self.offered.get(sku)
+        if row is None or now - row[1] > days * DAY:
+            return 0
+        return min(int(row[0]), MAX_PASSED)
+
+    def note_offer(self, sku: str, now: float, days: float) -> None:
+        """An offer of `sku` is made to the customer (delivered, not held out)."""
+        if days <= 0:
+            return
+        times = self.passed(sku, now, days)
+        self.offered.pop(sku, None)
+        self.offered[sku] = [float(times + 1), max(now, 0.0)]
+        if len(self.offered) > _MAX_OFFERED:
+            del self.offered[next(iter(self.offered))]
 
     # -- caps and suppressions ----------------------------------------------------------------
     def zone_or(self, assumed: int | None) -> int | None:

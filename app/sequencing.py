@@ -132,6 +132,7 @@ class Sequencer:
             offer.price_step,
             1 if offer.seen else 0,
             1 if offer.with_base else 0,
+            offer.passed,
         ]
         predicted = [
             round(best.p_accept, 6),
@@ -150,6 +151,9 @@ class Sequencer:
             predicted,
             ctx.moment,
         )
+        if held_out is None and offer.relation != "self":
+            days = p.priors.accept.passed_days
+            state.note_offer(offer.product.sku, t, days)  # made: the next offer of it knows
         return action
 
     def _distraction_test(self, ctx: Context, best: Scored, slot: str, aid: str) -> str | None:

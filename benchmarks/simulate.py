@@ -70,6 +70,20 @@ def ablations(policy: Policy) -> dict[str, Policy]:
                 "guardrails": policy.guardrails.model_copy(update={"unsubscribes_per_1000": 1.0})
             }
         ),
+        "all-carts-complete": policy.model_copy(
+            update={
+                "distraction": policy.distraction.model_copy(
+                    update={"completion_prior": 1.0, "completion_weight": off}
+                )
+            }
+        ),
+        "offers-not-remembered": policy.model_copy(
+            update={
+                "priors": policy.priors.model_copy(
+                    update={"accept": policy.priors.accept.model_copy(update={"passed_days": 0.0})}
+                )
+            }
+        ),
         "no-discount-habit": policy.model_copy(update={"discount_habit": 0.0}),
         "no-forgetting": policy.model_copy(
             update={

@@ -4,6 +4,7 @@ the choice really is made, and exploration never leaves what the rules allow."""
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import numpy as np
 import pytest
@@ -80,23 +81,27 @@ def test_cells_narrow_with_conversions() -> None:
 
 def test_logged_propensity_is_how_often_the_choice_is_made() -> None:
     """One moment decided under many seeds: each arm is chosen as often as the propensity
-    logged with it says."""
+    logged with it says. (What the product page before it offered, itself explored, is part
+    of the cart's context: the runs are told apart by it.)"""
     s = Shopper("explorer")
     events = [s.view("RUN-WATCH-01"), s.read_reviews("RUN-WATCH-01"), s.add("RUN-WATCH-01")]
-    chosen: Counter[tuple[str, str | None, str | None, str]] = Counter()
-    logged: dict[tuple[str, str | None, str | None, str], float] = {}
-    runs = 1500
-    for seed in range(runs):
+    Key = tuple[str, str | None, str | None, str]
+    chosen: dict[tuple[Any, ...], Counter[Key]] = {}
+    logged: dict[tuple[tuple[Any, ...], Key], float] = {}
+    for seed in range(1500):
         engine = DecisionEngine(demo_catalog(), POLICY, seed=seed)
         for event in events[:-1]:
             engine.process(event)
+        before = tuple(sorted((k, v[0]) for k, v in engine.customers[s.id].offered.items()))
         action = engine.process(events[-1])[0]  # the cart decision
         key = (action.play, action.offer_sku, action.frame, action.channel)
-        chosen[key] += 1
-        assert logged.setdefault(key, action.propensity) == action.propensity  # same context
-    assert len(chosen) >= 3, "no exploration at this moment"
-    for key, n in chosen.items():
-        p = logged[key]
+        chosen.setdefault(before, Counter())[key] += 1
+        assert logged.setdefault((before, key), action.propensity) == action.propensity
+    context, counts = max(chosen.items(), key=lambda kv: sum(kv[1].values()))
+    runs = sum(counts.values())
+    assert runs >= 500 and len(counts) >= 3, "no exploration at this moment"
+    for key, n in counts.items():
+        p = logged[(context, key)]
         assert abs(n / runs - p) < 4 * (p * (1 - p) / runs) ** 0.5 + 0.002, (key, n / runs, p)
 
 

@@ -86,6 +86,58 @@ def test_an_item_bought_is_not_offered_again_for_a_year() -> None:
     assert "CASE" in {c.offer.product.sku for c in later[-1].candidates}
 
 
+def test_an_offer_let_pass_is_a_rarer_yes_the_next_time() -> None:
+    """An item offered and not bought is offered again as one let pass (`priors.accept.passed`
+    per earlier offer, learned as `x:passed`): its chance is lower than for a customer to whom
+    it is new, all else the same. Offers fade from memory after 30 days; an order of the item
+    clears them."""
+    no_prior = POLICY.model_copy(
+        update={
+            "priors": POLICY.priors.model_copy(
+                update={"accept": POLICY.priors.accept.model_copy(update={"passed": 0.0})}
+            )
+        }
+    )
+    for i in range(20):  # a customer out of the holdouts, offered an add-on of the body
+        s = Shopper(f"again{i}")
+        events = [s.view("BODY")]
+        engine, actions, decisions = decide(events, catalog=CAMERA)
+        made = [a for a in actions if a.offer_sku and not a.holdout and a.play != "assist"]
+        if made:
+            break
+    sku = made[0].offer_sku
+    assert engine.customers[s.id].passed(sku, decisions[-1].t, 30.0) == 1
+    events.append(s.wait(hours=1).view("BODY"))
+    engine, _, decisions = decide(events, catalog=CAMERA)
+    _, _, control = decide(events, no_prior, CAMERA)
+    windows = [w for w in engine.customers[s.id].windows if w[LEARN][14]]
+    assert windows  # made again
+    for w in windows:  # what it learns from: the earlier offers, as the model sees them
+        x = accept_x(w[LEARN], w[CHANNEL], w[RELATION], w[FRAME], w[INTENSITY])
+        assert x["x:passed"] == w[LEARN][14] >= 1
+        assert "x:passed" not in organic_x(w[LEARN], w[RELATION])
+
+    def offered(found: list[Decision]) -> list[Any]:
+        return [c for c in found[-1].candidates if c.offer.product.sku == sku]
+
+    again, new = offered(decisions), offered(control)
+    assert again and {c.offer.passed for c in again} == {1}
+    assert max(c.p_accept for c in again) < 0.8 * max(c.p_accept for c in new)
+
+    state = CustomerState()
+    state.note_offer("CASE", 0.0, 30.0)
+    state.note_offer("CASE", 86_400.0, 30.0)
+    assert state.passed("CASE", 86_400.0, 30.0) == 2
+    assert state.passed("CASE", 86_400.0 + 31 * 86_400.0, 30.0) == 0  # faded
+    state.note_offer("CASE", 86_400.0 + 31 * 86_400.0, 30.0)
+    assert state.passed("CASE", 86_400.0 + 31 * 86_400.0, 30.0) == 1  # counted afresh
+    for n in range(10):
+        state.note_offer("CARD", float(n), 30.0)
+    assert state.passed("CARD", 10.0, 30.0) == 4  # at most MAX_PASSED
+    state.note_offer("STRAP", 0.0, 0.0)  # passed_days 0: offers are not remembered
+    assert "STRAP" not in state.offered
+
+
 def test_a_dearer_ask_is_a_rarer_yes() -> None:
     """A 1,600 body offered next to a 9 cloth (learned as bought together) starts far down
     (the step is capped at four doublings: 2.6 logits at the default's -0.65 a doubling)."""
@@ -217,6 +269,27 @@ def test_distraction_is_learned_from_held_out_decisions() -> None:
     learned = distraction.abandon("checkout", "low")
     assert learned > 3 * prior and 0.09 < learned < 0.15
     assert distraction.factor("checkout", "low") > 3
+
+
+def test_an_offer_at_checkout_can_only_cost_an_order_that_would_have_come() -> None:
+    """The abandon risk is of an order that would have come: where few checkouts end in an
+    order (whatever was shown), an offer there risks less, and where most do, more; at
+    browse the stake weighs the item in focus by how likely it is bought already."""
+    engine = engine_for()
+    distraction = engine.arbiter.distraction
+    counts = engine.models.completion
+    prior = distraction.prior[("checkout", "low")]
+    assert distraction.abandon("checkout", "low") == pytest.approx(prior * 0.5)  # a priori
+    for i in range(400):  # assists at checkout: 1 in 5 ends in an order
+        counts.add("checkout", "assist", i % 5 == 0)
+    assert distraction.completion("checkout") == pytest.approx((80 + 10) / 420)
+    assert distraction.factor("checkout", "low") == pytest.approx(90 / 420)
+    for i in range(4000):  # ... and then nine in ten
+        counts.add("checkout", "assist", i % 10 != 0)
+    assert distraction.factor("checkout", "low") == pytest.approx((3680 + 10) / 4420)
+    for i in range(400):
+        counts.add("browse", "assist", i % 5 == 0)
+    assert distraction.factor("browse", "low") == 1.0
 
 
 def test_a_small_distraction_risk_is_not_swung_by_a_noisy_difference() -> None:

@@ -71,7 +71,7 @@ def test_high_return_risk_gets_no_aggressive_upsell_but_reassurance() -> None:
     _, control = run(risky_customer(), without_rule("high_return_risk"))
     c = last(control, "cart")
     assert c.chosen is not None  # without the rule: a premium upgrade, pushed harder
-    assert (c.chosen.offer.relation, c.chosen.intensity) == ("upgrade", "medium")
+    assert c.chosen.offer.relation == "upgrade" and c.chosen.intensity in ("medium", "high")
     assert max(x.p_accept for x in c.candidates if x.offer.play == "assist") < assist
 
 
