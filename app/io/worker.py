@@ -83,13 +83,13 @@ def run_worker(settings: Settings) -> None:
 
         def about() -> dict[str, str]:
             return {
-                "tact": tact,
+                "version": tact,
                 "policy": engine.policy.version,
                 "catalog": catalog,
                 "models": engine.models.version,
             }
 
-        status = Status(settings, about)
+        status = Status(settings, about, engine.policy.freshness.max_lag_seconds)
         status.serve(settings.metrics_port, settings.metrics_host)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, logging_config=config)
     started = time.monotonic()

@@ -167,23 +167,3 @@ def test_the_worker_keeps_its_files_under_the_data_dir(tmp_path: Path) -> None:
     app = build_app(Settings(data_dir=tmp_path / "w" / "nested", app_id="shop-1"))
     assert Path(app.conf.datadir) == tmp_path / "w" / "nested" / "shop-1"
     assert Path(app.conf.datadir).is_dir()  # made, parents too: Faust makes only the last
-
-
-def test_the_status_rate_falls_to_zero_when_events_stop() -> None:
-    from app.io import metrics
-
-    status = Status(NOWHERE)
-    metrics.EVENTS.labels("page_view").inc(0)
-    total = metrics.EVENTS.labels("page_view")
-    status.events_per_second(now=1000.0)
-    total.inc(300)
-    assert status.events_per_second(now=1030.0) == pytest.approx(10.0)
-    assert status.events_per_second(now=1045.0) > 0  # still inside the window
-    assert status.events_per_second(now=1075.0) == 0.0  # 30 s with nothing new
-
-
-def test_the_status_page_says_what_runs() -> None:
-    about = {"policy": "default-2026.12", "models": "m1.42"}
-    status = Status(NOWHERE, lambda: about)
-    page = status.page()
-    assert "policy default-2026.12; models m1.42; up 0h 0m" in page
