@@ -322,8 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
         "shoppers answer the worker's offers through Kafka, with what tact adds against never "
         "upselling the same shoppers. Without: a generated stream (and a few bad records) "
         "into the input topics at --rate. "
-        "Each run has its own app id and topics (removed at the end unless --keep), so it "
-        "never touches the configured ones and one run never teaches the next. "
+        "Each run has its own app id, topics and temporary directory of files (removed at the "
+        "end unless --keep), so it never touches the configured ones, one run never teaches "
+        "the next, and only the worker's log (in --log-dir) is left. "
         "Needs Kafka and Redis (`make demo` starts them).",
     )
     demo.add_argument(
@@ -334,7 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--rate", type=positive, default=300.0, help="events per second to play")
     demo.add_argument("--seed", type=int, default=None, help="stream seed (default: the clock)")
-    demo.add_argument("--log-dir", default=".run", help="where the worker's log goes")
+    demo.add_argument(
+        "--log-dir", default=".run", help="where the worker's log goes (.run, from here)"
+    )
     demo.add_argument(
         "--exit-when-done",
         action="store_true",

@@ -167,3 +167,15 @@ def test_the_worker_keeps_its_files_under_the_data_dir(tmp_path: Path) -> None:
     app = build_app(Settings(data_dir=tmp_path / "w" / "nested", app_id="shop-1"))
     assert Path(app.conf.datadir) == tmp_path / "w" / "nested" / "shop-1"
     assert Path(app.conf.datadir).is_dir()  # made, parents too: Faust makes only the last
+
+
+def test_a_relative_data_dir_is_taken_from_where_tact_starts(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert Settings().data_dir == tmp_path / ".run" / "worker"
+    monkeypatch.setenv("TACT_DATA_DIR", "state/tact")
+    settings = load_settings()
+    monkeypatch.chdir("/")  # a later change of directory moves nothing
+    assert settings.data_dir == tmp_path / "state" / "tact"
+
