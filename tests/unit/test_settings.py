@@ -179,3 +179,33 @@ def test_a_relative_data_dir_is_taken_from_where_tact_starts(
     monkeypatch.chdir("/")  # a later change of directory moves nothing
     assert settings.data_dir == tmp_path / "state" / "tact"
 
+
+def test_the_worker_starts_with_one_short_line_and_the_rest_at_debug(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from app.io import worker
+
+    def refuse(settings: Settings) -> None:
+        raise ConfigurationError("no Redis here")
+
+    monkeypatch.setattr(worker.clients, "check_redis", refuse)
+    monkeypatch.setattr(worker.logging.config, "dictConfig", lambda config: None)
+    settings = Settings(
+        app_id="shop-1",
+        kafka_bootstrap="broker:9092",
+        redis_url="redis://u:hunter2@cache:6379/0",
+        data_dir=tmp_path,
+    )
+    caplog.set_level("DEBUG", logger="app.io.worker")
+    with pytest.raises(ConfigurationError):
+        worker.run_worker(settings)
+    first, dump = (r.getMessage() for r in caplog.records)
+    assert len(first) < 400, first
+    assert first.startswith("starting tact ")
+    assert (
+        "worker: group shop-1; Kafka broker:9092 (PLAINTEXT), Redis redis://u:***@cache:6379/0; "
+        "reads clickstream + orders, writes actions, outcomes, dead-letters (made if missing, 6 "
+        f"partitions); local files in {tmp_path / 'shop-1'}"
+    ) in first
+    assert caplog.records[1].levelname == "DEBUG"
+    assert "'batch_max': 500" in dump and "hunter2" not in first + dump
