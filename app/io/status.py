@@ -200,7 +200,7 @@ class Status:
 
     def _behind(self) -> str:
         """Records behind, in words: not a number before the lag has been read."""
-        if not self.lag_at:
+        if not self.lag_at or not self.lag:  # no group yet, or nothing committed in it
             return f"lag {NOT_MEASURED}"
         behind = sum(r.lag or 0 for r in self.lag)
         unmeasured = sum(r.lag is None for r in self.lag)

@@ -67,6 +67,8 @@ def test_a_lag_not_read_yet_is_said_in_words_not_none() -> None:
     status = Status(NOWHERE)
     before = text(status.page())
     assert "lag not measured yet" in before and "records behind" not in before
+    status.lag_at = 1.0  # read, but the group has committed nothing anywhere yet
+    assert "lag not measured yet" in text(status.page())
     status.lag = [lag(None, 40, None)]  # the group owns it, nothing committed yet
     status.lag_at = 1.0
     page = text(status.page())
