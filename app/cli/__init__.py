@@ -185,11 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--policy", help="policy YAML file (default: the built-in policy)")
     replay.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     replay.add_argument("--out", required=True, help="actions file (JSONL), or - for stdout")
-    replay.add_argument("--dead-letter", help="dead-letter file (default: OUT.dead-letters.jsonl)")
+    replay.add_argument(
+        "--dead-letter", help="dead-letter file (default for --out a.jsonl: a.dead-letters.jsonl)"
+    )
     replay.add_argument(
         "--outcomes",
         help="outcomes file, one per action as its window closes; windows still open at the "
-        "end are written as censored (default: OUT.outcomes.jsonl)",
+        "end are written as censored (default for --out a.jsonl: a.outcomes.jsonl)",
     )
     replay.add_argument(
         "--strict", action="store_true", help="exit with status 1 when any line was a dead letter"

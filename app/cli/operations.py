@@ -266,6 +266,7 @@ def add_commands(sub: Any) -> None:
     produce.add_argument("--rate", type=positive, help="events per second at most (default: all)")
     produce.add_argument(
         "--dead-letter",
-        help="where lines that are not events go (default: FILE.dead-letters.jsonl)",
+        help="where lines that are not events go (default for events.jsonl: "
+        "events.dead-letters.jsonl)",
     )
     produce.set_defaults(func=cmd_produce)

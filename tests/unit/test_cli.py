@@ -96,7 +96,7 @@ def test_bad_lines_become_dead_letters_and_change_nothing(
     err = capsys.readouterr().err
     assert "dead letters" in err and "blank lines skipped" in err
     assert replay(files, dirty, "strict.jsonl", "--strict") == 1
-    assert (files["dir"] / "strict.jsonl.dead-letters.jsonl").is_file()
+    assert (files["dir"] / "strict.dead-letters.jsonl").is_file()
 
 
 def test_summary_counts_actions(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
