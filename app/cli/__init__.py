@@ -10,7 +10,7 @@ from pathlib import Path
 
 from app import codec
 from app.cli import measure, operations
-from app.cli.options import at_least, margin_rate, positive
+from app.cli.options import TIME_FORMS, at_least, margin_rate, positive
 from app.errors import ConfigurationError, TactError
 
 
@@ -203,8 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
         "be, in record-time order.",
     )
     backtest.add_argument("--from-topics", action="store_true", help="read the input topics")
-    backtest.add_argument("--since", help="range start, ISO-8601 with a zone (default: all)")
-    backtest.add_argument("--until", help="range end, ISO-8601 with a zone (default: all)")
+    backtest.add_argument("--since", help=f"range start, {TIME_FORMS} (default: all)")
+    backtest.add_argument("--until", help="range end, the same way (default: all)")
     backtest.add_argument("--report", help="also write the report of the replay to this directory")
     backtest.add_argument(
         "--evaluate",

@@ -6,7 +6,7 @@ import argparse
 import re
 from typing import Any
 
-from app.cli.options import margin_rate, positive
+from app.cli.options import TIME_FORMS, margin_rate, positive
 from app.errors import ConfigurationError
 
 
@@ -246,7 +246,7 @@ def add_commands(sub: Any) -> None:
     )
     redrive.add_argument("name", help="the connector's name, e.g. webhook")
     redrive.add_argument(
-        "--since", help="only dead letters written at or after this time (ISO 8601 with a zone)"
+        "--since", help=f"only dead letters written at or after this time, {TIME_FORMS}"
     )
     redrive.set_defaults(func=cmd_connector_redrive)
     receive = connector_sub.add_parser(
