@@ -136,7 +136,12 @@ class Settings(BaseSettings):
     catalog: Path | None = Field(None, description="catalog JSONL (default: the demo catalog)")
     policy: Path | None = Field(None, description="policy YAML (default: the built-in policy)")
     seed: int = Field(0, description="engine seed")
-    data_dir: Path = Field(Path(".run/worker"), description="the worker's local files (Faust's)")
+    data_dir: Path = Field(
+        Path(".run/worker"),
+        validate_default=True,
+        description="the worker's local files (Faust's); a relative path is taken from the "
+        "directory tact starts in",
+    )
 
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus port; 0 disables")
     metrics_host: str = Field(
@@ -161,6 +166,13 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _from_where_started(cls, value: Path) -> Path:
+        """Absolute from the start, so the worker logs (and keeps to) one place whatever
+        changes its working directory later."""
+        return value.expanduser().absolute()
 
     @field_validator("redis_url")
     @classmethod

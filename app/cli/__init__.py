@@ -10,7 +10,7 @@ from pathlib import Path
 
 from app import codec
 from app.cli import measure, operations
-from app.cli.options import at_least, margin_rate, positive
+from app.cli.options import TIME_FORMS, at_least, margin_rate, positive
 from app.errors import ConfigurationError, TactError
 
 
@@ -185,11 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--policy", help="policy YAML file (default: the built-in policy)")
     replay.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     replay.add_argument("--out", required=True, help="actions file (JSONL), or - for stdout")
-    replay.add_argument("--dead-letter", help="dead-letter file (default: OUT.dead-letters.jsonl)")
+    replay.add_argument(
+        "--dead-letter", help="dead-letter file (default for --out a.jsonl: a.dead-letters.jsonl)"
+    )
     replay.add_argument(
         "--outcomes",
         help="outcomes file, one per action as its window closes; windows still open at the "
-        "end are written as censored (default: OUT.outcomes.jsonl)",
+        "end are written as censored (default for --out a.jsonl: a.outcomes.jsonl)",
     )
     replay.add_argument(
         "--strict", action="store_true", help="exit with status 1 when any line was a dead letter"
@@ -201,8 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
         "be, in record-time order.",
     )
     backtest.add_argument("--from-topics", action="store_true", help="read the input topics")
-    backtest.add_argument("--since", help="range start, ISO-8601 with a zone (default: all)")
-    backtest.add_argument("--until", help="range end, ISO-8601 with a zone (default: all)")
+    backtest.add_argument("--since", help=f"range start, {TIME_FORMS} (default: all)")
+    backtest.add_argument("--until", help="range end, the same way (default: all)")
     backtest.add_argument("--report", help="also write the report of the replay to this directory")
     backtest.add_argument(
         "--evaluate",
@@ -322,8 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
         "shoppers answer the worker's offers through Kafka, with what tact adds against never "
         "upselling the same shoppers. Without: a generated stream (and a few bad records) "
         "into the input topics at --rate. "
-        "Each run has its own app id and topics (removed at the end unless --keep), so it "
-        "never touches the configured ones and one run never teaches the next. "
+        "Each run has its own app id, topics and temporary directory of files (removed at the "
+        "end unless --keep), so it never touches the configured ones, one run never teaches "
+        "the next, and only the worker's log (in --log-dir) is left. "
         "Needs Kafka and Redis (`make demo` starts them).",
     )
     demo.add_argument(
@@ -334,7 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--rate", type=positive, default=300.0, help="events per second to play")
     demo.add_argument("--seed", type=int, default=None, help="stream seed (default: the clock)")
-    demo.add_argument("--log-dir", default=".run", help="where the worker's log goes")
+    demo.add_argument(
+        "--log-dir", default=".run", help="where the worker's log goes (.run, from here)"
+    )
     demo.add_argument(
         "--exit-when-done",
         action="store_true",

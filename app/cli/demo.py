@@ -1,17 +1,20 @@
 """`tact demo`: start a worker, play a realistic stream into the topics, show the actions live.
 
 Each run has its own namespace: its own app id (consumer group and Redis prefix, so its
-models start afresh) and its own topics, removed when it ends (`--keep` keeps them). Nothing
-it does reaches the topics, group or state of the configured TACT_APP_ID, and one run never
-teaches the next.
+models start afresh), its own topics and its own directory of files (the world's catalog, the
+worker's TACT_DATA_DIR) under the system's temporary directory, all removed when it ends
+(`--keep` keeps them). Nothing it does reaches the topics, group or state of the configured
+TACT_APP_ID, one run never teaches the next, and only the worker's log is left, in --log-dir.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -115,7 +118,8 @@ class Demo:
         self.customers = customers
         self.rate = rate
         self.seed = seed if seed is not None else int(time.time())
-        self.log_path = log_dir / "demo-worker.log"
+        self.log_path = log_dir.absolute() / "demo-worker.log"
+        self.files = Path()  # this run's files (made by `run`, removed with its topics)
         self.colour = colour
         self.stats = DemoStats()
         self.started = time.monotonic()
@@ -128,13 +132,15 @@ class Demo:
 
     def run(self, wait: bool) -> int:
         s = self.settings
+        self.files = Path(tempfile.mkdtemp(prefix=f"{s.app_id}-"))
         self.say(
             f"tact demo: Kafka {s.kafka_bootstrap}, Redis {s.redis_shown}, "
             f"{self.customers} customers, seed {self.seed}; this run's namespace: app id "
-            f"{s.app_id}, topics demo-{s.app_id.removeprefix('tact-demo-')}-*"
+            f"{s.app_id}, topics demo-{s.app_id.removeprefix('tact-demo-')}-*, files in "
+            f"{self.files}"
         )
-        ensure_topics(s)
         try:
+            ensure_topics(s)
             return self._run(wait)
         finally:
             self._clean_up()
@@ -142,18 +148,22 @@ class Demo:
     def _clean_up(self) -> None:
         s = self.settings
         if self.keep:
-            self.say(f"kept its topics and state (app id {s.app_id})")
+            self.say(f"kept its topics and state (app id {s.app_id}) and files ({self.files})")
             return
+        shutil.rmtree(self.files, ignore_errors=True)
         try:
             topics, keys = remove_namespace(s)
         except Exception as exc:  # the demo's result stands; say what is left behind
             self.say(f"could not remove this run's topics and state ({exc}); app id {s.app_id}")
             return
-        self.say(f"removed this run's {topics} topics and {keys} Redis keys (--keep keeps them)")
+        self.say(
+            f"removed this run's {topics} topics, {keys} Redis keys and files (--keep keeps "
+            f"them); the worker's log stays in {self.log_path}"
+        )
 
     def _run(self, wait: bool) -> int:
         s = self.settings
-        env = namespace_env(s)
+        env = namespace_env(s) | {"TACT_DATA_DIR": str(self.files / "worker")}
         loop = None
         if self.world is not None:
             loop = self._prepare_loop(env)
@@ -193,9 +203,7 @@ class Demo:
         assert self.world is not None
         world = demo_world(self.world, self.customers, self.days)
         loop = Loop(self.settings, world, self.seed, self.say, self._offer)
-        env["TACT_CATALOG"] = str(
-            write_catalog(loop.catalog, self.log_path.parent / f"{self.settings.app_id}.catalog")
-        )
+        env["TACT_CATALOG"] = str(write_catalog(loop.catalog, self.files / "catalog.jsonl"))
         env["TACT_BATCH_WITHIN_S"] = "0.005"  # one event at a time: no batch to wait for
         started = time.monotonic()
         never = loop.baseline()

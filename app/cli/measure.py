@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from app.cli.options import TIME_FORMS
+
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from app.cli.simulate import run_simulate
@@ -85,8 +87,8 @@ def add_commands(sub: Any) -> None:
         help="read actions, outcomes, clickstream and orders from Kafka (TACT_* settings) "
         "instead of files, by time range, without joining any consumer group",
     )
-    report.add_argument("--since", help="period start, ISO-8601 with a zone (default: the data)")
-    report.add_argument("--until", help="period end, ISO-8601 with a zone (default: the data)")
+    report.add_argument("--since", help=f"period start, {TIME_FORMS} (default: the data)")
+    report.add_argument("--until", help="period end, the same way (default: the data)")
     report.add_argument("--catalog", help="catalog JSONL: unit costs and subscription products")
     report.add_argument("--policy", help="policy YAML: return handling cost and margin rate")
     report.add_argument(

@@ -6,7 +6,7 @@ import argparse
 import re
 from typing import Any
 
-from app.cli.options import margin_rate, positive
+from app.cli.options import TIME_FORMS, margin_rate, positive
 from app.errors import ConfigurationError
 
 
@@ -125,6 +125,42 @@ def cmd_connector_redrive(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_connector_receive(args: argparse.Namespace) -> int:
+    """A receiver for the webhook connector, printing each Action it gets, until Ctrl-C."""
+    import signal
+
+    from app.connectors.receiver import Receiver
+    from app.settings import load_settings
+
+    secret = load_settings().webhook_secret.get_secret_value()
+    if not secret:
+        raise ConfigurationError("set TACT_WEBHOOK_SECRET, the same as the webhook connector's")
+    try:
+        receiver = Receiver(secret, lambda text: print(text, flush=True), args.host, args.port)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot listen on {args.host}:{args.port} ({exc.strerror}): give another --port"
+        ) from None
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    print(
+        f"receiving the webhook's POSTs at http://{args.host}:{receiver.port}/ (any path), "
+        "signatures checked with TACT_WEBHOOK_SECRET; Ctrl-C stops",
+        flush=True,
+    )
+    try:
+        receiver.server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        receiver.server.server_close()
+    print(receiver.summary(), flush=True)
+    return 0
+
+
 def cmd_connector_export(args: argparse.Namespace) -> int:
     from app.connectors.paid_audience import write_audience
     from app.settings import load_settings
@@ -158,8 +194,8 @@ def add_commands(sub: Any) -> None:
         "connector",
         help="deliver Actions to a channel",
         description="Run a connector (webhook, onsite API, paid-audience), send a connector's "
-        "dead letters again, or export the paid-retargeting suppression list (README: "
-        "Connectors).",
+        "dead letters again, export the paid-retargeting suppression list, or run a receiver "
+        "to try the webhook with (README: Connectors).",
     )
     connector_sub = connector.add_subparsers(
         dest="connector_command", required=True, metavar="ACTION"
@@ -210,9 +246,20 @@ def add_commands(sub: Any) -> None:
     )
     redrive.add_argument("name", help="the connector's name, e.g. webhook")
     redrive.add_argument(
-        "--since", help="only dead letters written at or after this time (ISO 8601 with a zone)"
+        "--since", help=f"only dead letters written at or after this time, {TIME_FORMS}"
     )
     redrive.set_defaults(func=cmd_connector_redrive)
+    receive = connector_sub.add_parser(
+        "receive",
+        help="a receiver for trying the webhook connector: prints each Action it gets",
+        description="Listen for the webhook connector's POSTs (any path), check each one's "
+        "signature with TACT_WEBHOOK_SECRET (401 when it does not match: the connector "
+        "dead-letters it), and print each Action received once as a line; Ctrl-C prints how "
+        "many by channel. For trying tact end to end, not for production (README: Connectors).",
+    )
+    receive.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    receive.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any)")
+    receive.set_defaults(func=cmd_connector_receive)
     export = connector_sub.add_parser(
         "export",
         help="paid-audience: the customers suppressed from paid retargeting now, as CSV",
@@ -266,6 +313,7 @@ def add_commands(sub: Any) -> None:
     produce.add_argument("--rate", type=positive, help="events per second at most (default: all)")
     produce.add_argument(
         "--dead-letter",
-        help="where lines that are not events go (default: FILE.dead-letters.jsonl)",
+        help="where lines that are not events go (default for events.jsonl: "
+        "events.dead-letters.jsonl)",
     )
     produce.set_defaults(func=cmd_produce)

@@ -7,6 +7,12 @@ import argparse
 import math
 from collections.abc import Callable
 
+# How --since and --until read a time, for their help.
+TIME_FORMS = (
+    "ISO-8601 with a zone (2026-03-02T09:00Z, or an offset: 2026-03-02T10:00+01:00); a bare "
+    "date is 00:00 UTC; a time without a zone is refused, never guessed"
+)
+
 
 def at_least(low: int) -> Callable[[str], int]:
     """An argparse type: an integer of at least `low`."""

@@ -76,10 +76,13 @@ def _lines(source: BinaryIO) -> Iterator[bytes]:
 
 
 def beside(out: str, given: str | None, suffix: str) -> Path:
-    """`given`, or a file named after the actions file (`OUT.<suffix>.jsonl`)."""
+    """`given`, or a file named after `out` without its .jsonl: `now.dead-letters.jsonl` beside
+    `now.jsonl` (`OUT.<suffix>.jsonl` for an `out` with another ending)."""
     if given:
         return Path(given)
-    return Path(f"{out}.{suffix}.jsonl") if out != "-" else Path(f"{suffix}.jsonl")
+    if out == "-":
+        return Path(f"{suffix}.jsonl")
+    return Path(f"{out.removesuffix('.jsonl')}.{suffix}.jsonl")
 
 
 def run_replay(args: Any) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -21,13 +22,16 @@ def parse_time(text: str | None) -> float | None:
     """ISO-8601 (a zone required; a bare date means 00:00 UTC) -> epoch seconds."""
     if text is None:
         return None
-    value = text if "T" in text else f"{text}T00:00:00+00:00"
+    bare_date = re.fullmatch(r"\d{4}-\d\d-\d\d", text.strip()) is not None
+    value = f"{text.strip()}T00:00:00+00:00" if bare_date else text
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise ConfigurationError(f"not an ISO-8601 time: {text!r}") from None
-    if parsed.tzinfo is None:
-        raise ConfigurationError(f"time has no zone: {text!r} (add Z or an offset)")
+    if parsed.tzinfo is None:  # this machine's zone or UTC? neither is a safe guess
+        raise ConfigurationError(
+            f"time has no zone: {text!r} (add Z for UTC, or an offset such as +01:00)"
+        )
     return parsed.timestamp()
 
 

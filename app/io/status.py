@@ -1,9 +1,11 @@
-"""The worker's HTTP endpoint on TACT_METRICS_PORT: Prometheus metrics at /metrics, and at / a
-small status page (lag per partition, throughput, what was decided) for a person to look at.
+"""The worker's HTTP endpoint on TACT_METRICS_PORT: Prometheus metrics at /metrics, at / a
+small status page (health, lag per partition, throughput, what was decided) for a person to look
+at, and at /health the health verdict as one line of text (status 503 unless healthy).
 
 The consumer lag shown here and exported as gauges comes from a background thread that reads
 the group's committed and end offsets every `interval_s` seconds with the same code as
-`tact lag` (app/io/lag.py), so the page, the metrics and the command agree.
+`tact lag` (app/io/lag.py), so the page, the metrics and the command agree. The same thread
+pings Redis, and the page opens with a one-line verdict on the worker's health (app/io/health.py).
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import REGISTRY, make_wsgi_app
 
 from app.errors import ConfigurationError
-from app.io import metrics
+from app.io import clients, metrics
+from app.io.health import Health, Readings, verdict
 from app.io.lag import PartitionLag, group_lag
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
+
+NOT_MEASURED = "not measured yet"
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
@@ -49,18 +54,26 @@ class Status:
     """Lag polling and the WSGI app serving /metrics and the status page."""
 
     def __init__(
-        self, settings: Settings, about: Callable[[], dict[str, str]] | None = None
+        self,
+        settings: Settings,
+        about: Callable[[], dict[str, str]] | None = None,
+        lagging_after_s: float | None = 300.0,
     ) -> None:
-        """The worker's group (TACT_APP_ID) and input topics, read every TACT_LAG_INTERVAL_S."""
+        """The worker's group (TACT_APP_ID) and input topics, read every TACT_LAG_INTERVAL_S;
+        lagging when the oldest unprocessed record is older than `lagging_after_s` (the
+        policy's freshness limit)."""
         self.settings = settings
         self.group = settings.app_id
         self.topics = set(settings.input_topics)
         self.interval_s = settings.lag_interval_s
         self.about = about  # what the worker runs: versions of tact, policy, catalog, models
+        self.lagging_after_s = lagging_after_s
         self.started = time.time()
         self.lag: list[PartitionLag] = []
         self.lag_at = 0.0
         self.lag_error = ""
+        self.group_missing = False  # the last lag read found no group: not joined yet
+        self.redis_error = ""
         self._events: deque[tuple[float, float]] = deque(maxlen=120)  # (time, events so far)
         self._events_lock = threading.Lock()  # the lag thread and page requests both add
         self._metrics_app = make_wsgi_app()
@@ -70,17 +83,46 @@ class Status:
         """Read the group's lag once and export it."""
         try:
             rows = [r for r in group_lag(self.settings, [self.group]) if r.topic in self.topics]
-        except Exception as exc:  # the group may not exist yet; keep serving
-            self.lag_error = str(exc)
+        except ConfigurationError as exc:  # no such group yet: the worker has not joined
+            self.lag_error, self.group_missing = str(exc), True
             return
-        self.lag, self.lag_at, self.lag_error = rows, time.time(), ""
+        except Exception as exc:  # Kafka unreachable, or slow; keep serving
+            self.lag_error, self.group_missing = str(exc), False
+            return
+        self.lag, self.lag_at, self.lag_error, self.group_missing = rows, time.time(), "", False
         for r in rows:
             metrics.LAG_RECORDS.labels(r.topic, str(r.partition)).set(r.lag or 0)
             metrics.LAG_SECONDS.labels(r.topic, str(r.partition)).set(r.time_lag_s or 0.0)
 
+    def poll_redis(self) -> None:
+        """Ping Redis once; remember why it did not answer."""
+        client = clients.redis_client(self.settings, socket_connect_timeout=3, socket_timeout=3)
+        try:
+            client.ping()
+            self.redis_error = ""
+        except Exception as exc:  # any failure is the page's news, never the thread's end
+            self.redis_error = f"Redis at {self.settings.redis_shown} did not answer a ping ({exc})"
+        finally:
+            client.close()
+
+    def health(self) -> Health:
+        return verdict(
+            Readings(
+                lag=self.lag,
+                lag_read=bool(self.lag_at),
+                lag_error=self.lag_error,
+                group_missing=self.group_missing,
+                redis_error=self.redis_error,
+                lagging_after_s=self.lagging_after_s,
+                events=metrics.total("tact_events_total"),
+                unknown_sku_events=metrics.total("tact_unknown_sku_events_total"),
+            )
+        )
+
     def _run(self) -> None:
         while True:
             self.poll_lag()
+            self.poll_redis()
             with self._events_lock:
                 self._events.append((time.time(), metrics.total("tact_events_total")))
             if self._stop.wait(self.interval_s):
@@ -99,45 +141,77 @@ class Status:
         return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
 
     def app(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO", "/") == "/metrics":
+        path = environ.get("PATH_INFO", "/")
+        if path == "/metrics":
             body: Iterable[bytes] = self._metrics_app(environ, start_response)
             return body
+        if path == "/health":  # for scripts and probes: the verdict, 503 unless healthy
+            health = self.health()
+            code = "200 OK" if health.healthy else "503 Service Unavailable"
+            start_response(code, [("Content-Type", "text/plain; charset=utf-8")])
+            return [f"{health.line()}\n".encode()]
         page = self.page().encode("utf-8")
         start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
         return [page]
 
     def page(self) -> str:
         rows = "".join(
-            f"<tr><td>{escape(r.topic)}</td><td>{r.partition}</td><td>{r.committed}</td>"
-            f"<td>{r.end}</td><td>{r.lag}</td><td>{(r.time_lag_s or 0):.1f} s</td>"
+            f"<tr><td>{escape(r.topic)}</td><td>{r.partition}</td>"
+            f"<td>{_or(r.committed, 'nothing yet')}</td><td>{r.end}</td>"
+            f"<td>{_or(r.lag, NOT_MEASURED)}</td>"
+            f"<td>{NOT_MEASURED if r.time_lag_s is None else f'{r.time_lag_s:.1f} s'}</td>"
             f"<td>{escape(r.consumer)}</td></tr>"
             for r in self.lag
         )
-        lag = sum(r.lag or 0 for r in self.lag)
         actions = _by_label("tact_actions_total", "play")
         outcomes = _by_label("tact_outcomes_total", "status")
         dead = _by_label("tact_dead_letters_total", "reason")
-        when = time.strftime("%H:%M:%S", time.gmtime(self.lag_at)) if self.lag_at else "not yet"
-        problem = f", {escape(self.lag_error)}" if self.lag_error else ""
+        events = metrics.total("tact_events_total")
+        unknown = metrics.total("tact_unknown_sku_events_total")
+        health = self.health()
         up = int(time.time() - self.started)
-        about = {**(self.about() if self.about else {}), "up": f"{up // 3600}h {up // 60 % 60}m"}
+        about = {
+            "group": self.group,
+            **(self.about() if self.about else {}),
+            "up": f"{up // 3600}h {up // 60 % 60}m",
+        }
         facts = "; ".join(f"{escape(k)} {escape(v)}" for k, v in about.items())
         return (
             "<!doctype html><html><head><meta charset='utf-8'><title>tact worker</title>"
             "<meta http-equiv='refresh' content='15'><style>body{font-family:system-ui,"
-            "sans-serif;margin:2em}td,th{padding:.2em .8em;text-align:right}</style></head><body>"
-            f"<h1>tact worker: {escape(self.group)}</h1><p>{facts}</p>"
-            f"<p><b>{lag:,}</b> records behind; <b>{self.events_per_second():,.0f}</b> events/s "
-            f"over the last 30 s; {metrics.total('tact_events_total'):,.0f} events, "
-            f"{metrics.total('tact_stale_events_total'):,.0f} stale.</p>"
-            f"<h2>Lag (read {when} UTC{problem})</h2>"
+            "sans-serif;margin:2em}td,th{padding:.2em .8em;text-align:right}"
+            ".healthy{color:#080}.unwell{color:#b00}</style></head><body>"
+            f"<h1>tact worker</h1><p>{facts}</p>"
+            f"<p class='{'healthy' if health.healthy else 'unwell'}'>health: "
+            f"<b>{escape(health.word)}</b>{escape(': ' + health.detail if health.detail else '')}"
+            "</p>"
+            f"<p>{self._behind()}; <b>{self.events_per_second():,.0f}</b> events/s over the "
+            f"last 30 s; {events:,.0f} events, "
+            f"{metrics.total('tact_stale_events_total'):,.0f} stale, {unknown:,.0f} naming SKUs "
+            f"not in the catalog{' (check TACT_CATALOG)' if unknown else ''}.</p>"
+            f"<h2>Lag ({self._lag_read()})</h2>"
             "<table><tr><th>topic</th><th>partition</th><th>committed</th><th>end</th>"
             f"<th>lag</th><th>oldest unprocessed</th><th>consumer</th></tr>{rows}</table>"
-            f"<h2>Decided</h2><p>actions by play: {_fmt(actions)}</p>"
-            f"<p>outcomes by status: {_fmt(outcomes)}</p>"
+            f"<h2>Decided</h2><p>actions by play: {_fmt(actions) or 'none yet'}</p>"
+            f"<p>outcomes by status: {_fmt(outcomes) or 'none yet'}</p>"
             f"<p>dead letters: {_fmt(dead) or 'none'}</p>"
-            "<p><a href='/metrics'>/metrics</a></p></body></html>"
+            "<p><a href='/metrics'>/metrics</a>, <a href='/health'>/health</a></p></body></html>"
         )
+
+    def _behind(self) -> str:
+        """Records behind, in words: not a number before the lag has been read."""
+        if not self.lag_at or not self.lag:  # no group yet, or nothing committed in it
+            return f"lag {NOT_MEASURED}"
+        behind = sum(r.lag or 0 for r in self.lag)
+        unmeasured = sum(r.lag is None for r in self.lag)
+        more = f" (+{unmeasured} partitions with nothing committed yet)" if unmeasured else ""
+        return f"<b>{behind:,}</b> records behind{more}"
+
+    def _lag_read(self) -> str:
+        problem = f"; last read failed: {escape(self.lag_error)}" if self.lag_error else ""
+        if not self.lag_at:
+            return f"{NOT_MEASURED}{problem}"
+        return f"read {time.strftime('%H:%M:%S', time.gmtime(self.lag_at))} UTC{problem}"
 
     def serve(self, port: int, host: str = "127.0.0.1") -> WSGIServer:
         """Serve in background threads until the process ends."""
@@ -157,6 +231,10 @@ class Status:
         threading.Thread(target=server.serve_forever, name="tact-status", daemon=True).start()
         threading.Thread(target=self._run, name="tact-lag", daemon=True).start()
         return server
+
+
+def _or(value: int | None, missing: str) -> str:
+    return missing if value is None else str(value)
 
 
 def _fmt(values: dict[str, float]) -> str:

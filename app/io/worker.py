@@ -38,12 +38,27 @@ def build_engine(settings: Settings) -> DecisionEngine:
     return DecisionEngine(catalog, load_policy(settings.policy), settings.seed)
 
 
+def starting(settings: Settings) -> str:
+    """The worker's first log line: what it connects to, reads, writes and keeps, in words
+    (every setting is logged at debug level)."""
+    s = settings
+    return (
+        f"starting tact {version('tact')} worker: group {s.app_id}; Kafka {s.kafka_bootstrap} "
+        f"({s.kafka_security_protocol}), Redis {s.redis_shown}; reads "
+        f"{' + '.join(s.input_topics)}, writes {s.topic_actions}, {s.topic_outcomes}, "
+        f"{s.topic_dead_letters}"
+        + (f" (made if missing, {s.topic_partitions} partitions)" if s.create_topics else "")
+        + f"; local files in {s.data_dir / s.app_id}"
+    )
+
+
 def run_worker(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT; raises DependencyUnavailable before starting if Kafka or
     Redis cannot be reached."""
     config = logging_config(settings.log_level, settings.log_format)
     logging.config.dictConfig(config)
-    log.info("starting worker", extra={"settings": str(settings.redacted())})
+    log.info("%s", starting(settings))
+    log.debug("settings: %s", settings.redacted())
     clients.check_redis(settings)
     if settings.create_topics:
         ensure_topics(settings)
@@ -83,13 +98,13 @@ def run_worker(settings: Settings) -> None:
 
         def about() -> dict[str, str]:
             return {
-                "tact": tact,
+                "version": tact,
                 "policy": engine.policy.version,
                 "catalog": catalog,
                 "models": engine.models.version,
             }
 
-        status = Status(settings, about)
+        status = Status(settings, about, engine.policy.freshness.max_lag_seconds)
         status.serve(settings.metrics_port, settings.metrics_host)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, logging_config=config)
     started = time.monotonic()

@@ -140,8 +140,7 @@ def test_produce_sends_a_file_of_events_as_written(stack: Settings, tmp_path: Pa
     # Dated the last 5 days: the worker would take every one for stale, and the user is told.
     assert f"warning: {len(good):,} of {len(good):,} events were older than" in done.stderr
     letters = [
-        codec.loads(x)
-        for x in (tmp_path / "mine.jsonl.dead-letters.jsonl").read_bytes().splitlines()
+        codec.loads(x) for x in (tmp_path / "mine.dead-letters.jsonl").read_bytes().splitlines()
     ]
     assert [(x["line"], x["reason"]) for x in letters] == [
         (11, "not_json"),

@@ -11,18 +11,27 @@ import redis
 
 from app.io.kafka_admin import admin_client
 from app.settings import Settings
-from tests.integration.conftest import ROOT, TACT, settings_env
+from tests.integration.conftest import TACT, settings_env
 
 
 def run_demo(stack: Settings, log_dir: Path, *options: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    """Run from an empty directory, and check the run left nothing there nor in its files."""
+    where = log_dir / "cwd"
+    where.mkdir()
+    env = {k: v for k, v in settings_env(stack).items() if k != "TACT_DATA_DIR"}
+    out = subprocess.run(
         [str(TACT), "demo", *options, "--exit-when-done", "--log-dir", str(log_dir)],
-        env=settings_env(stack),
-        cwd=ROOT,
+        env=env,
+        cwd=where,
         capture_output=True,
         text=True,
         timeout=240,
     )
+    assert list(where.iterdir()) == []  # no catalog, no worker data dir where it ran
+    files = re.search(r"files in (\S+)$", out.stdout, re.M)
+    assert files and not Path(files[1]).exists(), out.stdout  # said where, and removed
+    assert f"the worker's log stays in {log_dir / 'demo-worker.log'}" in out.stdout
+    return out
 
 
 def test_demo_shows_actions_and_a_summary(stack: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -41,7 +50,7 @@ def test_demo_shows_actions_and_a_summary(stack: Settings, tmp_path) -> None:  #
     # Its own namespace, removed at the end: nothing reached the configured topics or state.
     app_id = re.search(r"app id (tact-demo-\w+)", text).group(1)  # type: ignore[union-attr]
     tag = app_id.removeprefix("tact-demo-")
-    assert re.search(r"removed this run's [1-9]\d* topics and [1-9]\d* Redis keys", text)
+    assert re.search(r"removed this run's [1-9]\d* topics, [1-9]\d* Redis keys and files", text)
     admin = admin_client(stack)
     try:
         left = [t for t in admin.list_topics() if tag in t]

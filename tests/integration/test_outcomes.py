@@ -149,9 +149,7 @@ def test_outcomes_reach_their_topic_as_the_engine_makes_them(
         env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert backtest.returncode == 0, backtest.stderr
-    evaluation = codec.loads(
-        (worker.log_path.parent / "backtest.jsonl.evaluation.json").read_bytes()
-    )
+    evaluation = codec.loads((worker.log_path.parent / "backtest.evaluation.json").read_bytes())
     assert evaluation["n"] > 100 and evaluation["support"] == 1.0
     assert evaluation["ess"] == pytest.approx(evaluation["n"])
     assert evaluation["ips"]["value"] == pytest.approx(evaluation["logged"]["value"])

@@ -165,5 +165,8 @@ def test_status_page_and_lag_metrics(stack: Settings, start_worker: Any) -> None
     with urllib.request.urlopen(url, timeout=5) as response:
         page = response.read().decode()
     assert "tact worker" in page and stack.topic_clickstream in page and "events/s" in page
-    for fact in ("policy default-", "products)", "models m", "up 0h"):
+    for fact in (f"group {stack.app_id};", "policy default-", "products)", "models m", "up 0h"):
         assert fact in page
+    assert "health: <b>healthy</b>" in page and "None" not in page
+    with urllib.request.urlopen(url + "health", timeout=5) as response:
+        assert (response.status, response.read()) == (200, b"healthy\n")

@@ -96,7 +96,7 @@ def test_bad_lines_become_dead_letters_and_change_nothing(
     err = capsys.readouterr().err
     assert "dead letters" in err and "blank lines skipped" in err
     assert replay(files, dirty, "strict.jsonl", "--strict") == 1
-    assert (files["dir"] / "strict.jsonl.dead-letters.jsonl").is_file()
+    assert (files["dir"] / "strict.dead-letters.jsonl").is_file()
 
 
 def test_summary_counts_actions(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
@@ -233,6 +233,14 @@ def test_a_product_sold_at_a_loss_is_allowed_with_a_warning(
             ["replay", "e.jsonl", "--catalog", "c.jsonl", "--out", "a.jsonl", "--since", "2026"],
             "--since and --until go with --from-topics",
         ),
+        (
+            ["report", "--events", "e.jsonl", "--out", "r", "--since", "2026-03-02T09:00"],
+            "time has no zone: '2026-03-02T09:00' (add Z for UTC, or an offset such as +01:00)",
+        ),
+        (
+            ["report", "--events", "e.jsonl", "--out", "r", "--until", "2026-03-02 09:00"],
+            "time has no zone: '2026-03-02 09:00'",
+        ),
     ],
 )
 def test_options_out_of_range_are_refused(argv: list[str], says: str, tmp_path: Path) -> None:
@@ -344,3 +352,18 @@ def test_produce_says_nothing_of_freshness_when_every_event_is_fresh() -> None:
         fresh.see(age)
     never.see(10 * 86400.0)
     assert fresh.warning() is None and never.warning() is None
+
+
+def test_a_time_is_read_with_its_zone_and_a_bare_date_as_utc_midnight() -> None:
+    from datetime import UTC, datetime
+
+    from app.cli.report import parse_time
+
+    nine_utc = datetime(2026, 3, 2, 9, tzinfo=UTC).timestamp()
+    assert parse_time("2026-03-02T09:00Z") == nine_utc
+    assert parse_time("2026-03-02T10:00+01:00") == nine_utc
+    assert parse_time("2026-03-02") == datetime(2026, 3, 2, tzinfo=UTC).timestamp()
+    shown = subprocess.run(
+        [str(TACT), "report", "--help"], capture_output=True, text=True, timeout=60
+    ).stdout
+    assert "a bare date is 00:00 UTC; a time without a zone is refused" in " ".join(shown.split())

@@ -169,21 +169,43 @@ def test_the_worker_keeps_its_files_under_the_data_dir(tmp_path: Path) -> None:
     assert Path(app.conf.datadir).is_dir()  # made, parents too: Faust makes only the last
 
 
-def test_the_status_rate_falls_to_zero_when_events_stop() -> None:
-    from app.io import metrics
-
-    status = Status(NOWHERE)
-    metrics.EVENTS.labels("page_view").inc(0)
-    total = metrics.EVENTS.labels("page_view")
-    status.events_per_second(now=1000.0)
-    total.inc(300)
-    assert status.events_per_second(now=1030.0) == pytest.approx(10.0)
-    assert status.events_per_second(now=1045.0) > 0  # still inside the window
-    assert status.events_per_second(now=1075.0) == 0.0  # 30 s with nothing new
+def test_a_relative_data_dir_is_taken_from_where_tact_starts(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert Settings().data_dir == tmp_path / ".run" / "worker"
+    monkeypatch.setenv("TACT_DATA_DIR", "state/tact")
+    settings = load_settings()
+    monkeypatch.chdir("/")  # a later change of directory moves nothing
+    assert settings.data_dir == tmp_path / "state" / "tact"
 
 
-def test_the_status_page_says_what_runs() -> None:
-    about = {"policy": "default-2026.12", "models": "m1.42"}
-    status = Status(NOWHERE, lambda: about)
-    page = status.page()
-    assert "policy default-2026.12; models m1.42; up 0h 0m" in page
+def test_the_worker_starts_with_one_short_line_and_the_rest_at_debug(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from app.io import worker
+
+    def refuse(settings: Settings) -> None:
+        raise ConfigurationError("no Redis here")
+
+    monkeypatch.setattr(worker.clients, "check_redis", refuse)
+    monkeypatch.setattr(worker.logging.config, "dictConfig", lambda config: None)
+    settings = Settings(
+        app_id="shop-1",
+        kafka_bootstrap="broker:9092",
+        redis_url="redis://u:hunter2@cache:6379/0",
+        data_dir=tmp_path,
+    )
+    caplog.set_level("DEBUG", logger="app.io.worker")
+    with pytest.raises(ConfigurationError):
+        worker.run_worker(settings)
+    first, dump = (r.getMessage() for r in caplog.records)
+    assert len(first) < 400, first
+    assert first.startswith("starting tact ")
+    assert (
+        "worker: group shop-1; Kafka broker:9092 (PLAINTEXT), Redis redis://u:***@cache:6379/0; "
+        "reads clickstream + orders, writes actions, outcomes, dead-letters (made if missing, 6 "
+        f"partitions); local files in {tmp_path / 'shop-1'}"
+    ) in first
+    assert caplog.records[1].levelname == "DEBUG"
+    assert "'batch_max': 500" in dump and "hunter2" not in first + dump
