@@ -131,7 +131,7 @@ class GuardrailsSpec(_Spec):
 
     # Unsubscribes that tact's messages may cause per 1,000 customers per 30 days; above this
     # pace the price of unsubscribe risk rises until the count is back on pace. None: no limit.
-    unsubscribes_per_1000: float | None = Field(default=0.6, gt=0, le=1000)
+    unsubscribes_per_1000: float | None = Field(default=0.5, gt=0, le=1000)
     gain: float = Field(default=16.0, gt=0, le=100)  # how steeply the price rises with the excess
 
 
