@@ -69,11 +69,10 @@ def test_the_whole_dataset_replays_without_dead_letters() -> None:
     ../shared, on CI machines)."""
     if not FULL.is_file():
         pytest.fail(f"{FULL} is missing: the UCI dataset is expected beside the project")
-    rows = list(uci.read_rows(FULL))  # read once (6 s), for the events and the catalog
     stats = uci.UciStats()
-    events = uci.convert(rows, stats)
+    events = uci.convert(uci.read_rows(FULL), stats)
     assert stats.rows == 541_909 and len(events) > 20_000
-    catalog = Catalog.from_specs(uci.catalog(rows))
+    catalog = Catalog.from_specs(uci.catalog(uci.read_rows(FULL)))
     dead: list[bytes] = []
     replay = Replayer(DecisionEngine(catalog)).run(
         (codec.dumps(e) for e in events), lambda _: None, dead.append
