@@ -51,19 +51,24 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff check --fix app agents schemas tests benchmarks
 
 # The unit tests run in parallel (pytest-xdist, one worker per CPU the system reports;
-# TEST_WORKERS=0 runs them in this process), before the services start, since they need none;
-# the integration tests share one broker and one Redis, so they run one at a time.
+# TEST_WORKERS=0 runs them in this process), before the services start, since they need none.
+# The integration tests share one broker and one Redis, but each has its own topics, consumer
+# group, Redis keys and ports, and most of their time is spent waiting for them: two modules
+# run at a time (INTEGRATION_WORKERS=0 runs them one at a time), each module in one worker,
+# so a module's own cluster (test_secured.py) starts once.
 TEST_WORKERS ?= logical
+INTEGRATION_WORKERS ?= 2
+INTEGRATION := tests/integration -n $(INTEGRATION_WORKERS) --dist loadfile
 
 test: check
 	$(PY) -m pytest tests/unit -n $(TEST_WORKERS) --dist worksteal
-	@./deploy/stack.sh with-services $(PY) -m pytest tests/integration
+	@./deploy/stack.sh with-services $(PY) -m pytest $(INTEGRATION)
 
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit -n $(TEST_WORKERS) --dist worksteal
 
 test-integration: install
-	@./deploy/stack.sh with-services $(PY) -m pytest tests/integration
+	@./deploy/stack.sh with-services $(PY) -m pytest $(INTEGRATION)
 
 bench: install
 	@./deploy/stack.sh with-services $(PY) -m benchmarks

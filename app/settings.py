@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     kafka_ssl_check_hostname: bool = Field(
         True, description="check that the broker's certificate names the host connected to"
     )
+    kafka_connect_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="a Kafka client that cannot connect for this long gives up and says why",
+    )
     redis_url: SecretStr = Field(
         SecretStr("redis://127.0.0.1:6379/0"),
         description="Redis URL; may hold a password, so it is secret",

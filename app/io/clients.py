@@ -106,9 +106,11 @@ def kafka_auth(settings: Settings) -> dict[str, Any]:
 
 def kafka_options(settings: Settings) -> dict[str, Any]:
     """Options of a kafka-python client: the brokers and how to talk to them; a client that
-    cannot bootstrap in 10 s gives up (and says why) instead of kafka-python's 30 s."""
-    return {"bootstrap_servers": bootstrap(settings), "bootstrap_timeout_ms": 10_000} | kafka_auth(
-        settings
+    cannot bootstrap in TACT_KAFKA_CONNECT_TIMEOUT_S (10 s) gives up (and says why) instead of
+    kafka-python's 30 s."""
+    timeout_ms = int(settings.kafka_connect_timeout_s * 1000)
+    return {"bootstrap_servers": bootstrap(settings), "bootstrap_timeout_ms": timeout_ms} | (
+        kafka_auth(settings)
     )
 
 

@@ -40,12 +40,10 @@ def topic_specs(settings: Settings) -> dict[str, dict[str, str]]:
 
 
 def admin_client(settings: Settings, timeout_s: float = 10.0) -> KafkaAdminClient:
-    """An admin client, or DependencyUnavailable saying why when Kafka cannot be used."""
+    """An admin client whose requests time out after `timeout_s`, or DependencyUnavailable
+    saying why when Kafka cannot be used (within TACT_KAFKA_CONNECT_TIMEOUT_S)."""
     return clients.admin(
-        settings,
-        client_id=f"{settings.app_id}-admin",
-        request_timeout_ms=int(timeout_s * 1000),
-        bootstrap_timeout_ms=int(timeout_s * 1000),
+        settings, client_id=f"{settings.app_id}-admin", request_timeout_ms=int(timeout_s * 1000)
     )
 
 

@@ -1,6 +1,7 @@
-"""The broker dies (SIGKILL) mid-stream for over 20 s while the worker's sends time out
-inside batches: the worker handles the failed batches again from the checkpoint, recovers by
-itself when the broker is back, loses no action, changes none, and its log stays readable."""
+"""The broker dies (SIGKILL) mid-stream for 12 s (twice the worker's send timeout) and the
+seconds its restart takes, while the worker's sends time out inside batches: the worker
+handles the failed batches again from the checkpoint, recovers by itself when the broker is
+back, loses no action, changes none, and its log stays readable."""
 
 from __future__ import annotations
 
@@ -86,7 +87,7 @@ def test_a_broker_outage_inside_batches_loses_nothing_and_needs_no_restart(
     actions = TopicReader(stack.kafka_bootstrap, stack.topic_actions)
     actions.wait_for(lambda r: len(r) >= 50, what="the first actions")
     own_broker.kill()
-    time.sleep(22.0)
+    time.sleep(12.0)  # two send timeouts; the restart adds its own 5-15 s to the outage
     assert worker.proc.poll() is None, "the worker died with the broker"
     own_broker.start()
 
@@ -96,4 +97,4 @@ def test_a_broker_outage_inside_batches_loses_nothing_and_needs_no_restart(
     metrics = worker.wait_metrics()
     assert metrics.get("tact_batch_retries_total", 0) >= 1, "no send failed inside a batch"
     lines = worker.log().splitlines()
-    assert len(lines) < 2000, f"{len(lines)} log lines for a 25 s outage"
+    assert len(lines) < 500, f"{len(lines)} log lines for a 20 s outage"  # 30 when it works

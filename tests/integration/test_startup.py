@@ -56,6 +56,7 @@ def test_worker_without_redis_says_so(stack: Settings) -> None:
 def test_topics_without_kafka_says_so(stack: Settings) -> None:
     env = settings_env(stack)
     env["TACT_KAFKA_BOOTSTRAP"] = "127.0.0.1:1"
+    env["TACT_KAFKA_CONNECT_TIMEOUT_S"] = "2"  # it gives up after 2 s instead of 10
     out = subprocess.run(
         [str(TACT), "topics", "create"], env=env, capture_output=True, text=True, timeout=60
     )

@@ -73,6 +73,8 @@ def test_plaintext_is_just_the_brokers() -> None:
         "bootstrap_timeout_ms": 10_000,
         "security_protocol": "PLAINTEXT",
     }
+    quick = Settings(kafka_connect_timeout_s=2.5)
+    assert clients.kafka_options(quick)["bootstrap_timeout_ms"] == 2500
 
 
 def test_sasl_ssl_gives_every_client_the_credentials_and_one_tls_context(certs: Path) -> None:

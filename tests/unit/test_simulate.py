@@ -189,7 +189,9 @@ def test_contacts_tire_shoppers_into_skipping_visits() -> None:
 
 
 def test_the_ceiling_dominates_every_baseline_and_the_engine_beats_the_naive_ones() -> None:
-    world = load_world("default").model_copy(update={"customers": 800})
+    # 400 shoppers: the ceiling earns 26% more than the average shopper's (49% with 800), tact
+    # 2,108 against rules' 135; with the ceiling blind to each shopper, it fails.
+    world = load_world("default").model_copy(update={"customers": 400})
     results = simulate(world, demo_catalog(), POLICY, seed=0)
     never = results["never"]
     gain = {name: ledger.profit - never.profit for name, ledger in results.items()}
