@@ -84,7 +84,7 @@ class CustomerState:
     cart: dict[str, list[float]] = field(default_factory=dict)  # sku -> [qty, unit price]
     consumables: dict[str, float] = field(default_factory=dict)  # sku -> last bought (time)
     owned: dict[str, float] = field(default_factory=dict)  # durable sku -> last bought (time)
-    # sku -> [offers of it delivered and not bought since, when the latest was made]
+    # sku -> [offers of it made at a moment (not held out) and not bought since, the latest]
     offered: dict[str, list[float]] = field(default_factory=dict)
     orders: int = 0
     coupon_orders: int = 0
@@ -180,7 +180,7 @@ class CustomerState:
         return min(int(row[0]), MAX_PASSED)
 
     def note_offer(self, sku: str, now: float, days: float) -> None:
-        """An offer of `sku` is made to the customer (delivered, not held out)."""
+        """An offer of `sku` is made to the customer at a moment (not held out)."""
         if days <= 0:
             return
         times = self.passed(sku, now, days)

@@ -151,9 +151,10 @@ class Sequencer:
             predicted,
             ctx.moment,
         )
-        if held_out is None and offer.relation != "self":
-            days = p.priors.accept.passed_days
-            state.note_offer(offer.product.sku, t, days)  # made: the next offer of it knows
+        if held_out is None and slot == "decision" and offer.relation != "self":
+            # made at this moment (not its follow-up, nor a refill booked for later): the next
+            # offer of the item knows it was let pass
+            state.note_offer(offer.product.sku, t, p.priors.accept.passed_days)
         return action
 
     def _distraction_test(self, ctx: Context, best: Scored, slot: str, aid: str) -> str | None:

@@ -110,7 +110,7 @@ def test_an_offer_let_pass_is_a_rarer_yes_the_next_time() -> None:
     events.append(s.wait(hours=1).view("BODY"))
     engine, _, decisions = decide(events, catalog=CAMERA)
     _, _, control = decide(events, no_prior, CAMERA)
-    windows = [w for w in engine.customers[s.id].windows if w[LEARN][14]]
+    windows = [w for w in engine.customers[s.id].windows if w[LEARN] and w[LEARN][14]]
     assert windows  # made again
     for w in windows:  # what it learns from: the earlier offers, as the model sees them
         x = accept_x(w[LEARN], w[CHANNEL], w[RELATION], w[FRAME], w[INTENSITY])
@@ -123,6 +123,19 @@ def test_an_offer_let_pass_is_a_rarer_yes_the_next_time() -> None:
     again, new = offered(decisions), offered(control)
     assert again and {c.offer.passed for c in again} == {1}
     assert max(c.p_accept for c in again) < 0.8 * max(c.p_accept for c in new)
+
+    # A moment's follow-up message is the same offer, not a second one let pass (it was
+    # counted twice, and the cart a minute later scored it two offers down).
+    followed = 0
+    for i in range(40):
+        s = Shopper(f"follow{i}")
+        watch = [*s.opt_in(), s.view("RUN-WATCH-01"), s.read_reviews("RUN-WATCH-01")]
+        engine, actions, _ = decide(watch, catalog=demo_catalog())
+        made = [a for a in actions if a.offer_sku and not a.holdout and a.play != "assist"]
+        followed += any("seq:followup" in a.reasons for a in made)
+        for a in made:
+            assert engine.customers[s.id].offered[a.offer_sku][0] == 1
+    assert followed  # follow-ups were made, and did not count
 
     state = CustomerState()
     state.note_offer("CASE", 0.0, 30.0)
