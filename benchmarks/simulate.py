@@ -58,7 +58,9 @@ def ablations(policy: Policy) -> dict[str, Policy]:
         ),
         "prior-distraction": policy.model_copy(
             update={
-                "distraction": policy.distraction.model_copy(update={"prior_sd": 1e-9}),
+                "distraction": policy.distraction.model_copy(
+                    update={"prior_sd": 1e-9, "completion_weight": off}  # nothing learned
+                ),
                 "experiments": policy.experiments.model_copy(update={"distraction_test": 0.0}),
             }
         ),
