@@ -2,10 +2,12 @@
 
 For each world of app/simulate/worlds/ and each seed, `tact simulate`'s closed loop runs the
 engine (default policy), the ceiling (greedy on the world's truth: each shopper's traits, types
-and plans), the average-shopper reference (the true response model of the average shopper),
-never-upselling and the baselines (always, widget, rules, random), on the same shoppers and
-draws. Printed per world: each policy's incremental profit over never-upselling and its share
-of the ceiling's (mean over seeds, with a 95% interval and the range), and the bar of issue #9:
+and plans), the traits reference (the same without the types: what a shopper's traits, plans
+and looks give), the average-shopper reference (the true response model of the average
+shopper), never-upselling and the baselines (always, widget, rules, random), on the same
+shoppers and draws. Printed per world: each policy's incremental profit over never-upselling
+and its share of the ceiling's (mean over seeds, with a 95% interval and the range), and the
+bar of issue #9:
 
     tact earns >= 60% of the ceiling on average, is never below never-upselling on any seed,
     its return rate is at most never's + 1 point and its unsubscribes at most 2 x never's + 5
@@ -91,6 +93,14 @@ def ablations(policy: Policy) -> dict[str, Policy]:
             update={
                 "learning": policy.learning.model_copy(update={"memory": off}),
                 "exploration": policy.exploration.model_copy(update={"memory": off}),
+            }
+        ),
+        "no-holdouts": policy.model_copy(  # what measuring costs: nothing held back
+            update={
+                "holdout": policy.holdout.model_copy(update={"share": 0.0}),
+                "experiments": policy.experiments.model_copy(
+                    update={"play_holdouts": {}, "distraction_test": 0.0}
+                ),
             }
         ),
         "priors-only": policy.model_copy(

@@ -43,9 +43,9 @@ def add_commands(sub: Any) -> None:
         help="the engine against baselines on a simulated population, in a closed loop",
         description="Simulate a population of shoppers whose responses follow a ground truth "
         "(a built-in world, or --world FILE), and run the engine, the ceiling (a policy that "
-        "knows the world's truth), the average-shopper reference and the baselines on it in a "
-        "closed loop: events -> actions -> responses -> outcomes. Every policy meets the same "
-        "shoppers with the same random draws. Prints the profit each really earned, the "
+        "knows the world's truth), the traits and average-shopper references and the baselines "
+        "on it in a closed loop: events -> actions -> responses -> outcomes. Every policy meets "
+        "the same shoppers with the same random draws. Prints the profit each really earned, the "
         "incremental profit over never upselling, and each one's share of the ceiling's.",
     )
     simulate.add_argument("--customers", type=int, help="shoppers (default: the world's)")
@@ -63,8 +63,8 @@ def add_commands(sub: Any) -> None:
     simulate.add_argument(
         "--policies",
         default="all",
-        help="which to run, comma-separated: tact, ceiling, average, never, always, widget, "
-        "rules, random (default: all)",
+        help="which to run, comma-separated: tact, ceiling, traits, average, never, always, "
+        "widget, rules, random (default: all)",
     )
     simulate.add_argument("--json", action="store_true", help="print the figures as JSON")
     simulate.set_defaults(func=cmd_simulate)

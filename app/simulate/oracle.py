@@ -12,10 +12,15 @@ incremental profit under the world's own chances (app/simulate/truth.py):
     - channel spend - tiredness x (visits it makes them skip) - P(unsubscribe) x (newsletter
       visits lost) - discount habit x (full-price orders it costs)
 
-and makes the best one when that is positive. Two of them:
+and makes the best one when that is positive. Three of them:
 
     ceiling   knows each shopper's traits, type for each item, and plans (their own visits,
               refills, what they will buy anyway): the most a greedy decision-maker can earn
+    traits    knows each shopper's traits and plans, but not their type for an item: only the
+              chance of each type their traits give, updated by whether they have looked at
+              the item (the world's `sees_related`: who wants an item looks at it more often).
+              What is there to earn from everything a shopper is and does, short of reading
+              their mind about each item
     average   knows the world's response model exactly, but only for the average shopper: no
               individual traits, types or plans (what a perfect model without telling shoppers
               apart could earn)
@@ -64,13 +69,20 @@ class _Moment:
     memo: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # within the moment
 
 
-class Oracle(_Baseline):
-    """Greedy on the world's truth; `knows` each shopper, or only the average one."""
+KNOWS = ("ceiling", "traits", "average")  # the references, most knowing first
 
-    def __init__(self, catalog: Catalog, policy: Policy, seed: int, knows: bool = True) -> None:
+
+class Oracle(_Baseline):
+    """Greedy on the world's truth; what it knows of each shopper is `knows` (KNOWS)."""
+
+    def __init__(self, catalog: Catalog, policy: Policy, seed: int, knows: str = "ceiling") -> None:
         super().__init__(catalog, policy, seed)
-        self.knows = knows
-        self.name = "ceiling" if knows else "average"
+        if knows not in KNOWS:
+            raise ValueError(f"knows: one of {', '.join(KNOWS)}, not {knows!r}")
+        self.name = knows
+        self.knows = knows != "average"  # the shopper's own traits and plans
+        self.knows_types = knows == "ceiling"  # and their type for every item
+        self.looked: dict[str, set[str]] = {}  # customer -> items they looked at (traits)
         self.sim: Simulation | None = None
         self.average: Customer | None = None
 
@@ -83,6 +95,8 @@ class Oracle(_Baseline):
         e = validate_object(event)
         data: Any = e
         if e.type == "page_view" and data.page == "pdp" and data.sku:
+            if self.name == "traits":
+                self.looked.setdefault(e.customer_id, set()).add(data.sku)
             return self._decide(e, "browse", [data.sku])
         if e.type == "add_to_cart":
             return self._decide(e, "cart", [data.sku])
@@ -347,17 +361,23 @@ class Oracle(_Baseline):
 
     # -- what the policy knows of the shopper -------------------------------------------------
     def _types(self, sim: Simulation, m: _Moment, sku: str, relation: str) -> dict[str, float]:
-        if self.knows:
+        if self.knows_types:
             return {sim.type_of(m.shopper, sku, relation, m.t): 1.0}
         if relation == "refill":
             share = sim.world.type_shares("refill").persuadable * m.c.receptivity
             sure = sim.world.refill_keep
+            if self.knows:  # their plans: whether they refill on their own
+                sure = 1.0 if sim.type_of(m.shopper, sku, relation, m.t) == "sure" else 0.0
             return {
                 "sure": sure,
                 "persuadable": (1 - sure) * share,
                 "lost": (1 - sure) * (1 - share),
             }
-        return truth.type_shares(sim.world, m.c, relation)
+        shares = truth.type_shares(sim.world, m.c, relation)
+        if not self.knows:
+            return shares
+        looked = sku in self.looked.get(m.c.id, ())
+        return truth.shares_given_look(shares, sim.world.sees_related, looked)
 
     def _as_average(self, shopper: _Shopper) -> Customer:
         assert self.average is not None

@@ -24,12 +24,12 @@ from app.policy import Policy
 from app.simulate.baselines import BASELINES
 from app.simulate.ledger import Ledger
 from app.simulate.loop import Simulation
-from app.simulate.oracle import Oracle
+from app.simulate.oracle import KNOWS, Oracle
 from app.simulate.population import populate
 from app.simulate.world import WorldSpec
 from schemas import Action
 
-REFERENCES = ("ceiling", "average")
+REFERENCES = KNOWS  # ceiling, traits, average
 POLICIES = ("tact", *REFERENCES, *BASELINES)
 
 
@@ -83,7 +83,7 @@ def simulate(
                     on_event = _writer(sinks["events"], codec.dumps_line)
                     on_action = _writer(sinks["actions"], encode_line)
             elif name in REFERENCES:
-                runner = Oracle(catalog, policy, seed, knows=name == "ceiling")
+                runner = Oracle(catalog, policy, seed, knows=name)
             else:
                 runner = BASELINES[name](catalog, policy, seed)
             sim = Simulation(world, catalog, customers, runner, seed, on_event, on_action)

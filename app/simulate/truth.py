@@ -70,6 +70,19 @@ def type_shares(world: WorldSpec, c: Customer, relation: str) -> dict[str, float
     return out
 
 
+def shares_given_look(
+    shares: dict[str, float], sees_related: dict[str, float], looked: bool
+) -> dict[str, float]:
+    """The chance of each type for an item once it is known whether the shopper looked at it
+    (Bayes: each type looks at a related item with its own chance, `sees_related`)."""
+    odds = {
+        kind: share * (sees_related.get(kind, 0.0) if looked else 1.0 - sees_related.get(kind, 0.0))
+        for kind, share in shares.items()
+    }
+    total = sum(odds.values())
+    return {kind: v / total for kind, v in odds.items()} if total > 0.0 else dict(shares)
+
+
 def item_type(world: WorldSpec, c: Customer, sku: str, relation: str) -> str:
     """Which type the shopper is for `sku` (fixed per shopper and item)."""
     u = hashed(c.seed, c.id, "type", sku)

@@ -13,8 +13,10 @@ from app.catalog import Catalog
 from app.decode import validate_object
 from app.policy import load_policy
 from app.sample import demo_catalog
+from app.simulate import truth
 from app.simulate.ledger import Ledger
 from app.simulate.loop import Simulation
+from app.simulate.oracle import Oracle
 from app.simulate.population import populate
 from app.simulate.run import simulate, world_catalog
 from app.simulate.world import ChannelTruth, WorldSpec, load_world, world_names
@@ -197,6 +199,7 @@ def test_the_ceiling_dominates_every_baseline_and_the_engine_beats_the_naive_one
     gain = {name: ledger.profit - never.profit for name, ledger in results.items()}
     assert gain["ceiling"] > max(v for k, v in gain.items() if k != "ceiling")
     assert gain["ceiling"] >= gain["average"] > 0
+    assert gain["ceiling"] > gain["traits"] > 0  # knowing traits is not knowing types
     assert gain["tact"] > 0
     assert gain["tact"] > max(gain["always"], gain["random"], gain["rules"])
     assert all(ledger.violations == 0 for ledger in results.values())
@@ -262,3 +265,20 @@ def test_the_unsubscribe_guardrail_holds_tacts_messages_to_its_budget() -> None:
     # 0.3 allowed by the end, plus what was in flight when the price rose
     assert held.unsubscribes <= 6
     assert messages(held) < messages(free) / 4
+
+
+def test_a_look_at_an_item_tells_the_traits_reference_who_wants_it() -> None:
+    # The traits reference does not know a shopper's type for an item, only the chances their
+    # traits give, updated by the world's own chance of each type looking at a related item.
+    shares = {"sleeping": 0.02, "sure": 0.18, "persuadable": 0.14, "lost": 0.66}
+    looks = load_world("cameras").sees_related
+    looked = truth.shares_given_look(shares, looks, True)
+    not_looked = truth.shares_given_look(shares, looks, False)
+    for given in (looked, not_looked):
+        assert sum(given.values()) == pytest.approx(1.0)
+    assert looked["lost"] < shares["lost"] < not_looked["lost"]
+    assert looked["sure"] > shares["sure"] > not_looked["sure"]
+    # sleeping dogs never look (no chance given): a look rules them out
+    assert looked["sleeping"] == 0.0
+    with pytest.raises(ValueError, match="knows"):
+        Oracle(demo_catalog(), POLICY, 0, knows="everything")
