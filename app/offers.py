@@ -197,7 +197,7 @@ class Offers:
             return "suppressed"
         if s.used_today(channel, at, self._zone) >= p.channels[channel].daily_cap:
             return "cap"
-        if not p.channels[channel].outbound and onsite_used >= p.caps.onsite_per_day:
+        if onsite_used >= p.caps.onsite_per_day and p.counts_onsite(channel):
             return "cap"  # the customer's own surfaces together (what sequencing counts)
         rule = ctx.verdict.channel_block(channel)
         return f"rule:{rule}" if rule is not None else None

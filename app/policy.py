@@ -286,6 +286,9 @@ class LearningSpec(_Spec):
 
 class CapsSpec(_Spec):
     onsite_per_day: int = Field(ge=0, le=100)
+    # The surfaces that cap counts together (None: every channel that is not outbound); the
+    # others keep their own daily cap alone.
+    onsite_surfaces: list[ChannelName] | None = None
 
 
 class SequencingSpec(_Spec):
@@ -373,11 +376,19 @@ class Policy(_Spec):
     protect: dict[Trigger, dict[ChannelName, Hours]]
     rules: list[Rule] = []
 
+    def counts_onsite(self, channel: str) -> bool:
+        """Whether `channel` counts toward `caps.onsite_per_day`."""
+        surfaces = self.caps.onsite_surfaces
+        return channel in surfaces if surfaces is not None else not self.channels[channel].outbound
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         missing = sorted(set(get_args(OutboundChannel)) - set(self.channels))
         if missing:
             raise ValueError(f"channels: every channel needs costs and caps; missing {missing}")
+        outbound = sorted(c for c in self.caps.onsite_surfaces or () if self.channels[c].outbound)
+        if outbound:
+            raise ValueError(f"caps.onsite_surfaces: outbound channels are not onsite: {outbound}")
         names = [r.name for r in self.rules]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:

@@ -134,7 +134,7 @@ def always(policy: Policy) -> list[str]:
         f"no outbound message between {quiet.start}:00 and {quiet.end}:00 local time",
         "per customer and day: "
         + ", ".join(f"{c} {spec.daily_cap}" for c, spec in policy.channels.items())
-        + f"; onsite surfaces together {policy.caps.onsite_per_day}",
+        + f"; {', '.join(_onsite_surfaces(policy))} together {policy.caps.onsite_per_day}",
         *protect,
         f"an onsite upsell keeps paid retargeting quiet {seq.onsite_upsell_suppresses_paid_hours:g}"
         f" h; a post-purchase offer {seq.post_purchase_suppresses_paid_hours:g} h",
@@ -237,3 +237,7 @@ the channels each decision moment may use (struck through: closed by the rule na
 <h2>For everyone</h2><ul>{always_items}</ul>
 </body></html>
 """
+
+
+def _onsite_surfaces(policy: Policy) -> list[str]:
+    return [c for c in policy.channels if policy.counts_onsite(c)]

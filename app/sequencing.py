@@ -74,7 +74,7 @@ class Sequencer:
         self._quiet(cid, state, suppress, t)
         zone = p.time.assume_utc_offset_minutes
         state.count_use(best.channel, at, t, zone)
-        if not spec.outbound:
+        if p.counts_onsite(best.channel):
             state.count_use("onsite", at, t, zone)
         if best.frame in self._budget_frames:
             state.use_frame(best.frame, t, t - self._budget_days * DAY)

@@ -103,7 +103,7 @@ def test_caps_unsubscribes_and_quiet_hours_always_hold(scripts: list[Any]) -> No
         onsite = Counter(
             local_day(a, zone)
             for a in actions
-            if a.channel in ("onsite_pdp", "onsite_cart", "post_purchase", "account_portal")
+            if a.channel != "none" and POLICY.counts_onsite(a.channel)
         )
         for (channel, _), count in per_day.items():
             assert count <= POLICY.channels[channel].daily_cap, (channel, count)

@@ -4,15 +4,20 @@ forbidden behaviour then appears: a test here fails if its rule is dropped."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from app.decisions import Decision
 from app.engine import DecisionEngine
+from app.errors import ConfigurationError
 from app.policy import Policy, load_policy
 from app.readiness import HOUR, CustomerState
 from app.sample import demo_catalog, generate
 from app.sequencing import cancellations, schedule
+from app.yaml_config import parse
 from schemas import Action
 from tests.builders import Shopper
 
@@ -360,3 +365,44 @@ def test_the_engine_caps_on_the_assumed_zones_day() -> None:
     assert offers.channels(ctx, {"email": late + 1.5 * HOUR}) == []  # 23:30, the same local day
     assert ("channel:email", "cap") in ctx.drops
     assert offers.channels(ctx, {"email": late + 3 * HOUR}) == ["email"]  # 01:00 the next
+
+
+def test_a_day_of_onsite_offers_leaves_the_order_confirmation_its_own() -> None:
+    """The onsite surfaces' shared cap counts the shopping pages, not the order confirmation:
+    six offers on product pages and in the cart do not use up the moment after a purchase
+    (post_purchase keeps its own cap of 2). The control: counting every surface that is not
+    outbound (the cap's old reach) closes post_purchase too."""
+    policy = load_policy(None)
+    assert policy.caps.onsite_surfaces is not None
+    assert "post_purchase" not in policy.caps.onsite_surfaces
+    every = policy.model_copy(
+        update={"caps": policy.caps.model_copy(update={"onsite_surfaces": None})}
+    )
+    t = 1_793_620_800.0  # 2026-11-02T12:00Z
+    for p, closed in ((policy, []), (every, ["post_purchase"])):
+        engine = DecisionEngine(demo_catalog(), p)
+        state = CustomerState()
+        for i in range(p.caps.onsite_per_day):
+            channel = "onsite_pdp" if i < 3 else "onsite_cart"
+            state.count_use(channel, t + i, t + i)
+            if p.counts_onsite(channel):
+                state.count_use("onsite", t + i, t + i)
+        event = SimpleNamespace(event_id="e1")
+        ctx, _ = engine.decider._context("c1", state, event, t + 60, "post_purchase", [])  # type: ignore[arg-type]
+        offers = engine.decider.offers
+        at = t + 60
+        assert offers.channels(ctx, {"onsite_pdp": at}) == []  # the shopping pages are capped
+        shown = offers.channels(ctx, {"post_purchase": at})
+        assert shown == ([] if closed else ["post_purchase"])
+        assert (("channel:post_purchase", "cap") in ctx.drops) == bool(closed)
+
+
+def test_an_outbound_channel_is_not_an_onsite_surface() -> None:
+    text = (Path(__file__).parents[2] / "app/policies/default.yaml").read_text()
+    bad = text.replace(
+        "onsite_surfaces: [onsite_pdp, onsite_cart, account_portal]",
+        "onsite_surfaces: [onsite_pdp, email]",
+    )
+    assert bad != text
+    with pytest.raises(ConfigurationError, match="onsite_surfaces"):
+        parse(bad, "test", "policy", Policy)
