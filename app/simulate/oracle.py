@@ -69,6 +69,8 @@ class _Moment:
     memo: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # within the moment
 
 
+# (relation, the item offered, channel, frame, intensity, delay in seconds)
+Option = tuple[str, Product, str, str, str, float]
 KNOWS = ("ceiling", "traits", "average")  # the references, most knowing first
 
 
@@ -93,21 +95,40 @@ class Oracle(_Baseline):
     # -- moments ------------------------------------------------------------------------------
     def process(self, event: dict[str, Any]) -> list[Action]:
         e = validate_object(event)
+        valued = self.value_options(e)
+        if valued is None:
+            return []
+        moment, options = valued
+        best: tuple[float, Option] | None = None
+        for option, value in options.items():
+            if value > 0.0 and (best is None or value > best[0]):
+                best = (value, option)
+        if best is None:
+            return []
+        relation, product, channel, frame, intensity, delay = best[1]
+        return [
+            self.action(e, moment, channel, relation, product.sku, frame, intensity, delay, best[0])
+        ]
+
+    def value_options(self, e: Envelope) -> tuple[str, dict[Option, float]] | None:
+        """The decision moment `e` is (None: none) and what every candidate there is worth by
+        what this reference knows (benchmarks/regret.py values another policy's choices by it;
+        call it before the simulation has taken `e` in)."""
         data: Any = e
         if e.type == "page_view" and data.page == "pdp" and data.sku:
             if self.name == "traits":
                 self.looked.setdefault(e.customer_id, set()).add(data.sku)
-            return self._decide(e, "browse", [data.sku])
+            return "browse", self._values(e, "browse", [data.sku])
         if e.type == "add_to_cart":
-            return self._decide(e, "cart", [data.sku])
+            return "cart", self._values(e, "cart", [data.sku])
         if e.type == "checkout_start":
-            return self._decide(e, "checkout", [])
+            return "checkout", self._values(e, "checkout", [])
         if e.type == "order_placed":
             skus = [i.sku for i in sorted(data.items, key=lambda i: -i.price)]
-            return self._decide(e, "post_purchase", list(dict.fromkeys(skus)))
-        return []
+            return "post_purchase", self._values(e, "post_purchase", list(dict.fromkeys(skus)))
+        return None
 
-    def _decide(self, event: Envelope, moment: str, focus: list[str]) -> list[Action]:
+    def _values(self, event: Envelope, moment: str, focus: list[str]) -> dict[Option, float]:
         sim = self.sim
         assert sim is not None and self.average is not None
         shopper = sim.shoppers[event.customer_id]
@@ -115,19 +136,15 @@ class Oracle(_Baseline):
         m = self._moment(sim, shopper, t, moment)
         if moment in ("cart", "checkout"):
             focus = list(dict.fromkeys([*focus, *m.cart]))
-        best: tuple[float, tuple[Any, ...]] | None = None
-        for option in self._options(sim, m, focus):
-            value = self._value(sim, m, *option)
-            if value > 0.0 and (best is None or value > best[0]):
-                best = (value, option)
-        if best is None:
-            return []
-        relation, product, channel, frame, intensity, delay = best[1]
-        return [
-            self.action(
-                event, moment, channel, relation, product.sku, frame, intensity, delay, best[0]
-            )
-        ]
+        return {option: self._value(sim, m, *option) for option in self._options(sim, m, focus)}
+
+    def value_of(self, e: Envelope, moment: str, option: Option) -> float:
+        """What `option` is worth at `moment` of `e`, one the candidates may not include (an
+        offer of what is bought together, or in a frame the reference does not try)."""
+        sim = self.sim
+        assert sim is not None
+        m = self._moment(sim, sim.shoppers[e.customer_id], e.ts.timestamp(), moment)
+        return self._value(sim, m, *option)
 
     def _moment(self, sim: Simulation, shopper: _Shopper, t: float, moment: str) -> _Moment:
         visit = shopper.visit
@@ -156,9 +173,7 @@ class Oracle(_Baseline):
         return _Moment(shopper, c, t, moment, on_site, cart, order_value, tire, habit, newsletter)
 
     # -- candidates ---------------------------------------------------------------------------
-    def _options(
-        self, sim: Simulation, m: _Moment, focus: list[str]
-    ) -> list[tuple[str, Product, str, str, str, float]]:
+    def _options(self, sim: Simulation, m: _Moment, focus: list[str]) -> list[Option]:
         shopper = m.shopper
         channels = [
             ch
@@ -169,7 +184,7 @@ class Oracle(_Baseline):
         ]
         if m.moment == "browse" and "paid_retargeting" not in shopper.unsubscribed:
             channels.append("paid_retargeting")
-        out: list[tuple[str, Product, str, str, str, float]] = []
+        out: list[Option] = []
         seen: set[tuple[str, str]] = set()
         for sku in focus:
             base = self.catalog.get(sku)
