@@ -91,6 +91,22 @@ class StartUp(logging.Filter):
         return True
 
 
+class Rebalanced(logging.Filter):
+    """After a rebalance Faust logs an ERROR `Aiokafka has not sent fetch request for TP(...)
+    since start` for partitions that are fetched all along (faust-streaming#629, #166: the
+    worker goes on processing). Kept, as a WARNING that says so: a partition that really
+    stalls shows as lag on the status page and in /health."""
+
+    NAME = "faust.transport.drivers.aiokafka"
+    START = "Aiokafka has not sent fetch request"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == self.NAME and self.START in str(record.msg):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.note = "a known false alarm after rebalances; real stalls show as lag"
+        return True
+
+
 def logging_config(level: str, fmt: str) -> dict[str, Any]:
     """A dictConfig for the root logger; fmt is json, text or auto (text on a terminal)."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
@@ -103,13 +119,17 @@ def logging_config(level: str, fmt: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"main": formatter},
-        "filters": {"repeats": {"()": Repeats}, "start_up": {"()": StartUp}},
+        "filters": {
+            "repeats": {"()": Repeats},
+            "start_up": {"()": StartUp},
+            "rebalanced": {"()": Rebalanced},
+        },
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
                 "formatter": "main",
                 "stream": sys.stderr,
-                "filters": ["start_up", "repeats"],
+                "filters": ["start_up", "rebalanced", "repeats"],
             }
         },
         "root": {"handlers": ["stderr"], "level": level.upper()},

@@ -164,7 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
         "pydantic models (README: Events, Actions, Outcomes).",
     )
     schemas_sub = schemas.add_subparsers(dest="schemas_command", required=True, metavar="ACTION")
-    export = schemas_sub.add_parser("export", help="write schemas/json/*.json")
+    export = schemas_sub.add_parser(
+        "export",
+        help="write schemas/json/*.json",
+        description="Write one JSON Schema file per event type, Action and Outcome from the "
+        "pydantic models (the contract connectors and producers code against); with --check, "
+        "write nothing and exit 1 when the files in the package differ from the models.",
+    )
     export.add_argument("--out", help="directory (default: the package's schemas/json)")
     export.add_argument(
         "--check",
@@ -221,8 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
         "moment by moment, why a customer got what they got (README: Writing a policy).",
     )
     policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
-    validate = policy_sub.add_parser("validate", help="check a policy YAML file")
-    validate.add_argument("file")
+    validate = policy_sub.add_parser(
+        "validate",
+        help="check a policy YAML file",
+        description="Load a policy file as the worker would and name the field of every "
+        "mistake (exit 2), or print its version and what it sets (exit 0).",
+    )
+    validate.add_argument("file", help="the policy YAML (start from app/policies/default.yaml)")
     validate.set_defaults(func=cmd_policy_validate)
     explain = policy_sub.add_parser(
         "explain",
@@ -372,7 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
         "topics are co-partitioned.",
     )
     topics_sub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
-    create = topics_sub.add_parser("create", help="create missing topics")
+    create = topics_sub.add_parser(
+        "create",
+        help="create missing topics",
+        description="Create the topics tact uses that do not exist yet (names, partitions, "
+        "replication and min.insync.replicas from TACT_* settings; existing topics are left "
+        "as they are), then check that the input topics are co-partitioned.",
+    )
     create.set_defaults(func=cmd_topics_create)
     return parser
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -73,6 +74,18 @@ def namespace_env(settings: Settings) -> dict[str, str]:
         f"topic_{t}": getattr(settings, f"topic_{t}") for t in _TOPICS
     }
     return {**os.environ, **{f"TACT_{k.upper()}": v for k, v in names.items()}}
+
+
+def free_port(host: str, wanted: int) -> int:
+    """`wanted` when nothing listens on it at `host`, else a port the system has free."""
+    for port in (wanted, 0):
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+            return int(probe.getsockname()[1])
+    return 0  # no free port at all: the worker goes without its page
 
 
 def remove_namespace(settings: Settings) -> tuple[int, int]:
@@ -164,6 +177,10 @@ class Demo:
     def _run(self, wait: bool) -> int:
         s = self.settings
         env = namespace_env(s) | {"TACT_DATA_DIR": str(self.files / "worker")}
+        if s.metrics_port:  # a worker of yours may hold the configured port: take a free one
+            port = free_port(s.metrics_host, s.metrics_port)
+            env["TACT_METRICS_PORT"] = str(port)
+            self.say(f"the demo worker's status page: http://{s.metrics_host}:{port}/")
         loop = None
         if self.world is not None:
             loop = self._prepare_loop(env)

@@ -6,7 +6,7 @@ import argparse
 import re
 from typing import Any
 
-from app.cli.options import TIME_FORMS, margin_rate, positive
+from app.cli.options import TIME_FORMS, at_least, margin_rate, non_negative, positive
 from app.errors import ConfigurationError
 
 
@@ -263,6 +263,10 @@ def add_commands(sub: Any) -> None:
     export = connector_sub.add_parser(
         "export",
         help="paid-audience: the customers suppressed from paid retargeting now, as CSV",
+        description="Write the customers whose paid retargeting is suppressed now (every Action "
+        "that suppresses it, holdout Actions too, as kept by `tact connector run "
+        "paid-audience`) as a CSV audience file, for an ad platform's exclusion list (README: "
+        "Connectors).",
     )
     export.add_argument("name", choices=("paid-audience",))
     export.add_argument("--out", required=True, help="the CSV audience file to write")
@@ -279,8 +283,12 @@ def add_commands(sub: Any) -> None:
     lag.add_argument(
         "--group", action="append", help="consumer group (repeatable; default: TACT_APP_ID)"
     )
-    lag.add_argument("--max-lag", type=int, help="records: exit 1 when a partition lags more")
-    lag.add_argument("--max-time-lag", type=float, help="seconds: exit 1 when older than this")
+    lag.add_argument(
+        "--max-lag", type=at_least(0), help="records: exit 1 when a partition lags more"
+    )
+    lag.add_argument(
+        "--max-time-lag", type=non_negative, help="seconds: exit 1 when older than this"
+    )
     lag.add_argument("--json", action="store_true", help="print JSON instead of a table")
     lag.set_defaults(func=cmd_lag)
 

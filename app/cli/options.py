@@ -44,6 +44,11 @@ def margin_rate(text: str) -> float:
     return _number(text, lambda v: 0.0 <= v < 1.0, "a margin rate from 0 to below 1")
 
 
+def non_negative(text: str) -> float:
+    """An argparse type: a number of at least 0."""
+    return _number(text, lambda v: v >= 0, "0 or more")
+
+
 def positive(text: str) -> float:
     """An argparse type: a number above 0."""
     return _number(text, lambda v: v > 0, "above 0")

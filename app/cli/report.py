@@ -16,6 +16,7 @@ from app.policy import load_policy
 from app.report import analysis, html
 from app.report.calibration import MIN_CLOSED_RETURNS
 from app.report.data import load
+from app.report.verdict import UNMEASURED
 
 
 def parse_time(text: str | None) -> float | None:
@@ -125,20 +126,22 @@ def summary(f: dict[str, Any]) -> list[str]:
         mark = " *" if e["low"] > 0 or e["high"] < 0 else ""
         return f"{e['value']:+.2f} [{e['low']:+.2f}, {e['high']:+.2f}]{mark}"
 
+    kind = f["verdict"]["overall"]["kind"]
     lines = [
         f"tact report: {f['customers']:,} customers decided for ({o['treated']:,} treated, "
         f"{o['held_out']:,} held out)",
         f"  verdict: {f['verdict']['overall']['text']}",
         (
-            "  incremental profit per customer   not measured: nothing was delivered"
-            if f["verdict"]["overall"]["kind"] == "no_delivery"
+            "  incremental profit per customer   not measured: "
+            + ("no Outcome yet" if kind == "no_outcome" else "nothing was delivered")
+            if kind in UNMEASURED
             else f"  incremental profit per customer   {est(o['incremental_profit_per_customer'])}"
             f"   CUPED {est(o['cuped'])}"
         ),
         f"  attributed profit per customer    {o['attributed_profit_per_customer']:+.2f}"
         "   (what the Actions' outcomes claim)",
     ]
-    measured = f["verdict"]["overall"]["kind"] != "no_delivery"
+    measured = kind not in UNMEASURED
     for name in ("play", "channel") if measured else ():
         rows = f["groups"].get(name, [])
         if rows:

@@ -137,8 +137,9 @@ def run(
 
     def dead_letter(key: bytes | None, value: bytes, headers: dict[str, str]) -> None:
         log.warning(
-            "connector %s: an Action is a dead letter on %s: %s%s",
+            "connector %s: Action %s is a dead letter on %s: %s%s",
             connector.name,
+            _named(value),
             settings.topic_connector_dead_letters,
             headers.get("reason", "?"),
             f" (after {headers['attempts']} attempts)" if "attempts" in headers else "",
@@ -196,3 +197,12 @@ def run(
             f"connector name {connector.name!r} was taken by another configuration while "
             "this one could not renew it: give each configuration its own --name"
         )
+
+
+def _named(value: bytes) -> str:
+    """The Action's id and customer, for a log line (what can be read of a bad one)."""
+    try:
+        action = codec.loads(value)
+        return f"{action['action_id']} (customer {action['customer_id']})"
+    except Exception:  # a dead letter may be anything: say so rather than fail to log it
+        return f"(unreadable, {len(value)} bytes)"

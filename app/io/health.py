@@ -50,8 +50,10 @@ def verdict(r: Readings) -> Health:
         problems.append(("Redis unreachable", r.redis_error))
     if r.lag_error and not r.group_missing:
         problems.append(("Kafka unreachable", r.lag_error))
-    elif r.group_missing or not r.lag_read:
+    elif r.group_missing:
         problems.append(("starting", "the worker's consumer group has not joined yet"))
+    elif not r.lag_read:
+        problems.append(("starting", "the worker's lag not read yet (every TACT_LAG_INTERVAL_S)"))
     oldest = max((x.time_lag_s or 0.0 for x in r.lag), default=0.0)
     limit = r.lagging_after_s
     if limit is not None and oldest > limit:

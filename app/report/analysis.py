@@ -283,4 +283,7 @@ def build(data: ReportData, seed: int = 0) -> dict[str, Any]:
     }
     delivered = sum(1 for o in data.outcomes if o.get("delivered") is True)
     days = max((data.end - data.start) / DAY, 1.0)
-    return {"verdict": verdict.section(figures, delivered, days), **figures}
+    return {
+        "verdict": verdict.section(figures, delivered, days, len(data.outcomes)),
+        **figures,
+    }

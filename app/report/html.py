@@ -8,6 +8,7 @@ from typing import Any
 
 from app.report import calibration_html, svg
 from app.report.markup import table as _table
+from app.report.verdict import UNMEASURED
 
 _CSS = """
 body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222;padding:0 1em}
@@ -49,7 +50,7 @@ def render(figures: dict[str, Any], title: str = "tact report") -> str:
     o = figures["overall"]
     inc, cup = o["incremental_profit_per_customer"], o["cuped"]
     period = figures["period"]
-    measured = figures["verdict"]["overall"]["kind"] != "no_delivery"  # else nothing to measure
+    measured = figures["verdict"]["overall"]["kind"] not in UNMEASURED  # else nothing to measure
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>",
         f"<style>{_CSS}</style></head><body><h1>{escape(title)}</h1>",

@@ -10,6 +10,8 @@ it would take to tell.
                     claim per customer, else the estimate itself
     no_delivery     nothing was delivered (a file replay decides but sends nothing): there is
                     no incremental figure to measure, and none is shown as if it were
+    no_outcome      no Outcome at all yet (a live run younger than its attribution windows):
+                    likewise nothing to measure yet
     no_holdout      no customer is in the holdout: incrementality cannot be measured
 """
 
@@ -77,6 +79,9 @@ def verdict(
     return out
 
 
+UNMEASURED = frozenset({"no_delivery", "no_outcome"})  # kinds with no incremental figure
+
+
 def nothing_delivered(subject: str = "tact") -> dict[str, Any]:
     return {
         "kind": "no_delivery",
@@ -86,10 +91,25 @@ def nothing_delivered(subject: str = "tact") -> dict[str, Any]:
     }
 
 
-def section(figures: dict[str, Any], delivered: int, days: float) -> dict[str, Any]:
+def no_outcome_yet(subject: str = "tact") -> dict[str, Any]:
+    return {
+        "kind": "no_outcome",
+        "text": f"{subject}: no Outcome in this data yet. An Action's Outcome is written when "
+        "its attribution window closes (the policy's attribution.window_hours after it was "
+        "decided, 72 h by default), so a report of a live run counts what it earned from then "
+        "on; the figures below are what was decided, not what it earned.",
+    }
+
+
+def section(
+    figures: dict[str, Any], delivered: int, days: float, outcomes: int | None = None
+) -> dict[str, Any]:
     """The verdicts of a report: overall, and among the customers chosen for each play and
-    channel (treated against held out, as the report's groups)."""
+    channel (treated against held out, as the report's groups). `outcomes`: how many
+    Outcomes the data holds (0: none yet, which is not the same as nothing delivered)."""
     o = figures["overall"]
+    if outcomes == 0:
+        return {"overall": no_outcome_yet(), "play": [], "channel": []}
     if not delivered:
         return {"overall": nothing_delivered(), "play": [], "channel": []}
     out: dict[str, Any] = {

@@ -49,3 +49,16 @@ def test_the_coordinator_election_at_start_is_no_error() -> None:
     fatal = record(name, msg, now + 1, GroupAuthorizationFailedError())  # not retried
     assert f.filter(fatal) and fatal.levelname == "ERROR"
     assert f.filter(record("aiokafka.conn", "Unable connect to node", now + 1))
+
+
+def test_faust_s_fetch_alarm_after_a_rebalance_is_a_warning_that_says_why() -> None:
+    from app.logs import Rebalanced
+
+    f = Rebalanced()
+    name = "faust.transport.drivers.aiokafka"
+    # as mode's logger hands it over: the service's beacon first, Faust's text after
+    msg = "[^---AIOKafkaConsumerThread]: \nAiokafka has not sent fetch request for %r since start"
+    alarm = record(name, msg, 1.0, "TP(topic='orders', partition=0)")
+    assert f.filter(alarm) and alarm.levelname == "WARNING" and "false alarm" in alarm.note
+    other = record(name, "Consumer error", 1.0)
+    assert f.filter(other) and other.levelname == "ERROR"

@@ -242,6 +242,11 @@ def _report_with(tmp_path: Path, sim: Path, rewrite: Callable[[dict[str, Any]], 
             record = json.loads(line)
             rewrite(record)
             file.write(codec.dumps(record) + b"\n")
+    return _report(tmp_path, sim, outcomes)
+
+
+def _report(tmp_path: Path, sim: Path, outcomes: Path) -> Path:
+    """`tact report` of the run in `sim` with these outcomes; returns its directory."""
     out = tmp_path / "report"
     code = main(
         [
@@ -354,3 +359,19 @@ def test_every_held_out_play_has_a_row_even_before_it_can_be_measured() -> None:
     assert "nobody held out" in commit["note"]
     html = "".join(_measured({"groups": {}, "play_holdouts": list(rows.values())}))
     assert "commit" in html and "nobody held out" in html
+
+
+def test_a_report_before_any_window_closed_says_no_outcome_yet(
+    tmp_path: Path, small_run: Path, capsys: Any
+) -> None:
+    """A live run younger than its attribution windows has Actions but no Outcome yet: the
+    report says that (not that nothing was delivered) and measures nothing."""
+    empty = tmp_path / "no-outcomes.jsonl"
+    empty.write_bytes(b"")
+    out = _report(tmp_path, small_run, empty)
+    printed = capsys.readouterr().out
+    assert "no Outcome in this data yet" in printed and "not measured: no Outcome yet" in printed
+    assert "no Action was delivered" not in printed
+    figures = json.loads((out / "report.json").read_text())
+    assert figures["verdict"]["overall"]["kind"] == "no_outcome"
+    assert "<h2>Incremental profit per customer" not in (out / "report.html").read_text()
