@@ -178,6 +178,7 @@ class Loop:
             ledger = sim.run()
         finally:
             engine.close()
+        self.say(self._line(sim, never, sim.end))  # the last days, whatever the pace
         added = ledger.profit - never.final
         return {
             "events": engine.events,

@@ -71,6 +71,8 @@ def test_the_closed_loop_demo_plays_simulated_shoppers_live(stack: Settings, tmp
     played = int(re.search(r"played\s+([\d,]+) events live", text).group(1).replace(",", ""))  # type: ignore[union-attr]
     decisions = int(re.search(r"decisions\s+([\d,]+)", text).group(1).replace(",", ""))  # type: ignore[union-attr]
     assert played > 20 and decisions > 0
+    last = [line for line in text.splitlines() if line.startswith("-- day")][-1]
+    assert last.startswith("-- day  2.0 of 2:")  # the last days too, whatever the pace
     assert re.search(r"tact [\d,.-]+, never upselling [\d,.-]+: tact added [+-][\d,.]+", text)
     assert "removed this run's" in text
     worker_log = (tmp_path / "demo-worker.log").read_text()
