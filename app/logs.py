@@ -103,7 +103,10 @@ class Rebalanced(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name == self.NAME and self.START in str(record.msg):
             record.levelno, record.levelname = logging.WARNING, "WARNING"
-            record.note = "a known false alarm after rebalances; real stalls show as lag"
+            note = "a known false alarm after rebalances; real stalls show as lag"
+            record.note = note
+            if isinstance(record.msg, str):  # the text format shows no extra fields
+                record.msg = f"{record.msg} [{note}]"
         return True
 
 

@@ -134,7 +134,11 @@ def always(policy: Policy) -> list[str]:
         f"no outbound message between {quiet.start}:00 and {quiet.end}:00 local time",
         "per customer and day: "
         + ", ".join(f"{c} {spec.daily_cap}" for c, spec in policy.channels.items())
-        + f"; {', '.join(_onsite_surfaces(policy))} together {policy.caps.onsite_per_day}",
+        + (
+            f"; {', '.join(surfaces)} together {policy.caps.onsite_per_day}"
+            if (surfaces := _onsite_surfaces(policy))
+            else "; no shared onsite cap"
+        ),
         *protect,
         f"an onsite upsell keeps paid retargeting quiet {seq.onsite_upsell_suppresses_paid_hours:g}"
         f" h; a post-purchase offer {seq.post_purchase_suppresses_paid_hours:g} h",

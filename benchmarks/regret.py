@@ -5,9 +5,10 @@ checkout, an order) a reference policy values every candidate it could make by t
 truth as it knows it, before the engine decides; then what the engine did there is valued the
 same way. Summed by moment and by what the engine did (an offer, fit guidance, nothing because
 of a holdout, a cap or another protect), the difference shows where the profit went: the
-ceiling knows each shopper's type for every item, the traits reference only what their traits
-and looks give (app/simulate/oracle.py), so against `traits` the regret is what a better
-engine could hope to win back.
+ceiling knows each shopper's type for every item, the traits reference only what their traits,
+plans and looks give (app/simulate/oracle.py), so against `traits` the regret is mostly what
+knowing the shopper better, or choosing better, could win back at each moment (both are
+greedy: neither is a bound on what an engine can earn over a run).
 
 The values are greedy and of the moment (what the reference would earn there, not what the
 run then earned), so their sum is not the incremental profit `tact simulate` prints; the
@@ -67,17 +68,31 @@ class RegretRun(EngineRun):
         if best_option is None or best <= 0.0:
             best_option, best = None, 0.0
         value, did, intensity, channel = 0.0, [], [], []
+        # what tact made at this moment (an order's refill bookings are made with it)
+        made = {moment, "refill"} if moment == "post_purchase" else {moment}
         for action in actions:
-            if action.holdout or action.play == "protect" or moment_of(action) != moment:
+            if action.holdout or action.play == "protect" or moment_of(action) not in made:
                 continue
             relation = relation_of(action.reasons, action.play)
             product = self.reference.catalog.get(action.offer_sku or "")
             if product is None:
                 continue
-            option = (relation, product, action.channel, action.frame or "", action.intensity, 0.0)
+            # when it is delivered, beyond the channel's own delay (quiet hours, a follow-up
+            # or a refill booked for later)
+            spec = self.reference.policy.channels[action.channel]
+            waited = (action.not_before - action.ts).total_seconds() - spec.delay_hours * 3600.0
+            delay = max(waited, 0.0)
+            option = (
+                relation,
+                product,
+                action.channel,
+                action.frame or "",
+                action.intensity,
+                delay,
+            )
             found = options.get(option)
             if found is None and relation == "self":  # assists are made at one intensity
-                found = options.get((*option[:4], "low", 0.0))
+                found = options.get((*option[:4], "low", delay))
             value += found if found is not None else self.reference.value_of(e, moment, option)
             did.append(relation)
             intensity.append(action.intensity)
@@ -145,9 +160,13 @@ def main(argv: list[str] | None = None) -> int:
         f"the reference's {best:,.0f}, regret {best - tact:,.0f}"
     )
     width = max(len(" / ".join(k)) for k, _ in rows[: args.rows]) if rows else 10
-    print(f"{' / '.join(by):<{width}}  {'moments':>8} {'tact':>9} {'reference':>10} {'regret':>8}")
+    print(
+        f"{' / '.join(by):<{width}}  {'moments':>8} {'tact':>9} {'reference':>10} {'regret':>8}"
+        "  share of the regret where tact falls short"
+    )
+    lost = sum(max(r[2] - r[1], 0.0) for r in run.rows.values())  # rows tact beats count 0
     for key, (n, value, ref) in rows[: args.rows]:
-        share = (ref - value) / (best - tact) if best != tact else 0.0
+        share = (ref - value) / lost if lost else 0.0
         print(
             f"{' / '.join(key):<{width}}  {n:>8,.0f} {value:>9,.0f} {ref:>10,.0f} "
             f"{ref - value:>8,.0f} {share:>5.0%}"

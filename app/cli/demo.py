@@ -77,15 +77,17 @@ def namespace_env(settings: Settings) -> dict[str, str]:
 
 
 def free_port(host: str, wanted: int) -> int:
-    """`wanted` when nothing listens on it at `host`, else a port the system has free."""
+    """`wanted` when nothing listens on it at `host`, else a port the system has free (0:
+    none, or a host the status page cannot serve on)."""
     for port in (wanted, 0):
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        with socket.socket(socket.AF_INET) as probe:  # the status page serves IPv4
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the page does
             try:
                 probe.bind((host, port))
             except OSError:
                 continue
             return int(probe.getsockname()[1])
-    return 0  # no free port at all: the worker goes without its page
+    return 0
 
 
 def remove_namespace(settings: Settings) -> tuple[int, int]:
@@ -180,7 +182,11 @@ class Demo:
         if s.metrics_port:  # a worker of yours may hold the configured port: take a free one
             port = free_port(s.metrics_host, s.metrics_port)
             env["TACT_METRICS_PORT"] = str(port)
-            self.say(f"the demo worker's status page: http://{s.metrics_host}:{port}/")
+            self.say(
+                f"the demo worker's status page: http://{s.metrics_host}:{port}/"
+                if port
+                else f"the demo worker goes without a status page (none free on {s.metrics_host})"
+            )
         loop = None
         if self.world is not None:
             loop = self._prepare_loop(env)

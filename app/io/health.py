@@ -53,7 +53,7 @@ def verdict(r: Readings) -> Health:
     elif r.group_missing:
         problems.append(("starting", "the worker's consumer group has not joined yet"))
     elif not r.lag_read:
-        problems.append(("starting", "the worker's lag not read yet (every TACT_LAG_INTERVAL_S)"))
+        problems.append(("starting", "its lag not read yet (every TACT_LAG_INTERVAL_S)"))
     oldest = max((x.time_lag_s or 0.0 for x in r.lag), default=0.0)
     limit = r.lagging_after_s
     if limit is not None and oldest > limit:

@@ -284,6 +284,6 @@ def build(data: ReportData, seed: int = 0) -> dict[str, Any]:
     delivered = sum(1 for o in data.outcomes if o.get("delivered") is True)
     days = max((data.end - data.start) / DAY, 1.0)
     return {
-        "verdict": verdict.section(figures, delivered, days, len(data.outcomes)),
+        "verdict": verdict.section(figures, delivered, days, data.counts["outcomes"]),
         **figures,
     }

@@ -106,7 +106,8 @@ def section(
 ) -> dict[str, Any]:
     """The verdicts of a report: overall, and among the customers chosen for each play and
     channel (treated against held out, as the report's groups). `outcomes`: how many
-    Outcomes the data holds (0: none yet, which is not the same as nothing delivered)."""
+    Outcomes were read (0: none yet, which is not the same as nothing delivered; read and
+    all left out, as for another run's Actions, is `nothing_delivered`'s case)."""
     o = figures["overall"]
     if outcomes == 0:
         return {"overall": no_outcome_yet(), "play": [], "channel": []}

@@ -18,9 +18,10 @@ and makes the best one when that is positive. Three of them:
               refills, what they will buy anyway): the most a greedy decision-maker can earn
     traits    knows each shopper's traits and plans, but not their type for an item: only the
               chance of each type their traits give, updated by whether they have looked at
-              the item (the world's `sees_related`: who wants an item looks at it more often).
-              What is there to earn from everything a shopper is and does, short of reading
-              their mind about each item
+              the item as if every look came from wanting it (the world's `sees_related`;
+              shoppers also look at items at random, so a look is weaker evidence than this
+              takes it for). Roughly what there is to earn from what a shopper is and does,
+              short of reading their mind about each item; greedy too, so not a bound
     average   knows the world's response model exactly, but only for the average shopper: no
               individual traits, types or plans (what a perfect model without telling shoppers
               apart could earn)

@@ -73,8 +73,9 @@ def type_shares(world: WorldSpec, c: Customer, relation: str) -> dict[str, float
 def shares_given_look(
     shares: dict[str, float], sees_related: dict[str, float], looked: bool
 ) -> dict[str, float]:
-    """The chance of each type for an item once it is known whether the shopper looked at it
-    (Bayes: each type looks at a related item with its own chance, `sees_related`)."""
+    """The chance of each type for an item once it is known whether the shopper looked at it,
+    taking every look as the world's look at a related item (each type with its own chance,
+    `sees_related`). An approximation: the world's shoppers also look at items at random."""
     odds = {
         kind: share * (sees_related.get(kind, 0.0) if looked else 1.0 - sees_related.get(kind, 0.0))
         for kind, share in shares.items()

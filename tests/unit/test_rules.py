@@ -406,3 +406,28 @@ def test_an_outbound_channel_is_not_an_onsite_surface() -> None:
     assert bad != text
     with pytest.raises(ConfigurationError, match="onsite_surfaces"):
         parse(bad, "test", "policy", Policy)
+
+
+def test_an_offer_on_the_order_confirmation_does_not_count_toward_the_shared_cap() -> None:
+    """Through the engine's own sequencing: post-purchase offers leave the day's shared onsite
+    count as it was, product-page offers add to it."""
+    engine = DecisionEngine(demo_catalog())
+    s = Shopper("counted")
+    zone = engine.policy.time.assume_utc_offset_minutes
+    seen = {"onsite_pdp": 0, "post_purchase": 0}
+    for event in [s.view("RUN-SHOE-01"), s.add("RUN-SHOE-01"), s.order("RUN-SHOE-01")] * 3:
+        state = engine.customers.get("counted")
+        t = engine.models.watermark
+        before = state.used_today("onsite", t, zone) if state is not None else 0
+        actions = engine.process(event)
+        state = engine.customers["counted"]
+        after = state.used_today("onsite", engine.models.watermark, zone)
+        made = [a for a in actions if not a.holdout and a.channel in seen]
+        for a in made:
+            seen[a.channel] += 1
+        if made and all(a.channel == "post_purchase" for a in made):
+            assert after == before
+        if any(a.channel == "onsite_pdp" for a in made):
+            assert after > before
+        s.wait(days=2)
+    assert seen["post_purchase"] and seen["onsite_pdp"]  # both were exercised

@@ -278,7 +278,8 @@ def test_a_look_at_an_item_tells_the_traits_reference_who_wants_it() -> None:
         assert sum(given.values()) == pytest.approx(1.0)
     assert looked["lost"] < shares["lost"] < not_looked["lost"]
     assert looked["sure"] > shares["sure"] > not_looked["sure"]
-    # sleeping dogs never look (no chance given): a look rules them out
+    # a type the world gives no chance of looking (sleeping dogs) is ruled out by a look, as
+    # far as this update knows (random views are not in it)
     assert looked["sleeping"] == 0.0
     with pytest.raises(ValueError, match="knows"):
         Oracle(demo_catalog(), POLICY, 0, knows="everything")

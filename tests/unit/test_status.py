@@ -104,7 +104,7 @@ def test_a_healthy_worker_says_so_in_one_word() -> None:
 @pytest.mark.parametrize(
     ("changes", "line"),
     [
-        ({"lag": [], "lag_read": False}, "starting: the worker's lag not read yet"),
+        ({"lag": [], "lag_read": False}, "starting: its lag not read yet"),
         (
             {"lag_error": "no consumer group 'tact'", "group_missing": True},
             "starting: the worker's consumer group has not joined",
