@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from app.anyway import Anyway
 from app.catalog import Catalog, Product, Relation
 from app.context import Context, Offer
@@ -126,11 +128,7 @@ class Offers:
     @staticmethod
     def _again(offer: Offer, passed: int) -> Offer:
         """`offer` as made to a customer who was offered it `passed` times before."""
-        if passed == offer.passed:
-            return offer
-        return Offer(
-            offer.relation, offer.product, offer.base, offer.seen, offer.with_base, passed=passed
-        )
+        return offer if passed == offer.passed else replace(offer, passed=passed)
 
     def _by_value(self, base: Product) -> tuple[tuple[float, Offer], ...]:
         """The catalog's offers around `base`, most valuable first (what one sale of each

@@ -93,7 +93,7 @@ class RegretRun(EngineRun):
             found = options.get(option)
             if found is None and relation == "self":  # assists are made at one intensity
                 found = options.get((*option[:4], "low", delay))
-            value += found if found is not None else self.reference.value_of(e, moment, option)
+            value += found if found is not None else self.reference.value_of(e, option)
             did.append(relation)
             intensity.append(action.intensity)
             channel.append(action.channel)

@@ -139,7 +139,7 @@ def run(
         log.warning(
             "connector %s: Action %s is a dead letter on %s: %s%s",
             connector.name,
-            _named(value),
+            _named(key, headers),
             settings.topic_connector_dead_letters,
             headers.get("reason", "?"),
             f" (after {headers['attempts']} attempts)" if "attempts" in headers else "",
@@ -199,10 +199,7 @@ def run(
         )
 
 
-def _named(value: bytes) -> str:
-    """The Action's id and customer, for a log line (what can be read of a bad one)."""
-    try:
-        action = codec.loads(value)
-        return f"{action['action_id']} (customer {action['customer_id']})"
-    except Exception:  # a dead letter may be anything: say so rather than fail to log it
-        return f"(unreadable, {len(value)} bytes)"
+def _named(key: bytes | None, headers: dict[str, str]) -> str:
+    """The dead letter's Action and customer (the record's key), for a log line."""
+    customer = key.decode(errors="replace") if key else "unknown"
+    return f"{headers.get('action_id', '(not an Action)')} (customer {customer})"

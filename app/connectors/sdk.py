@@ -409,7 +409,12 @@ class Runner:
         self.dead_letter(
             key,
             value,
-            {"reason": reason[:500], "attempts": str(attempts), "connector": self.connector.name},
+            {
+                "reason": reason[:500],
+                "attempts": str(attempts),
+                "connector": self.connector.name,
+                "action_id": action_id,
+            },
         )
 
     def drain_receipts(

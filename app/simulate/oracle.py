@@ -86,6 +86,7 @@ class Oracle(_Baseline):
         self.knows = knows != "average"  # the shopper's own traits and plans
         self.knows_types = knows == "ceiling"  # and their type for every item
         self.looked: dict[str, set[str]] = {}  # customer -> items they looked at (traits)
+        self._last: tuple[str, _Moment | None] = ("", None)  # the moment valued last
         self.sim: Simulation | None = None
         self.average: Customer | None = None
 
@@ -135,16 +136,18 @@ class Oracle(_Baseline):
         shopper = sim.shoppers[event.customer_id]
         t = event.ts.timestamp()
         m = self._moment(sim, shopper, t, moment)
+        self._last = (event.event_id, m)
         if moment in ("cart", "checkout"):
             focus = list(dict.fromkeys([*focus, *m.cart]))
         return {option: self._value(sim, m, *option) for option in self._options(sim, m, focus)}
 
-    def value_of(self, e: Envelope, moment: str, option: Option) -> float:
-        """What `option` is worth at `moment` of `e`, one the candidates may not include (an
-        offer of what is bought together, or in a frame the reference does not try)."""
+    def value_of(self, e: Envelope, option: Option) -> float:
+        """What `option` is worth at the moment `value_options` last valued, `e`'s: one its
+        candidates may not include (an offer of what is bought together, or in a frame the
+        reference does not try)."""
         sim = self.sim
-        assert sim is not None
-        m = self._moment(sim, sim.shoppers[e.customer_id], e.ts.timestamp(), moment)
+        event_id, m = self._last
+        assert sim is not None and m is not None and event_id == e.event_id, "value_options first"
         return self._value(sim, m, *option)
 
     def _moment(self, sim: Simulation, shopper: _Shopper, t: float, moment: str) -> _Moment:

@@ -272,7 +272,7 @@ def test_transient_failures_are_retried_permanent_ones_are_dead_letters() -> Non
     broken = Harness(Channel([DeliveryError("HTTP 400", False)]))
     broken.send(n=2)
     assert broken.connector.delivered == [] and broken.dead == [
-        {"reason": "HTTP 400", "attempts": "1", "connector": "test"}
+        {"reason": "HTTP 400", "attempts": "1", "connector": "test", "action_id": f"{2:032x}"}
     ]
 
 
@@ -334,6 +334,7 @@ def test_an_action_that_expires_while_the_receiver_fails_is_a_dead_letter() -> N
             "reason": "expired while the receiver failed: HTTP 502",
             "attempts": h.dead[0]["attempts"],
             "connector": "test",
+            "action_id": f"{1:032x}",
         }
     ]
     assert h.runner.stats.skipped == {}  # not silently skipped as expired
