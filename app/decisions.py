@@ -8,7 +8,7 @@ hash of customer, event and slot.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -36,6 +36,30 @@ ArmResolver = Callable[[str, str, str, str, str], "Scored | None"]
 
 
 NO_ACTION = -1.0  # a chooser's probability meaning: make no Action at all (no arm has it)
+
+# The event types that can call for an Action (a page view only of a product); every other
+# event only updates its customer's state.
+ACTING_TYPES = frozenset(
+    {
+        "page_view",
+        "add_to_cart",
+        "checkout_start",
+        "order_placed",
+        "order_returned",
+        "refund",
+        "support_contact",
+        "message_feedback",
+        "consent",
+    }
+)
+
+
+def may_act(event: Mapping[str, Any]) -> bool:
+    """Whether the engine can make an Action for this raw event at all: for a tool that waits
+    for the Actions of each event it sends (most events make none)."""
+    if event.get("type") == "page_view":
+        return event.get("page") == "pdp" and bool(event.get("sku"))
+    return event.get("type") in ACTING_TYPES
 
 
 class Chooser:

@@ -38,7 +38,7 @@ from app.simulate.run import EngineRun, world_catalog
 from app.simulate.world import load_world
 from schemas import Action, Envelope
 
-KEYS = ("moment", "did", "best", "intensity", "channel")
+KEYS = ("moment", "did", "best", "intensity", "channel", "sku", "best_sku")
 
 
 class RegretRun(EngineRun):
@@ -67,7 +67,7 @@ class RegretRun(EngineRun):
         best_option, best = max(options.items(), key=lambda kv: kv[1], default=(None, 0.0))
         if best_option is None or best <= 0.0:
             best_option, best = None, 0.0
-        value, did, intensity, channel = 0.0, [], [], []
+        value, did, intensity, channel, skus = 0.0, [], [], [], []
         # what tact made at this moment (an order's refill bookings are made with it)
         made = {moment, "refill"} if moment == "post_purchase" else {moment}
         for action in actions:
@@ -97,12 +97,15 @@ class RegretRun(EngineRun):
             did.append(relation)
             intensity.append(action.intensity)
             channel.append(action.channel)
+            skus.append(product.sku)
         labels = {
             "moment": moment,
             "did": "+".join(sorted(did)) or _nothing(actions),
             "best": best_option[0] if best_option else "nothing",
             "intensity": "+".join(intensity) or "-",
             "channel": "+".join(channel) or "-",
+            "sku": "+".join(skus) or "-",
+            "best_sku": best_option[1].sku if best_option else "-",
         }
         row = self.rows[tuple(labels[k] for k in self.by)]
         row[0] += 1

@@ -66,6 +66,7 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from app.cli.demo import Demo
+    from app.cli.demo_loop import SHOPPERS
     from app.settings import load_settings
     from app.simulate.world import load_world
 
@@ -73,7 +74,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         load_world(args.world)  # an unknown world is refused before anything starts
     demo = Demo(
         load_settings(),
-        customers=args.customers or (50 if args.world else 150),
+        customers=args.customers or (SHOPPERS if args.world else 150),
         rate=args.rate,
         seed=args.seed,
         log_dir=Path(args.log_dir),
@@ -344,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--customers",
         type=at_least(10),
         default=None,
-        help="customers in the stream (150), or shoppers in the --world (50)",
+        help="customers in the stream (150), or shoppers in the --world (300)",
     )
     demo.add_argument("--rate", type=positive, default=300.0, help="events per second to play")
     demo.add_argument("--seed", type=int, default=None, help="stream seed (default: the clock)")
@@ -363,10 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="a closed loop instead of a sample stream: the shoppers of this simulated world "
         "(default: 'default'; `tact simulate --help` lists them) answer the worker's offers "
-        "live through Kafka, and you see what tact adds against never upselling them",
+        "live through Kafka, and you see what tact adds against never upselling them, and "
+        "against the same engine not learning",
     )
     demo.add_argument(
-        "--days", type=positive, default=10.0, help="simulated days of the --world (10)"
+        "--days", type=positive, default=20.0, help="simulated days of the --world (20)"
     )
     demo.add_argument(
         "--keep",

@@ -124,7 +124,7 @@ class Demo:
         colour: bool,
         keep: bool = False,
         world: str | None = None,
-        days: float = 10.0,
+        days: float = 20.0,
     ) -> None:
         self.settings = namespace(settings, uuid.uuid4().hex[:8])
         self.keep = keep
@@ -221,27 +221,32 @@ class Demo:
                 _stop(worker)
         return 0 if worker.returncode in (0, -signal.SIGTERM, None) else 1
 
-    def _prepare_loop(self, env: dict[str, str]) -> tuple[Loop, Baseline]:
-        """The world, its catalog for the worker, and the same shoppers never upsold."""
+    def _prepare_loop(self, env: dict[str, str]) -> tuple[Loop, Baseline, Baseline]:
+        """The world, its catalog for the worker, and the same shoppers never upsold and
+        decided by tact at its priors."""
         assert self.world is not None
         world = demo_world(self.world, self.customers, self.days)
         loop = Loop(self.settings, world, self.seed, self.say, self._offer)
         env["TACT_CATALOG"] = str(write_catalog(loop.catalog, self.files / "catalog.jsonl"))
         env["TACT_BATCH_WITHIN_S"] = "0.005"  # one event at a time: no batch to wait for
         started = time.monotonic()
-        never = loop.baseline()
+        never, frozen = loop.baselines()
         self.say(
             f"world '{world.name}': {world.customers} shoppers over the last {world.days:g} "
-            f"days; the same shoppers never upsold earn {never.final:,.2f} "
-            f"(run in-process first, {time.monotonic() - started:.1f} s)\n"
+            f"days. On the same shoppers, run in-process first "
+            f"({time.monotonic() - started:.1f} s): never upselling earns {never.final:,.2f}; "
+            f"tact with its models kept at the policy's priors (not learning) adds "
+            f"{frozen.final - never.final:+,.2f}\n"
         )
-        return loop, never
+        return loop, never, frozen
 
-    def _loop(self, loop: Loop, never: Baseline) -> None:
+    def _loop(self, loop: Loop, never: Baseline, frozen: Baseline) -> None:
         self.say(
-            "each event goes through Kafka to the worker; its offers and the shoppers' answers:"
+            "each event goes through Kafka to the worker, which learns from the Outcomes as "
+            f"it goes; a few of its offers (at most {loop.shown_per_line} between two lines) "
+            "and, every few seconds, how it stands:"
         )
-        result = loop.run(never)
+        result = loop.run(never, frozen)
         plays = ", ".join(f"{k} {v:,}" for k, v in Counter(result["plays"]).most_common())
         self.say("\nsummary")
         self.say(
@@ -257,6 +262,14 @@ class Demo:
             f"  profit         tact {result['tact']:,.2f}, never upselling {result['never']:,.2f}:"
             f" tact added {result['added']:+,.2f} ({result['per_customer']:+.2f} per shopper)"
         )
+        self.say(
+            f"  learning       at its priors tact added {result['frozen']:+,.2f}; learning "
+            f"live it added {result['added'] - result['frozen']:+,.2f} more"
+        )
+        self.say("  by period      added against never upselling:  learning live   at its priors")
+        for a, b, live, frozen_added in result["periods"]:
+            days = f"days {a:g}-{b:g}"
+            self.say(f"                 {days:<32}{live:>+14,.2f}{frozen_added:>+16,.2f}")
         self.say(f"  models         {result['model']} (learned online from the Outcomes)")
 
     def _offer(self, action: dict[str, Any]) -> None:

@@ -74,6 +74,9 @@ def test_the_closed_loop_demo_plays_simulated_shoppers_live(stack: Settings, tmp
     last = [line for line in text.splitlines() if line.startswith("-- day")][-1]
     assert last.startswith("-- day  2.0 of 2:")  # the last days too, whatever the pace
     assert re.search(r"tact [\d,.-]+, never upselling [\d,.-]+: tact added [+-][\d,.]+", text)
+    # beside it, the same engine kept at its priors on the same shoppers, and by period
+    assert re.search(r"at its priors tact added [+-][\d,.]+; learning live it added", text)
+    assert len(re.findall(r"^ +days [\d.]+-[\d.]+ +[+-][\d,.]+ +[+-][\d,.]+$", text, re.M)) == 5
     assert "removed this run's" in text
     worker_log = (tmp_path / "demo-worker.log").read_text()
     assert '"dead letter' not in worker_log  # every simulated event was valid

@@ -9,6 +9,7 @@ import pytest
 
 from app.actions import action_id, after_quiet, encode
 from app.catalog import write_jsonl
+from app.decisions import ACTING_TYPES, may_act
 from app.engine import DecisionEngine
 from app.errors import BadInput, ConfigurationError
 from app.policy import Policy, load_policy
@@ -34,6 +35,19 @@ def test_every_action_is_a_valid_action(stream: list[dict]) -> None:
         again = Action.model_validate(action.model_dump())
         assert again == action
         assert encode(again) == encode(action)
+
+
+def test_only_events_that_may_act_make_actions(stream: list[dict]) -> None:
+    """`may_act` (what the live demo waits for) never misses an event that made an Action,
+    and names exactly the event types the engine decides on."""
+    engine = DecisionEngine(demo_catalog())
+    acting = Counter()
+    for e in stream:
+        made = engine.process(e)
+        assert may_act(e) or not made, e
+        acting[may_act(e)] += 1
+    assert acting[True] > 1000 and acting[False] > 1000
+    assert set(engine.decider._dispatch) == ACTING_TYPES
 
 
 def test_outbound_actions_carry_the_quiet_hours_they_were_scheduled_outside(
