@@ -392,7 +392,7 @@ class Oracle(_Baseline):
                 "persuadable": (1 - sure) * share,
                 "lost": (1 - sure) * (1 - share),
             }
-        shares = truth.type_shares(sim.world, m.c, relation)
+        shares = truth.type_shares(sim.world, m.c, relation, sku)
         if not self.knows:
             return shares
         looked = sku in self.looked.get(m.c.id, ())

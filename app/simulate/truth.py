@@ -56,9 +56,11 @@ class Stock:
         self.t = max(self.t, t)
 
 
-def type_shares(world: WorldSpec, c: Customer, relation: str) -> dict[str, float]:
-    """The chance of each type for an item of `relation`, given the shopper's traits."""
-    shares = world.type_shares(relation)
+def type_shares(
+    world: WorldSpec, c: Customer, relation: str, sku: str | None = None
+) -> dict[str, float]:
+    """The chance of each type for an item (`sku`) of `relation`, given the shopper's traits."""
+    shares = world.type_shares(relation, sku)
     persuadable = shares.persuadable * c.receptivity
     if relation == "upgrade":
         persuadable *= 0.3 + 2.5 * c.premium_affinity
@@ -88,7 +90,7 @@ def item_type(world: WorldSpec, c: Customer, sku: str, relation: str) -> str:
     """Which type the shopper is for `sku` (fixed per shopper and item)."""
     u = hashed(c.seed, c.id, "type", sku)
     total = 0.0
-    for name, share in type_shares(world, c, relation).items():
+    for name, share in type_shares(world, c, relation, sku).items():
         total += share
         if u < total:
             return name

@@ -21,9 +21,9 @@ of these keys; the rest keep their defaults.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.catalog import ProductSpec
 from app.errors import ConfigurationError
@@ -183,6 +183,9 @@ class WorldSpec(_Spec):
     personas: dict[str, PersonaTruth] = Field(default_factory=_default_personas)
     channels: dict[str, ChannelTruth] = Field(default_factory=_default_channels)
     types: dict[str, TypeShares] = Field(default_factory=_default_types)
+    # Some add-ons differ from the rest of their relation (a memory card most buyers get
+    # anyway, a case they must be asked for): their own shares, by SKU.
+    item_types: dict[str, TypeShares] = {}
     # Acceptance logit of an offer the shopper saw, by their type for the item ...
     type_accept: dict[str, Logit] = {
         "persuadable": -0.8,
@@ -243,7 +246,19 @@ class WorldSpec(_Spec):
     refill_keep: Share = 0.75  # a consumer refills on their own, per cycle
     subscription_keep: Share = 0.9  # a subscriber keeps the next delivery
 
-    def type_shares(self, relation: str) -> TypeShares:
+    @model_validator(mode="after")
+    def _items_known(self) -> Self:
+        if self.catalog is not None:
+            unknown = sorted(set(self.item_types) - {p.sku for p in self.catalog})
+            if unknown:
+                raise ValueError(f"item_types names SKUs not in the catalog: {', '.join(unknown)}")
+        return self
+
+    def type_shares(self, relation: str, sku: str | None = None) -> TypeShares:
+        """The shares of each type for an item of `relation` (`sku`'s own, if it has them)."""
+        own = self.item_types.get(sku) if sku is not None else None
+        if own is not None:
+            return own
         return self.types.get(relation, TypeShares(persuadable=0.05, sure=0.05))
 
     def shift_at(self, t: float, start: float) -> float:

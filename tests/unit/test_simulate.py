@@ -3,6 +3,7 @@ charging what the world says offers cost, and the ceiling that measures decision
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from app.actions import action_id, build, suppression
 from app.catalog import Catalog
 from app.decode import validate_object
+from app.errors import ConfigurationError
 from app.policy import load_policy
 from app.sample import demo_catalog
 from app.simulate import truth
@@ -244,6 +246,36 @@ def test_world_files_are_checked(tmp_path: Any, capsys: Any) -> None:
     assert "world file not found" in capsys.readouterr().err
     assert main(["simulate", "--world", "no-such-world"]) == 2
     assert "built-in worlds" in capsys.readouterr().err
+
+
+def test_an_item_can_have_type_shares_of_its_own(tmp_path: Any) -> None:
+    """A world may say that one add-on is mostly bought anyway and another must be asked for,
+    whatever their relation's shares; the shoppers' types follow, and a SKU outside the
+    world's catalog is refused."""
+    world = load_world("cameras")
+    card, case, strap = (
+        world.type_shares("accessories", s) for s in ("CAM-SD-128", "CAM-CASE-01", "CAM-STRAP-01")
+    )
+    assert (
+        card.sure > strap.sure > case.sure
+        and case.persuadable > strap.persuadable > card.persuadable
+    )
+    small = world.model_copy(update={"customers": 400})
+    catalog = world_catalog(small, demo_catalog())
+    shoppers = populate(small, catalog, 0)
+    kinds = {
+        sku: Counter(truth.item_type(small, c, sku, "accessories") for c in shoppers)
+        for sku in ("CAM-SD-128", "CAM-CASE-01")
+    }
+    assert kinds["CAM-SD-128"]["sure"] > 3 * kinds["CAM-CASE-01"]["sure"]
+    assert kinds["CAM-CASE-01"]["persuadable"] > 3 * kinds["CAM-SD-128"]["persuadable"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "catalog: [{sku: A, price: 10.0, unit_cost: 5.0}]\n"
+        "item_types: {NO-SUCH-SKU: {persuadable: 0.1, sure: 0.1}}\n"
+    )
+    with pytest.raises(ConfigurationError, match="NO-SUCH-SKU"):
+        load_world(bad)
 
 
 def test_the_unsubscribe_guardrail_holds_tacts_messages_to_its_budget() -> None:
