@@ -3,7 +3,7 @@
 Read from what the status page already measures (the group's lag, a Redis ping, the event
 counters), most serious first: Redis or Kafka unreachable, the group not joined yet, lagging
 (the oldest unprocessed record older than the policy's freshness limit), events naming SKUs the
-catalog lacks; else healthy.
+catalog lacks, most events read already stale; else healthy.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from app.io.lag import PartitionLag
 
 # A share of events naming unknown SKUs at which the catalog, not the shop, is the likely cause.
 UNKNOWN_SKU_SHARE = 0.10
+# A share of events read already stale at which nothing much can be delivered.
+STALE_SHARE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,11 +30,13 @@ class Readings:
     lagging_after_s: float | None  # the policy's freshness limit (None: never stale)
     events: float
     unknown_sku_events: float
+    stale_events: float = 0.0  # read past the policy's freshness limit: Actions go out expired
 
 
 @dataclass(frozen=True, slots=True)
 class Health:
-    word: str  # healthy, starting, lagging, Redis unreachable, Kafka unreachable, check the catalog
+    word: str  # healthy, starting, lagging, Redis unreachable, Kafka unreachable,
+    # check the catalog, events stale
     detail: str  # what was seen, in words ("" when healthy)
 
     @property
@@ -71,6 +75,15 @@ def verdict(r: Readings) -> Health:
                 "check the catalog",
                 f"{r.unknown_sku_events / max(r.events, 1.0):.0%} of events name SKUs not in "
                 "it (TACT_CATALOG): nothing is offered around them",
+            )
+        )
+    if r.stale_events and r.stale_events >= STALE_SHARE * max(r.events, 1.0):
+        problems.append(
+            (
+                "events stale",
+                f"{r.stale_events / max(r.events, 1.0):.0%} of events since the start were older "
+                "than the policy's freshness limit when read (dated in the past, or produced "
+                "late): their Actions go out expired, nothing is delivered",
             )
         )
     if not problems:

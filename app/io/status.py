@@ -116,6 +116,7 @@ class Status:
                 lagging_after_s=self.lagging_after_s,
                 events=metrics.total("tact_events_total"),
                 unknown_sku_events=metrics.total("tact_unknown_sku_events_total"),
+                stale_events=metrics.total("tact_stale_events_total"),
             )
         )
 

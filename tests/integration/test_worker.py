@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+import pytest
+
 from app import codec
 from app.actions import action_id, encode
 from app.engine import DecisionEngine
@@ -130,6 +132,15 @@ def test_a_lagging_worker_fires_no_stale_offers(stack: Settings, start_worker: A
         a["expires_at"] == a["not_before"] == a["ts"] and "stale" in a["reasons"] for a in onsite
     )
     assert worker.wait_metrics()["tact_stale_events_total"] == len(events)
+    import urllib.error
+    import urllib.request
+
+    # and the health verdict says so (503), whatever else it says first
+    url = f"http://127.0.0.1:{stack.metrics_port}/health"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url, timeout=5)
+    assert refused.value.code == 503
+    assert "events stale: 100% of events" in refused.value.read().decode()
 
 
 def test_status_page_and_lag_metrics(stack: Settings, start_worker: Any) -> None:

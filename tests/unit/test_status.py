@@ -123,6 +123,10 @@ def test_a_healthy_worker_says_so_in_one_word() -> None:
             "check the catalog: 10% of events name SKUs not in it (TACT_CATALOG)",
         ),
         (
+            {"stale_events": 600.0},
+            "events stale: 60% of events since the start were older than the policy's freshness",
+        ),
+        (
             {"redis_error": "Redis at r did not answer", "lag": [lag(0, 9, 900.0)]},
             "Redis unreachable: Redis at r did not answer; lagging: the oldest unprocessed",
         ),
@@ -139,3 +143,4 @@ def test_the_verdict_names_the_most_serious_problem_first(
 def test_a_little_lag_or_a_few_unknown_skus_is_still_healthy() -> None:
     assert verdict(readings(lag=[lag(100, 350, 299.0)], unknown_sku_events=99.0)).healthy
     assert verdict(readings(lag=[lag(0, 9, 9999.0)], lagging_after_s=None)).healthy
+    assert verdict(readings(stale_events=499.0)).healthy
