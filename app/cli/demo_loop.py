@@ -25,6 +25,7 @@ from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from kafka import TopicPartition
@@ -108,9 +109,10 @@ class Baseline:
         return self.trace.profit_at(t)
 
 
-def not_learning(catalog: Catalog, seed: int) -> EngineRun:
-    """tact with its models kept at the policy's priors: no learning, no exploration."""
-    policy = load_policy(None)
+def not_learning(catalog: Catalog, seed: int, policy_path: Path | None = None) -> EngineRun:
+    """tact with its models kept at the policy's priors (the worker's policy: TACT_POLICY, or
+    the built-in one): no learning, no exploration."""
+    policy = load_policy(policy_path)
     frozen = policy.model_copy(
         update={
             "learning": policy.learning.model_copy(update={"enabled": False}),
@@ -208,7 +210,12 @@ class Loop:
         """Never upselling, and tact at its priors, on the same shoppers."""
         return (
             Baseline(self.world, self.catalog, self.seed),
-            Baseline(self.world, self.catalog, self.seed, not_learning(self.catalog, self.seed)),
+            Baseline(
+                self.world,
+                self.catalog,
+                self.seed,
+                not_learning(self.catalog, self.seed, self.settings.policy),
+            ),
         )
 
     def run(self, never: Baseline, frozen: Baseline) -> dict[str, Any]:
