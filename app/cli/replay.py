@@ -135,8 +135,8 @@ def _replay(lines: Iterable[bytes], total: int | None, args: Any) -> int:
 def run_replay_topics(args: Any) -> int:
     """Replay a time range of the clickstream and orders topics (a backtest), without joining
     any consumer group; optionally report on it and evaluate its policy on what was logged."""
-    from app.cli.report import parse_time
-    from app.io.topic_reader import RangeProgress, TimedRecord, read_records
+    from app.cli.report import parse_time, said
+    from app.io.topic_reader import RangeProgress, TimedRecord, read_decided, read_records
     from app.settings import load_settings
 
     settings = load_settings()
@@ -153,15 +153,21 @@ def run_replay_topics(args: Any) -> int:
                 f"\r{state.topic}: {state.read:,} read, {state.remaining:,} to the end offset   "
             )
 
-    def read(topic: str, upper: int | None = until_ms) -> list[TimedRecord]:
-        records = list(read_records(settings, topic, since_ms, upper, shown))
+    def read(topic: str) -> list[TimedRecord]:
+        records = list(read_records(settings, topic, since_ms, until_ms, shown))
         skipped = outside.get(topic, 0)
-        sys.stderr.write(
-            f"\r{topic}: {len(records):,} records"
-            + (f" ({skipped:,} more read, dated outside the range)" if skipped else "")
-            + f"{' ' * 40}\n"
-        )
+        more = f" ({skipped:,} more read, dated outside the range)" if skipped else ""
+        said(f"{topic}: {len(records):,} records{more}")
         return records
+
+    def decided(topic: str, field: str) -> list[bytes]:
+        """The worker's records by when they were decided (stamped when written)."""
+        values, more = read_decided(settings, topic, since, until, field, shown)
+        said(
+            f"{topic}: {len(values):,} records"
+            + (f" ({more:,} more read, decided outside the range)" if more else "")
+        )
+        return values
 
     inputs = [settings.topic_clickstream, settings.topic_orders]
     records = [*read(inputs[0]), *read(inputs[1])]
@@ -172,8 +178,8 @@ def run_replay_topics(args: Any) -> int:
     if args.report:
         _report(args, lines)
     if args.evaluate:
-        logged = [r.value for r in read(settings.topic_actions)]
-        outcomes = [r.value for r in read(settings.topic_outcomes, None)]
+        logged = decided(settings.topic_actions, "ts")
+        outcomes = decided(settings.topic_outcomes, "decided_at")
         _evaluate(args, logged, outcomes, lines)
     return code
 

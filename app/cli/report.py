@@ -89,31 +89,36 @@ def _chain(streams: dict[str, Iterable[bytes]]) -> Iterator[bytes]:
 
 
 def _topics(since: float | None, until: float | None) -> dict[str, Iterable[bytes]]:
-    from app.io.topic_reader import RangeProgress, read_range
+    from app.io.topic_reader import RangeProgress, read_decided, read_range
     from app.settings import load_settings
 
     settings = load_settings()
-    since_ms = int(since * 1000) if since is not None else None
     until_ms = int(until * 1000) if until is not None else None
 
     def shown(state: RangeProgress) -> None:
         if sys.stderr.isatty():
             sys.stderr.write(f"\r{state.topic}: {state.read:,} read, {state.remaining:,} to go   ")
 
-    def read(topic: str) -> list[bytes]:
-        values = list(read_range(settings, topic, since_ms, until_ms, shown))
-        sys.stderr.write(f"\r{topic}: {len(values):,} records{' ' * 30}\n")
+    def decided(topic: str, field: str) -> list[bytes]:
+        values, outside = read_decided(settings, topic, since, until, field, shown)
+        more = f" ({outside:,} more read, decided outside the period)" if outside else ""
+        said(f"{topic}: {len(values):,} records{more}")
         return values
 
-    # Outcomes close after their Actions and orders come after what prompted them: events are
-    # read without the lower bound (the pre-period is CUPED's covariate), outcomes without the
-    # upper one.
+    # Actions and Outcomes by when they were decided (their records are stamped when written,
+    # which for a backfill is long after); events are read without the lower bound (the
+    # pre-period is CUPED's covariate): their records carry their own time (`tact produce`).
     return {
-        "actions": read(settings.topic_actions),
-        "outcomes": list(read_range(settings, settings.topic_outcomes, since_ms, None)),
+        "actions": decided(settings.topic_actions, "ts"),
+        "outcomes": decided(settings.topic_outcomes, "decided_at"),
         "clickstream": list(read_range(settings, settings.topic_clickstream, None, until_ms)),
         "orders": list(read_range(settings, settings.topic_orders, None, until_ms)),
     }
+
+
+def said(line: str) -> None:
+    """A line of progress on stderr, over the one being redrawn on a terminal."""
+    sys.stderr.write(f"\r{line}{' ' * 30}\n" if sys.stderr.isatty() else f"{line}\n")
 
 
 def summary(f: dict[str, Any]) -> list[str]:

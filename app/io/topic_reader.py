@@ -5,6 +5,12 @@ sought to the first offset at or after `since` (Kafka's offsets-for-times: no ea
 holds a record that late), and read up to the end offset as of the start, keeping the records
 whose timestamps are in the range. Timestamps need not increase along a partition (older data
 produced after newer, a backfill), so a record after `until` does not end the read.
+
+The worker's own records (Actions, Outcomes) are stamped when it writes them, not with the time
+of the event that prompted them: a backfill of last year's events is decided today.
+`read_decided` reads those by the decision's own time (`ts`, `decided_at`): from the offset of
+`since` (less the future skew an event may have) to the end, keeping the records decided in
+the range.
 """
 
 from __future__ import annotations
@@ -12,9 +18,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 from kafka import KafkaConsumer, TopicPartition
 
+from app import codec
 from app.errors import ConfigurationError, DependencyUnavailable
 from app.io import clients
 from app.settings import Settings
@@ -38,6 +46,34 @@ class RangeProgress:
     read: int = 0
     remaining: int = 0  # records between the read position and the end offsets
     outside: int = 0  # records read whose timestamps are outside the range
+
+
+def read_decided(
+    settings: Settings,
+    topic: str,
+    since: float | None,
+    until: float | None,
+    field: str,
+    progress: Callable[[RangeProgress], None] | None = None,
+) -> tuple[list[bytes], int]:
+    """The values of the worker's records on `topic` decided in [since, until] by their own
+    `field` (an ISO time), and how many more were read, decided outside it. A record no earlier
+    than its decision's event (less `max_future_skew_s`) bounds the read from below; nothing
+    bounds it from above. A value that cannot be read is kept, for the reader to count."""
+    lower = None if since is None else int((since - settings.max_future_skew_s) * 1000)
+    kept: list[bytes] = []
+    outside = 0
+    for value in read_range(settings, topic, lower, None, progress):
+        try:
+            t = datetime.fromisoformat(codec.loads(value)[field]).timestamp()
+        except (ValueError, TypeError, KeyError):
+            kept.append(value)
+            continue
+        if (since is not None and t < since) or (until is not None and t > until):
+            outside += 1
+        else:
+            kept.append(value)
+    return kept, outside
 
 
 def read_range(

@@ -220,3 +220,53 @@ def test_a_range_of_older_data_produced_after_newer_is_found(
     assert f"replay: {len(old):,} events" in ranged.stderr
     assert "dated outside the range" in ranged.stderr
     assert by_customer(from_topics) == by_customer(from_file)
+
+
+def test_a_backfill_decided_today_is_reported_by_when_it_was_decided(
+    stack: Settings, tmp_path: Path, frozen_policy: Any
+) -> None:
+    """The worker stamps the Actions and Outcomes it writes with the time it writes them: a
+    backfill of last month's events is decided today. A report or an evaluation of last
+    month's range must find those decisions (by their own `ts` and `decided_at`), and a range
+    of today must not."""
+    from app.io import clients
+
+    sample, catalog = tmp_path / "sample.jsonl", tmp_path / "catalog.jsonl"
+    tact(stack, "sample", "--customers", "80", "--seed", "9", "--events", str(sample),
+         "--catalog", str(catalog))  # fmt: skip
+    tact(stack, "produce", str(sample))  # the inputs carry their events' times
+    actions = tmp_path / "actions.jsonl"
+    policy = ["--catalog", str(catalog), "--policy", str(frozen_policy)]
+    tact(stack, "replay", str(sample), *policy, "--out", str(actions))
+    outcomes = tmp_path / "actions.outcomes.jsonl"
+    prod = clients.producer(stack)
+    for path, topic in ((actions, stack.topic_actions), (outcomes, stack.topic_outcomes)):
+        for line in path.read_bytes().splitlines():  # written now, as a worker would
+            prod.send(topic, key=codec.loads(line)["customer_id"].encode(), value=line)
+    prod.flush()
+    prod.close()
+    first = min(map(_seconds, sample.read_bytes().splitlines()))
+    since = datetime.fromtimestamp(first, UTC)
+    until = since + timedelta(days=14)
+    in_range = [
+        x for x in actions.read_bytes().splitlines()
+        if since.timestamp() <= _seconds(x) <= until.timestamp()
+    ]  # fmt: skip
+    assert 0 < len(in_range) < len(actions.read_bytes().splitlines())
+    period = ["--since", since.isoformat(), "--until", until.isoformat()]
+    report = tact(stack, "report", "--from-topics", *period, "--catalog", str(catalog),
+                  "--out", str(tmp_path / "report"))  # fmt: skip
+    figures = codec.loads((tmp_path / "report" / "report.json").read_bytes())
+    assert figures["lines"]["actions"] == len(in_range)
+    assert "decided outside the period" in report.stderr
+    assert "\r" not in report.stderr  # progress redrawn only on a terminal
+    today = subprocess.run(
+        [str(TACT), "report", "--from-topics", "--since", datetime.now(UTC).date().isoformat(),
+         "--out", str(tmp_path / "today")],
+        capture_output=True, text=True, timeout=300, env=settings_env(stack),
+    )  # fmt: skip
+    assert today.returncode == 1 and "no Actions in the period" in today.stderr
+    tact(stack, "replay", "--from-topics", *policy, *period,
+         "--out", str(tmp_path / "backtest.jsonl"), "--evaluate")  # fmt: skip
+    evaluation = codec.loads((tmp_path / "backtest.evaluation.json").read_bytes())
+    assert evaluation["n"] > 20
