@@ -126,7 +126,10 @@ class Status:
             self.poll_redis()
             with self._events_lock:
                 self._events.append((time.time(), metrics.total("tact_events_total")))
-            if self._stop.wait(self.interval_s):
+            # every second while the broker answers that the group has not joined yet (the
+            # worker joins seconds after the page starts), then every interval
+            wait = min(self.interval_s, 1.0) if self.group_missing else self.interval_s
+            if self._stop.wait(wait):
                 return
 
     def events_per_second(self, now: float | None = None, window_s: float = 30.0) -> float:

@@ -144,3 +144,31 @@ def test_a_little_lag_or_a_few_unknown_skus_is_still_healthy() -> None:
     assert verdict(readings(lag=[lag(100, 350, 299.0)], unknown_sku_events=99.0)).healthy
     assert verdict(readings(lag=[lag(0, 9, 9999.0)], lagging_after_s=None)).healthy
     assert verdict(readings(stale_events=499.0)).healthy
+
+
+def test_the_lag_is_read_again_within_a_second_while_the_group_has_not_joined() -> None:
+    """A worker joins its group seconds after its status page starts: the page must not say
+    "has not joined" for a whole TACT_LAG_INTERVAL_S (15 s) after the worker has."""
+    import threading
+    import time
+
+    status = Status(NOWHERE.model_copy(update={"lag_interval_s": 15.0}))
+    reads: list[float] = []
+    joined = threading.Event()
+
+    def poll_lag() -> None:  # the broker says: no such group, then (second read) the group
+        reads.append(time.monotonic())
+        status.group_missing = len(reads) == 1
+        if len(reads) == 2:
+            joined.set()
+
+    status.poll_lag = poll_lag  # type: ignore[method-assign]
+    status.poll_redis = lambda: None  # type: ignore[method-assign]
+    thread = threading.Thread(target=status._run, daemon=True)
+    thread.start()
+    try:
+        assert joined.wait(5.0), "the lag was not read again while the group was missing"
+    finally:
+        status._stop.set()
+        thread.join(5.0)
+    assert len(reads) == 2  # then every interval again, not every second
