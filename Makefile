@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 	  { echo "tact needs Python >= 3.11 (found $$($(PYTHON) --version)); set PYTHON=..."; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+# (without setuptools' banner about editable installs, which every install printed)
+	PYTHONWARNINGS='ignore:Editable installation' $(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)
