@@ -171,6 +171,13 @@ def run_replay_topics(args: Any) -> int:
 
     inputs = [settings.topic_clickstream, settings.topic_orders]
     records = [*read(inputs[0]), *read(inputs[1])]
+    if not records:
+        outside_n = sum(outside.get(t, 0) for t in inputs)
+        found = (
+            f" ({outside_n:,} read, dated outside it)" if outside_n else " (the topics are empty)"
+        )
+        sys.stderr.write(f"tact replay: no events in the range{found}: nothing to replay\n")
+        return 1
     # One sequence, by record time; ties in the order topics, partitions and offsets give.
     records.sort(key=lambda r: (r.timestamp_ms, inputs.index(r.topic), r.partition, r.offset))
     lines = [r.value for r in records]

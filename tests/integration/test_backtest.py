@@ -220,6 +220,14 @@ def test_a_range_of_older_data_produced_after_newer_is_found(
     assert f"replay: {len(old):,} events" in ranged.stderr
     assert "dated outside the range" in ranged.stderr
     assert by_customer(from_topics) == by_customer(from_file)
+    # a range the data does not reach says so (and exits 1), not "0 events"
+    year_before = (datetime.fromisoformat(since) - year).isoformat()
+    empty = subprocess.run(
+        [str(TACT), "replay", "--from-topics", *policy, "--out", str(tmp_path / "none.jsonl"),
+         "--since", year_before, "--until", (datetime.fromisoformat(since) - year / 2).isoformat()],
+        capture_output=True, text=True, timeout=300, env=settings_env(stack),
+    )  # fmt: skip
+    assert empty.returncode == 1 and "no events in the range (" in empty.stderr
 
 
 def test_a_backfill_decided_today_is_reported_by_when_it_was_decided(
