@@ -15,7 +15,9 @@ learned from the Outcomes. The line also gives the share of decisions that were 
 
 The loop waits for the worker only on the events that can make an Action (a product view, a
 cart, a checkout, an order, a protect trigger: `app.decisions.may_act`); the others are sent
-without waiting, in order (one partition per customer).
+without waiting, in order on their customer's partition; before a customer's event goes to
+the other input topic, the last one sent without waiting is waited for (the worker reads the
+two topics independently).
 """
 
 from __future__ import annotations
@@ -139,20 +141,38 @@ class LiveEngine:
         self.reader.assign(self.parts)
         self.reader.seek_to_beginning()
         self.waiting: dict[str, list[Action]] = {}  # source event id -> its Actions
+        # customer -> (topic, send) of their latest event not waited for
+        self.unwaited: dict[str, tuple[str, Any]] = {}
+        self.failed: list[BaseException] = []  # sends not waited for that failed
         self.events = 0
 
     def process(self, event: dict[str, Any]) -> list[Action]:
         topic = self.topics[FAMILY_OF_TYPE[event["type"]]]
-        sending = self.producer.send(
-            topic, key=event["customer_id"].encode(), value=codec.dumps(event)
-        )
+        customer = event["customer_id"]
+        self._check_sent()
+        before = self.unwaited.pop(customer, None)
+        if before is not None and before[0] != topic:
+            # the worker reads the two topics independently: the customer's event on the
+            # other topic must be in before this one goes out
+            self._wait_sent(before[0], before[1])
+        sending = self.producer.send(topic, key=customer.encode(), value=codec.dumps(event))
         self.events += 1
-        if not may_act(event):  # it makes no Action: the customer's next event waits for it
+        if not may_act(event):  # it makes no Action: sent without waiting (in order, on its
+            self.unwaited[customer] = (topic, sending)  # customer's partition of `topic`)
+            sending.add_errback(self.failed.append)
             return []
-        sent = sending.get(timeout=_WAIT_S)
-        self._wait_handled(f"{topic}:{sent.partition}", sent.offset)
+        self._wait_sent(topic, sending)
         self._read_actions()
         return self.waiting.pop(event["event_id"], [])
+
+    def _check_sent(self) -> None:
+        if self.failed:
+            raise TactError(f"an event could not be sent to Kafka: {self.failed[0]}")
+
+    def _wait_sent(self, topic: str, sending: Any) -> None:
+        """Until the worker has handled the record of `sending` (raises if it was not sent)."""
+        sent = sending.get(timeout=_WAIT_S)
+        self._wait_handled(f"{topic}:{sent.partition}", sent.offset)
 
     def _wait_handled(self, field: str, offset: int) -> None:
         """Until the worker's checkpoint is past `offset` (its Actions were sent before)."""
@@ -176,9 +196,13 @@ class LiveEngine:
                     self.waiting.setdefault(action.source_event_id, []).append(action)
 
     def close(self) -> None:
-        self.producer.close()
-        self.reader.close()
-        self.redis.close()
+        try:
+            self.producer.flush()
+            self._check_sent()  # a send that failed is not silent
+        finally:
+            self.producer.close()
+            self.reader.close()
+            self.redis.close()
 
 
 class Loop:

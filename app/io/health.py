@@ -3,7 +3,7 @@
 Read from what the status page already measures (the group's lag, a Redis ping, the event
 counters), most serious first: Redis or Kafka unreachable, the group not joined yet, lagging
 (the oldest unprocessed record older than the policy's freshness limit), events naming SKUs the
-catalog lacks, most events read already stale; else healthy.
+catalog lacks, most of the latest events read already stale; else healthy.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from app.io.lag import PartitionLag
 
 # A share of events naming unknown SKUs at which the catalog, not the shop, is the likely cause.
 UNKNOWN_SKU_SHARE = 0.10
-# A share of events read already stale at which nothing much can be delivered.
+# A share of the latest events read already stale at which onsite offers mostly expire.
 STALE_SHARE = 0.5
 
 
@@ -30,7 +30,10 @@ class Readings:
     lagging_after_s: float | None  # the policy's freshness limit (None: never stale)
     events: float
     unknown_sku_events: float
-    stale_events: float = 0.0  # read past the policy's freshness limit: Actions go out expired
+    # events read in the last interval or two, and of them those read past the policy's
+    # freshness limit (their onsite and urgent offers go out already expired)
+    recent_events: float = 0.0
+    recent_stale: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +80,13 @@ def verdict(r: Readings) -> Health:
                 "it (TACT_CATALOG): nothing is offered around them",
             )
         )
-    if r.stale_events and r.stale_events >= STALE_SHARE * max(r.events, 1.0):
+    if r.recent_stale and r.recent_stale >= STALE_SHARE * max(r.recent_events, 1.0):
         problems.append(
             (
                 "events stale",
-                f"{r.stale_events / max(r.events, 1.0):.0%} of events since the start were older "
-                "than the policy's freshness limit when read (dated in the past, or produced "
-                "late): their Actions go out expired, nothing is delivered",
+                f"{r.recent_stale / max(r.recent_events, 1.0):.0%} of the latest events were "
+                "older than the policy's freshness limit when read (dated in the past, or "
+                "produced late): their onsite and urgent offers go out already expired",
             )
         )
     if not problems:

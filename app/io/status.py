@@ -78,6 +78,7 @@ class Status:
         self._events_lock = threading.Lock()  # the lag thread and page requests both add
         self._metrics_app = make_wsgi_app()
         self._stop = threading.Event()
+        self._marks: list[tuple[float, float]] = []  # (events, stale) at the last two polls
 
     def poll_lag(self) -> None:
         """Read the group's lag once and export it."""
@@ -116,12 +117,23 @@ class Status:
                 lagging_after_s=self.lagging_after_s,
                 events=metrics.total("tact_events_total"),
                 unknown_sku_events=metrics.total("tact_unknown_sku_events_total"),
-                stale_events=metrics.total("tact_stale_events_total"),
+                **self._recent(),
             )
         )
 
+    def _recent(self) -> dict[str, float]:
+        """Events and stale events since the older of the last two marks (one or two lag
+        intervals): what is happening now, not since the start."""
+        events, stale = _counts()
+        with self._events_lock:
+            then = self._marks[0] if self._marks else (0.0, 0.0)
+        return {"recent_events": events - then[0], "recent_stale": stale - then[1]}
+
     def _run(self) -> None:
         while True:
+            with self._events_lock:
+                self._marks.append(_counts())
+                del self._marks[:-2]
             self.poll_lag()
             self.poll_redis()
             with self._events_lock:
@@ -243,3 +255,7 @@ def _or(value: int | None, missing: str) -> str:
 
 def _fmt(values: dict[str, float]) -> str:
     return ", ".join(f"{escape(k)} {v:,.0f}" for k, v in sorted(values.items()) if v)
+
+
+def _counts() -> tuple[float, float]:
+    return metrics.total("tact_events_total"), metrics.total("tact_stale_events_total")

@@ -123,8 +123,8 @@ def test_a_healthy_worker_says_so_in_one_word() -> None:
             "check the catalog: 10% of events name SKUs not in it (TACT_CATALOG)",
         ),
         (
-            {"stale_events": 600.0},
-            "events stale: 60% of events since the start were older than the policy's freshness",
+            {"recent_events": 1000.0, "recent_stale": 600.0},
+            "events stale: 60% of the latest events were older than the policy's freshness",
         ),
         (
             {"redis_error": "Redis at r did not answer", "lag": [lag(0, 9, 900.0)]},
@@ -143,7 +143,7 @@ def test_the_verdict_names_the_most_serious_problem_first(
 def test_a_little_lag_or_a_few_unknown_skus_is_still_healthy() -> None:
     assert verdict(readings(lag=[lag(100, 350, 299.0)], unknown_sku_events=99.0)).healthy
     assert verdict(readings(lag=[lag(0, 9, 9999.0)], lagging_after_s=None)).healthy
-    assert verdict(readings(stale_events=499.0)).healthy
+    assert verdict(readings(recent_events=1000.0, recent_stale=499.0)).healthy
 
 
 def test_the_lag_is_read_again_within_a_second_while_the_group_has_not_joined() -> None:
@@ -172,3 +172,19 @@ def test_the_lag_is_read_again_within_a_second_while_the_group_has_not_joined() 
         status._stop.set()
         thread.join(5.0)
     assert len(reads) == 2  # then every interval again, not every second
+
+
+def test_events_stale_speaks_of_the_latest_events_not_of_all_since_the_start() -> None:
+    """A backfill read stale makes the verdict `events stale`; once the stream is fresh again
+    for a lag interval or two, it no longer does (a readiness probe must not fail forever)."""
+    from app.io.status import _counts
+
+    status = Status(NOWHERE)
+    status.lag_at = 1.0  # its lag was read: not "starting"
+    status._marks = [_counts()]
+    metrics.EVENTS.labels("page_view").inc(100)
+    metrics.STALE.inc(100)
+    assert status.health().line().startswith("events stale: 100% of the latest events")
+    status._marks = [_counts(), _counts()]  # two polls later
+    metrics.EVENTS.labels("page_view").inc(50)  # fresh ones
+    assert status.health().healthy
