@@ -104,7 +104,7 @@ class RegretRun(EngineRun):
             "best": best_option[0] if best_option else "nothing",
             "intensity": "+".join(intensity) or "-",
             "channel": "+".join(channel) or "-",
-            "sku": "+".join(skus) or "-",
+            "sku": "+".join(sorted(skus)) or "-",
             "best_sku": best_option[1].sku if best_option else "-",
         }
         row = self.rows[tuple(labels[k] for k in self.by)]

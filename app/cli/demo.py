@@ -26,7 +26,7 @@ from typing import Any
 from kafka import TopicPartition
 
 from app import codec
-from app.cli.demo_loop import Baseline, Loop, demo_world
+from app.cli.demo_loop import DAYS, Baseline, Loop, demo_world
 from app.io import clients
 from app.io.kafka_admin import admin_client, ensure_topics
 from app.io.redis_store import checkpointed
@@ -124,7 +124,7 @@ class Demo:
         colour: bool,
         keep: bool = False,
         world: str | None = None,
-        days: float = 20.0,
+        days: float = DAYS,
     ) -> None:
         self.settings = namespace(settings, uuid.uuid4().hex[:8])
         self.keep = keep
@@ -266,10 +266,11 @@ class Demo:
             f"  learning       at its priors tact added {result['frozen']:+,.2f}; learning "
             f"live it added {result['added'] - result['frozen']:+,.2f} more"
         )
-        self.say("  by period      added against never upselling:  learning live   at its priors")
+        head = f"{'added against never upselling:':<31}{'learning live':>14}{'at its priors':>16}"
+        self.say(f"  by period      {head}")
         for a, b, live, frozen_added in result["periods"]:
             days = f"days {a:g}-{b:g}"
-            self.say(f"                 {days:<32}{live:>+14,.2f}{frozen_added:>+16,.2f}")
+            self.say(f"{'':17}{days:<31}{live:>+14,.2f}{frozen_added:>+16,.2f}")
         self.say(f"  models         {result['model']} (learned online from the Outcomes)")
 
     def _offer(self, action: dict[str, Any]) -> None:

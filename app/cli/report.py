@@ -93,7 +93,6 @@ def _topics(since: float | None, until: float | None) -> dict[str, Iterable[byte
     from app.settings import load_settings
 
     settings = load_settings()
-    until_ms = int(until * 1000) if until is not None else None
 
     def shown(state: RangeProgress) -> None:
         if sys.stderr.isatty():
@@ -106,13 +105,14 @@ def _topics(since: float | None, until: float | None) -> dict[str, Iterable[byte
         return values
 
     # Actions and Outcomes by when they were decided (their records are stamped when written,
-    # which for a backfill is long after); events are read without the lower bound (the
-    # pre-period is CUPED's covariate): their records carry their own time (`tact produce`).
+    # which for a backfill is long after); events whole: the pre-period is CUPED's covariate,
+    # and the report keeps those up to `until` by their own time (a producer other than
+    # `tact produce` stamps them when it sends them).
     return {
         "actions": decided(settings.topic_actions, "ts"),
         "outcomes": decided(settings.topic_outcomes, "decided_at"),
-        "clickstream": list(read_range(settings, settings.topic_clickstream, None, until_ms)),
-        "orders": list(read_range(settings, settings.topic_orders, None, until_ms)),
+        "clickstream": list(read_range(settings, settings.topic_clickstream, None, None)),
+        "orders": list(read_range(settings, settings.topic_orders, None, None)),
     }
 
 

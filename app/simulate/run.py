@@ -20,6 +20,7 @@ from app import codec
 from app.actions import encode_line, encode_outcome_line
 from app.catalog import Catalog, Product
 from app.engine import DecisionEngine
+from app.errors import ConfigurationError
 from app.policy import Policy
 from app.simulate.baselines import BASELINES
 from app.simulate.ledger import Ledger
@@ -97,8 +98,14 @@ def simulate(
 
 
 def world_catalog(world: WorldSpec, fallback: Catalog) -> Catalog:
-    """The world's own catalog when it has one."""
-    return Catalog.from_specs(world.catalog) if world.catalog else fallback
+    """The world's own catalog when it has one (its `item_types` must name SKUs of it)."""
+    catalog = Catalog.from_specs(world.catalog) if world.catalog else fallback
+    unknown = sorted(sku for sku in world.item_types if sku not in catalog)
+    if unknown:
+        raise ConfigurationError(
+            f"world {world.name!r}: item_types names SKUs not in its catalog: {', '.join(unknown)}"
+        )
+    return catalog
 
 
 def _writer(sink: Any, encode: Callable[[Any], bytes]) -> Callable[[Any], None]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from app.cli.demo_loop import DAYS, SHOPPERS, Baseline, demo_world, not_learning
+import pytest
+
+from app.cli.demo_loop import DAYS, SHOPPERS, Baseline, demo_world, not_learning, periods
 from app.engine import DecisionEngine
 from app.policy import load_policy
 from app.sample import demo_catalog
@@ -24,6 +26,23 @@ def test_at_the_demos_size_learning_shows_against_the_engine_at_its_priors() -> 
     learned = learning.final - never.final
     assert at_priors > 0
     assert learned > 2 * at_priors, (learned, at_priors)
-    # the traces the live line reads agree with the runs' totals
-    assert frozen.profit_at(frozen.trace.times[-1]) == frozen.final
-    assert never.profit_at(0.0) == 0.0
+    # the by-period table: its rows add up to what each run added over never upselling
+    start = datetime.fromisoformat(world.start).timestamp()
+    rows = periods(start, DAYS, learning.trace, frozen.trace, never.trace)
+    assert [(a, b) for a, b, _, _ in rows] == [
+        (0.0, 4.0),
+        (4.0, 8.0),
+        (8.0, 12.0),
+        (12.0, 16.0),
+        (16.0, 20.0),
+    ]
+    assert sum(r[2] for r in rows) == pytest.approx(learned)
+    assert sum(r[3] for r in rows) == pytest.approx(at_priors)
+    assert rows[-1][2] - rows[-1][3] > rows[0][2] - rows[0][3]  # the gap opens with time
+
+
+def test_the_demos_command_line_defaults_are_the_demos_size() -> None:
+    from app.cli import build_parser
+
+    args = build_parser().parse_args(["demo", "--world"])
+    assert args.days == DAYS and args.customers is None  # None: SHOPPERS for a --world

@@ -276,6 +276,9 @@ def test_an_item_can_have_type_shares_of_its_own(tmp_path: Any) -> None:
     )
     with pytest.raises(ConfigurationError, match="NO-SUCH-SKU"):
         load_world(bad)
+    bad.write_text("item_types: {NO-SUCH-SKU: {persuadable: 0.1, sure: 0.1}}\n")  # the demo's
+    with pytest.raises(ConfigurationError, match="NO-SUCH-SKU"):
+        world_catalog(load_world(bad), demo_catalog())
 
 
 def test_the_unsubscribe_guardrail_holds_tacts_messages_to_its_budget() -> None:
