@@ -92,12 +92,16 @@ def load(
     skipped: Counter[str] = Counter()
     counts: Counter[str] = Counter()
     customers: dict[str, CustomerFacts] = {}
+    stale: set[str] = set()  # Actions a lagging worker sent already expired (reason `stale`)
     for action in _json_lines(actions, "actions", skipped):
         counts["actions"] += 1
         try:
             _add_action(customers, action)
         except (KeyError, TypeError, ValueError):
             skipped["actions"] += 1
+            continue
+        if "stale" in (action.get("reasons") or ()):
+            stale.add(str(action.get("action_id")))
     kept_outcomes = []
     for outcome in _json_lines(outcomes, "outcomes", skipped):
         counts["outcomes"] += 1
@@ -105,6 +109,11 @@ def load(
         if facts is None or not isinstance(outcome.get("channel_cost"), int | float):
             skipped["outcomes"] += 1
             continue
+        if outcome.get("delivered") and str(outcome.get("action_id")) in stale:
+            # Sent already expired, so never delivered, whatever the engine recorded (with no
+            # connector to report it expired, nothing told it so): no cost, no claim.
+            outcome = {**outcome, "delivered": False, "channel_cost": 0.0}
+            counts["stale"] += 1
         facts.channel_cost += float(outcome["channel_cost"])
         facts.unsubscribe_cost += float(outcome.get("unsubscribe_cost") or 0.0)
         if outcome.get("delivered"):

@@ -86,8 +86,9 @@ def nothing_delivered(subject: str = "tact") -> dict[str, Any]:
     return {
         "kind": "no_delivery",
         "text": f"{subject}: no Action was delivered in this data (a file replay decides but "
-        "sends nothing), so there is no incremental profit to measure; the figures below are "
-        "what was decided, not what it earned.",
+        "sends nothing; a lagging worker sends its Actions already expired, reason stale), so "
+        "there is no incremental profit to measure; the figures below are what was decided, "
+        "not what it earned.",
     }
 
 

@@ -321,6 +321,35 @@ def test_a_report_where_nothing_was_delivered_measures_no_increment(
     assert "no Action was delivered" in page and "<h2>Incremental profit per customer" not in page
 
 
+def test_actions_a_lagging_worker_sent_expired_count_as_never_delivered(
+    tmp_path: Path, small_run: Path, capsys: Any
+) -> None:
+    """A backfill read by a worker with no connector: every Action went out already expired
+    (reason `stale`) but the engine, told nothing else, recorded its Outcome as delivered. The
+    report must not measure an increment from offers nobody saw."""
+    actions = tmp_path / "stale-actions.jsonl"
+    with actions.open("wb") as file:
+        for line in (small_run / "actions.jsonl").read_bytes().splitlines():
+            record = json.loads(line)
+            record["reasons"] = [*record["reasons"], "stale"]
+            file.write(codec.dumps(record) + b"\n")
+    out = tmp_path / "report"
+    code = main(
+        [
+            "report",
+            "--actions", str(actions),
+            "--outcomes", str(small_run / "outcomes.jsonl"),
+            "--events", str(small_run / "events.jsonl"),
+            "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    figures = json.loads((out / "report.json").read_text())
+    assert figures["verdict"]["overall"]["kind"] == "no_delivery"
+    assert figures["lines"]["stale"] > 100
+    assert "a lagging worker sends its Actions already expired" in capsys.readouterr().out
+
+
 def test_second_purchase_is_read_at_horizons_the_data_reaches(
     tmp_path: Path, small_run: Path, capsys: Any
 ) -> None:
