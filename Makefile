@@ -5,12 +5,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install up down demo test test-unit test-integration check lint typecheck fmt bench schemas clean
+.PHONY: help install up down reset demo test test-unit test-integration check lint typecheck fmt bench schemas clean
 
 help:
 	@echo "make demo       install, start Kafka + Redis + worker; simulated shoppers answer its offers live"
 	@echo "make test       install, start what the tests need, run lint, types and the whole suite"
 	@echo "make up / down  start / stop the local Kafka broker and redis-server"
+	@echo "make reset      stop them and delete their data (topics, state): a fresh start"
 	@echo "make install    install everything; then run .venv/bin/tact (or source .venv/bin/activate)"
 	@echo "make bench      run the benchmarks in benchmarks/"
 
@@ -32,6 +33,10 @@ up: install
 
 down:
 	@./deploy/stack.sh down
+
+# The local stack's data lives under TACT_RUN_DIR (.run): every topic and all Redis state.
+reset: down
+	rm -rf "$${TACT_RUN_DIR:-.run}"/kafka-* "$${TACT_RUN_DIR:-.run}"/redis-*
 
 demo: install
 	@./deploy/stack.sh with-services $(VENV)/bin/tact demo --world
