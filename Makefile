@@ -34,9 +34,10 @@ up: install
 down:
 	@./deploy/stack.sh down
 
-# The local stack's data lives under TACT_RUN_DIR (.run): every topic and all Redis state.
+# The local stack's data lives under TACT_RUN_DIR (.run): every topic and all Redis state,
+# and a worker's local files (.run/worker by default).
 reset: down
-	rm -rf "$${TACT_RUN_DIR:-.run}"/kafka-* "$${TACT_RUN_DIR:-.run}"/redis-*
+	rm -rf "$${TACT_RUN_DIR:-.run}"/kafka-* "$${TACT_RUN_DIR:-.run}"/redis-* .run/worker
 
 demo: install
 	@./deploy/stack.sh with-services $(VENV)/bin/tact demo --world
