@@ -10,7 +10,7 @@ from pathlib import Path
 
 from app import codec
 from app.cli import measure, operations
-from app.cli.options import TIME_FORMS, at_least, margin_rate, positive
+from app.cli.options import TIME_FORMS, at_least, id_prefix, margin_rate, positive
 from app.errors import ConfigurationError, TactError
 
 
@@ -112,7 +112,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     start = sample_start(args.start, datetime.now(UTC))
     arrivals = timedelta(minutes=args.arrivals)
-    return run_sample(args.customers, args.seed, args.events, args.catalog, start, arrivals)
+    return run_sample(
+        args.customers, args.seed, args.events, args.catalog, start, arrivals, args.prefix
+    )
 
 
 def cmd_policy_validate(args: argparse.Namespace) -> int:
@@ -289,6 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MINUTES",
         help="customers arrive over this many minutes from --start (default 480); each "
         "visits for minutes, and repeat buyers and returners come back days later",
+    )
+    sample.add_argument(
+        "--prefix",
+        type=id_prefix,
+        default="c",
+        help="customer ids start with it (default c: c000000, ...); event ids follow. Another "
+        "prefix keeps a second sample's customers and events apart from the first's",
     )
     sample.set_defaults(func=cmd_sample)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections.abc import Callable
 
 # How --since and --until read a time, for their help.
@@ -47,6 +48,15 @@ def margin_rate(text: str) -> float:
 def non_negative(text: str) -> float:
     """An argparse type: a number of at least 0."""
     return _number(text, lambda v: v >= 0, "0 or more")
+
+
+def id_prefix(text: str) -> str:
+    """An argparse type: the start of generated ids (letters, digits, '-', '_', '.')."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}", text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: 1-32 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return text
 
 
 def positive(text: str) -> float:

@@ -35,11 +35,14 @@ def run_sample(
     catalog_out: str | None,
     start: datetime = DEFAULT_START,
     arrivals: timedelta = timedelta(hours=8),
+    prefix: str = "c",
 ) -> int:
     count = 0
     first = last = ""
     with Path(events_out).open("wb") as out:
-        for event in generate(customers, seed=seed, start=start, arrival_span=arrivals):
+        for event in generate(
+            customers, seed=seed, start=start, arrival_span=arrivals, prefix=prefix
+        ):
             out.write(codec.dumps(event) + b"\n")
             first, last = first or event["ts"], event["ts"]
             count += 1

@@ -210,7 +210,9 @@ def section(outcomes: Iterable[dict[str, Any]], seed: int = 0) -> dict[str, Any]
             "returns": None,
             "uplift": None,
             "notes": [
-                "no outcome carries the engine's predictions (written before they were "
+                "no Outcome yet: nothing to calibrate"
+                if not g.counts["outcomes"]
+                else "no outcome carries the engine's predictions (written before they were "
                 "recorded): nothing to calibrate"
             ],
         }

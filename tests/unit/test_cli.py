@@ -227,6 +227,7 @@ def test_a_product_sold_at_a_loss_is_allowed_with_a_warning(
             "--start '2026-03-02T09:00': give now, or an ISO-8601 time with a zone",
         ),
         (["sample", "--arrivals", "0", "--events", "e.jsonl"], "--arrivals: 0 is not above 0"),
+        (["sample", "--prefix", "a b", "--events", "e.jsonl"], "--prefix: 'a b': 1-32 letters"),
         (["demo", "--rate", "0"], "--rate: 0 is not above 0"),
         (["simulate", "--customers", "0"], "--customers must be at least 10"),
         (["lag", "--max-lag", "-1"], "--max-lag: -1 is below 0"),
@@ -319,6 +320,21 @@ def test_a_sample_dated_now_gives_events_a_worker_takes_as_fresh(tmp_path: Path)
     assert soon > len(times) / 2
     assert main(["sample", "--customers", "5", "--events", str(events)]) == 0
     assert codec.loads(events.read_bytes().split()[0])["ts"].startswith("2025-11-03")
+
+
+def test_a_sample_with_another_prefix_shares_no_customer_or_event_with_the_first(
+    tmp_path: Path,
+) -> None:
+    """Two samples on one stack: the second, with its own --prefix, is not taken for the
+    first one's customers and duplicate events."""
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    assert main(["sample", "--customers", "20", "--events", str(first)]) == 0
+    assert main(["sample", "--customers", "20", "--events", str(second), "--prefix", "t2"]) == 0
+    a = [codec.loads(x) for x in first.read_bytes().splitlines()]
+    b = [codec.loads(x) for x in second.read_bytes().splitlines()]
+    assert len(a) == len(b) and all(e["customer_id"].startswith("t2") for e in b)
+    assert not {e["customer_id"] for e in a} & {e["customer_id"] for e in b}
+    assert not {e["event_id"] for e in a} & {e["event_id"] for e in b}
 
 
 def test_produce_counts_the_events_older_than_the_freshness_limit(tmp_path: Path) -> None:

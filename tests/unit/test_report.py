@@ -401,6 +401,7 @@ def test_a_report_before_any_window_closed_says_no_outcome_yet(
     printed = capsys.readouterr().out
     assert "no Outcome in this data yet" in printed and "not measured: no Outcome yet" in printed
     assert "no Action was delivered" not in printed
+    assert "written before they were recorded" not in printed  # calibration: none yet either
     figures = json.loads((out / "report.json").read_text())
     assert figures["verdict"]["overall"]["kind"] == "no_outcome"
     assert "<h2>Incremental profit per customer" not in (out / "report.html").read_text()
