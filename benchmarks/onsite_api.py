@@ -26,6 +26,7 @@ from pathlib import Path
 
 import aiohttp
 
+from app.cli.demo import free_port
 from app.connectors.onsite import Onsite
 from app.io import clients
 from app.settings import Settings
@@ -34,9 +35,7 @@ TACT = Path(sys.executable).with_name("tact")
 
 
 def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port("127.0.0.1", 0)
 
 
 def seed(settings: Settings, customers: int) -> None:

@@ -135,8 +135,8 @@ def _replay(lines: Iterable[bytes], total: int | None, args: Any) -> int:
 def run_replay_topics(args: Any) -> int:
     """Replay a time range of the clickstream and orders topics (a backtest), without joining
     any consumer group; optionally report on it and evaluate its policy on what was logged."""
-    from app.cli.report import parse_time, said
-    from app.io.topic_reader import RangeProgress, TimedRecord, read_decided, read_records
+    from app.cli.report import parse_time, read_decided_said, said
+    from app.io.topic_reader import RangeProgress, TimedRecord, read_records
     from app.settings import load_settings
 
     settings = load_settings()
@@ -161,21 +161,18 @@ def run_replay_topics(args: Any) -> int:
         return records
 
     def decided(topic: str, field: str) -> list[bytes]:
-        """The worker's records by when they were decided (stamped when written)."""
-        values, more = read_decided(settings, topic, since, until, field, shown)
-        said(
-            f"{topic}: {len(values):,} records"
-            + (f" ({more:,} more read, decided outside the range)" if more else "")
-        )
-        return values
+        return read_decided_said(settings, topic, since, until, field, shown)
 
     inputs = [settings.topic_clickstream, settings.topic_orders]
     records = [*read(inputs[0]), *read(inputs[1])]
     if not records:
         outside_n = sum(outside.get(t, 0) for t in inputs)
-        found = (
-            f" ({outside_n:,} read, dated outside it)" if outside_n else " (the topics are empty)"
-        )
+        if outside_n:
+            found = f" ({outside_n:,} read, dated outside it)"
+        elif since is not None:
+            found = " (nothing in the topics from --since on)"
+        else:
+            found = " (the topics are empty)"
         sys.stderr.write(f"tact replay: no events in the range{found}: nothing to replay\n")
         return 1
     # One sequence, by record time; ties in the order topics, partitions and offsets give.

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app import codec
 from app.catalog import Catalog
@@ -17,6 +17,10 @@ from app.report import analysis, html
 from app.report.calibration import MIN_CLOSED_RETURNS
 from app.report.data import load
 from app.report.verdict import UNMEASURED
+
+if TYPE_CHECKING:
+    from app.io.topic_reader import RangeProgress
+    from app.settings import Settings
 
 
 def parse_time(text: str | None) -> float | None:
@@ -89,7 +93,7 @@ def _chain(streams: dict[str, Iterable[bytes]]) -> Iterator[bytes]:
 
 
 def _topics(since: float | None, until: float | None) -> dict[str, Iterable[bytes]]:
-    from app.io.topic_reader import RangeProgress, read_decided, read_range
+    from app.io.topic_reader import read_range
     from app.settings import load_settings
 
     settings = load_settings()
@@ -99,10 +103,7 @@ def _topics(since: float | None, until: float | None) -> dict[str, Iterable[byte
             sys.stderr.write(f"\r{state.topic}: {state.read:,} read, {state.remaining:,} to go   ")
 
     def decided(topic: str, field: str) -> list[bytes]:
-        values, outside = read_decided(settings, topic, since, until, field, shown)
-        more = f" ({outside:,} more read, decided outside the period)" if outside else ""
-        said(f"{topic}: {len(values):,} records{more}")
-        return values
+        return read_decided_said(settings, topic, since, until, field, shown, "period")
 
     # Actions and Outcomes by when they were decided (their records are stamped when written,
     # which for a backfill is long after); events whole: the pre-period is CUPED's covariate,
@@ -114,6 +115,25 @@ def _topics(since: float | None, until: float | None) -> dict[str, Iterable[byte
         "clickstream": list(read_range(settings, settings.topic_clickstream, None, None)),
         "orders": list(read_range(settings, settings.topic_orders, None, None)),
     }
+
+
+def read_decided_said(
+    settings: Settings,
+    topic: str,
+    since: float | None,
+    until: float | None,
+    field: str,
+    shown: Callable[[RangeProgress], None],
+    within: str = "range",
+) -> list[bytes]:
+    """The worker's records on `topic` decided in the range (app.io.topic_reader
+    read_decided), and a line saying how many, and how many more were read outside it."""
+    from app.io.topic_reader import read_decided
+
+    values, outside = read_decided(settings, topic, since, until, field, shown)
+    more = f" ({outside:,} more read, decided outside the {within})" if outside else ""
+    said(f"{topic}: {len(values):,} records{more}")
+    return values
 
 
 def said(line: str) -> None:

@@ -82,24 +82,31 @@ def verdict(
 UNMEASURED = frozenset({"no_delivery", "no_outcome"})  # kinds with no incremental figure
 
 
-def nothing_delivered(subject: str = "tact") -> dict[str, Any]:
+def _unmeasured(kind: str, text: str) -> dict[str, Any]:
+    """A verdict of a kind in UNMEASURED: why, and that the figures are decisions only."""
     return {
-        "kind": "no_delivery",
-        "text": f"{subject}: no Action was delivered in this data (a file replay decides but "
-        "sends nothing; a lagging worker sends its Actions already expired, reason stale), so "
-        "there is no incremental profit to measure; the figures below are what was decided, "
-        "not what it earned.",
+        "kind": kind,
+        "text": f"{text}; the figures below are what was decided, not what it earned.",
     }
+
+
+def nothing_delivered(subject: str = "tact") -> dict[str, Any]:
+    return _unmeasured(
+        "no_delivery",
+        f"{subject}: no Action was delivered in this data (a file replay decides but sends "
+        "nothing; a lagging worker sends its Actions already expired, reason stale), so there "
+        "is no incremental profit to measure",
+    )
 
 
 def no_outcome_yet(subject: str = "tact") -> dict[str, Any]:
-    return {
-        "kind": "no_outcome",
-        "text": f"{subject}: no Outcome in this data yet. An Action's Outcome is written when "
-        "its attribution window closes (the policy's attribution.window_hours after it was "
+    return _unmeasured(
+        "no_outcome",
+        f"{subject}: no Outcome in this data yet. An Action's Outcome is written when its "
+        "attribution window closes (the policy's attribution.window_hours after it was "
         "decided, 72 h by default), so a report of a live run counts what it earned from then "
-        "on; the figures below are what was decided, not what it earned.",
-    }
+        "on",
+    )
 
 
 def section(

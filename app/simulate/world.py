@@ -21,9 +21,9 @@ of these keys; the rest keep their defaults.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.catalog import ProductSpec
 from app.errors import ConfigurationError
@@ -184,7 +184,8 @@ class WorldSpec(_Spec):
     channels: dict[str, ChannelTruth] = Field(default_factory=_default_channels)
     types: dict[str, TypeShares] = Field(default_factory=_default_types)
     # Some add-ons differ from the rest of their relation (a memory card most buyers get
-    # anyway, a case they must be asked for): their own shares, by SKU.
+    # anyway, a case they must be asked for): their own shares, by SKU (checked against the
+    # catalog by app/simulate/run.py world_catalog, which every run of a world goes through).
     item_types: dict[str, TypeShares] = {}
     # Acceptance logit of an offer the shopper saw, by their type for the item ...
     type_accept: dict[str, Logit] = {
@@ -245,14 +246,6 @@ class WorldSpec(_Spec):
     sees_related: dict[str, Share] = {"sure": 0.5, "persuadable": 0.3, "lost": 0.08}
     refill_keep: Share = 0.75  # a consumer refills on their own, per cycle
     subscription_keep: Share = 0.9  # a subscriber keeps the next delivery
-
-    @model_validator(mode="after")
-    def _items_known(self) -> Self:
-        if self.catalog is not None:
-            unknown = sorted(set(self.item_types) - {p.sku for p in self.catalog})
-            if unknown:
-                raise ValueError(f"item_types names SKUs not in the catalog: {', '.join(unknown)}")
-        return self
 
     def type_shares(self, relation: str, sku: str | None = None) -> TypeShares:
         """The shares of each type for an item of `relation` (`sku`'s own, if it has them)."""

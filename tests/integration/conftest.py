@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 import redis
 
+from app.cli import demo
 from app.io.kafka_admin import admin_client, ensure_topics
 from app.settings import Settings
 
@@ -42,9 +42,7 @@ def base_settings() -> Settings:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return demo.free_port("127.0.0.1", 0)
 
 
 def own(app_prefix: str) -> dict[str, Any]:

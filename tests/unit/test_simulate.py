@@ -275,7 +275,7 @@ def test_an_item_can_have_type_shares_of_its_own(tmp_path: Any) -> None:
         "item_types: {NO-SUCH-SKU: {persuadable: 0.1, sure: 0.1}}\n"
     )
     with pytest.raises(ConfigurationError, match="NO-SUCH-SKU"):
-        load_world(bad)
+        world_catalog(load_world(bad), demo_catalog())
     bad.write_text("item_types: {NO-SUCH-SKU: {persuadable: 0.1, sure: 0.1}}\n")  # the demo's
     with pytest.raises(ConfigurationError, match="NO-SUCH-SKU"):
         world_catalog(load_world(bad), demo_catalog())
