@@ -29,11 +29,17 @@ def owned(worker: Any) -> int:
     return int(found[-1]) if found else -1
 
 
-def wait(condition: Any, timeout: float, what: str) -> None:
+def handled(worker: Any) -> float:
+    """Events the worker has counted (every type)."""
+    metrics = worker.wait_metrics()
+    return sum(v for k, v in metrics.items() if k.startswith("tact_events_total"))
+
+
+def wait(condition: Any, timeout: float, what: str, every: float = 0.2) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
+        time.sleep(every)
 
 
 def test_a_paused_worker_cannot_write_after_its_partitions_moved(
@@ -50,7 +56,7 @@ def test_a_paused_worker_cannot_write_after_its_partitions_moved(
     }
     prod = producer(stack.kafka_bootstrap)
     topics = topics_of(stack)
-    cycles = 5
+    cycles = 6
     n = 2 * cycles + 2
     parts = [events[i * len(events) // n : (i + 1) * len(events) // n] for i in range(n)]
 
@@ -64,8 +70,11 @@ def test_a_paused_worker_cannot_write_after_its_partitions_moved(
 
     fenced = 0.0
     for cycle in range(cycles):  # pause it until a checkpoint of it is refused
+        before = handled(zombie)
         produce_events(prod, topics, parts[1 + 2 * cycle])
-        time.sleep(0.1)  # it is busy with them
+        # it is busy with them: paused once its first batch of them is counted, with the
+        # rest of its share still to do (a fixed sleep let it finish first on a busy machine)
+        wait(lambda b=before: handled(zombie) > b, 30, "the first worker to start on them", 0.005)
         zombie.proc.send_signal(signal.SIGSTOP)
         try:
             wait(lambda: owned(other) == 6, 60, "the other worker to take every partition")
