@@ -56,7 +56,7 @@ def test_a_paused_worker_cannot_write_after_its_partitions_moved(
     }
     prod = producer(stack.kafka_bootstrap)
     topics = topics_of(stack)
-    cycles = 6
+    cycles = 3
     n = 2 * cycles + 2
     parts = [events[i * len(events) // n : (i + 1) * len(events) // n] for i in range(n)]
 
