@@ -99,7 +99,11 @@ def test_redis_outage_stalls_then_recovers(
 
     private_redis.stop()
     produce_events(prod, topics_of(settings), events[half:])
-    time.sleep(4)  # the worker retries with backoff meanwhile
+    # the worker retries with backoff meanwhile (a worker whose batch was refused by a
+    # rebalance of its own first waits for its partitions again, then meets the outage)
+    deadline = time.monotonic() + 30
+    while "Redis unavailable" not in worker.log() and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert worker.proc.poll() is None, "the worker died instead of waiting for Redis"
     assert "Redis unavailable" in worker.log()
     private_redis.start()
