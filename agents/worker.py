@@ -135,8 +135,8 @@ class DecisionWorker:
         give_up = None
         wait = first_wait_s
         while True:
-            if self.revoked:
-                return False  # owned by nobody here until Kafka assigns partitions again
+            if self.revoked:  # owned by nobody here until Kafka assigns partitions again
+                return self._rebalanced()
             if self.fenced_at is not None:
                 if time.monotonic() - self.fenced_at > _FENCED_EXIT_S:
                     raise BatchFailed(
@@ -193,12 +193,12 @@ class DecisionWorker:
         generation = self.generation
         engine = self.pipeline.engine
         if self.epochs is None and not await self.claim():
-            return False  # a rebalance came during the claim
+            return self._rebalanced()  # a rebalance came during the claim
         if self.assigned and any(r.partition not in self.assigned for r in records):
             # Read before a rebalance, from partitions now owned elsewhere: not ours to write.
             # Kafka sent this worker's partitions back to their committed offsets at the
             # assignment, so its own records in the batch come again.
-            return False
+            return self._rebalanced()
         if self.committed is None:
             self.committed = await self.store.load_offsets()
             engine.restore_models(await self.store.load_models())
@@ -213,7 +213,7 @@ class DecisionWorker:
         gone = await self._sweep()
         if generation != self.generation:  # revoked meanwhile: keep nothing of this batch
             self.reset()
-            return False
+            return self._rebalanced()
         duplicates, unknown = engine.duplicates, engine.unknown_sku_events
         result = self.pipeline.decide(prepared, now=now)
         if engine.duplicates > duplicates:
@@ -223,7 +223,7 @@ class DecisionWorker:
         await asyncio.gather(*await self._send_all(result))
         if generation != self.generation:  # revoked meanwhile: keep nothing of this batch
             self.reset()
-            return False
+            return self._rebalanced()
         due = {
             cid: (self.partition_of[cid], engine.next_window_end(cid))
             for cid in result.touched
@@ -244,6 +244,12 @@ class DecisionWorker:
             self.partition_of.pop(cid, None)
         _count(result, prepared.redelivered, len(records), time.perf_counter() - started)
         return True
+
+    @staticmethod
+    def _rebalanced() -> bool:
+        """A batch a rebalance overtook: not acknowledged, not checkpointed (counted)."""
+        metrics.REBALANCED.inc()
+        return False
 
     async def claim(self) -> bool:
         """Claim the assigned partitions (at Kafka's assignment; else before the next batch),

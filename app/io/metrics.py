@@ -41,6 +41,11 @@ FENCED = Counter(
     "Batches whose checkpoint was refused because another worker had claimed the partitions "
     "(this worker was a zombie); dropped unacknowledged",
 )
+REBALANCED = Counter(
+    "tact_rebalanced_batches_total",
+    "Batches dropped unacknowledged because a rebalance took their partitions while they were "
+    "read or handled (their records come again to whoever owns them now)",
+)
 DUPLICATES = Counter(
     "tact_duplicate_events_total", "Events skipped because their event_id came again recently"
 )
