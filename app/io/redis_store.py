@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+_WATCH_TRIES = 3  # a commit's WATCH broken this often with the epochs unmoved: back off
 
 
 class RedisStateStore:
@@ -117,6 +118,19 @@ class RedisStateStore:
         keys = [self._epoch(p) for p, _ in fenced]
 
         async def write() -> None:
+            # redis-py raises WatchError both when a watched epoch moved and when the
+            # connection broke while watching: check the epochs again, which raises Fenced
+            # if one moved, or a connection error (retried) while Redis is away.
+            for _ in range(_WATCH_TRIES):
+                try:
+                    return await attempt()
+                except WatchError:
+                    continue
+            raise RedisConnectionError(
+                f"the commit's WATCH broke {_WATCH_TRIES} times with the epochs unmoved"
+            )
+
+        async def attempt() -> None:
             async with self._redis.pipeline(transaction=True) as pipe:
                 if keys:
                     await pipe.watch(*keys)
@@ -143,12 +157,7 @@ class RedisStateStore:
                     pipe.hset(self._models_key, mapping={k: v for k, v in models.items()})
                 if clocks:
                     pipe.hset(self._clocks_key, mapping={str(p): t for p, t in clocks.items()})
-                try:
-                    await pipe.execute()
-                except WatchError:  # an epoch moved between the check and the write
-                    raise Fenced(
-                        "a partition was claimed by another worker during the commit"
-                    ) from None
+                await pipe.execute()
 
         await self._retrying("commit checkpoint", write)
 
