@@ -3,13 +3,12 @@
 Faust's `Stream.noack_take(max, within)` waits `within` seconds (or for `max` records) before
 every batch, so at a few hundred events a second each event waited up to that long before
 anything looked at it. `ready_batches` closes a batch as soon as no record has arrived for
-`idle` seconds (at most `within` after its first record, at most `max_` records): while the
-worker handles one batch, the next one builds up, so batches grow with the load by themselves
-and an event at a quiet moment is decided within milliseconds. The default `idle` is 0: a
-batch starts once the records already fetched are in. Any wait above the gap between two
-records never ends a batch early at a steady rate above 1 / `idle` (at 1,000 events/s a 2 ms
-wait made every batch wait `within`, 100 ms), and a saturated worker's batches fill up
-while it handles the last one anyway.
+`idle` seconds (at most `within` after its first record, at most `max_` records), so an
+event at a quiet moment is decided within milliseconds. The default `idle` is 0: a
+batch starts as soon as the records already fetched are in. A longer `idle` ends a batch
+only when a gap that long comes, and at a steady 1,000 events/s no 2 ms gap came: every
+batch waited the whole `within` (100 ms). Records that come while the worker handles a batch
+wait in Faust's buffers and make up the next batch at once, so batches still grow with load.
 
 The buffering is Faust's own (a processor on the stream, the stream drained passively, events
 left unacknowledged for the caller to ack once they are saved), with the wait changed.

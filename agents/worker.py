@@ -136,14 +136,15 @@ class DecisionWorker:
         wait = first_wait_s
         while True:
             if self.revoked:  # owned by nobody here until Kafka assigns partitions again
-                return self._rebalanced()
+                return self._rebalanced("revoked")
             if self.fenced_at is not None:
                 if time.monotonic() - self.fenced_at > _FENCED_EXIT_S:
                     raise BatchFailed(
                         "another worker claimed this worker's partitions and Kafka has not "
                         f"assigned it any since, for {_FENCED_EXIT_S:g} s"
                     )
-                return False  # not acknowledged: the partitions' owner handles them
+                # not acknowledged: the partitions' owner handles them
+                return self._rebalanced("revoked")
             try:
                 return await self.handle(records, now)
             except Fenced as exc:
@@ -193,12 +194,12 @@ class DecisionWorker:
         generation = self.generation
         engine = self.pipeline.engine
         if self.epochs is None and not await self.claim():
-            return self._rebalanced()  # a rebalance came during the claim
+            return self._rebalanced("claim")  # a rebalance came during the claim
         if self.assigned and any(r.partition not in self.assigned for r in records):
             # Read before a rebalance, from partitions now owned elsewhere: not ours to write.
             # Kafka sent this worker's partitions back to their committed offsets at the
             # assignment, so its own records in the batch come again.
-            return self._rebalanced()
+            return self._rebalanced("moved")
         if self.committed is None:
             self.committed = await self.store.load_offsets()
             engine.restore_models(await self.store.load_models())
@@ -213,7 +214,7 @@ class DecisionWorker:
         gone = await self._sweep()
         if generation != self.generation:  # revoked meanwhile: keep nothing of this batch
             self.reset()
-            return self._rebalanced()
+            return self._rebalanced("overtaken")
         duplicates, unknown = engine.duplicates, engine.unknown_sku_events
         result = self.pipeline.decide(prepared, now=now)
         if engine.duplicates > duplicates:
@@ -222,8 +223,8 @@ class DecisionWorker:
             self._unknown_skus(engine.unknown_sku_events - unknown)
         await asyncio.gather(*await self._send_all(result))
         if generation != self.generation:  # revoked meanwhile: keep nothing of this batch
-            self.reset()
-            return self._rebalanced()
+            self.reset()  # (what it sent goes out again from its next owner: at least once)
+            return self._rebalanced("overtaken")
         due = {
             cid: (self.partition_of[cid], engine.next_window_end(cid))
             for cid in result.touched
@@ -246,9 +247,10 @@ class DecisionWorker:
         return True
 
     @staticmethod
-    def _rebalanced() -> bool:
-        """A batch a rebalance overtook: not acknowledged, not checkpointed (counted)."""
-        metrics.REBALANCED.inc()
+    def _rebalanced(reason: str) -> bool:
+        """A batch not checkpointed nor acknowledged because of a rebalance (counted by
+        `reason`: app/io/metrics.py)."""
+        metrics.REBALANCED.labels(reason).inc()
         return False
 
     async def claim(self) -> bool:

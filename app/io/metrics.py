@@ -43,8 +43,12 @@ FENCED = Counter(
 )
 REBALANCED = Counter(
     "tact_rebalanced_batches_total",
-    "Batches dropped unacknowledged because a rebalance took their partitions while they were "
-    "read or handled (their records come again to whoever owns them now)",
+    "Batches neither checkpointed nor acknowledged because of a rebalance (their records come "
+    "again to whoever owns the partitions now), by reason: revoked (they came between a "
+    "revocation, or a refused checkpoint, and the next assignment), claim (a rebalance came "
+    "while the partitions were claimed), moved (records of partitions now owned elsewhere), "
+    "overtaken (a rebalance came while the batch was handled; what it sent goes out again)",
+    ["reason"],
 )
 DUPLICATES = Counter(
     "tact_duplicate_events_total", "Events skipped because their event_id came again recently"

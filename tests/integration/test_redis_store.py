@@ -1,16 +1,20 @@
-"""The Redis StateStore passes the same contract as the in-memory one, on a real redis-server."""
+"""The Redis StateStore passes the same contract as the in-memory one, on a real redis-server,
+and tells a fence from a connection lost in the middle of a commit."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 import redis
 import redis.asyncio as aioredis
 
 from app.io.redis_store import RedisStateStore
 from app.settings import Settings
+from app.store import Fenced
 from tests.store_contract import check_store_contract
 
 
@@ -33,47 +37,96 @@ def test_redis_store_contract(base_settings: Settings) -> None:
     client.delete(*client.keys(f"{prefix}:*"))
 
 
-def test_a_connection_lost_during_a_fenced_commit_is_retried_not_taken_for_a_fence(
-    base_settings: Settings,
-) -> None:
-    """redis-py reports a connection lost while keys are WATCHed as a WatchError, as if the
-    keys had moved. A lone worker whose Redis went away mid-commit took itself for a zombie:
-    it dropped its batch and waited two minutes for a reassignment that never came. The
-    connection here is killed by the server (CLIENT KILL) between the WATCH and the check."""
-    url = base_settings.redis_url.get_secret_value()
+Hook = Callable[[aioredis.Redis, int, str], Awaitable[object]]
+
+
+def interrupted_commit(settings: Settings, at: str, hook: Hook) -> dict[str, Any]:
+    """A fenced commit of one customer and one offset, `hook(other client, the commit's
+    connection id, key prefix)` run once on the way: just before the commit checks the
+    epochs it WATCHes (`at="check"`) or just before its EXEC (`at="exec"`). What was written,
+    whether it was fenced, and whether the hook ran."""
+    url = settings.redis_url.get_secret_value()
     prefix = f"tact-test:{uuid.uuid4().hex[:8]}"
-    killed: list[int] = []
+    found: dict[str, Any] = {"ran": False, "fenced": None}
 
     async def run() -> None:
         client = aioredis.Redis.from_url(url)
-        killer = aioredis.Redis.from_url(url)
+        other = aioredis.Redis.from_url(url)
         store = RedisStateStore(client, prefix=prefix, ttl_seconds=3600)
         try:
             epochs = await store.claim([0])
             pipeline = client.pipeline
 
-            def killed_once(*args: Any, **kwargs: Any) -> Any:
+            def interrupting(*args: Any, **kwargs: Any) -> Any:
                 pipe = pipeline(*args, **kwargs)
-                mget = pipe.mget
+                mget, execute, ident = pipe.mget, pipe.execute, []
 
-                async def mget_after_kill(*keys: Any) -> Any:
-                    if not killed:  # the WATCH is on: end this connection from the server
-                        killed.append(int(await pipe.execute_command("CLIENT", "ID")))
-                        await killer.client_kill_filter(_id=str(killed[0]))
+                async def once(here: str) -> None:
+                    if here == at and not found["ran"]:
+                        found["ran"] = True
+                        await hook(other, ident[-1], prefix)
+
+                async def checked(*keys: Any) -> Any:  # the WATCH is on: commands run now
+                    ident.append(int(await pipe.execute_command("CLIENT", "ID")))
+                    await once("check")
                     return await mget(*keys)
 
-                pipe.mget = mget_after_kill
+                async def executed(*a: Any, **k: Any) -> Any:
+                    await once("exec")
+                    return await execute(*a, **k)
+
+                pipe.mget, pipe.execute = checked, executed
                 return pipe
 
-            client.pipeline = killed_once  # type: ignore[method-assign]
-            await store.commit({"a": b"state"}, {"clickstream:0": 5}, {}, None, epochs)
-            assert await store.load_offsets() == {"clickstream:0": 5}
-            assert await store.load_customers(["a"]) == {"a": b"state"}
+            client.pipeline = interrupting  # type: ignore[method-assign]
+            try:
+                await store.commit({"a": b"state"}, {"clickstream:0": 5}, {}, None, epochs)
+            except Fenced as exc:
+                found["fenced"] = exc
+            client.pipeline = pipeline  # type: ignore[method-assign]
+            found["offsets"] = await store.load_offsets()
+            found["customers"] = await store.load_customers(["a"])
         finally:
             await store.close()
-            await killer.aclose()
+            await other.aclose()
 
-    asyncio.run(run())
-    assert killed, "the connection was never killed: the test did not test anything"
-    client = redis.Redis.from_url(url)
-    client.delete(*client.keys(f"{prefix}:*"))
+    try:
+        asyncio.run(run())
+    finally:
+        client = redis.Redis.from_url(url)
+        client.delete(*client.keys(f"{prefix}:*"))
+    assert found["ran"], "the hook never ran: the test did not test anything"
+    return found
+
+
+async def kill(other: aioredis.Redis, ident: int, prefix: str) -> None:
+    await other.client_kill_filter(_id=str(ident))
+
+
+@pytest.mark.parametrize("at", ["check", "exec"])
+def test_a_connection_lost_during_a_fenced_commit_is_retried_not_taken_for_a_fence(
+    base_settings: Settings, at: str
+) -> None:
+    """redis-py reports a connection lost while keys are WATCHed as a WatchError, the error
+    it gives when the keys moved. Lost at the EXEC, it was taken for a fence: a lone worker
+    whose Redis went away mid-commit thought itself a zombie, dropped its batch and waited two
+    minutes for a reassignment that never came. The server ends the connection here (CLIENT
+    KILL) before the check or before the EXEC; the commit is written once Redis answers."""
+    found = interrupted_commit(base_settings, at, kill)
+    assert found["fenced"] is None
+    assert found["offsets"] == {"clickstream:0": 5}
+    assert found["customers"] == {"a": b"state"}
+
+
+def test_an_epoch_claimed_between_the_check_and_the_write_fences_the_commit(
+    base_settings: Settings,
+) -> None:
+    """Another worker claims the partition after the commit checked its epoch: the EXEC is
+    refused by the WATCH, and the commit is fenced with nothing written."""
+
+    async def claim(other: aioredis.Redis, ident: int, prefix: str) -> None:
+        await other.incr(f"{prefix}:epoch:0")
+
+    found = interrupted_commit(base_settings, "exec", claim)
+    assert isinstance(found["fenced"], Fenced)
+    assert found["offsets"] == {} and found["customers"] == {}
