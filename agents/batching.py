@@ -4,11 +4,13 @@ Faust's `Stream.noack_take(max, within)` waits `within` seconds (or for `max` re
 every batch, so at a few hundred events a second each event waited up to that long before
 anything looked at it. `ready_batches` closes a batch as soon as no record has arrived for
 `idle` seconds (at most `within` after its first record, at most `max_` records), so an
-event at a quiet moment is decided within milliseconds. The default `idle` is 0: a
-batch starts as soon as the records already fetched are in. A longer `idle` ends a batch
-only when a gap that long comes, and at a steady 1,000 events/s no 2 ms gap came: every
-batch waited the whole `within` (100 ms). Records that come while the worker handles a batch
-wait in Faust's buffers and make up the next batch at once, so batches still grow with load.
+event at a quiet moment is decided within milliseconds. Records that come while the worker
+handles a batch wait in Faust's buffers and make up the next one.
+
+The default `idle` is 0.1 ms. It was 2 ms, and at a steady 1,000 events/s a 2 ms gap never
+came, so every batch waited the whole `within` (100 ms). With no wait at all (a batch starts
+after one turn of the event loop without a record) a backlog came in batches too small to
+pay for their checkpoints: about a fifth fewer events/s (benchmarks/worker_throughput.py).
 
 The buffering is Faust's own (a processor on the stream, the stream drained passively, events
 left unacknowledged for the caller to ack once they are saved), with the wait changed.

@@ -101,11 +101,10 @@ class Settings(BaseSettings):
         0.1, gt=0, le=10, description="longest wait from a batch's first event to its start"
     )
     batch_idle_s: float = Field(
-        0.0,
+        0.0001,
         ge=0,
         le=1,
-        description="a batch starts once no event has come for this long (or it is full); 0: "
-        "as soon as the records already fetched are in",
+        description="a batch starts once no event has come for this long (or it is full)",
     )
     max_future_skew_s: float = Field(
         300.0,
