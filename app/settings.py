@@ -130,6 +130,13 @@ class Settings(BaseSettings):
     session_timeout_s: float = Field(
         10.0, ge=6, le=300, description="consumer session timeout (failover time)"
     )
+    stop_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        le=600,
+        description="after SIGTERM or SIGINT, the worker exits within this long even if a part "
+        "of Faust has not stopped (status 1; nothing not checkpointed was acknowledged)",
+    )
     state_ttl_days: int = Field(400, ge=1, description="idle customer state expires after this")
     max_cached_customers: int = Field(
         200_000, ge=100, description="customer states a worker keeps in memory (LRU)"

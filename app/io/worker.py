@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import logging
 import logging.config
+import os
+import signal
+import threading
 import time
+from collections.abc import Callable
 from importlib.metadata import version
+from typing import Any
 
 import faust
 
@@ -25,6 +32,70 @@ from app.sample import demo_catalog
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
+EXIT_STOP_TIMEOUT = 1
+
+
+class StopDeadline:
+    """Exits the process `seconds` after it was asked to stop, if it has not by then.
+
+    Faust stops its parts in turn (agents, consumer thread, producer) and waits for each; one
+    of them can wait forever: a worker asked to stop (SIGTERM) under a backlog once waited past
+    its benchmark's 60 s, and lived on for an hour after the broker went away. Nothing is lost
+    by leaving without them: only checkpointed records were acknowledged. Before it exits the
+    deadline logs the stack of every task still running (`dump`), so the log shows what was
+    stuck."""
+
+    def __init__(
+        self,
+        seconds: float,
+        dump: Callable[[], object] = lambda: None,
+        exit_: Callable[[int], object] = os._exit,
+    ) -> None:
+        self.seconds = seconds
+        self.dump = dump
+        self.exit = exit_
+        self.timer: threading.Timer | None = None
+
+    def start(self, why: str) -> None:
+        if self.timer is not None:
+            return
+        log.info("stopping (%s); exiting within %g s whatever is still running", why, self.seconds)
+        self.timer = threading.Timer(self.seconds, self._expired)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def _expired(self) -> None:
+        log.critical(
+            "not stopped %g s after it was asked to (TACT_STOP_TIMEOUT_S): exiting with status "
+            "%d; nothing that was not checkpointed was acknowledged",
+            self.seconds,
+            EXIT_STOP_TIMEOUT,
+        )
+        try:
+            self.dump()
+            time.sleep(1.0)  # for the dump to reach the log
+        finally:
+            logging.shutdown()
+            self.exit(EXIT_STOP_TIMEOUT)
+
+
+def log_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """Log each task of `loop` still running with its stack (no local variables: they may
+    hold credentials)."""
+    for task in asyncio.all_tasks(loop):
+        stack = io.StringIO()
+        task.print_stack(limit=12, file=stack)
+        log.warning("still running: %s", stack.getvalue().strip())
+
+
+class _Worker(faust.Worker):
+    """Faust's worker, stopped within a deadline after a signal."""
+
+    deadline: StopDeadline
+
+    def _schedule_shutdown(self, signum: signal.Signals) -> None:
+        self.deadline.start(signum.name)
+        super()._schedule_shutdown(signum)
 
 
 def build_engine(settings: Settings) -> DecisionEngine:
@@ -106,7 +177,11 @@ def run_worker(settings: Settings) -> None:
 
         status = Status(settings, about, engine.policy.freshness.max_lag_seconds)
         status.serve(settings.metrics_port, settings.metrics_host)
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, logging_config=config)
+    worker = _Worker(app, loglevel=settings.log_level, quiet=True, logging_config=config)
+    loop: Any = worker.loop
+    worker.deadline = StopDeadline(
+        settings.stop_timeout_s, lambda: loop.call_soon_threadsafe(log_tasks, loop)
+    )
     started = time.monotonic()
     try:
         worker.execute_from_commandline()

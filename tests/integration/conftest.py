@@ -124,14 +124,19 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
     def close(self) -> None:
+        """SIGTERM; a worker still there 30 s later (its stop deadline is 15 s) fails the
+        test once it is killed."""
+        hung = False
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
+                hung = True
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+        assert not hung, f"the worker did not stop within 30 s of SIGTERM: {self.log_path}"
 
 
 @pytest.fixture
