@@ -7,10 +7,13 @@ anything looked at it. `ready_batches` closes a batch as soon as no record has a
 event at a quiet moment is decided within milliseconds. Records that come while the worker
 handles a batch wait in Faust's buffers and make up the next one.
 
-The default `idle` is 0.1 ms. It was 2 ms, and at a steady 1,000 events/s a 2 ms gap never
-came, so every batch waited the whole `within` (100 ms). With no wait at all (a batch starts
-after one turn of the event loop without a record) a backlog came in batches too small to
-pay for their checkpoints: about a fifth fewer events/s (benchmarks/worker_throughput.py).
+The default `idle` is 2 ms. At a steady 1,000 events/s a 2 ms gap never comes, so every
+batch waits the whole `within` (100 ms): 0.1 ms (TACT_BATCH_IDLE_S=0.0001) took p50/p99 at
+that rate from 103/242 ms to 23/111 ms at about the same throughput, but it is not the
+default yet: its smaller batches met a bug in restoring evicted customers (issue #10's note).
+With no wait at all (a batch starts after one turn of the event loop without a record) a
+backlog came in batches too small to pay for their checkpoints: about a fifth fewer events/s
+(benchmarks/worker_throughput.py).
 
 The buffering is Faust's own (a processor on the stream, the stream drained passively, events
 left unacknowledged for the caller to ack once they are saved), with the wait changed.
