@@ -14,6 +14,7 @@ worker also saves and restores customer states (`dump`/`restore`) and the models
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -231,18 +232,27 @@ class DecisionEngine:
         return customer_id in self.customers
 
     def restore(self, blobs: Mapping[str, bytes]) -> None:
-        """Load saved customer states. Windows that ended before the watermark while the
-        customer was out of memory close now (as they would have in memory: an order the
-        customer placed before a window's end, processed after the watermark passed it, must
-        not count in it); the others are rescheduled. Their Outcomes wait in `take_outcomes()`."""
+        """Load saved customer states. If the watermark has moved since a state was saved,
+        its windows that ended before the watermark close now, as they would have in memory
+        (an order the customer placed before a window's end, processed after the watermark
+        passed it, must not count in it); a window that had already ended when it was saved
+        (made for an event older than the watermark) stays open until the watermark moves,
+        as in memory. The others are rescheduled. Their Outcomes wait in `take_outcomes()`."""
         watermark = self.models.watermark
         for customer_id, blob in blobs.items():
             state = self.customers[customer_id] = CustomerState.from_bytes(blob)
-            self.attribution.close_due(customer_id, state, watermark)
+            if watermark > state.saved_at:
+                self.attribution.close_due(customer_id, state, watermark)
             self.attribution.reopen(customer_id, state)
 
     def dump(self, customer_ids: Iterable[str]) -> dict[str, bytes]:
-        return {cid: self.customers[cid].to_bytes() for cid in customer_ids}
+        watermark = self.models.watermark
+        out = {}
+        for cid in customer_ids:
+            state = self.customers[cid]
+            state.saved_at = watermark
+            out[cid] = state.to_bytes()
+        return out
 
     def trim(self, recent: Iterable[str], limit: int) -> list[str]:
         """Keep at most `limit` states, least recently used first out; `recent` were just used.
@@ -262,11 +272,15 @@ class DecisionEngine:
             self.customers.pop(cid, None)
 
     def next_window_end(self, customer_id: str) -> float | None:
-        """When the customer's earliest open attribution window ends (None: none open)."""
+        """When the customer's earliest open attribution window is due to close (None: none
+        open): its end, or just after the watermark for a window that ended before it (it
+        closes when the watermark moves)."""
         state = self.customers.get(customer_id)
         if state is None or not state.windows:
             return None
-        return float(min(entry[3] for entry in state.windows))
+        end = float(min(entry[3] for entry in state.windows))
+        watermark = self.models.watermark
+        return end if end >= watermark else math.nextafter(watermark, math.inf)
 
     def models_changes(self) -> dict[str, bytes]:
         """The models' state that changed since the last call (for the worker's checkpoint)."""

@@ -103,6 +103,10 @@ class CustomerState:
     scheduled: list[list[Any]] = field(default_factory=list)  # [at, expires, channel, sku]
     recent: list[int] = field(default_factory=list)  # hashes of the latest event ids
     windows: list[list[Any]] = field(default_factory=list)  # open attribution windows
+    # The watermark when the state was saved: a window that had ended before it was still
+    # open then (made for an event older than the watermark), and stays open on reload until
+    # the watermark moves, as it would have in memory.
+    saved_at: float = 0.0
     # add-ons of items bought within the anyway horizon: [sku, relation, since, seen, base]
     watch: list[list[Any]] = field(default_factory=list)
     refills: dict[str, list[float]] = field(default_factory=dict)  # sku -> [rebought, lapsed, at]
