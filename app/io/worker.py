@@ -50,10 +50,12 @@ class StopDeadline:
         seconds: float,
         dump: Callable[[], object] = lambda: None,
         exit_: Callable[[int], object] = os._exit,
+        grace_s: float = 1.0,  # for the dump to reach the log
     ) -> None:
         self.seconds = seconds
         self.dump = dump
         self.exit = exit_
+        self.grace_s = grace_s
         self.timer: threading.Timer | None = None
 
     def start(self, why: str) -> None:
@@ -73,7 +75,7 @@ class StopDeadline:
         )
         try:
             self.dump()
-            time.sleep(1.0)  # for the dump to reach the log
+            time.sleep(self.grace_s)
         finally:
             logging.shutdown()
             self.exit(EXIT_STOP_TIMEOUT)

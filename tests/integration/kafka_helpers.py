@@ -85,6 +85,14 @@ class TopicReader:
         self.consumer.close()
 
 
+def wait(condition: Callable[[], object], timeout: float, what: str, every: float = 0.2) -> None:
+    """Poll `condition` every `every` seconds until it holds; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(every)
+
+
 def wait_for_actions(reader: TopicReader, ids: set[str], timeout: float, what: str) -> list[Any]:
     """Wait until every action id in `ids` is on the topic; then, once it is quiet, check that
     nothing was lost or invented and that every redelivered action is byte-identical.

@@ -99,8 +99,9 @@ def test_redis_outage_stalls_then_recovers(
 
     private_redis.stop()
     produce_events(prod, topics_of(settings), events[half:])
-    # the worker retries with backoff meanwhile (a worker whose batch was refused by a
-    # rebalance of its own first waits for its partitions again, then meets the outage)
+    # the worker retries with backoff meanwhile: "Redis unavailable" once it next reaches
+    # Redis (a connection lost inside a commit was once taken for a fence instead:
+    # tests/integration/test_redis_store.py)
     deadline = time.monotonic() + 30
     while "Redis unavailable" not in worker.log() and time.monotonic() < deadline:
         time.sleep(0.5)

@@ -218,7 +218,7 @@ def test_the_worker_lag_and_connectors_run_on_sasl_ssl_and_tls_redis(
         receiver.server.shutdown()
     said = (tmp_path / "connectors.log").read_text()
     assert "connector webhook stopping: 1 delivered, 0 duplicates skipped" in said  # in words
-    worker.close()
+    assert worker.close(), "the worker did not stop within 30 s of SIGTERM"
     stopped = re.search(
         r"worker stopped after [\d.]+ min: ([\d,]+) events, ([\d,]+) actions, 0 dead", worker.log()
     )

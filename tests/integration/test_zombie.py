@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import signal
-import time
 from typing import Any
 
 from app import codec
@@ -20,6 +19,7 @@ from tests.integration.kafka_helpers import (
     TopicReader,
     produce_events,
     producer,
+    wait,
     wait_for_actions,
 )
 from tests.integration.test_crash_recovery import burst_customers, interleave
@@ -46,13 +46,6 @@ def dropped(worker: Any) -> float:
     return metrics.get("tact_fenced_batches_total", 0.0) + metrics.get(
         'tact_rebalanced_batches_total{reason="overtaken"}', 0.0
     )
-
-
-def wait(condition: Any, timeout: float, what: str, every: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(every)
 
 
 def test_a_paused_worker_cannot_write_after_its_partitions_moved(
