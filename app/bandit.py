@@ -31,6 +31,8 @@ from numpy.polynomial.legendre import leggauss
 from scipy.special import ndtr
 
 _NODES, _WEIGHTS = leggauss(16)
+_NODES_1 = _NODES + 1.0  # the nodes moved onto [0, 2]
+_DIAGONALS: dict[int, np.ndarray] = {}  # k -> arange(k): an arm never beats itself
 _QUADRATURE = tuple(zip(_NODES.tolist(), _WEIGHTS.tolist(), strict=True))
 _Z_MAX = 6.0
 _SQRT2 = math.sqrt(2.0)
@@ -71,19 +73,23 @@ def win_probabilities(means: Sequence[float], sds: Sequence[float], floor: float
     same quadrature, whichever is faster.)"""
     if len(means) <= 3:
         return _win_probabilities_small(means, sds, floor)
-    mu = np.asarray(means, dtype=float)
-    sd = np.maximum(np.asarray(sds, dtype=float), 1e-9)
+    mu = np.array(means, dtype=float)
+    sd = np.maximum(np.array(sds, dtype=float), 1e-9)
     k = len(mu)
-    a = np.clip((floor - mu) / sd, -_Z_MAX, _Z_MAX)
+    a = np.minimum(np.maximum((floor - mu) / sd, -_Z_MAX), _Z_MAX)
     half = (_Z_MAX - a) / 2.0
-    z = a[:, None] + half[:, None] * (_NODES[None, :] + 1.0)
-    w = half[:, None] * _WEIGHTS[None, :] * np.exp(-0.5 * z * z) / _SQRT_2PI
+    h = half[:, None]
+    z = a[:, None] + h * _NODES_1
+    w = h * _WEIGHTS * np.exp(-0.5 * z * z) / _SQRT_2PI
     x = mu[:, None] + sd[:, None] * z
     beaten = ndtr((x[:, None, :] - mu[None, :, None]) / sd[None, :, None])
-    beaten[np.arange(k), np.arange(k), :] = 1.0
+    diagonal = _DIAGONALS.get(k)
+    if diagonal is None:
+        diagonal = _DIAGONALS[k] = np.arange(k)
+    beaten[diagonal, diagonal, :] = 1.0
     wins = (w * beaten.prod(axis=1)).sum(axis=1)
     protect = float(ndtr((floor - mu) / sd).prod())
-    probs = [*(float(p) for p in wins), protect]
+    probs = [*wins.tolist(), protect]
     total = sum(probs)
     return [p / total for p in probs]
 

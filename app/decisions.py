@@ -380,11 +380,12 @@ class Decider:
         )
         at = self.sequencer.delivery_time(ctx.state, "email", ctx.t)
         wanted = wanted and self.offers.channel_open(ctx, "email", at)
+        aid = action_id(cid, event.event_id, "followup")
+        if not wanted and not self.chooser.follow_up(aid, False):
+            return None  # not scored: nothing would be made (a followed log may still want it)
         option = self.arbiter.evaluate(ctx, best.offer, "email", best.frame, "low")
         wanted = wanted and option is not None and option.eip > self._threshold
-        if option is None or not self.chooser.follow_up(
-            action_id(cid, event.event_id, "followup"), wanted
-        ):
+        if option is None or not self.chooser.follow_up(aid, wanted):
             return None
         return self.sequencer.upsell(cid, event, ctx, option, at, "followup", None, propensity)
 

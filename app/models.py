@@ -14,7 +14,6 @@ checkpointable to bytes, and `version` names the state: `<models_name>.<outcomes
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -126,6 +125,12 @@ class OnlineLogit:
         self.queue = [(dict(x), bool(y)) for x, y in state.get("queue", [])]
 
 
+def _rank(pair: tuple[str, float]) -> tuple[float, str]:
+    """Most often bought together first, then by SKU (a total order: ties never depend on
+    insertion order)."""
+    return -pair[1], pair[0]
+
+
 class Affinity:
     """What is bought together: per SKU, the SKUs most often in the same order."""
 
@@ -144,10 +149,7 @@ class Affinity:
                 if a != b:
                     row[b] = row.get(b, 0.0) + 1.0
             if len(row) > 4 * _TOP_AFFINITY:  # trimmed now and then, not on every order
-                keep = heapq.nsmallest(
-                    2 * _TOP_AFFINITY, row.items(), key=lambda kv: (-kv[1], kv[0])
-                )
-                self.pairs[a] = dict(keep)
+                self.pairs[a] = dict(sorted(row.items(), key=_rank)[: 2 * _TOP_AFFINITY])
             self._top.pop(a, None)
             self.dirty.add(a)
 
@@ -155,7 +157,7 @@ class Affinity:
         ranked = self._top.get(sku)
         if ranked is None:
             row = self.pairs.get(sku, {})
-            ranked = [s for s, _ in sorted(row.items(), key=lambda kv: (-kv[1], kv[0]))]
+            ranked = [s for s, _ in sorted(row.items(), key=_rank)]
             self._top[sku] = ranked[:_TOP_AFFINITY]
         return ranked[:n]
 
