@@ -11,6 +11,13 @@ the backlog left when the rate ended.
 
     python -m benchmarks.latency --rate 1000 --seconds 30
     python -m benchmarks.latency --rates 300,1000,3000 --seconds 30
+    python -m benchmarks.latency --rate 1000 --floor
+
+With --floor the same rates first go through the raw floor, in a process of its own on
+topics of its own, then through the worker: an aiokafka passthrough (consume both inputs,
+orjson.loads each record, send one record out per input naming it, acks=all, commit per
+batch), so the worker's latency can be read against what the broker, the client and this
+machine cost without it.
 
 Events carry the time they are sent as their own `ts` (live traffic, not a replay of the
 past). Figures, never assertions: run it on a quiet machine and compare back to back.
@@ -19,6 +26,8 @@ past). Figures, never assertions: run it on a quiet machine and compare back to 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import gc
 import statistics
 import threading
 import time
@@ -117,9 +126,45 @@ def send_at_rate(
     return sent
 
 
+async def passthrough(settings: Settings) -> None:
+    """The raw floor (see the module's docstring), until it is stopped."""
+    consumer = clients.aiokafka_consumer(
+        settings,
+        *settings.input_topics,
+        group_id=f"{settings.app_id}-raw",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=500,
+    )
+    producer = clients.aiokafka_producer(settings, linger_ms=0)
+    await consumer.start()
+    await producer.start()
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=100, max_records=500)
+            sent = []
+            for records in batch.values():
+                for record in records:
+                    event = orjson.loads(record.value)
+                    body = orjson.dumps({"source_event_id": event.get("event_id")})
+                    sent.append(await producer.send(settings.topic_actions, body, record.key))
+            if sent:
+                await asyncio.gather(*sent)
+                await consumer.commit()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
 def run(
-    rates: list[float], seconds: float, customers: int, batch_within: float, batch_idle: float
+    rates: list[float],
+    seconds: float,
+    customers: int,
+    batch_within: float,
+    batch_idle: float,
+    floor: bool = False,
 ) -> list[dict[str, float]]:
+    """Each rate in turn through one `tact worker` (or, with `floor`, the raw passthrough)."""
     tag = uuid.uuid4().hex[:8]
     settings = bench_settings(tag, partitions=6, batch_max=500)
     topics = {"clickstream": settings.topic_clickstream, "orders": settings.topic_orders}
@@ -127,7 +172,11 @@ def run(
     actions = Actions(settings)
     actions.start()
     log = ROOT / ".run" / f"bench-latency-{tag}.log"
-    worker = start_worker(settings, log, batch_within_s=batch_within, batch_idle_s=batch_idle)
+    if floor:
+        worker = start_worker(settings, log, module=("benchmarks.latency", "--passthrough"))
+    else:
+        worker = start_worker(settings, log, batch_within_s=batch_within, batch_idle_s=batch_idle)
+    name = "raw floor" if floor else "worker"
     stream = _endless(customers)
     results = []
     try:
@@ -141,8 +190,12 @@ def run(
                 raise SystemExit(f"no action from the worker within 120 s; see {log}")
         send_at_rate(producer, topics, stream, min(rates), _WARMUP_S)
         time.sleep(_DRAIN_S)
-        print(f"worker answering {time.time() - t0:.1f} s after start", flush=True)
+        print(f"{name} answering {time.time() - t0:.1f} s after start", flush=True)
         for rate in rates:
+            # This process's own full garbage collections (its heap holds the generated crowd)
+            # would hold back sends already stamped: frozen, they examine only what is new.
+            gc.collect()
+            gc.freeze()
             start = len(actions.since(0))
             sent = send_at_rate(producer, topics, stream, rate, seconds)
             n = len(sent)
@@ -164,7 +217,7 @@ def run(
             }
             results.append(row)
             print(
-                f"{rate:>7,.0f} events/s for {seconds:.0f} s: {n:,} events, "
+                f"{name:>9}: {rate:>7,.0f} events/s for {seconds:.0f} s: {n:,} events, "
                 f"{row['actions']:,} actions; latency p50 {row['p50_ms']:,.0f} ms, "
                 f"p99 {row['p99_ms']:,.0f} ms, max {row['max_ms']:,.0f} ms; "
                 f"{behind:,} actions came after the rate ended",
@@ -197,13 +250,24 @@ def main(argv: list[str] | None = None) -> None:
         default=Settings().batch_idle_s,
         help="the worker's TACT_BATCH_IDLE_S (a batch starts once no event came for this long)",
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="first the same rates through the raw floor (an aiokafka passthrough)",
+    )
+    parser.add_argument("--passthrough", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.passthrough:  # the floor's own process (run by --floor)
+        asyncio.run(passthrough(Settings()))
+        return
     try:
         rates = [args.rate] if args.rate else [float(r) for r in args.rates.split(",")]
     except ValueError:
         parser.error(f"--rates: comma-separated numbers, not {args.rates!r}")
     if any(r <= 0 for r in rates) or args.seconds <= 0:
         parser.error("rates and --seconds must be positive")
+    if args.floor:
+        run(rates, args.seconds, args.customers, args.batch_within, args.batch_idle, floor=True)
     run(rates, args.seconds, args.customers, args.batch_within, args.batch_idle)
 
 

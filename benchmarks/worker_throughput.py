@@ -107,9 +107,14 @@ def bench_settings(tag: str, partitions: int, batch_max: int) -> Settings:
 
 
 def start_worker(
-    settings: Settings, log: Path, profile: str | None = None, **extra: object
+    settings: Settings,
+    log: Path,
+    profile: str | None = None,
+    module: tuple[str, ...] = ("app.cli", "worker"),
+    **extra: object,
 ) -> subprocess.Popen[bytes]:
-    """One `tact worker` process on `settings` (and `extra` TACT_ settings), logging to `log`."""
+    """One `tact worker` process (or `python -m *module`) on `settings` (and `extra` TACT_
+    settings), logging to `log`."""
     names = (
         "app_id",
         "topic_clickstream",
@@ -127,7 +132,7 @@ def start_worker(
     profiled = ["-m", "cProfile", "-o", str(Path(profile).resolve())] if profile else []
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, *profiled, "-m", "app.cli", "worker"],
+            [sys.executable, *profiled, "-m", *module],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
