@@ -15,6 +15,7 @@ from typing import Any, cast
 import faust
 
 from agents.batching import ready_batches
+from agents.gcpacing import GcPacer
 from agents.worker import BatchFailed, DecisionWorker, Headers
 from app.pipeline import Record
 
@@ -57,6 +58,7 @@ def attach(app: faust.App, worker: DecisionWorker) -> None:
         value_serializer="raw",
     )
     inputs = set(settings.input_topics)
+    pacer = GcPacer(settings.gc_full_every_s)
 
     async def decide(stream: faust.StreamT[bytes]) -> None:
         # Events (not values), left for us to acknowledge once they are saved.
@@ -76,6 +78,7 @@ def attach(app: faust.App, worker: DecisionWorker) -> None:
             if done:
                 for event in events:
                     await source.ack(event)
+            pacer.after_batch()
 
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         mine = sorted(f"{tp.topic}:{tp.partition}" for tp in assigned if tp.topic in inputs)

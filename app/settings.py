@@ -101,10 +101,17 @@ class Settings(BaseSettings):
         0.1, gt=0, le=10, description="longest wait from a batch's first event to its start"
     )
     batch_idle_s: float = Field(
-        0.002,
+        0.0001,
         ge=0,
         le=1,
         description="a batch starts once no event has come for this long (or it is full)",
+    )
+    gc_full_every_s: float = Field(
+        600.0,
+        ge=0,
+        le=86400,
+        description="Python's full garbage collection runs once per this many seconds, between "
+        "batches; survivors are frozen meanwhile (agents/gcpacing.py); 0: Python's own schedule",
     )
     max_future_skew_s: float = Field(
         300.0,
