@@ -85,7 +85,8 @@ class Chooser:
         return (arms[index] if index < len(arms) else None), distribution[index]
 
     def follow_up(self, action_id: str, wanted: bool) -> bool:
-        """Whether the follow-up `action_id` is made; the engine `wanted` it."""
+        """Whether the follow-up `action_id` is made; the engine `wanted` it. Pure: the
+        engine asks first with wanted=False, to skip scoring a follow-up nobody would make."""
         return wanted
 
 

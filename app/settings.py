@@ -109,9 +109,10 @@ class Settings(BaseSettings):
     gc_full_every_s: float = Field(
         600.0,
         ge=0,
-        le=86400,
-        description="Python's full garbage collection runs once per this many seconds, between "
-        "batches; survivors are frozen meanwhile (agents/gcpacing.py); 0: Python's own schedule",
+        le=3600,
+        description="Python's full garbage collection runs at the first batch once this many "
+        "seconds have passed since the last; survivors are frozen meanwhile "
+        "(agents/gcpacing.py); 0: Python's own schedule",
     )
     max_future_skew_s: float = Field(
         300.0,

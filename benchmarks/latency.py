@@ -258,7 +258,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--passthrough", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.passthrough:  # the floor's own process (run by --floor)
-        asyncio.run(passthrough(Settings()))
+        settings = Settings()
+        if not settings.app_id.startswith("tact-bench-"):  # never a store's own topics
+            parser.error("--passthrough is run by --floor, on a benchmark's own topics")
+        asyncio.run(passthrough(settings))
         return
     try:
         rates = [args.rate] if args.rate else [float(r) for r in args.rates.split(",")]
