@@ -43,7 +43,7 @@ from app import codec
 from app.io import clients
 from app.sample import generate
 from app.settings import Settings
-from benchmarks.worker_throughput import ROOT, bench_settings, start_worker
+from benchmarks.worker_throughput import ROOT, bench_settings, passthrough, start_worker
 from schemas import FAMILY_OF_TYPE
 
 _WARMUP_S = 5.0
@@ -126,34 +126,12 @@ def send_at_rate(
     return sent
 
 
-async def passthrough(settings: Settings) -> None:
-    """The raw floor (see the module's docstring), until it is stopped."""
-    consumer = clients.aiokafka_consumer(
-        settings,
-        *settings.input_topics,
-        group_id=f"{settings.app_id}-raw",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=500,
-    )
-    producer = clients.aiokafka_producer(settings, linger_ms=0)
-    await consumer.start()
-    await producer.start()
-    try:
-        while True:
-            batch = await consumer.getmany(timeout_ms=100, max_records=500)
-            sent = []
-            for records in batch.values():
-                for record in records:
-                    event = orjson.loads(record.value)
-                    body = orjson.dumps({"source_event_id": event.get("event_id")})
-                    sent.append(await producer.send(settings.topic_actions, body, record.key))
-            if sent:
-                await asyncio.gather(*sent)
-                await consumer.commit()
-    finally:
-        await consumer.stop()
-        await producer.stop()
+async def forward(settings: Settings) -> None:
+    """The raw floor (benchmarks/worker_throughput.py `passthrough`) into the actions topic,
+    until it is stopped."""
+    topics = list(settings.input_topics)
+    async for _ in passthrough(settings, topics, settings.topic_actions, linger_ms=0, wait_ms=100):
+        pass
 
 
 def run(
@@ -261,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = Settings()
         if not settings.app_id.startswith("tact-bench-"):  # never a store's own topics
             parser.error("--passthrough is run by --floor, on a benchmark's own topics")
-        asyncio.run(passthrough(settings))
+        asyncio.run(forward(settings))
         return
     try:
         rates = [args.rate] if args.rate else [float(r) for r in args.rates.split(",")]

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
@@ -46,44 +47,60 @@ def _peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+async def passthrough(
+    settings: Settings, topics: list[str], out: str, linger_ms: int, wait_ms: int
+) -> AsyncIterator[int]:
+    """The raw floor: consume `topics` in a group of its own, orjson.loads each record, send
+    one record per input into `out` naming its event (acks=all), wait for them, commit; yields
+    each batch's size."""
+    consumer = clients.aiokafka_consumer(
+        settings,
+        *topics,
+        group_id=f"{settings.app_id}-raw",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=500,
+    )
+    producer = clients.aiokafka_producer(settings, linger_ms=linger_ms)
+    await consumer.start()
+    await producer.start()
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=wait_ms, max_records=500)
+            sent = []
+            for records in batch.values():
+                for record in records:
+                    event = orjson.loads(record.value)
+                    body = orjson.dumps({"source_event_id": event.get("event_id")})
+                    sent.append(await producer.send(out, key=record.key, value=body))
+            if sent:
+                await asyncio.gather(*sent)
+                await consumer.commit()
+                yield len(sent)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
 def raw_floor(settings: Settings, topics: list[str], out: str, events: int) -> float:
-    """Events/s of an aiokafka passthrough of `topics` into `out` (from its first batch)."""
+    """Events/s of the raw passthrough of `topics` into `out` (from its first batch)."""
 
-    async def passthrough() -> float:
-        consumer = clients.aiokafka_consumer(
-            settings,
-            *topics,
-            group_id=f"{settings.app_id}-raw",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=500,
-        )
-        producer = clients.aiokafka_producer(settings, linger_ms=5)
-        await consumer.start()
-        await producer.start()
+    async def measure() -> float:
+        seen, first = 0, None
+        batches = passthrough(settings, topics, out, linger_ms=5, wait_ms=500)
         try:
-            seen, first = 0, None
-            while seen < events:
-                batch = await consumer.getmany(timeout_ms=500, max_records=500)
-                sent = []
-                for records in batch.values():
-                    for record in records:
-                        event = orjson.loads(record.value)
-                        body = orjson.dumps({"event_id": event.get("event_id")})
-                        sent.append(await producer.send(out, key=record.key, value=body))
-                if sent:
-                    await asyncio.gather(*sent)
-                    await consumer.commit()
-                    seen += len(sent)
-                    if first is None:
-                        first = (time.perf_counter(), seen)
-            assert first is not None
-            return (events - first[1]) / (time.perf_counter() - first[0])
+            async for n in batches:
+                seen += n
+                if first is None:
+                    first = (time.perf_counter(), seen)
+                if seen >= events:
+                    break
         finally:
-            await consumer.stop()
-            await producer.stop()
+            await batches.aclose()
+        assert first is not None
+        return (events - first[1]) / (time.perf_counter() - first[0])
 
-    return asyncio.run(passthrough())
+    return asyncio.run(measure())
 
 
 def bench_settings(tag: str, partitions: int, batch_max: int) -> Settings:
