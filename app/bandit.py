@@ -14,25 +14,21 @@ probability that arm i wins is
     P(i) = integral of f_i(x) * prod_{j != i} F_j(x) over x > floor
 
 computed by Gauss-Legendre quadrature on Normal approximations of the posteriors. The choice
-is then drawn from that distribution with a uniform hashed from the seed and the action id:
-the logged propensity is exactly the probability the choice was made with, and a redelivered
-event makes the same choice.
+is drawn with a uniform hashed from the seed and the action id (a redelivered event makes the
+same choice), computing only the probabilities it walks past (`Draw`): the logged propensity
+is exactly the probability the choice was made with.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from hashlib import blake2b
 from typing import Any
 
-import numpy as np
 from numpy.polynomial.legendre import leggauss
-from scipy.special import ndtr
 
 _NODES, _WEIGHTS = leggauss(16)
-_NODES_1 = _NODES + 1.0  # the nodes moved onto [0, 2]
-_DIAGONALS: dict[int, np.ndarray] = {}  # k -> arange(k): an arm never beats itself
 _QUADRATURE = tuple(zip(_NODES.tolist(), _WEIGHTS.tolist(), strict=True))
 _Z_MAX = 6.0
 _SQRT2 = math.sqrt(2.0)
@@ -46,16 +42,6 @@ def uniform(seed: int, key: str) -> float:
     return int.from_bytes(digest, "big") / _SCALE
 
 
-def pick(probabilities: Sequence[float], u: float) -> int:
-    """The index whose cumulative probability first exceeds `u`."""
-    total = 0.0
-    for i, p in enumerate(probabilities):
-        total += p
-        if u < total:
-            return i
-    return len(probabilities) - 1
-
-
 def contenders(means: Sequence[float], sds: Sequence[float], floor: float, z: float) -> list[int]:
     """Arms that can win: within `z` posterior sds of the best lower bound (and of `floor`,
     what protect earns). Index len(means) stands for protect."""
@@ -67,82 +53,85 @@ def contenders(means: Sequence[float], sds: Sequence[float], floor: float, z: fl
     return out
 
 
-def win_probabilities(means: Sequence[float], sds: Sequence[float], floor: float) -> list[float]:
-    """P(arm i's draw is the largest and above `floor`) for each arm, then P(no draw above
-    `floor`) for protect; they sum to 1. (Plain Python for a few arms, numpy for more: the
-    same quadrature, whichever is faster.)"""
-    if len(means) <= 3:
-        return _win_probabilities_small(means, sds, floor)
-    mu = np.array(means, dtype=float)
-    sd = np.maximum(np.array(sds, dtype=float), 1e-9)
-    k = len(mu)
-    a = np.minimum(np.maximum((floor - mu) / sd, -_Z_MAX), _Z_MAX)
+def _win(i: int, means: list[float], sds: list[float], inv: list[float], floor: float) -> float:
+    """P(arm i's draw is the largest and above `floor`): Gauss-Legendre quadrature of
+    f_i(x) * prod_{j != i} F_j(x) on Normal posteriors (`inv`: 1 / (sd * sqrt 2))."""
+    mi, si = means[i], sds[i]
+    a = max(min((floor - mi) / si, _Z_MAX), -_Z_MAX)
     half = (_Z_MAX - a) / 2.0
-    h = half[:, None]
-    z = a[:, None] + h * _NODES_1
-    w = h * _WEIGHTS * np.exp(-0.5 * z * z) / _SQRT_2PI
-    x = mu[:, None] + sd[:, None] * z
-    beaten = ndtr((x[:, None, :] - mu[None, :, None]) / sd[None, :, None])
-    diagonal = _DIAGONALS.get(k)
-    if diagonal is None:
-        diagonal = _DIAGONALS[k] = np.arange(k)
-    beaten[diagonal, diagonal, :] = 1.0
-    wins = (w * beaten.prod(axis=1)).sum(axis=1)
-    protect = float(ndtr((floor - mu) / sd).prod())
-    probs = [*wins.tolist(), protect]
-    total = sum(probs)
-    return [p / total for p in probs]
+    others = [(m, c) for j, (m, c) in enumerate(zip(means, inv, strict=True)) if j != i]
+    erfc, exp = math.erfc, math.exp
+    total = 0.0
+    for x, w in _QUADRATURE:
+        z = a + half * (x + 1.0)
+        v = mi + si * z
+        p = w * exp(-0.5 * z * z)
+        for m, c in others:
+            p *= erfc((m - v) * c)  # 2 x F_j(v)
+        total += p
+    return total * half / _SQRT_2PI * 0.5 ** len(others)
 
 
-def _win_probabilities_small(
-    means: Sequence[float], sds: Sequence[float], floor: float
-) -> list[float]:
-    sd = [max(s, 1e-9) for s in sds]
-    k = len(means)
-    out = []
-    for i in range(k):
-        mi, si = means[i], sd[i]
-        a = max(min((floor - mi) / si, _Z_MAX), -_Z_MAX)
-        half = (_Z_MAX - a) / 2.0
-        total = 0.0
-        for x, w in _QUADRATURE:
-            z = a + half * (x + 1.0)
-            v = mi + si * z
-            p = w * math.exp(-0.5 * z * z)
-            for j in range(k):
-                if j != i:
-                    p *= 0.5 * math.erfc((means[j] - v) / (sd[j] * _SQRT2))
+class Draw:
+    """The Thompson draw of one decision: arms with Normal posteriors of their expected
+    profit (`means`, `sds`) and protect, which earns `floor` for sure. Arms out of contention
+    (`contenders`) are never drawn.
+
+    The uniform `u` picks protect when it falls in the top `P(protect)` of [0, 1) (the chance
+    that no arm's draw beats the floor, in closed form); below that, the arms in contention
+    share the rest in their order (the arbiter's, best expected profit first), each its win
+    probability by quadrature capped by what is left, the last taking what is left. So the
+    probabilities sum to exactly 1, and `pick(u)` computes only the ones it walks past: the
+    probability it returns is exactly the one the choice was made with."""
+
+    __slots__ = ("_distribution", "_inv", "arms", "floor", "means", "protect", "quiet", "sds")
+
+    def __init__(self, means: Sequence[float], sds: Sequence[float], floor: float, z: float):
+        alive = contenders(means, sds, floor, z)
+        self.protect = len(means) if len(means) in alive else None  # its index, if in contention
+        self.arms = [i for i in alive if i < len(means)]
+        self.means = [means[i] for i in self.arms]
+        self.sds = [max(sds[i], 1e-9) for i in self.arms]
+        self._inv = [1.0 / (s * _SQRT2) for s in self.sds]
+        self.floor = floor
+        quiet = 0.0  # P(protect)
+        if self.protect is not None:
+            quiet = 1.0
+            for m, c in zip(self.means, self._inv, strict=True):
+                quiet *= 0.5 * math.erfc((m - floor) * c)  # this arm's draw is below the floor
+        self.quiet = quiet if self.arms else 1.0
+        self._distribution: dict[int, float] | None = None
+
+    def _arms(self) -> Iterator[tuple[int, float]]:
+        """(index, probability) of the arms, in order."""
+        means, sds, inv, floor, arms = self.means, self.sds, self._inv, self.floor, self.arms
+        left = 1.0 - self.quiet
+        last = len(arms) - 1
+        for n, i in enumerate(arms):
+            p = max(left, 0.0) if n == last else min(_win(n, means, sds, inv, floor), left)
+            yield i, p
+            left -= p
+
+    def pick(self, u: float) -> tuple[int, float]:
+        """The choice the uniform `u` draws (len(means): protect), and its probability."""
+        if self.protect is not None and u >= 1.0 - self.quiet:
+            return self.protect, self.quiet
+        total, chosen = 0.0, (-1, 0.0)
+        for i, p in self._arms():
             total += p
-        out.append(total * half / _SQRT_2PI)
-    protect = 1.0
-    for j in range(k):
-        protect *= 0.5 * math.erfc((means[j] - floor) / (sd[j] * _SQRT2))
-    out.append(protect)
-    scale = 1.0 / sum(out)
-    return [p * scale for p in out]
+            if p > 0.0:
+                chosen = (i, p)
+                if u < total:
+                    break
+        return chosen  # (u past a sum rounded below: the last arm that can be drawn)
 
-
-def choice_distribution(
-    means: Sequence[float], sds: Sequence[float], floor: float, z: float
-) -> dict[int, float]:
-    """Arm index -> probability of being chosen (len(means) is protect); arms out of
-    contention are left out: they are never chosen."""
-    alive = contenders(means, sds, floor, z)
-    if len(alive) == 1:
-        return {alive[0]: 1.0}
-    if len(alive) == 2 and alive[1] == len(means):  # one arm against protect: closed form
-        i = alive[0]
-        quiet = 0.5 * math.erfc((means[i] - floor) / (max(sds[i], 1e-9) * _SQRT2))
-        return {i: 1.0 - quiet, len(means): quiet}
-    arms = [i for i in alive if i < len(means)]
-    probs = win_probabilities([means[i] for i in arms], [sds[i] for i in arms], floor)
-    out = {i: p for i, p in zip(arms, probs, strict=False)}
-    if len(means) in alive:
-        out[len(means)] = probs[-1]
-    else:  # protect was out of contention: its sliver goes to the arms, in proportion
-        scale = 1.0 / (1.0 - probs[-1]) if probs[-1] < 1.0 else 1.0
-        out = {i: p * scale for i, p in out.items()}
-    return out
+    def distribution(self) -> dict[int, float]:
+        """Index -> probability of every choice in contention (len(means): protect)."""
+        if self._distribution is None:
+            self._distribution = dict(self._arms())
+            if self.protect is not None:
+                self._distribution[self.protect] = self.quiet
+        return self._distribution
 
 
 class Cells:

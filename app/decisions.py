@@ -14,7 +14,7 @@ from typing import Any
 
 from app.actions import action_id
 from app.arbitration import Arbiter
-from app.bandit import choice_distribution, pick, uniform
+from app.bandit import Draw, uniform
 from app.catalog import Catalog
 from app.context import RELATION_PLAY, Context, Offer, Scored
 from app.experiments import Experiments
@@ -71,18 +71,12 @@ class Chooser:
         self.seed = seed
 
     def choose(
-        self,
-        action_id: str,
-        moment: str,
-        arms: list[Scored],
-        distribution: dict[int, float],
-        resolve: ArmResolver,
+        self, action_id: str, moment: str, arms: list[Scored], draw: Draw, resolve: ArmResolver
     ) -> tuple[Scored | None, float]:
         """The chosen arm (None: protect) and its probability (NO_ACTION with None: no
         Action at all, as when a followed log made none here)."""
-        order = sorted(distribution)
-        index = order[pick([distribution[i] for i in order], uniform(self.seed, action_id))]
-        return (arms[index] if index < len(arms) else None), distribution[index]
+        index, p = draw.pick(uniform(self.seed, action_id))
+        return (arms[index] if index < len(arms) else None), p
 
     def follow_up(self, action_id: str, wanted: bool) -> bool:
         """Whether the follow-up `action_id` is made; the engine `wanted` it. Pure: the
@@ -216,12 +210,12 @@ class Decider:
         decision: Decision,
     ) -> tuple[Scored | None, float]:
         """Thompson sampling among the arms and protect (app/bandit.py)."""
-        distribution = choice_distribution(
-            [a.eip for a in arms], [a.spread for a in arms], self._threshold, self._z
-        )
-        decision.arms = [
-            (arms[i] if i < len(arms) else None, p) for i, p in sorted(distribution.items())
-        ]
+        draw = Draw([a.eip for a in arms], [a.spread for a in arms], self._threshold, self._z)
+        if self.on_decision is not None:  # explained: the whole distribution
+            decision.arms = [
+                (arms[i] if i < len(arms) else None, p)
+                for i, p in sorted(draw.distribution().items())
+            ]
 
         def resolve(
             sku: str, relation: str, channel: str, frame: str, intensity: str
@@ -238,7 +232,7 @@ class Decider:
             return self.arbiter.evaluate(ctx, offer, channel, frame, intensity)
 
         aid = action_id(cid, event.event_id, slot)
-        return self.chooser.choose(aid, ctx.moment, arms, distribution, resolve)
+        return self.chooser.choose(aid, ctx.moment, arms, draw, resolve)
 
     def _moment(
         self,

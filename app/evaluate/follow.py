@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.actions import relation_of
+from app.bandit import Draw
 from app.context import Scored
 from app.decisions import NO_ACTION, ArmResolver, Chooser
 from app.experiments import Assignment, Experiments
@@ -68,10 +69,12 @@ class FollowChooser(Chooser):
         action_id: str,
         moment: str,
         arms: list[Scored],
-        distribution: dict[int, float],
+        draw: Draw,
         resolve: ArmResolver,
     ) -> tuple[Scored | None, float]:
-        spread = [(arm_of(arms[i] if i < len(arms) else None), p) for i, p in distribution.items()]
+        spread = [
+            (arm_of(arms[i] if i < len(arms) else None), p) for i, p in draw.distribution().items()
+        ]
         log = self.logged.get(action_id)
         if log is None:
             # The logging policy made no decision here (or none this candidate knows): no

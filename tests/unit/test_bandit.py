@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.bandit import Cells, choice_distribution, contenders, pick, uniform, win_probabilities
+from app.bandit import Cells, Draw, contenders, uniform
 from app.engine import DecisionEngine
 from app.policy import load_policy
 from app.sample import demo_catalog, generate
@@ -29,44 +29,66 @@ def monte_carlo(
     ]
 
 
+def in_order(dist: dict[int, float], k: int) -> list[float]:
+    """A Draw's distribution as monte_carlo lists it: arms 0..k-1, then protect (k)."""
+    return [dist.get(i, 0.0) for i in range(k + 1)]
+
+
 @pytest.mark.parametrize(
     ("means", "sds"),
     [
-        ([1.0, 0.8], [0.5, 0.4]),  # the plain-Python path
+        ([1.0, 0.8], [0.5, 0.4]),
         ([2.8, 2.5, 1.0], [1.2, 0.9, 0.5]),
-        ([0.3, 0.2, 0.5, 0.1, 0.25], [0.3, 0.2, 0.6, 0.1, 0.2]),  # numpy, protect likely
+        ([0.3, 0.2, 0.5, 0.1, 0.25], [0.3, 0.2, 0.6, 0.1, 0.2]),  # protect likely
+        ([0.9, 0.8, 0.7, 0.6, 0.5, 0.45], [0.4, 0.3, 0.5, 0.2, 0.6, 0.3]),  # six, as max_arms
     ],
 )
-def test_win_probabilities_are_thompson_samplings(means: list[float], sds: list[float]) -> None:
-    assert win_probabilities(means, sds, 0.1) == pytest.approx(
-        monte_carlo(means, sds, 0.1), abs=4e-3
-    )
-    assert sum(win_probabilities(means, sds, 0.1)) == pytest.approx(1.0)
+def test_the_draw_is_thompson_sampling(means: list[float], sds: list[float]) -> None:
+    dist = Draw(means, sds, 0.1, 6.0).distribution()  # z = 6: everything in contention
+    assert in_order(dist, len(means)) == pytest.approx(monte_carlo(means, sds, 0.1), abs=4e-3)
+    assert all(p >= 0 for p in dist.values()) and sum(dist.values()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("means", "sds", "z"),
+    [
+        ([0.3, 0.2, 0.5, 0.1, 0.25], [0.3, 0.2, 0.6, 0.1, 0.2], 2.5),
+        ([5.0, 4.9, 1.0, 0.2], [0.5, 0.5, 0.2, 0.05], 2.5),  # protect out of contention
+        ([0.2], [0.1], 2.5),
+    ],
+)
+def test_the_logged_propensity_is_how_often_the_choice_is_made(
+    means: list[float], sds: list[float], z: float
+) -> None:
+    """Every u in a fine grid picks what the whole distribution says, with its probability;
+    so each choice is made for exactly its probability's share of u."""
+    draw = Draw(means, sds, 0.1, z)
+    dist = draw.distribution()
+    grid = [(n + 0.5) / 20_000 for n in range(20_000)]
+    made = Counter()
+    for u in grid:
+        index, p = Draw(means, sds, 0.1, z).pick(u)  # a fresh draw: lazily, as the engine
+        assert p == dist[index] > 0
+        made[index] += 1
+    for index, p in dist.items():
+        assert made[index] / len(grid) == pytest.approx(p, abs=1e-4)
 
 
 def test_arms_out_of_contention_are_never_drawn() -> None:
     means, sds = [5.0, 4.9, 1.0, 0.2], [0.5, 0.5, 0.2, 0.05]
     assert contenders(means, sds, 0.1, 2.5) == [0, 1]  # protect and the weak arms are out
-    dist = choice_distribution(means, sds, 0.1, 2.5)
+    dist = Draw(means, sds, 0.1, 2.5).distribution()
     assert set(dist) == {0, 1} and sum(dist.values()) == pytest.approx(1.0)
-    assert choice_distribution([0.5], [0.01], 0.1, 2.5) == {0: 1.0}  # sure: no draw at all
-    assert choice_distribution([], [], 0.1, 2.5) == {0: 1.0}  # nothing allowed: protect
-    one = choice_distribution([0.2], [0.1], 0.1, 2.5)  # one arm against protect
+    assert Draw([0.5], [0.01], 0.1, 2.5).distribution() == {0: 1.0}  # sure: no draw at all
+    assert Draw([], [], 0.1, 2.5).distribution() == {0: 1.0}  # nothing allowed: protect
+    one = Draw([0.2], [0.1], 0.1, 2.5).distribution()  # one arm against protect
     assert one[0] == pytest.approx(monte_carlo([0.2], [0.1], 0.1)[0], abs=3e-3)
 
 
-def test_the_draw_is_deterministic_and_uniform() -> None:
+def test_the_uniform_is_deterministic_and_uniform() -> None:
     assert uniform(3, "abc") == uniform(3, "abc") != uniform(4, "abc")
     draws = np.array([uniform(0, f"a{i}") for i in range(20_000)])
     assert draws.min() >= 0 and draws.max() < 1 and abs(draws.mean() - 0.5) < 0.01
-    assert [pick([0.2, 0.5, 0.3], u) for u in (0.0, 0.19, 0.2, 0.69, 0.7, 0.999)] == [
-        0,
-        0,
-        1,
-        1,
-        2,
-        2,
-    ]
 
 
 def test_cells_narrow_with_conversions() -> None:
