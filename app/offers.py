@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from app.anyway import Anyway
 from app.catalog import Catalog, Product, Relation
 from app.context import Context, Offer
 from app.models import Models
-from app.policy import Policy
+from app.policy import OfferRelation, Policy
 from app.readiness import DAY
 
 _RELATIONS: tuple[Relation, ...] = (
@@ -20,6 +18,7 @@ _RELATIONS: tuple[Relation, ...] = (
 )
 _OWNED_DAYS = 365  # a durable item bought within this is not offered again
 _MAX_FOCUS = 5  # items of a cart or order whose relations are considered (the most valuable)
+_MAX_MADE = 100_000  # offers kept for reuse (then made afresh)
 
 
 class Offers:
@@ -34,7 +33,8 @@ class Offers:
         # sku -> its catalog offers, most valuable first: (value bound, offer), the offer as
         # made to a customer who has not looked at it and does not have `base`
         self._related: dict[str, tuple[tuple[float, Offer], ...]] = {}
-        self._variants: dict[tuple[int, bool, bool], Offer] = {}  # (id of the plain, seen, based)
+        # offers made for moments, reused by later ones (an Offer is immutable)
+        self._made: dict[tuple[str, str, str | None, bool, bool, int], Offer] = {}
         self._need_consent = frozenset(policy.consent.required)
         self._zone = policy.time.assume_utc_offset_minutes  # for customers whose zone is unknown
 
@@ -53,9 +53,9 @@ class Offers:
         ]
         if products and self.policy.moments[ctx.moment].assist:
             if ctx.moment in ("browse", "cart", "checkout"):
-                found.append(Offer("self", products[0]))
+                found.append(self._offer("self", products[0]))
             elif ctx.moment == "post_purchase":
-                found.append(Offer("self", max(products, key=lambda p: p.margin)))
+                found.append(self._offer("self", max(products, key=lambda p: p.margin)))
         upsells: list[tuple[float, Offer]] = []
         viewed = state.viewed
         # add-ons of what the customer bought lately and has not bought yet (the watches of
@@ -76,7 +76,7 @@ class Offers:
                     bought_with = self.catalog.get(sku)
                     if bought_with is not None and sku not in exclude:
                         seen = viewed.get(sku, 0) > 0
-                        offer = Offer("affinity", bought_with, base, seen, has_base)
+                        offer = self._offer("affinity", bought_with, base, seen, has_base)
                         upsells.append((bought_with.margin, offer))
                         exclude.add(sku)
         for (sku, relation), base_sku in sorted(owned.items()):
@@ -112,23 +112,36 @@ class Offers:
             related = self._related[base.sku] = self._by_value(base)
         return related
 
-    def _variant(self, offer: Offer, seen: bool, with_base: bool) -> Offer:
-        """`offer` as made to a customer who has looked at it (`seen`) and has its base
-        (made once: moments reuse them)."""
-        if not seen and not with_base:
-            return offer
-        key = (id(offer), seen, with_base)
-        found = self._variants.get(key)
-        if found is None:
-            found = self._variants[key] = Offer(
-                offer.relation, offer.product, offer.base, seen, with_base
-            )
+    def _offer(
+        self,
+        relation: OfferRelation,
+        product: Product,
+        base: Product | None = None,
+        seen: bool = False,
+        with_base: bool = False,
+        passed: int = 0,
+    ) -> Offer:
+        """The offer, made once and reused by later moments."""
+        key = (relation, product.sku, None if base is None else base.sku, seen, with_base, passed)
+        found = self._made.get(key)
+        if found is None or found.product is not product or found.base is not base:
+            if len(self._made) >= _MAX_MADE:
+                self._made.clear()
+            found = self._made[key] = Offer(relation, product, base, seen, with_base, passed=passed)
         return found
 
-    @staticmethod
-    def _again(offer: Offer, passed: int) -> Offer:
+    def _variant(self, offer: Offer, seen: bool, with_base: bool) -> Offer:
+        """`offer` as made to a customer who has looked at it (`seen`) and has its base."""
+        if not seen and not with_base:
+            return offer
+        return self._offer(offer.relation, offer.product, offer.base, seen, with_base)
+
+    def _again(self, offer: Offer, passed: int) -> Offer:
         """`offer` as made to a customer who was offered it `passed` times before."""
-        return offer if passed == offer.passed else replace(offer, passed=passed)
+        if passed == offer.passed:
+            return offer
+        o = offer
+        return self._offer(o.relation, o.product, o.base, o.seen, o.with_base, passed)
 
     def _by_value(self, base: Product) -> tuple[tuple[float, Offer], ...]:
         """The catalog's offers around `base`, most valuable first (what one sale of each
@@ -154,11 +167,11 @@ class Offers:
         product = self.catalog.get(sku)
         if product is None:
             return []
-        offers = [Offer("refill", product, product)]
+        offers = [self._offer("refill", product, product)]
         for sub in self.catalog.related(sku, "subscription"):
             sub_product = self.catalog.get(sub)
             if sub_product is not None:
-                offers.insert(0, Offer("subscription", sub_product, product))
+                offers.insert(0, self._offer("subscription", sub_product, product))
         return offers
 
     # -- channels -----------------------------------------------------------------------------
