@@ -37,6 +37,7 @@ def was_shown(
     return any(kind in kinds for kind in feedback)
 
 
+@lru_cache(maxsize=64)  # a decision asks for its id several times
 def action_id(customer_id: str, event_id: str, slot: str) -> str:
     """The idempotency key of a decision: one per (customer, triggering event, slot).
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from operator import itemgetter
 from typing import Any
 
 from river import linear_model, optim, stats
@@ -126,12 +125,10 @@ class OnlineLogit:
         self.queue = [(dict(x), bool(y)) for x, y in state.get("queue", [])]
 
 
-def _ranked(row: dict[str, float]) -> list[tuple[str, float]]:
-    """Most often bought together first, then by SKU (a total order: ties never depend on
-    insertion order). Two C-keyed sorts: by SKU, then by count, stably."""
-    pairs = sorted(row.items())
-    pairs.sort(key=itemgetter(1), reverse=True)  # stable: ties stay in SKU order
-    return pairs
+def _ranked(row: dict[str, float]) -> list[str]:
+    """The row's SKUs, most often bought together first, then by SKU (a total order: ties
+    never depend on insertion order). Two C-keyed sorts: by SKU, then by count, stably."""
+    return sorted(sorted(row), key=row.__getitem__, reverse=True)  # ties stay in SKU order
 
 
 class Affinity:
@@ -152,7 +149,7 @@ class Affinity:
                 if a != b:
                     row[b] = row.get(b, 0.0) + 1.0
             if len(row) > 4 * _TOP_AFFINITY:  # trimmed now and then, not on every order
-                self.pairs[a] = dict(_ranked(row)[: 2 * _TOP_AFFINITY])
+                self.pairs[a] = {b: row[b] for b in _ranked(row)[: 2 * _TOP_AFFINITY]}
             self._top.pop(a, None)
             self.dirty.add(a)
 
@@ -160,7 +157,7 @@ class Affinity:
         ranked = self._top.get(sku)
         if ranked is None:
             row = self.pairs.get(sku, {})
-            ranked = [s for s, _ in _ranked(row)]
+            ranked = _ranked(row)
             self._top[sku] = ranked[:_TOP_AFFINITY]
         return ranked[:n]
 
