@@ -107,5 +107,16 @@ def wait_for_actions(reader: TopicReader, ids: set[str], timeout: float, what: s
     for r in records:
         copies.setdefault(codec.loads(r.value)["action_id"], set()).add(r.value)
     assert set(copies) == ids  # nothing lost, nothing invented
-    assert all(len(v) == 1 for v in copies.values()), "a redelivered action changed"
+    changed = {k: v for k, v in copies.items() if len(v) > 1}
+    assert not changed, f"a redelivered action changed: {_differences(changed)}"
     return records
+
+
+def _differences(changed: dict[str, set[bytes]]) -> str:
+    """The fields in which each changed action's copies differ (the first three actions)."""
+    lines = []
+    for aid, values in list(changed.items())[:3]:
+        copies = [codec.loads(v) for v in values]
+        fields = sorted({k for c in copies for k in c if len({repr(x.get(k)) for x in copies}) > 1})
+        lines.append(f"{aid}: " + "; ".join(f"{f}={[c.get(f) for c in copies]}" for f in fields))
+    return f"{len(changed)} changed; " + " | ".join(lines)
