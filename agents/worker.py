@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
@@ -46,6 +48,12 @@ _SWEEP_LIMIT = 1000  # due customers loaded per partition per batch
 _RETRY_FIRST_S = 0.5  # the first wait before a failed batch is handled again; doubles to
 _RETRY_MAX_S = 30.0  # at most this
 _FENCED_EXIT_S = 120.0  # fenced out and no new assignment since: exit for the supervisor
+
+
+# Every Action record says which worker process decided it, and the epoch of its customer's
+# input partition then (-1: unknown): two copies of one action_id can be told apart.
+_WORKER_HEADER, _EPOCH_HEADER = "tact.worker", "tact.epoch"
+_WORKER = f"{socket.gethostname()}:{os.getpid()}".encode()
 
 
 class BatchFailed(Exception):
@@ -304,13 +312,16 @@ class DecisionWorker:
         """Hand every action, outcome and dead letter to the producer; return their
         deliveries."""
         deliveries = []
+        epochs = self.epochs or {}
         for action in result.actions:
+            partition = self.partition_of.get(action.customer_id)
+            epoch = str(epochs.get(partition, -1) if partition is not None else -1)
             deliveries.append(
                 await self.send(
                     self.settings.topic_actions,
                     action.customer_id.encode("utf-8"),
                     encode(action),
-                    None,
+                    [(_WORKER_HEADER, _WORKER), (_EPOCH_HEADER, epoch.encode())],
                 )
             )
         for outcome in result.outcomes:

@@ -103,20 +103,26 @@ def wait_for_actions(reader: TopicReader, ids: set[str], timeout: float, what: s
         what=what,
     )
     records = reader.settle()
-    copies: dict[str, set[bytes]] = {}
+    copies: dict[str, dict[bytes, Any]] = {}
     for r in records:
-        copies.setdefault(codec.loads(r.value)["action_id"], set()).add(r.value)
+        copies.setdefault(codec.loads(r.value)["action_id"], {}).setdefault(r.value, r)
     assert set(copies) == ids  # nothing lost, nothing invented
     changed = {k: v for k, v in copies.items() if len(v) > 1}
     assert not changed, f"a redelivered action changed: {_differences(changed)}"
     return records
 
 
-def _differences(changed: dict[str, set[bytes]]) -> str:
-    """The fields in which each changed action's copies differ (the first three actions)."""
+def _differences(changed: dict[str, dict[bytes, Any]]) -> str:
+    """The fields in which each changed action's copies differ, and which worker (and epoch)
+    sent each copy (the first three actions)."""
     lines = []
-    for aid, values in list(changed.items())[:3]:
-        copies = [codec.loads(v) for v in values]
+    for aid, by_value in list(changed.items())[:3]:
+        copies = [codec.loads(v) for v in by_value]
+        senders = [
+            {k: v.decode() for k, v in (r.headers or []) if k.startswith("tact.")}
+            for r in by_value.values()
+        ]
         fields = sorted({k for c in copies for k in c if len({repr(x.get(k)) for x in copies}) > 1})
-        lines.append(f"{aid}: " + "; ".join(f"{f}={[c.get(f) for c in copies]}" for f in fields))
+        diff = "; ".join(f"{f}={[c.get(f) for c in copies]}" for f in fields)
+        lines.append(f"{aid}: sent by {senders}: {diff}")
     return f"{len(changed)} changed; " + " | ".join(lines)
