@@ -14,7 +14,10 @@ carries on with half of a batch applied, and never stays alive doing nothing.
 
 Checkpoints are fenced (app/store.py): at an assignment (or before the next batch, if a
 rebalance overtook that claim) the worker claims a new epoch for each of its input partitions,
-then loads offsets, models and clocks; each commit presents those epochs. A batch read before
+then loads offsets, models and clocks; each commit, and each read of customer states, presents
+those epochs. (A paused worker that read the states its partitions' new owner wrote would
+re-apply records those states already hold, from the offsets it still has, and send actions
+that differ from the owner's.) A batch read before
 a rebalance that holds records of partitions now owned elsewhere is not handled. A commit
 refused because another worker has claimed one of them since (this process was paused past
 its session timeout and its partitions moved on) drops the batch unacknowledged; the worker
@@ -159,9 +162,9 @@ class DecisionWorker:
                 self.fenced_at = time.monotonic()
                 metrics.FENCED.inc()
                 log.warning(
-                    "checkpoint refused: %s; this worker was presumably paused past its "
-                    "session timeout. The batch of %d records is dropped unacknowledged and "
-                    "nothing is handled until Kafka assigns partitions again",
+                    "state read or checkpoint refused: %s; this worker was presumably paused "
+                    "past its session timeout. The batch of %d records is dropped "
+                    "unacknowledged and nothing is handled until Kafka assigns partitions again",
                     exc,
                     len(records),
                 )
@@ -218,7 +221,7 @@ class DecisionWorker:
             if isinstance(item, Envelope):
                 self.partition_of[item.customer_id] = record.partition
         missing = [cid for cid in prepared.customer_ids() if not engine.knows(cid)]
-        engine.restore(await self.store.load_customers(missing))
+        engine.restore(await self.store.load_customers(missing, self.epochs))
         gone = await self._sweep()
         if generation != self.generation:  # revoked meanwhile: keep nothing of this batch
             self.reset()
@@ -301,7 +304,7 @@ class DecisionWorker:
                     due[cid] = partition
         if not due:
             return {}
-        engine.restore(await self.store.load_customers(due))  # closes what has ended
+        engine.restore(await self.store.load_customers(due, self.epochs))  # closes what ended
         found = [cid for cid in due if engine.knows(cid)]
         for cid in found:
             self.partition_of[cid] = due[cid]

@@ -26,8 +26,8 @@ Epochs = Mapping[int, int]
 
 
 class Fenced(Exception):
-    """A commit refused, nothing of it written: another worker has claimed one of its
-    partitions since this one did."""
+    """A commit refused, nothing of it written (or a read refused): another worker has
+    claimed one of its partitions since this one did."""
 
 
 def partition_key(topic: str, partition: int) -> str:
@@ -54,8 +54,13 @@ class StateStore(Protocol):
         """Next offset to process, per `topic:partition`, as of the last checkpoint."""
         ...
 
-    async def load_customers(self, customer_ids: Iterable[str]) -> dict[str, bytes]:
-        """Serialised states of those customers the store has (absent ids are new)."""
+    async def load_customers(
+        self, customer_ids: Iterable[str], fence: Epochs | None = None
+    ) -> dict[str, bytes]:
+        """Serialised states of those customers the store has (absent ids are new); with
+        `fence`, read in one snapshot with the epochs, and only if each partition's epoch is
+        still the one given (else Fenced): a worker whose partitions moved on must not read
+        what their new owner wrote, ahead of the offsets it holds."""
         ...
 
     async def load_models(self) -> dict[str, bytes]:
@@ -107,8 +112,18 @@ class InMemoryStateStore:
     async def load_offsets(self) -> dict[str, int]:
         return dict(self.offsets)
 
-    async def load_customers(self, customer_ids: Iterable[str]) -> dict[str, bytes]:
-        return {cid: self.customers[cid] for cid in customer_ids if cid in self.customers}
+    async def load_customers(
+        self, customer_ids: Iterable[str], fence: Epochs | None = None
+    ) -> dict[str, bytes]:
+        ids = list(customer_ids)
+        if ids:  # (nothing read: nothing to refuse)
+            self._check(fence)
+        return {cid: self.customers[cid] for cid in ids if cid in self.customers}
+
+    def _check(self, fence: Epochs | None) -> None:
+        taken = fenced_out(fence or {}, {p: self.epochs.get(p, 0) for p in fence or {}})
+        if taken:
+            raise Fenced(taken)
 
     async def load_models(self) -> dict[str, bytes]:
         return dict(self.models)
@@ -136,9 +151,7 @@ class InMemoryStateStore:
         fence: Epochs | None = None,
         clocks: Mapping[int, float] | None = None,
     ) -> None:
-        taken = fenced_out(fence or {}, {p: self.epochs.get(p, 0) for p in fence or {}})
-        if taken:
-            raise Fenced(taken)
+        self._check(fence)
         self.customers.update(customers)
         self.offsets.update(offsets)
         self.models.update(models)

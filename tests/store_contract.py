@@ -69,3 +69,8 @@ async def check_store_contract(store: StateStore) -> None:
     assert await store.load_due(5, 5.0, 10) == []
     await store.commit({"z": b"3"}, {"clickstream:6": 7}, {}, None, {6: second[6], 5: first[5]})
     assert await store.load_customers(["z"]) == {"z": b"3"}
+    # ...and so is a read: the old owner must not see what the new one wrote.
+    with pytest.raises(Fenced, match="6"):
+        await store.load_customers(["z"], first)
+    assert await store.load_customers(["z"], {6: second[6], 5: first[5]}) == {"z": b"3"}
+    assert await store.load_customers([], first) == {}  # nothing asked: nothing to refuse

@@ -59,12 +59,27 @@ class RedisStateStore:
         raw = await self._retrying("load offsets", lambda: self._redis.hgetall(self._offsets_key))
         return _offsets(raw)
 
-    async def load_customers(self, customer_ids: Iterable[str]) -> dict[str, bytes]:
+    async def load_customers(
+        self, customer_ids: Iterable[str], fence: Epochs | None = None
+    ) -> dict[str, bytes]:
         ids = list(customer_ids)
         if not ids:
             return {}
         keys = [self._key(cid) for cid in ids]
-        values = await self._retrying("load customers", lambda: self._redis.mget(keys))
+        fenced = sorted((fence or {}).items())
+        if not fenced:
+            values = await self._retrying("load customers", lambda: self._redis.mget(keys))
+        else:
+
+            async def read() -> list[Any]:
+                async with self._redis.pipeline(transaction=True) as pipe:  # one snapshot
+                    pipe.mget([self._epoch(p) for p, _ in fenced])
+                    pipe.mget(keys)
+                    epochs, blobs = await pipe.execute()
+                _refuse_unless_current(fenced, epochs)
+                return list(blobs)
+
+            values = await self._retrying("load customers", read)
         return {
             cid: _bytes(blob) for cid, blob in zip(ids, values, strict=True) if blob is not None
         }
@@ -134,14 +149,7 @@ class RedisStateStore:
             async with self._redis.pipeline(transaction=True) as pipe:
                 if keys:
                     await pipe.watch(*keys)
-                    now = await pipe.mget(keys)
-                    current = {
-                        p: None if v is None else int(v)
-                        for (p, _), v in zip(fenced, now, strict=True)
-                    }
-                    taken = fenced_out(dict(fenced), current)
-                    if taken:
-                        raise Fenced(taken)
+                    _refuse_unless_current(fenced, await pipe.mget(keys))
                     pipe.multi()  # type: ignore[no-untyped-call]
                 for cid, blob in customers.items():
                     pipe.set(self._key(cid), blob, ex=self._ttl)
@@ -201,3 +209,12 @@ def _text(value: bytes | str) -> str:
 
 def _bytes(value: bytes | str) -> bytes:
     return value if isinstance(value, bytes) else value.encode("utf-8")
+
+
+def _refuse_unless_current(fenced: list[tuple[int, int]], values: list[Any]) -> None:
+    """Fenced unless each (partition, epoch) of `fenced` is still current (`values`: the
+    epoch keys as read)."""
+    current = {p: None if v is None else int(v) for (p, _), v in zip(fenced, values, strict=True)}
+    taken = fenced_out(dict(fenced), current)
+    if taken:
+        raise Fenced(taken)

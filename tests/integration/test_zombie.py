@@ -1,7 +1,9 @@
 """A zombie worker: paused (SIGSTOP) past its session timeout, with a batch in hand, while
 another worker takes its partitions over, then resumed. That batch is never checkpointed: its
-checkpoint is refused (fenced) or, when the worker hears of the rebalance before it gets
-there, the batch is dropped on the way (overtaken). Nothing is lost and nothing is applied
+read of customer states or its checkpoint is refused (fenced) or, when the worker hears of
+the rebalance before it gets there, the batch is dropped on the way (overtaken). (Before reads
+were fenced, the zombie could decide from states the new owner had written, ahead of its own
+offsets, and send Actions that differed from the owner's.) Nothing is lost and nothing is applied
 twice: every action the stream calls for arrives, every copy identical. (Fencing on its own
 is tested in tests/store_contract.py and tests/unit/test_decision_worker.py.)"""
 
