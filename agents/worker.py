@@ -315,16 +315,19 @@ class DecisionWorker:
         """Hand every action, outcome and dead letter to the producer; return their
         deliveries."""
         deliveries = []
-        epochs = self.epochs or {}
+        unknown = [(_WORKER_HEADER, _WORKER), (_EPOCH_HEADER, b"-1")]
+        headers = {  # per input partition, made once per batch
+            p: [(_WORKER_HEADER, _WORKER), (_EPOCH_HEADER, str(e).encode())]
+            for p, e in (self.epochs or {}).items()
+        }
         for action in result.actions:
-            partition = self.partition_of.get(action.customer_id)
-            epoch = str(epochs.get(partition, -1) if partition is not None else -1)
+            partition = self.partition_of.get(action.customer_id, -1)
             deliveries.append(
                 await self.send(
                     self.settings.topic_actions,
                     action.customer_id.encode("utf-8"),
                     encode(action),
-                    [(_WORKER_HEADER, _WORKER), (_EPOCH_HEADER, epoch.encode())],
+                    headers.get(partition, unknown),
                 )
             )
         for outcome in result.outcomes:

@@ -140,8 +140,9 @@ class Offers:
         """`offer` as made to a customer who was offered it `passed` times before."""
         if passed == offer.passed:
             return offer
-        o = offer
-        return self._offer(o.relation, o.product, o.base, o.seen, o.with_base, passed)
+        return self._offer(
+            offer.relation, offer.product, offer.base, offer.seen, offer.with_base, passed
+        )
 
     def _by_value(self, base: Product) -> tuple[tuple[float, Offer], ...]:
         """The catalog's offers around `base`, most valuable first (what one sale of each

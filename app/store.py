@@ -35,16 +35,17 @@ def partition_key(topic: str, partition: int) -> str:
     return f"{topic}:{partition}"
 
 
-def fenced_out(fence: Epochs, current: Mapping[int, int | None]) -> str:
-    """Which partitions of `fence` another worker has claimed since, in words ('' if none)."""
+def check_fence(fence: Epochs | None, current: Mapping[int, int | None]) -> None:
+    """Fenced, naming them, if another worker has claimed any partition of `fence` since
+    (`current`: each partition's epoch now; absent or None: never claimed)."""
+    fence = fence or {}
     taken = sorted(p for p, epoch in fence.items() if current.get(p) != epoch)
-    if not taken:
-        return ""
-    return (
-        "partitions "
-        + ", ".join(f"{p} (epoch {fence[p]}, now {current.get(p)})" for p in taken)
-        + " were claimed by another worker"
-    )
+    if taken:
+        raise Fenced(
+            "partitions "
+            + ", ".join(f"{p} (epoch {fence[p]}, now {current.get(p)})" for p in taken)
+            + " were claimed by another worker"
+        )
 
 
 class StateStore(Protocol):
@@ -121,9 +122,7 @@ class InMemoryStateStore:
         return {cid: self.customers[cid] for cid in ids if cid in self.customers}
 
     def _check(self, fence: Epochs | None) -> None:
-        taken = fenced_out(fence or {}, {p: self.epochs.get(p, 0) for p in fence or {}})
-        if taken:
-            raise Fenced(taken)
+        check_fence(fence, {p: self.epochs.get(p, 0) for p in fence or {}})
 
     async def load_models(self) -> dict[str, bytes]:
         return dict(self.models)

@@ -13,7 +13,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
 from app.errors import DependencyUnavailable
-from app.store import Due, Epochs, Fenced, fenced_out
+from app.store import Due, Epochs, check_fence
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -76,7 +76,7 @@ class RedisStateStore:
                     pipe.mget([self._epoch(p) for p, _ in fenced])
                     pipe.mget(keys)
                     epochs, blobs = await pipe.execute()
-                _refuse_unless_current(fenced, epochs)
+                _check_fence(fenced, epochs)
                 return list(blobs)
 
             values = await self._retrying("load customers", read)
@@ -149,7 +149,7 @@ class RedisStateStore:
             async with self._redis.pipeline(transaction=True) as pipe:
                 if keys:
                     await pipe.watch(*keys)
-                    _refuse_unless_current(fenced, await pipe.mget(keys))
+                    _check_fence(fenced, await pipe.mget(keys))
                     pipe.multi()  # type: ignore[no-untyped-call]
                 for cid, blob in customers.items():
                     pipe.set(self._key(cid), blob, ex=self._ttl)
@@ -211,10 +211,7 @@ def _bytes(value: bytes | str) -> bytes:
     return value if isinstance(value, bytes) else value.encode("utf-8")
 
 
-def _refuse_unless_current(fenced: list[tuple[int, int]], values: list[Any]) -> None:
-    """Fenced unless each (partition, epoch) of `fenced` is still current (`values`: the
-    epoch keys as read)."""
+def _check_fence(fenced: list[tuple[int, int]], values: list[Any]) -> None:
+    """app/store.py `check_fence` on the epoch keys of `fenced` as read (`values`)."""
     current = {p: None if v is None else int(v) for (p, _), v in zip(fenced, values, strict=True)}
-    taken = fenced_out(dict(fenced), current)
-    if taken:
-        raise Fenced(taken)
+    check_fence(dict(fenced), current)

@@ -389,6 +389,31 @@ def test_a_zombies_checkpoint_is_refused_and_nothing_of_it_lands() -> None:
     assert b.fenced_at is None
 
 
+def test_a_zombie_never_decides_from_states_its_partitions_new_owner_wrote() -> None:
+    """A wakes with records past its checkpoint whose customers it does not hold, while B,
+    the partitions' new owner, has already handled them and saved their states. Reading B's
+    states (ahead of the offsets A holds) A would apply those records a second time and send
+    Actions that differ from B's: its read is refused, and it sends nothing."""
+    store, records = InMemoryStateStore(), on_two_partitions(EVENTS)
+    a_broker = Broker()
+    a, b = worker(store, a_broker, frozen()), worker(store, Broker(), frozen())
+    a.assign([0, 1])
+    third = len(records) // 3
+
+    async def go() -> None:
+        assert await a.handle_until_done(records[:third])
+        b.assign([0, 1])
+        assert await b.handle_until_done(records[: 2 * third])
+        later = records[third : 2 * third]
+        assert {r.key.decode() for r in later} - set(a.pipeline.engine.customers)  # type: ignore[union-attr]
+        sent = len(a_broker.sent)
+        assert not await a.handle_until_done(later)
+        assert len(a_broker.sent) == sent  # refused before deciding: nothing went out
+        assert a.fenced_at is not None and not a.pipeline.engine.customers
+
+    asyncio.run(go())
+
+
 def test_a_rebalance_keeps_the_customers_of_partitions_still_owned() -> None:
     """Warm rebalances: a worker that keeps partition 0 and loses 1 keeps 0's customers in
     memory and drops 1's; if another worker claimed 0 in between, 0's are dropped too."""
