@@ -148,8 +148,14 @@ def encode_outcome(outcome: Outcome) -> bytes:
 
 def outcome_json(outcome: Outcome) -> dict[str, Any]:
     data = dict(outcome.__dict__)
-    for name in ("decided_at", "window_start", "window_end", "closed_at"):
-        data[name] = format_event_time(data[name])
+    decided, start = outcome.decided_at, outcome.window_start
+    end, closed = outcome.window_end, outcome.closed_at
+    data["decided_at"] = format_event_time(decided)
+    # a window mostly starts when decided and closes at its end (the same objects then:
+    # app/attribution.py): each time formatted once
+    data["window_start"] = data["decided_at"] if start is decided else format_event_time(start)
+    data["window_end"] = format_event_time(end)
+    data["closed_at"] = data["window_end"] if closed is end else format_event_time(closed)
     return data
 
 

@@ -405,15 +405,20 @@ class Attribution:
         policy_version, model_version = entry[VERSIONS].split("|", 1)
         predicted = entry[PREDICTED] if len(entry) > PREDICTED else None
         p_accept, p_organic, p_return = predicted if predicted else (None, None, None)
+        decided_s, start_s, closed_s = entry[DECIDED], entry[START], max(at, entry[DECIDED])
+        end_s = start_s + self.window_s
+        decided = utc(decided_s)
+        start = decided if start_s == decided_s else utc(start_s)
+        end = utc(end_s)
         self._closed.append(
             build_outcome(
                 {
                     "action_id": entry[ID],
                     "customer_id": cid,
-                    "decided_at": utc(entry[DECIDED]),
-                    "window_start": utc(entry[START]),
-                    "window_end": utc(entry[START] + self.window_s),
-                    "closed_at": utc(max(at, entry[DECIDED])),
+                    "decided_at": decided,
+                    "window_start": start,
+                    "window_end": end,
+                    "closed_at": end if closed_s == end_s else utc(closed_s),
                     "status": status,
                     "play": entry[PLAY],
                     "channel": entry[CHANNEL],

@@ -163,7 +163,7 @@ class DecisionEngine:
         attribution.close_due(cid, state, t)
         if state.consumables:
             self.anyway.lapses(state, t)
-        sku = getattr(event, "sku", None)
+        sku = event.__dict__.get("sku")  # (getattr on a model without it raises inside)
         if sku is not None and sku not in self.catalog:
             self._unknown(sku)
         if isinstance(event, OrderPlaced):

@@ -149,8 +149,11 @@ class Affinity:
                 if a != b:
                     row[b] = row.get(b, 0.0) + 1.0
             if len(row) > 4 * _TOP_AFFINITY:  # trimmed now and then, not on every order
-                self.pairs[a] = {b: row[b] for b in _ranked(row)[: 2 * _TOP_AFFINITY]}
-            self._top.pop(a, None)
+                ranked = _ranked(row)[: 2 * _TOP_AFFINITY]
+                self.pairs[a] = {b: row[b] for b in ranked}
+                self._top[a] = ranked[:_TOP_AFFINITY]  # the trimmed row ranks the same
+            else:
+                self._top.pop(a, None)
             self.dirty.add(a)
 
     def top(self, sku: str, n: int) -> list[str]:

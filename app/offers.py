@@ -56,7 +56,8 @@ class Offers:
                 found.append(self._offer("self", products[0]))
             elif ctx.moment == "post_purchase":
                 found.append(self._offer("self", max(products, key=lambda p: p.margin)))
-        upsells: list[tuple[float, Offer]] = []
+        # (value bound, the offer, or what makes it: affinity offers are made only when kept)
+        upsells: list[tuple[float, Offer | tuple[Product, Product, bool, bool]]] = []
         viewed = state.viewed
         # add-ons of what the customer bought lately and has not bought yet (the watches of
         # app/anyway.py): the case for the camera bought last week, offered on any page
@@ -76,8 +77,7 @@ class Offers:
                     bought_with = self.catalog.get(sku)
                     if bought_with is not None and sku not in exclude:
                         seen = viewed.get(sku, 0) > 0
-                        offer = self._offer("affinity", bought_with, base, seen, has_base)
-                        upsells.append((bought_with.margin, offer))
+                        upsells.append((bought_with.margin, (bought_with, base, seen, has_base)))
                         exclude.add(sku)
         for (sku, relation), base_sku in sorted(owned.items()):
             if sku in exclude:
@@ -90,15 +90,18 @@ class Offers:
         if self.policy.offer_order == "value":
             upsells.sort(key=lambda pair: -pair[0])  # the most valuable first
         due = ctx.readiness.due_consumable
-        offers = [offer for _, offer in upsells]
+        offers: list[Offer] = []
         if (
             due
             and due not in busy
             and ctx.readiness.maturity >= self.policy.sequencing.refill_due_from
         ):
-            offers = self.refill_offers(due) + offers
+            offers = self.refill_offers(due)
         limit = self.policy.moments[ctx.moment].max_offers
-        offers = offers[: self.policy.max_offers if limit is None else limit]
+        limit = self.policy.max_offers if limit is None else limit
+        offers = offers[:limit]
+        for _, made in upsells[: limit - len(offers)]:
+            offers.append(made if isinstance(made, Offer) else self._offer("affinity", *made))
         if state.offered:  # made before and not bought: as made again
             t, days = ctx.t, self.policy.priors.accept.passed_days
             offers = [self._again(o, state.passed(o.product.sku, t, days)) for o in offers]
