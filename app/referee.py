@@ -21,11 +21,12 @@ class Segments:
     ready: bool
     discount_trained: bool
 
-    @property
-    def key(self) -> str:
-        """The segment of exploration cells and outcome records, e.g. `new:low:medium`
-        (customer, risk, ltv)."""
-        return f"{self.customer}:{self.risk}:{self.ltv}"
+    key: str = field(init=False, compare=False, repr=False)
+    """The segment of exploration cells and outcome records, e.g. `new:low:medium`
+    (customer, risk, ltv)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.customer}:{self.risk}:{self.ltv}")
 
     def codes(self) -> list[str]:
         codes = _SEGMENT_CODES.get(self)
@@ -50,13 +51,20 @@ def segments_of(policy: Policy, r: Readiness) -> Segments:
         else "low"
     )
     ltv = "high" if r.ltv >= s.ltv_high_from else "medium" if r.ltv >= s.ltv_medium_from else "low"
-    return Segments(
-        customer="new" if r.new_customer else "returning",
-        risk=risk,
-        ltv=ltv,
-        ready=r.confidence >= s.ready_confidence_from,
-        discount_trained=r.price_sensitivity >= s.discount_trained_from,
+    fields = (
+        "new" if r.new_customer else "returning",
+        risk,
+        ltv,
+        r.confidence >= s.ready_confidence_from,
+        r.price_sensitivity >= s.discount_trained_from,
     )
+    found = _SEGMENTS.get(fields)
+    if found is None:
+        found = _SEGMENTS[fields] = Segments(*fields)
+    return found
+
+
+_SEGMENTS: dict[tuple[str, str, str, bool, bool], Segments] = {}  # made once each (immutable)
 
 
 def margin_tier(policy: Policy, product: Product) -> str:
