@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import random
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from pydantic import ValidationError
@@ -87,6 +88,21 @@ def test_timestamps_become_utc(ts: object, expected: datetime) -> None:
     parsed = EVENT_MODELS["search"].model_validate(event("search", ts=ts))
     assert parsed.ts == expected
     assert format_event_time(parsed.ts).endswith("Z")
+
+
+def test_times_are_formatted_as_isoformat_would_in_utc() -> None:
+    """The minute-cached formatter against `isoformat`: truncated milliseconds, padded years,
+    other zones converted, the same minute asked again and again."""
+    draw = random.Random(7)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    times = [start + timedelta(seconds=draw.uniform(0, 3e7)) for _ in range(2000)]
+    times += [times[0] + timedelta(microseconds=us) for us in (0, 999, 1000, 999_999)]
+    times += [datetime(999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)]
+    zone = timezone(timedelta(hours=-5, minutes=-30))
+    times += [t.astimezone(zone) for t in times[:50]]
+    for t in times:
+        expected = t.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+        assert format_event_time(t) == expected
 
 
 def test_the_offset_given_is_kept_as_the_customers_zone() -> None:
