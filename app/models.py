@@ -151,17 +151,17 @@ class Affinity:
             if len(row) > 4 * _TOP_AFFINITY:  # trimmed now and then, not on every order
                 ranked = _ranked(row)[: 2 * _TOP_AFFINITY]
                 self.pairs[a] = {b: row[b] for b in ranked}
-                self._top[a] = ranked[:_TOP_AFFINITY]  # the trimmed row ranks the same
+                self._top[a] = ranked[:_TOP_AFFINITY]  # the trimmed row's top: `top`'s
             else:
                 self._top.pop(a, None)
             self.dirty.add(a)
 
     def top(self, sku: str, n: int) -> list[str]:
+        """The `n` SKUs most often bought with `sku`, at most `_TOP_AFFINITY` (the same
+        whether the ranking was cached or not)."""
         ranked = self._top.get(sku)
         if ranked is None:
-            row = self.pairs.get(sku, {})
-            ranked = _ranked(row)
-            self._top[sku] = ranked[:_TOP_AFFINITY]
+            ranked = self._top[sku] = _ranked(self.pairs.get(sku, {}))[:_TOP_AFFINITY]
         return ranked[:n]
 
 

@@ -25,15 +25,12 @@ class Segments:
     """The segment of exploration cells and outcome records, e.g. `new:low:medium`
     (customer, risk, ltv)."""
 
-    _hash: int = field(init=False, compare=False, repr=False)  # verdicts are cached by segments
-
     def __post_init__(self) -> None:
         object.__setattr__(self, "key", f"{self.customer}:{self.risk}:{self.ltv}")
-        fields = (self.customer, self.risk, self.ltv, self.ready, self.discount_trained)
-        object.__setattr__(self, "_hash", hash(fields))
 
     def __hash__(self) -> int:
-        return self._hash
+        """Cheap (a string caches its hash): verdicts are looked up by segments per offer."""
+        return hash(self.key) + 2 * self.ready + self.discount_trained
 
     def codes(self) -> list[str]:
         codes = _SEGMENT_CODES.get(self)

@@ -4,6 +4,7 @@ checkpoints restore it exactly, and co-purchases are learned."""
 from __future__ import annotations
 
 import math
+import random
 from datetime import timedelta
 
 import pytest
@@ -123,3 +124,23 @@ def test_affinity_learns_what_is_bought_together() -> None:
     assert affinity.top("unknown", 3) == []
     affinity.learn_order(["lonely"])
     assert affinity.top("lonely", 3) == []
+
+
+def test_affinity_top_is_the_same_cached_or_not_and_across_trims() -> None:
+    """A row's top is at most 12 SKUs, ranked by count then SKU, whether it was ranked afresh,
+    read from the cache, or kept from the ranking that trimmed the row."""
+    draw = random.Random(3)
+    skus = [f"S{i:03d}" for i in range(80)]
+    cached, fresh = Affinity(), Affinity()
+    for _ in range(300):
+        order = draw.sample(skus, draw.randint(2, 12))
+        cached.learn_order(order)
+        fresh.learn_order(order)
+        cached.top(order[0], 20)  # fills the cache between orders
+        fresh._top.clear()
+        top = fresh.top(order[0], 20)
+        assert cached.top(order[0], 20) == top
+        assert len(top) <= 12
+        row = fresh.pairs[order[0]]
+        assert top == sorted(row, key=lambda s: (-row[s], s))[:12]
+    assert max(len(row) for row in fresh.pairs.values()) > 24  # rows were trimmed on the way
