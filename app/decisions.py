@@ -414,7 +414,7 @@ class Decider:
             suppress,
             self.experiments.assign(cid),
             segments.key,
-            [f"protect:{trigger}", *segments.codes()],
+            [f"protect:{trigger}", *segments.codes],
             1.0,
         )
         self._report(

@@ -31,12 +31,16 @@ class CompletionCounts:
 
     def __init__(self) -> None:
         self.counts: dict[str, list[float]] = {}
+        self.by_moment: dict[str, list[float]] = {}  # the rows of each moment, summed
         self.version = 0  # changes with every count: readers cache by it
 
     def add(self, moment: str, arm: str, completed: bool) -> None:
-        row = self.counts.setdefault(f"{moment}|{arm}", [0.0, 0.0])
-        row[0] += 1.0
-        row[1] += float(completed)
+        for row in (
+            self.counts.setdefault(f"{moment}|{arm}", [0.0, 0.0]),
+            self.by_moment.setdefault(moment, [0.0, 0.0]),
+        ):
+            row[0] += 1.0
+            row[1] += float(completed)
         self.version += 1
 
     def get(self, moment: str, arm: str) -> tuple[float, float]:
@@ -48,6 +52,11 @@ class CompletionCounts:
 
     def restore(self, state: Mapping[str, Any]) -> None:
         self.counts = {k: [float(x) for x in v] for k, v in state.items()}
+        self.by_moment = {}
+        for key, (rows, completed) in self.counts.items():
+            total = self.by_moment.setdefault(key.split("|", 1)[0], [0.0, 0.0])
+            total[0] += rows  # whole numbers: the same sums in any order
+            total[1] += completed
         self.version += 1
 
 
@@ -108,11 +117,7 @@ class Distraction:
         how likely it is bought already, and where most decisions have no cart."""
         if moment not in ("cart", "checkout"):
             return 1.0
-        n = done = 0.0
-        for key, (rows, completed) in self.counts.counts.items():
-            if key.startswith(moment + "|"):
-                n += rows
-                done += completed
+        n, done = self.counts.by_moment.get(moment, (0.0, 0.0))
         weight = self.completion_weight
         return (done + weight * self.completion_prior) / (n + weight)
 

@@ -25,7 +25,7 @@ def explain(decision: Decision, top: int = 8, threshold: float = 0.0) -> list[st
             f"risk {r.risk:.2f}  ltv {r.ltv:.0f}"
         )
     if decision.segments is not None:
-        lines.append(f"  segments   {', '.join(decision.segments.codes())}")
+        lines.append(f"  segments   {', '.join(decision.segments.codes)}")
     if decision.rules:
         lines.append(f"  rules      {', '.join(decision.rules)}")
     for what, why in _unique(decision.drops):

@@ -24,25 +24,20 @@ class Segments:
     key: str = field(init=False, compare=False, repr=False)
     """The segment of exploration cells and outcome records, e.g. `new:low:medium`
     (customer, risk, ltv)."""
+    ident: str = field(init=False, compare=False, repr=False)
+    """All five, e.g. `new:low:medium:1:0`: what caches of verdicts are keyed by (a string
+    caches its hash; a dataclass hashes its fields in Python on every lookup)."""
+    codes: tuple[str, ...] = field(init=False, compare=False, repr=False)
+    """Its reason codes, e.g. `seg:new`, `seg:risk:low`, `seg:ltv:medium`."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "key", f"{self.customer}:{self.risk}:{self.ltv}")
-
-    def __hash__(self) -> int:
-        """Cheap (a string caches its hash): verdicts are looked up by segments per offer."""
-        return hash(self.key) + 2 * self.ready + self.discount_trained
-
-    def codes(self) -> list[str]:
-        codes = _SEGMENT_CODES.get(self)
-        if codes is None:
-            codes = [f"seg:{self.customer}", f"seg:risk:{self.risk}", f"seg:ltv:{self.ltv}"]
-            if self.discount_trained:
-                codes.append("seg:discount_trained")
-            _SEGMENT_CODES[self] = codes
-        return codes
-
-
-_SEGMENT_CODES: dict[Segments, list[str]] = {}  # a few dozen combinations at most
+        key = f"{self.customer}:{self.risk}:{self.ltv}"
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "ident", f"{key}:{self.ready:d}:{self.discount_trained:d}")
+        codes = [f"seg:{self.customer}", f"seg:risk:{self.risk}", f"seg:ltv:{self.ltv}"]
+        if self.discount_trained:
+            codes.append("seg:discount_trained")
+        object.__setattr__(self, "codes", tuple(codes))
 
 
 def segments_of(policy: Policy, r: Readiness) -> Segments:
@@ -152,26 +147,26 @@ class Referee:
         self.policy = policy
         self.customer_rules = [r for r in policy.rules if not r.candidate_level]
         self.offer_rules = [r for r in policy.rules if r.candidate_level]
-        self._customer: dict[tuple[Segments, str], Verdict] = {}
-        self._offer: dict[tuple[Segments, str, str], Verdict] = {}
+        self._customer: dict[tuple[str, str], Verdict] = {}  # by (segments' ident, moment)
+        self._offer: dict[tuple[str, str, str], Verdict] = {}  # ... and margin tier
 
     def for_customer(self, seg: Segments, moment: MomentName) -> Verdict:
-        verdict = self._customer.get((seg, moment))
+        verdict = self._customer.get((seg.ident, moment))
         if verdict is None:
             verdict = Verdict()
             for rule in self.customer_rules:
                 if _matches(rule, seg, moment, None):
                     verdict.apply(rule)
-            self._customer[(seg, moment)] = verdict
+            self._customer[(seg.ident, moment)] = verdict
         return verdict
 
     def for_offer(self, seg: Segments, moment: MomentName, margin: str) -> Verdict:
-        verdict = self._offer.get((seg, moment, margin))
+        verdict = self._offer.get((seg.ident, moment, margin))
         if verdict is None:
             verdict = self.for_customer(seg, moment).merged(
                 [r for r in self.offer_rules if _matches(r, seg, moment, margin)]
             )
-            self._offer[(seg, moment, margin)] = verdict
+            self._offer[(seg.ident, moment, margin)] = verdict
         return verdict
 
 

@@ -86,7 +86,7 @@ class Sequencer:
         )
         reasons = [
             f"moment:{ctx.moment}",
-            *ctx.segments.codes(),
+            *ctx.segments.codes,
             *ctx.verdict.codes,
             f"offer:{offer.relation}",
             f"pick:{offer.play}:{best.channel}:{best.frame}:{best.intensity}",
@@ -186,7 +186,7 @@ class Sequencer:
         ttl = self.policy.channels[moment.channels[0]].ttl_hours * HOUR
         reasons = [
             f"moment:{ctx.moment}",
-            *ctx.segments.codes(),
+            *ctx.segments.codes,
             *ctx.verdict.codes,
             "protect:not_profitable" if ctx.considered else "protect:no_candidate",
         ]

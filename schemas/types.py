@@ -130,6 +130,8 @@ def zone_offset_minutes(value: datetime) -> int | None:
     "Z", "+00:00" and epoch milliseconds all read as "zone unknown": a producer that
     normalises to UTC looks the same as a customer in London in winter.
     """
+    if value.tzinfo is UTC:  # (most events: a shortcut)
+        return None
     offset = value.utcoffset()
     if offset is None or not offset:
         return None

@@ -323,8 +323,7 @@ def test_a_small_distraction_risk_is_not_swung_by_a_noisy_difference() -> None:
         update={"distraction": POLICY.distraction.model_copy(update={"prior_sd_share": 100.0})}
     )
     control = engine_for(wide)
-    control.models.completion.counts = counts.counts
-    control.models.completion.version += 1
+    control.models.completion.restore(counts.state())
     assert control.arbiter.distraction.factor("browse", "low") > 5  # the old swing
     for arm, n, rate in (("held", 20000, 0.30), ("low", 20000, 0.27)):
         for i in range(n):
