@@ -101,7 +101,7 @@ class Settings(BaseSettings):
         0.1, gt=0, le=10, description="longest wait from a batch's first event to its start"
     )
     batch_idle_s: float = Field(
-        0.002,
+        0.0001,
         ge=0,
         le=1,
         description="a batch starts once no event has come for this long (or it is full)",
