@@ -125,10 +125,11 @@ class OnlineLogit:
         self.queue = [(dict(x), bool(y)) for x, y in state.get("queue", [])]
 
 
-def _ranked(row: dict[str, float]) -> list[str]:
-    """The row's SKUs, most often bought together first, then by SKU (a total order: ties
-    never depend on insertion order). Two C-keyed sorts: by SKU, then by count, stably."""
-    return sorted(sorted(row), key=row.__getitem__, reverse=True)  # ties stay in SKU order
+def _ranked(row: dict[str, float], skus: Iterable[str] | None = None) -> list[str]:
+    """The row's SKUs (or these of them), most often bought together first, then by SKU (a
+    total order: ties never depend on insertion order). Two C-keyed sorts: by SKU, then by
+    count, stably."""
+    return sorted(sorted(row if skus is None else skus), key=row.__getitem__, reverse=True)
 
 
 class Affinity:
@@ -137,6 +138,9 @@ class Affinity:
     def __init__(self) -> None:
         self.pairs: dict[str, dict[str, float]] = {}
         self._top: dict[str, list[str]] = {}  # sku -> ranked co-purchases (cache)
+        # sku -> what was counted in its row since its top was ranked: only these can have
+        # moved into the top (counts only grow until a trim, which ranks the row afresh)
+        self._moved: dict[str, set[str]] = {}
         self.dirty: set[str] = set()  # rows changed since the last checkpoint
 
     def learn_order(self, skus: Iterable[str]) -> None:
@@ -152,16 +156,28 @@ class Affinity:
                 ranked = _ranked(row)[: 2 * _TOP_AFFINITY]
                 self.pairs[a] = {b: row[b] for b in ranked}
                 self._top[a] = ranked[:_TOP_AFFINITY]  # the trimmed row's top: `top`'s
-            else:
-                self._top.pop(a, None)
+                self._moved.pop(a, None)
+            elif a in self._top:
+                moved = self._moved.get(a)
+                if moved is None:
+                    moved = self._moved[a] = set()
+                moved.update(distinct)  # (`a` too: left out when ranked)
             self.dirty.add(a)
 
     def top(self, sku: str, n: int) -> list[str]:
         """The `n` SKUs most often bought with `sku`, at most `_TOP_AFFINITY` (the same
-        whether the ranking was cached or not)."""
+        whether the ranking was cached, brought up to date or made afresh). An SKU outside the
+        cached top whose count has not moved since is still below all of it: only the top and
+        what moved are ranked again."""
         ranked = self._top.get(sku)
         if ranked is None:
             ranked = self._top[sku] = _ranked(self.pairs.get(sku, {}))[:_TOP_AFFINITY]
+        else:
+            moved = self._moved.pop(sku, None)
+            if moved:
+                moved.update(ranked)
+                moved.discard(sku)
+                ranked = self._top[sku] = _ranked(self.pairs[sku], moved)[:_TOP_AFFINITY]
         return ranked[:n]
 
 

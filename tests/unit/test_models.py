@@ -128,19 +128,20 @@ def test_affinity_learns_what_is_bought_together() -> None:
 
 def test_affinity_top_is_the_same_cached_or_not_and_across_trims() -> None:
     """A row's top is at most 12 SKUs, ranked by count then SKU, whether it was ranked afresh,
-    read from the cache, or kept from the ranking that trimmed the row."""
+    read from the cache, brought up to date from what moved since (several orders apart), or
+    kept from the ranking that trimmed the row."""
     draw = random.Random(3)
     skus = [f"S{i:03d}" for i in range(80)]
-    cached, fresh = Affinity(), Affinity()
-    for _ in range(300):
-        order = draw.sample(skus, draw.randint(2, 12))
-        cached.learn_order(order)
-        fresh.learn_order(order)
-        cached.top(order[0], 20)  # fills the cache between orders
-        fresh._top.clear()
-        top = fresh.top(order[0], 20)
-        assert cached.top(order[0], 20) == top
-        assert len(top) <= 12
-        row = fresh.pairs[order[0]]
-        assert top == sorted(row, key=lambda s: (-row[s], s))[:12]
-    assert max(len(row) for row in fresh.pairs.values()) > 24  # rows were trimmed on the way
+    affinity = Affinity()
+    trimmed = 0
+    for _ in range(600):
+        order = draw.sample(skus[: draw.choice((20, 80))], draw.randint(2, 12))
+        before = sum(len(row) for row in affinity.pairs.values())
+        affinity.learn_order(order)
+        trimmed += sum(len(row) for row in affinity.pairs.values()) < before
+        for sku in draw.sample(skus, 3):  # asked now and then, not after every order
+            row = affinity.pairs.get(sku, {})
+            want = sorted(row, key=lambda s: (-row[s], s))[:12]
+            assert affinity.top(sku, 20) == want
+            assert affinity.top(sku, 5) == want[:5]
+    assert trimmed > 10  # rows were trimmed on the way
