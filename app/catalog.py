@@ -13,8 +13,8 @@ bought together (app/affinity.py).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -81,14 +81,14 @@ class Product:
     kind: Kind
     refill_days: int | None
     related: tuple[tuple[Relation, str], ...]
+    # Worked out once (read for every offer of every moment):
+    margin: float = field(init=False, compare=False, repr=False)  # price - unit cost
+    margin_rate: float = field(init=False, compare=False, repr=False)  # margin / price (0: free)
 
-    @property
-    def margin(self) -> float:
-        return self.price - self.unit_cost
-
-    @property
-    def margin_rate(self) -> float:
-        return self.margin / self.price if self.price > 0 else 0.0
+    def __post_init__(self) -> None:
+        margin = self.price - self.unit_cost
+        object.__setattr__(self, "margin", margin)
+        object.__setattr__(self, "margin_rate", margin / self.price if self.price > 0 else 0.0)
 
 
 class Catalog:
@@ -96,6 +96,8 @@ class Catalog:
 
     def __init__(self, products: Iterable[Product]) -> None:
         self.products: dict[str, Product] = {p.sku: p for p in products}
+        # the product of an SKU, or None (the dict's own method: no Python call per lookup)
+        self.get: Callable[[str], Product | None] = self.products.get
         self.related_by_relation: dict[tuple[str, Relation], tuple[str, ...]] = {}
         for product in self.products.values():
             for relation in RELATIONS:
@@ -108,9 +110,6 @@ class Catalog:
 
     def __contains__(self, sku: object) -> bool:
         return sku in self.products
-
-    def get(self, sku: str) -> Product | None:
-        return self.products.get(sku)
 
     def related(self, sku: str, relation: Relation) -> tuple[str, ...]:
         return self.related_by_relation.get((sku, relation), ())
