@@ -41,6 +41,7 @@ def run_explain(
     mine: list[Decision] = []
     engine.on_decision = lambda d: mine.append(d) if d.customer_id == customer_id else None
     seen = bad = 0
+    others: dict[str, None] = {}  # the first customers of the file, for a hint
     with Path(events).open("rb") as lines:
         for line in lines:
             if not line.strip():
@@ -51,9 +52,12 @@ def run_explain(
                 bad += 1
                 continue
             seen += event.customer_id == customer_id
+            if len(others) < 5:
+                others[event.customer_id] = None
             engine.process_event(event)
     if not seen:
-        print(f"customer {customer_id!r} has no events in {events}", file=sys.stderr)
+        hint = f" (customers in it: {', '.join(others)}, ...)" if others else " (no valid events)"
+        print(f"customer {customer_id!r} has no events in {events}{hint}", file=sys.stderr)
         return 1
     print(
         f"customer {customer_id}: {seen} events, {len(mine)} decision moments "
