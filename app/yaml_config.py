@@ -3,8 +3,11 @@ mistake reported as a ConfigurationError that names the file and the field."""
 
 from __future__ import annotations
 
+import difflib
+import types
+import typing
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -28,7 +31,8 @@ def parse(text: str, where: str, kind: str, model: type[M], empty_ok: bool = Fal
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{where}: not valid YAML: {exc}") from None
+        message = str(exc).replace('in "<unicode string>", ', "")  # `where` names the file
+        raise ConfigurationError(f"{where}: not valid YAML: {message}") from None
     if data is None and empty_ok:
         data = {}
     if not isinstance(data, dict):
@@ -36,4 +40,42 @@ def parse(text: str, where: str, kind: str, model: type[M], empty_ok: bool = Fal
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigurationError(f"{where}: {describe_validation_error(exc)}") from None
+        hints = [
+            _did_you_mean(model, e["loc"]) for e in exc.errors() if e["type"] == "extra_forbidden"
+        ]
+        hint = "".join(f" ({h})" for h in hints if h)
+        raise ConfigurationError(f"{where}: {describe_validation_error(exc)}{hint}") from None
+
+
+def _did_you_mean(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
+    """For a key the model does not know: the nearest key it knows there, if one is close."""
+    found: Any = model
+    for part in loc[:-1]:  # down to the model that holds the unknown key
+        found = _inner(found)
+        if isinstance(part, str) and isinstance(found, type) and issubclass(found, BaseModel):
+            field = found.model_fields.get(part)
+            if field is None:
+                return ""
+            found = field.annotation
+    found = _inner(found)
+    if not (isinstance(found, type) and issubclass(found, BaseModel)) or not loc:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(found.model_fields), n=1, cutoff=0.75)
+    return f"did you mean {close[0]!r} for {'.'.join(map(str, loc))}?" if close else ""
+
+
+def _inner(annotation: Any) -> Any:
+    """The model inside `X | None`, `list[X]`, `dict[str, X]` or `Annotated[X, ...]`."""
+    while True:
+        origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+        if origin is typing.Annotated:
+            annotation = args[0]
+        elif origin in (list, tuple, dict) and args:
+            annotation = args[-1]
+        elif origin in (typing.Union, types.UnionType):
+            models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+            if not models:
+                return annotation
+            annotation = models[0]
+        else:
+            return annotation

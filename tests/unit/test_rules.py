@@ -431,3 +431,25 @@ def test_an_offer_on_the_order_confirmation_does_not_count_toward_the_shared_cap
             assert after > before
         s.wait(days=2)
     assert seen["post_purchase"] and seen["onsite_pdp"]  # both were exercised
+
+
+def test_a_misspelt_policy_key_is_answered_with_the_nearest_one() -> None:
+    """A typo at the top, inside a list of rules, and in a nested section each get a "did you
+    mean"; a key far from any gets none; a YAML syntax error names no "<unicode string>"."""
+    text = (Path(__file__).parents[2] / "app" / "policies" / "default.yaml").read_text()
+    for good, typo, hint in (
+        ("min_expected_profit:", "min_expected_proft:", "did you mean 'min_expected_profit'"),
+        ("deny_channels: [paid", "deny_chanels: [paid", "did you mean 'deny_channels'"),
+        ("  onsite_per_day:", "  onsite_per_dya:", "did you mean 'onsite_per_day'"),
+    ):
+        bad = text.replace(good, typo, 1)
+        assert bad != text
+        with pytest.raises(ConfigurationError, match=hint):
+            parse(bad, "test", "policy", Policy)
+    with pytest.raises(ConfigurationError) as far:
+        parse(text + "\nzebra_stripes: 3\n", "test", "policy", Policy)
+    assert "zebra_stripes: Extra inputs" in str(far.value) and "did you mean" not in str(far.value)
+    with pytest.raises(ConfigurationError) as broken:
+        parse("version: x\n  bad: [\n", "my.yaml", "policy", Policy)
+    assert "my.yaml: not valid YAML" in str(broken.value)
+    assert "<unicode string>" not in str(broken.value)
