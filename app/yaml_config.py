@@ -51,31 +51,34 @@ def _did_you_mean(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
     """For a key the model does not know: the nearest key it knows there, if one is close."""
     found: Any = model
     for part in loc[:-1]:  # down to the model that holds the unknown key
-        found = _inner(found)
-        if isinstance(part, str) and isinstance(found, type) and issubclass(found, BaseModel):
-            field = found.model_fields.get(part)
-            if field is None:
-                return ""
-            found = field.annotation
-    found = _inner(found)
-    if not (isinstance(found, type) and issubclass(found, BaseModel)) or not loc:
+        found = _unwrap(found)
+        if typing.get_origin(found) in (list, tuple, dict):
+            found = typing.get_args(found)[-1]  # `part` is an index or a key
+        elif _is_model(found) and str(part) in found.model_fields:
+            found = found.model_fields[str(part)].annotation
+        else:
+            return ""
+    found = _unwrap(found)
+    if not loc or not _is_model(found):
         return ""
     close = difflib.get_close_matches(str(loc[-1]), list(found.model_fields), n=1, cutoff=0.75)
     return f"did you mean {close[0]!r} for {'.'.join(map(str, loc))}?" if close else ""
 
 
-def _inner(annotation: Any) -> Any:
-    """The model inside `X | None`, `list[X]`, `dict[str, X]` or `Annotated[X, ...]`."""
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _unwrap(annotation: Any) -> Any:
+    """`X` of `Annotated[X, ...]` and of `X | None`."""
     while True:
         origin, args = typing.get_origin(annotation), typing.get_args(annotation)
         if origin is typing.Annotated:
             annotation = args[0]
-        elif origin in (list, tuple, dict) and args:
-            annotation = args[-1]
         elif origin in (typing.Union, types.UnionType):
-            models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
-            if not models:
+            rest = [a for a in args if a is not type(None)]
+            if len(rest) != 1:
                 return annotation
-            annotation = models[0]
+            annotation = rest[0]
         else:
             return annotation

@@ -441,6 +441,11 @@ def test_a_misspelt_policy_key_is_answered_with_the_nearest_one() -> None:
         ("min_expected_profit:", "min_expected_proft:", "did you mean 'min_expected_profit'"),
         ("deny_channels: [paid", "deny_chanels: [paid", "did you mean 'deny_channels'"),
         ("  onsite_per_day:", "  onsite_per_dya:", "did you mean 'onsite_per_day'"),
+        (
+            "outbound: false, daily_cap: 4",
+            "outbound: false, daily_cp: 4",
+            "did you mean 'daily_cap'",
+        ),
     ):
         bad = text.replace(good, typo, 1)
         assert bad != text
