@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import random
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -145,3 +147,21 @@ def test_affinity_top_is_the_same_cached_or_not_and_across_trims() -> None:
             assert affinity.top(sku, 20) == want
             assert affinity.top(sku, 5) == want[:5]
     assert trimmed > 10  # rows were trimmed on the way
+
+
+def test_river_proba_waits_for_its_first_use() -> None:
+    """The engine's start leaves out `scipy.stats` (what `river.proba` imports, 0.3 s), and
+    `river.proba` still works when something uses it."""
+    code = (
+        "import sys\n"
+        "import app.engine, app.cli.replay\n"
+        "assert 'scipy.stats' not in sys.modules, 'scipy.stats imported at start'\n"
+        "from river import proba\n"
+        "g = proba.Gaussian()\n"
+        "g.update(1.0)\n"
+        "g.update(3.0)\n"
+        "assert g.mu == 2.0\n"
+        "assert 'scipy.stats' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
