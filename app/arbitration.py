@@ -190,6 +190,34 @@ class Arbiter:
             return 1
         return 0
 
+    @staticmethod
+    def _may_contend(
+        terms: Terms,
+        channels: list[str],
+        top: float,
+        plain_value: float,
+        top_frame: float,
+        top_spread: float,
+        top_intensity: float,
+        low_fatigue: float,
+        race: _Race,
+    ) -> bool:
+        """Whether any channel of an offer can pass the channel test of `_score_offer` whatever
+        is bought anyway: what is pulled forward, taken off every frame's value, is between 0
+        and the plain value when positive, and cannibalisation only adds to the fixed costs;
+        so the largest value is between `top - max(plain_value, 0)` and `top`. (A hair of
+        slack for rounding: an offer this lets through is then tested exactly.)"""
+        most = max(top, 0.0)
+        size = max(abs(top), abs(top - max(plain_value, 0.0)))
+        z, cut = race.z, race.cut - 1e-9
+        w_prior, by_channel = terms.w_prior, terms.by_channel
+        for channel in channels:
+            ch_prior, ch_model, cost, fatigue_base, _ = by_channel[channel]
+            p = 1.0 / (1.0 + exp(-(top_frame + ch_model + w_prior * ch_prior + top_intensity)))
+            if (most + z * top_spread * size) * p - (cost + fatigue_base * low_fatigue) >= cut:
+                return True
+        return False
+
     def _score_offer(
         self,
         ctx: Context,
@@ -216,21 +244,12 @@ class Arbiter:
         p_return = terms.p_return.get(kind)
         if p_return is None:
             p_return = terms.p_return[kind] = economics.p_return(offer.product, ctx.readiness)
-        organic = economics.p_organic(ctx, offer)
         replaced = economics.replaced_refills(ctx, offer)
         assist = relation == "self"
         plain_value = (
             economics.assist_value(ctx, offer, "completeness", p_return)
             if assist
             else economics.value(offer, "completeness", p_return, replaced)
-        )
-        # Bought on their own later anyway: that part of a sale is no gain (app/economics.py).
-        # The horizon of `anyway` holds the attribution window, so of the organic purchases
-        # only those it does not already count are cannibalised (counted once, not twice).
-        anyway = economics.anyway_share(ctx, offer)
-        pulled = anyway * max(plain_value, 0.0)
-        cannibalisation = (
-            max(organic - anyway, 0.0) * max(plain_value, 0.0) if relation != "self" else 0.0
         )
         relation_prior = terms.relation_prior.get(relation)
         if relation_prior is None:
@@ -280,22 +299,48 @@ class Arbiter:
             logits.append((frame, frame_prior, frame_model, spread, bound))
             top_frame = max(top_frame, bound)
             top_spread = max(top_spread, spread)
-        per_frame = []
-        top_value = -1e18
-        for frame, frame_prior, frame_model, spread, bound in logits:
+        values = []  # per frame, before what is bought anyway is taken off
+        for frame, *_ in logits:
             if frame not in _VALUE_FRAMES:
-                value = plain_value - pulled
+                values.append(plain_value)
             elif assist:
-                value = economics.assist_value(ctx, offer, frame, p_return)
+                values.append(economics.assist_value(ctx, offer, frame, p_return))
             else:
-                value = economics.value(offer, frame, p_return, replaced) - pulled
-            habit = terms.discount_habit if frame == "cost_efficiency" else 0.0
-            per_frame.append((frame, value, frame_prior, frame_model, spread, bound, habit))
-            top_value = max(top_value, value)
+                values.append(economics.value(offer, frame, p_return, replaced))
         # Upper bounds skip what can neither improve an arm nor bring it into contention; the
         # same skips decide the arms when every candidate is kept for an explanation.
         top_intensity, low_fatigue = terms.intensity_bounds[len(intensities) - 1]
         z, cut = race.z, race.cut
+        if not keep_all and not self._may_contend(
+            terms,
+            channels,
+            max(values),
+            plain_value,
+            top_frame,
+            top_spread,
+            top_intensity,
+            low_fatigue,
+            race,
+        ):
+            return  # (most offers, before their organic and follow-on chances are reckoned)
+        organic = economics.p_organic(ctx, offer)
+        # Bought on their own later anyway: that part of a sale is no gain (app/economics.py).
+        # The horizon of `anyway` holds the attribution window, so of the organic purchases
+        # only those it does not already count are cannibalised (counted once, not twice).
+        anyway = economics.anyway_share(ctx, offer)
+        pulled = anyway * max(plain_value, 0.0)
+        cannibalisation = (
+            max(organic - anyway, 0.0) * max(plain_value, 0.0) if relation != "self" else 0.0
+        )
+        per_frame = []
+        top_value = -1e18
+        for (frame, frame_prior, frame_model, spread, bound), plain in zip(
+            logits, values, strict=True
+        ):
+            value = plain - pulled
+            habit = terms.discount_habit if frame == "cost_efficiency" else 0.0
+            per_frame.append((frame, value, frame_prior, frame_model, spread, bound, habit))
+            top_value = max(top_value, value)
         best: dict[str, tuple[float, tuple[Any, ...], Scored | None]] = {}
         for channel in channels:
             ch_prior, ch_model, cost, fatigue_base, onsite = by_channel[channel]
