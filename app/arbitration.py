@@ -191,32 +191,13 @@ class Arbiter:
         return 0
 
     @staticmethod
-    def _may_contend(
-        terms: Terms,
-        channels: list[str],
-        top: float,
-        plain_value: float,
-        top_frame: float,
-        top_spread: float,
-        top_intensity: float,
-        low_fatigue: float,
-        race: _Race,
-    ) -> bool:
-        """Whether any channel of an offer can pass the channel test of `_score_offer` whatever
-        is bought anyway: what is pulled forward, taken off every frame's value, is between 0
-        and the plain value when positive, and cannibalisation only adds to the fixed costs;
-        so the largest value is between `top - max(plain_value, 0)` and `top`. (A hair of
-        slack for rounding: an offer this lets through is then tested exactly.)"""
-        most = max(top, 0.0)
-        size = max(abs(top), abs(top - max(plain_value, 0.0)))
-        z, cut = race.z, race.cut - 1e-9
-        w_prior, by_channel = terms.w_prior, terms.by_channel
-        for channel in channels:
-            ch_prior, ch_model, cost, fatigue_base, _ = by_channel[channel]
-            p = 1.0 / (1.0 + exp(-(top_frame + ch_model + w_prior * ch_prior + top_intensity)))
-            if (most + z * top_spread * size) * p - (cost + fatigue_base * low_fatigue) >= cut:
-                return True
-        return False
+    def _most(top: float, plain_value: float, z: float, spread: float) -> float:
+        """The most `max(reach, 0) + z x spread x |reach|` of the channel test in
+        `_score_offer` can be, per unit of its p, whatever is bought anyway: what is pulled
+        forward, taken off every frame's value, is between 0 and the plain value when
+        positive (and cannibalisation only adds to the fixed costs), so the largest value,
+        `top` before it, is between `top - max(plain_value, 0)` and `top`."""
+        return max(top, 0.0) + z * spread * max(abs(top), abs(top - max(plain_value, 0.0)))
 
     def _score_offer(
         self,
@@ -283,8 +264,8 @@ class Arbiter:
         prefer_frames, frame_priors = verdict.prefer_frames, terms.frame_prior
         cells, segment = self.models.cells, ctx.segments.key
         frame_keys = self._frame_keys
-        logits = []
-        top_frame, top_spread = -1e18, 0.0
+        logits = []  # per frame; its value before what is bought anyway is taken off
+        top_frame, top_spread, top = -1e18, 0.0, -1e18
         for frame in frames:
             frame_prior = frame_priors.get(frame)
             if frame_prior is None:
@@ -296,33 +277,46 @@ class Arbiter:
             frame_model = offer_model + w.get(frame_keys[frame], 0.0)
             spread = cells.spread(segment, play, frame) if race.z else 0.0
             bound = frame_model + w_prior * (offer_prior + frame_prior)
-            logits.append((frame, frame_prior, frame_model, spread, bound))
+            if frame not in _VALUE_FRAMES:
+                value = plain_value
+            elif assist:
+                value = economics.assist_value(ctx, offer, frame, p_return)
+            else:
+                value = economics.value(offer, frame, p_return, replaced)
+            logits.append((frame, frame_prior, frame_model, spread, bound, value))
             top_frame = max(top_frame, bound)
             top_spread = max(top_spread, spread)
-        values = []  # per frame, before what is bought anyway is taken off
-        for frame, *_ in logits:
-            if frame not in _VALUE_FRAMES:
-                values.append(plain_value)
-            elif assist:
-                values.append(economics.assist_value(ctx, offer, frame, p_return))
-            else:
-                values.append(economics.value(offer, frame, p_return, replaced))
+            top = max(top, value)
         # Upper bounds skip what can neither improve an arm nor bring it into contention; the
         # same skips decide the arms when every candidate is kept for an explanation.
         top_intensity, low_fatigue = terms.intensity_bounds[len(intensities) - 1]
         z, cut = race.z, race.cut
-        if not keep_all and not self._may_contend(
-            terms,
-            channels,
-            max(values),
-            plain_value,
-            top_frame,
-            top_spread,
-            top_intensity,
-            low_fatigue,
-            race,
-        ):
-            return  # (most offers, before their organic and follow-on chances are reckoned)
+        # Per channel: its logit, the denominator of p at the best frame and intensity, and
+        # its fixed cost before cannibalisation. An offer no channel could take whatever is
+        # bought anyway is passed over here, before the organic and follow-on chances are
+        # reckoned (most offers of a big catalog; a hair of slack for rounding).
+        most, may, lanes = self._most(top, plain_value, z, top_spread), keep_all, []
+        for channel in channels:
+            ch_prior, ch_model, cost, fatigue_base, onsite = by_channel[channel]
+            ch_logit = ch_model + w_prior * ch_prior + top_intensity
+            denominator = 1.0 + exp(-(top_frame + ch_logit))
+            fixed = cost + fatigue_base * low_fatigue
+            may = may or most / denominator - fixed >= cut - 1e-9
+            lanes.append(
+                (
+                    channel,
+                    ch_prior,
+                    ch_model,
+                    cost,
+                    fatigue_base,
+                    onsite,
+                    ch_logit,
+                    denominator,
+                    fixed,
+                )
+            )
+        if not may:
+            return
         organic = economics.p_organic(ctx, offer)
         # Bought on their own later anyway: that part of a sale is no gain (app/economics.py).
         # The horizon of `anyway` holds the attribution window, so of the organic purchases
@@ -334,21 +328,28 @@ class Arbiter:
         )
         per_frame = []
         top_value = -1e18
-        for (frame, frame_prior, frame_model, spread, bound), plain in zip(
-            logits, values, strict=True
-        ):
-            value = plain - pulled
+        for frame, frame_prior, frame_model, spread, bound, before in logits:
+            value = before - pulled
             habit = terms.discount_habit if frame == "cost_efficiency" else 0.0
             per_frame.append((frame, value, frame_prior, frame_model, spread, bound, habit))
             top_value = max(top_value, value)
         best: dict[str, tuple[float, tuple[Any, ...], Scored | None]] = {}
-        for channel in channels:
-            ch_prior, ch_model, cost, fatigue_base, onsite = by_channel[channel]
-            ch_logit = ch_model + w_prior * ch_prior + top_intensity
-            fixed = cost + fatigue_base * low_fatigue + cannibalisation
+        for lane in lanes:
+            (
+                channel,
+                ch_prior,
+                ch_model,
+                cost,
+                fatigue_base,
+                onsite,
+                ch_logit,
+                denominator,
+                fixed,
+            ) = lane
+            fixed += cannibalisation
             # p x value is at most the largest p times the value when it is positive, and
             # below 0 when it is not (p can be near 0).
-            reach = top_value / (1.0 + exp(-(top_frame + ch_logit)))
+            reach = top_value / denominator
             skip_channel = max(reach, 0.0) + z * top_spread * abs(reach) - fixed < cut
             if skip_channel and not keep_all:
                 continue
