@@ -297,24 +297,13 @@ class Arbiter:
         # reckoned (most offers of a big catalog; a hair of slack for rounding).
         most, may, lanes = self._most(top, plain_value, z, top_spread), keep_all, []
         for channel in channels:
-            ch_prior, ch_model, cost, fatigue_base, onsite = by_channel[channel]
+            lane = by_channel[channel]
+            ch_prior, ch_model, cost, fatigue_base, _ = lane
             ch_logit = ch_model + w_prior * ch_prior + top_intensity
             denominator = 1.0 + exp(-(top_frame + ch_logit))
             fixed = cost + fatigue_base * low_fatigue
             may = may or most / denominator - fixed >= cut - 1e-9
-            lanes.append(
-                (
-                    channel,
-                    ch_prior,
-                    ch_model,
-                    cost,
-                    fatigue_base,
-                    onsite,
-                    ch_logit,
-                    denominator,
-                    fixed,
-                )
-            )
+            lanes.append((channel, lane, ch_logit, denominator, fixed))
         if not may:
             return
         organic = economics.p_organic(ctx, offer)
@@ -334,18 +323,8 @@ class Arbiter:
             per_frame.append((frame, value, frame_prior, frame_model, spread, bound, habit))
             top_value = max(top_value, value)
         best: dict[str, tuple[float, tuple[Any, ...], Scored | None]] = {}
-        for lane in lanes:
-            (
-                channel,
-                ch_prior,
-                ch_model,
-                cost,
-                fatigue_base,
-                onsite,
-                ch_logit,
-                denominator,
-                fixed,
-            ) = lane
+        for channel, lane, ch_logit, denominator, fixed in lanes:
+            ch_prior, ch_model, cost, fatigue_base, onsite = lane
             fixed += cannibalisation
             # p x value is at most the largest p times the value when it is positive, and
             # below 0 when it is not (p can be near 0).
