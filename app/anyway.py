@@ -24,10 +24,11 @@ counts, checkpointed with the models.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from app.catalog import Catalog, Product
+from app.changes import at_once
 from app.readiness import DAY, CustomerState
 
 FOLLOW_RELATIONS = ("accessories", "bundle_with", "warranty")
@@ -70,18 +71,55 @@ class AnywayCounts:
         self.refill_due = {d: [float(x) for x in v] for d, v in state.get("refill_due", {}).items()}
         self.views = [float(x) for x in state.get("views", [0.0, 0.0])]
 
+    # -- changes (app/models.py Models.change) -------------------------------------------------
+    def view(self) -> None:
+        """A customer's first view of an item."""
+        self.views[0] += 1.0
+
+    def view_bought(self) -> None:
+        """An item ordered that the customer had looked at."""
+        self.views[1] += 1.0
+
+    def episode(self, day: str, index: int) -> None:
+        """A refill episode with its deadline on `day` started (`index` 0), or was answered
+        by a rebuy (1)."""
+        self.version += 1
+        self.refill_due.setdefault(day, [0.0, 0.0])[index] += 1.0
+
+    def watch(self, key: str, day: str) -> None:
+        """A follow-on watch of `key` ("relation|seen") started on `day`."""
+        started = self.started.setdefault(key, {})
+        started[day] = started.get(day, 0.0) + 1.0
+        self.version += 1
+
+    def settle(self, key: str, day: str, days: float, event: float) -> None:
+        """A watch of `key` started on `day` ended by a purchase `days` later: its days move
+        out of the start, and the purchase counts (`event` 1) unless an offer named it (0)."""
+        started = self.started.get(key, {})
+        if started.get(day, 0.0) >= 1.0:
+            started[day] -= 1.0
+            row = self.follow.setdefault(key, [0.0, 0.0])
+            row[1] += days
+            row[0] += event
+            self.version += 1
+
+    # -- reading ------------------------------------------------------------------------------
     def exposure(self, key: str, t: float, horizon_days: float) -> tuple[float, float]:
         """(events, days exposed by `t`) of a follow-on key; watches past the horizon close."""
-        row = self.follow.setdefault(key, [0.0, 0.0])
+        row = self.follow.get(key)  # (made when something closes: reading adds no row)
         open_days = 0.0
         started = self.started.get(key, {})
         today = t / DAY
         for day in list(started):
             elapsed = today - float(day)
             if elapsed >= horizon_days:
+                if row is None:
+                    row = self.follow[key] = [0.0, 0.0]
                 row[1] += started.pop(day) * horizon_days
             elif elapsed > 0:
                 open_days += started[day] * elapsed
+        if row is None:
+            return 0.0, open_days
         return row[0], row[1] + open_days
 
     def refill_decided(self, t: float) -> tuple[float, float]:
@@ -112,9 +150,12 @@ class Anyway:
         view_prior: float,
         strength: float,
         learning: bool,
+        change: Callable[..., None] | None = None,
     ) -> None:
         self.catalog = catalog
         self.counts = counts
+        # how a change of the counts is made (app/models.py Models.change; None: at once)
+        self.change = change if change is not None else at_once(counts)
         self.horizon = horizon_days
         self.follow_prior = follow_prior  # relation -> P(bought within the horizon)
         self.refill_prior = refill_prior
@@ -128,7 +169,7 @@ class Anyway:
     def viewed(self, state: CustomerState, sku: str) -> None:
         """A first view of `sku` by this customer."""
         if self.learning and state.viewed.get(sku, 0) == 0:
-            self.counts.views[0] += 1.0
+            self.change("view")
 
     def ordered(self, state: CustomerState, skus: list[str], t: float, offered: set[str]) -> None:
         """An order: closes follow-on watches it answers, counts rebuys of consumables and
@@ -141,7 +182,7 @@ class Anyway:
             if product is None:
                 continue
             if self.learning and state.viewed.get(sku, 0) > 0:
-                self.counts.views[1] += 1.0
+                self.change("view_bought")
             if product.kind == "consumable" and product.refill_days:
                 self._rebuy(state, product, t)
             if product.kind in ("core", "premium"):
@@ -191,13 +232,9 @@ class Anyway:
             record[0] += 1.0
             record[2] = last
             if self.learning:  # the episode the last purchase started is answered
-                self._episode(last + span)[1] += 1.0
+                self.change("episode", str(int((last + span) // DAY)), 1)
         if self.learning:
-            self._episode(t + span)[0] += 1.0
-
-    def _episode(self, deadline: float) -> list[float]:
-        self.counts.version += 1
-        return self.counts.refill_due.setdefault(str(int(deadline // DAY)), [0.0, 0.0])
+            self.change("episode", str(int((t + span) // DAY)), 0)
 
     def _watch(self, state: CustomerState, base: Product, t: float, bought: set[str]) -> None:
         for relation, sku in base.related:
@@ -205,10 +242,7 @@ class Anyway:
                 seen = 1 if state.viewed.get(sku, 0) > 0 else 0
                 state.watch.append([sku, relation, t, seen, base.sku])
                 if self.learning:
-                    started = self.counts.started.setdefault(f"{relation}|{seen}", {})
-                    day = str(int(t // DAY))
-                    started[day] = started.get(day, 0.0) + 1.0
-                    self.counts.version += 1
+                    self.change("watch", f"{relation}|{seen}", str(int(t // DAY)))
         del state.watch[:-_MAX_WATCH]
 
     def _settle(self, state: CustomerState, t: float, bought: set[str], offered: set[str]) -> None:
@@ -220,17 +254,16 @@ class Anyway:
                 continue  # its exposure was counted by the day it started
             if sku in bought:
                 if self.learning:  # no longer exposed: its days so far move out of the start
-                    key = f"{relation}|{seen}"
-                    started = self.counts.started.get(key, {})
-                    day = str(int(start // DAY))
-                    if started.get(day, 0.0) >= 1.0:
-                        started[day] -= 1.0
-                        row = self.counts.follow.setdefault(key, [0.0, 0.0])
-                        row[1] += (t - start) / DAY
-                        row[0] += 0.0 if sku in offered else 1.0  # an offer's sale is no
-                        self.counts.version += 1
-            else:  # purchase of their own
-                kept.append(entry)
+                    # (an offer's sale is no purchase of their own)
+                    self.change(
+                        "settle",
+                        f"{relation}|{seen}",
+                        str(int(start // DAY)),
+                        (t - start) / DAY,
+                        0.0 if sku in offered else 1.0,
+                    )
+            else:
+                kept.append(entry)  # still watched
         state.watch = kept
 
     # -- reading ------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ class Arbiter:
         self.models = models
         self.referee = Referee(policy)
         self._margins: dict[str, str] = {}  # sku -> margin tier
-        self.budget = UnsubscribeBudget(policy, models.unsubscribes)
+        self.budget = UnsubscribeBudget(policy, models.unsubscribes, models.change)
         self._build = TermsBuilder(policy, models, self.budget)
         frames = {f for allowed in policy.relation_frames.values() for f in allowed}
         self._frame_keys = {frame: f"fr:{frame}" for frame in frames}  # model feature names

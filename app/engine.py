@@ -101,6 +101,7 @@ class DecisionEngine:
             prior.view_to_buy,
             prior.strength,
             self.policy.learning.enabled,
+            self.models.change,
         )
         self.arbiter = Arbiter(self.policy, self.models, self.anyway)
         self.learner = Learner(self.policy, self.models)
@@ -174,8 +175,7 @@ class DecisionEngine:
             self.anyway.ordered(state, skus, t, attribution.offered(state, t))
             attribution.ordered(cid, state, event, t)
             if self.learner.enabled:
-                self.models.order_value.update(event.total)
-                self.models.affinity.learn_order(skus)
+                self.models.change("order", event.total, skus)
         elif isinstance(event, OrderReturned):
             attribution.returned(state, event, t)
             self.anyway.returned(state, [item.sku for item in event.items])

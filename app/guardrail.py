@@ -21,9 +21,10 @@ price 1.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from app.changes import at_once
 from app.policy import Policy
 from app.readiness import DAY
 
@@ -67,16 +68,39 @@ class UnsubscribeCounts:
         costs = state.get("costs")
         self.costs = None if costs is None else {k: float(v) for k, v in costs.items()}
 
+    # -- changes (app/models.py Models.change) -------------------------------------------------
+    def arrived(self, t: float) -> None:
+        """A customer seen for the first time, at `t`."""
+        if not self.customers:
+            self.first_t = t
+        self.customers += 1
+
+    def message(self, channel: str) -> None:
+        """A message decided on `channel`."""
+        self.sent[channel] = self.sent.get(channel, 0.0) + 1.0
+
+    def unsubscribe(self, channel: str) -> None:
+        """An unsubscribe from `channel` that names one of tact's actions."""
+        self.unsubscribed[channel] = self.unsubscribed.get(channel, 0.0) + 1.0
+
 
 class UnsubscribeBudget:
     """The price of unsubscribe risk per channel, from the policy and the counts."""
 
-    def __init__(self, policy: Policy, counts: UnsubscribeCounts) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        counts: UnsubscribeCounts,
+        change: Callable[..., None] | None = None,
+    ) -> None:
+        """`change` makes a change of the counts (app/models.py Models.change; None: at
+        once)."""
         spec = policy.guardrails
         per_1000 = spec.unsubscribes_per_1000
         self.per_customer_day = None if per_1000 is None else per_1000 / 1000.0 / 30.0
         self.gain = spec.gain
         self.counts = counts
+        self.change = change if change is not None else at_once(counts)
         # Learning off: the policy's rates at price 1, nothing counted (the counts are global,
         # like the models, and would make one customer's decisions depend on others').
         self.enabled = policy.learning.enabled
@@ -107,24 +131,18 @@ class UnsubscribeBudget:
     # -- counting -----------------------------------------------------------------------------
     def arrived(self, t: float) -> None:
         """A customer seen for the first time."""
-        if not self.enabled:
-            return
-        counts = self.counts
-        if not counts.customers:
-            counts.first_t = t
-        counts.customers += 1
+        if self.enabled:
+            self.change("arrived", t)
 
     def message(self, channel: str) -> None:
         """A message decided on `channel` (counted whatever the guardrail)."""
         if self.enabled and channel in self.prior:
-            sent = self.counts.sent
-            sent[channel] = sent.get(channel, 0.0) + 1.0
+            self.change("message", channel)
 
     def unsubscribe(self, channel: str, t: float) -> None:
         """An unsubscribe (or complaint) that names one of tact's actions."""
         if self.enabled and channel in self.prior:
-            unsubscribed = self.counts.unsubscribed
-            unsubscribed[channel] = unsubscribed.get(channel, 0.0) + 1.0
+            self.change("unsubscribe", channel)
             self._reprice(t)
 
     def tick(self, t: float) -> None:

@@ -117,13 +117,12 @@ class Learner:
         """An offer's purchase window has an answer: bought within it, or closed without."""
         if not self.enabled or play not in UPSELL_PLAYS:
             return
+        change = self.models.change
         if delivered:
-            self.models.accept.learn_one(
-                accept_x(learn, channel, relation, frame, intensity), bought
-            )
-            self.models.cells.update(segment, play, frame, bought)
+            change("accept", accept_x(learn, channel, relation, frame, intensity), bought)
+            change("cell", segment, play, frame, bought)
         else:
-            self.models.organic.learn_one(organic_x(learn, relation), bought)
+            change("organic", organic_x(learn, relation), bought)
 
     def engagement(
         self,
@@ -137,8 +136,9 @@ class Learner:
         """A delivered assist that was shown: did the customer engage with it?"""
         if not self.enabled:
             return
-        self.models.accept.learn_one(accept_x(learn, channel, "self", frame, intensity), engaged)
-        self.models.cells.update(segment, "assist", frame, engaged)
+        change = self.models.change
+        change("accept", accept_x(learn, channel, "self", frame, intensity), engaged)
+        change("cell", segment, "assist", frame, engaged)
 
     def completion(
         self, moment: str, play: str, intensity: str, delivered: bool, completed: bool
@@ -150,9 +150,9 @@ class Learner:
             arm = ASSIST if delivered else ASSIST_HELD
         else:
             arm = intensity if delivered else HELD
-        self.models.completion.add(moment, arm, completed)
+        self.models.change("completion", moment, arm, completed)
 
     def kept(self, learn: list[Any], returned: bool) -> None:
         """An accepted offer's return window closed: returned in it, or kept."""
         if self.enabled:
-            self.models.returns.learn_one(return_x(learn), returned)
+            self.models.change("returns", return_x(learn), returned)

@@ -10,12 +10,17 @@ PRIOR_SCALE, so SGD moves its weight slowly relative to its size: a near-fixed o
 recalibrates over many outcomes, while the other weights learn corrections. (Entered unscaled,
 a few early successes turn the prior's weight negative and the model inverts.) Everything is
 checkpointable to bytes, and `version` names the state: `<models_name>.<outcomes learned>`.
+
+Every change of what is learned is an operation (`Models.change`: a name and JSON arguments,
+app/changes.py): applied at once, or, with a `sink`, recorded instead, for the one process
+that learns (issue #10) to apply (`Models.apply`) while a decision worker's models stay as
+loaded. Applied after a trip through JSON they teach exactly what direct changes do.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from river import linear_model, optim, stats
@@ -206,7 +211,50 @@ class Models:
         self.anyway = AnywayCounts()  # what customers buy on their own (app/anyway.py)
         self.completion = CompletionCounts()  # purchases under way (app/distraction.py)
         self.unsubscribes = UnsubscribeCounts()  # the unsubscribe guardrail (app/guardrail.py)
-        self.watermark = 0.0  # the latest event time the models have seen
+        self.watermark = 0.0  # the latest event time the models have seen (not learned: each
+        # worker's own, from its partitions' clocks)
+        # Where the models' changes go (`change`): None, applied at once (replay, tests, one
+        # process); else a callable given each change, as an operation a learner applies
+        # (`apply`) where these models stay as loaded: the journal of a decision worker
+        # whose models one process learns.
+        self.sink: Callable[[tuple[Any, ...]], object] | None = None
+        self._ops: dict[str, Callable[..., None]] = {
+            "accept": self.accept.learn_one,
+            "returns": self.returns.learn_one,
+            "organic": self.organic.learn_one,
+            "cell": self.cells.update,
+            "completion": self.completion.add,
+            "order": self._order,
+            "view": self.anyway.view,
+            "view_bought": self.anyway.view_bought,
+            "episode": self.anyway.episode,
+            "watch": self.anyway.watch,
+            "settle": self.anyway.settle,
+            "arrived": self.unsubscribes.arrived,
+            "message": self.unsubscribes.message,
+            "unsubscribe": self.unsubscribes.unsubscribe,
+        }
+
+    def change(self, *op: Any) -> None:
+        """One change of what is learned, as an operation: its name (`accept`, `cell`,
+        `order`, `watch`, ...), then its arguments (JSON values). Applied now, or given to
+        `sink`."""
+        if self.sink is None:
+            self._ops[op[0]](*op[1:])
+        else:
+            self.sink(op)
+
+    def apply(self, op: Sequence[Any]) -> None:
+        """Apply an operation `change` made (also one read back from JSON: lists for
+        tuples), as the process that learns does."""
+        name = op[0]
+        if name not in self._ops:
+            raise ValueError(f"not a change of the models: {name!r}")
+        self._ops[name](*op[1:])
+
+    def _order(self, total: float, skus: list[str]) -> None:
+        self.order_value.update(total)
+        self.affinity.learn_order(skus)
 
     @property
     def version(self) -> str:
