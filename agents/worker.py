@@ -38,6 +38,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
+from app import codec
 from app.actions import encode, encode_outcome
 from app.io import metrics
 from app.pipeline import BatchPipeline, BatchResult, Record
@@ -89,6 +90,12 @@ class DecisionWorker:
         self._claiming = asyncio.Lock()  # one claim at a time (assignment and batch may race)
         self.partition_of: dict[str, int] = {}  # cached customer -> their input partition
         self.unknown_skus = 0  # events naming a SKU the catalog lacks, logged at 1, 10, 100...
+        # With a learner (TACT_LEARNER): the batch's changes of what is learned, written with
+        # its checkpoint for `tact learner`, and the version of the models it published last
+        # read (the engine's models are those, as loaded).
+        self.learner = settings.learner
+        self.journal: list[tuple[Any, ...]] = []
+        self.models_at = -1
 
     def assign(self, partitions: Iterable[int]) -> None:
         """The input partitions this worker now owns (whose due windows it closes). Cached
@@ -133,6 +140,7 @@ class DecisionWorker:
         offsets): the next batch starts again from the checkpoint."""
         self.committed = None
         self.partition_of = {}
+        self.journal.clear()
         self.pipeline.engine.reset()
 
     async def handle_until_done(
@@ -213,9 +221,12 @@ class DecisionWorker:
             return self._rebalanced("moved")
         if self.committed is None:
             self.committed = await self.store.load_offsets()
-            engine.restore_models(await self.store.load_models())
+            await self._load_models()
             if self.assigned:
                 engine.set_clocks(await self.store.load_clocks(sorted(self.assigned)))
+        elif self.learner and await self.store.models_version() != self.models_at:
+            await self._load_models()  # the learner published newer models: between batches
+            engine.set_clocks(dict(engine.clocks))
         prepared = self.pipeline.prepare(records, self.committed)
         for record, item in prepared.items:
             if isinstance(item, Envelope):
@@ -242,20 +253,34 @@ class DecisionWorker:
             if cid in self.partition_of
         }
         due.update(gone)
-        await self.store.commit(
-            engine.dump(result.touched),
-            prepared.offsets,
-            engine.models_changes(),
-            due,
-            self.epochs,
-            {p: t for p, t in engine.clocks.items() if p in self.assigned},
-        )
+        clocks = {p: t for p, t in engine.clocks.items() if p in self.assigned}
+        states = engine.dump(result.touched)
+        if self.learner:  # what it learned goes to the learner, with the checkpoint
+            journal = codec.dumps(self.journal) if self.journal else None
+            await self.store.commit(
+                states, prepared.offsets, {}, due, self.epochs, clocks, journal=journal
+            )
+            self.journal.clear()
+        else:
+            await self.store.commit(
+                states, prepared.offsets, engine.models_changes(), due, self.epochs, clocks
+            )
         self.committed.update(prepared.offsets)
         # Everything is in the store now, so the least recently used states may go.
         for cid in engine.trim(result.touched, self.settings.max_cached_customers):
             self.partition_of.pop(cid, None)
         _count(result, prepared.redelivered, len(records), time.perf_counter() - started)
         return True
+
+    async def _load_models(self) -> None:
+        """The models as checkpointed, or as the learner last published them (then what the
+        engine learns is recorded in `journal`, not applied)."""
+        engine = self.pipeline.engine
+        if self.learner:
+            self.models_at = await self.store.models_version()  # (newer ones: next batch)
+        engine.restore_models(await self.store.load_models())
+        if self.learner:
+            engine.models.sink = self.journal.append
 
     @staticmethod
     def _rebalanced(reason: str) -> bool:

@@ -282,6 +282,10 @@ class LearningSpec(_Spec):
     # AdaGrad's step sizes recover over about this many outcomes (its history fades), so the
     # models keep learning when the world changes instead of freezing.
     memory: float = Field(default=4000.0, ge=64)
+    # With `tact learner` (TACT_LEARNER=true): it publishes the models it folds this often,
+    # whichever comes first (changes applied; seconds of its running).
+    snapshot_changes: int = Field(default=2000, ge=1)
+    snapshot_seconds: float = Field(default=5.0, gt=0, le=3600)
 
 
 class CapsSpec(_Spec):

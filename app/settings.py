@@ -145,6 +145,12 @@ class Settings(BaseSettings):
         description="after SIGTERM or SIGINT, the worker exits within this long even if a part "
         "of Faust has not stopped (status 1; nothing not checkpointed was acknowledged)",
     )
+    learner: bool = Field(
+        False,
+        description="true: workers record what they learn for `tact learner`, the one process "
+        "that learns, and decide from the models it publishes (for several workers); false: "
+        "each worker learns and checkpoints the models itself (one worker)",
+    )
     state_ttl_days: int = Field(400, ge=1, description="idle customer state expires after this")
     max_cached_customers: int = Field(
         200_000, ge=100, description="customer states a worker keeps in memory (LRU)"

@@ -88,11 +88,16 @@ class StateStore(Protocol):
         due: Due | None = None,
         fence: Epochs | None = None,
         clocks: Mapping[int, float] | None = None,
+        journal: bytes | None = None,
     ) -> None:
-        """Atomically write states, offsets, changed model fields, due entries and the input
-        partitions' clocks; with
-        `fence`, only if each partition's epoch is still the one given (else Fenced, and
-        nothing is written)."""
+        """Atomically write states, offsets, changed model fields, due entries, the input
+        partitions' clocks and an entry of the learner's journal (the batch's changes of
+        what is learned, app/models.py, for `tact learner`); with `fence`, only if each
+        partition's epoch is still the one given (else Fenced, and nothing is written)."""
+        ...
+
+    async def models_version(self) -> int:
+        """How many times the learner has published the models (0: never)."""
         ...
 
     async def close(self) -> None: ...
@@ -108,6 +113,8 @@ class InMemoryStateStore:
         self.due: dict[int, dict[str, float]] = {}
         self.epochs: dict[int, int] = {}
         self.clocks: dict[int, float] = {}
+        self.journal: list[bytes] = []
+        self.version = 0
         self.commits = 0
 
     async def load_offsets(self) -> dict[str, int]:
@@ -149,8 +156,11 @@ class InMemoryStateStore:
         due: Due | None = None,
         fence: Epochs | None = None,
         clocks: Mapping[int, float] | None = None,
+        journal: bytes | None = None,
     ) -> None:
         self._check(fence)
+        if journal is not None:
+            self.journal.append(journal)
         self.customers.update(customers)
         self.offsets.update(offsets)
         self.models.update(models)
@@ -162,6 +172,9 @@ class InMemoryStateStore:
             else:
                 entries[cid] = end
         self.commits += 1
+
+    async def models_version(self) -> int:
+        return self.version
 
     async def close(self) -> None:
         return None

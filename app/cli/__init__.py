@@ -53,6 +53,22 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_learner(args: argparse.Namespace) -> int:
+    import logging.config
+
+    from app.io import clients
+    from app.io.learner import run_learner
+    from app.io.worker import build_engine
+    from app.logs import logging_config
+    from app.settings import load_settings
+
+    settings = load_settings()
+    logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
+    clients.check_redis(settings)
+    client = clients.redis_client(settings, socket_timeout=10, socket_connect_timeout=5)
+    return run_learner(settings, build_engine(settings), client)
+
+
 def cmd_topics_create(args: argparse.Namespace) -> int:
     from app.io.kafka_admin import ensure_topics, input_partitions
     from app.settings import load_settings
@@ -159,6 +175,17 @@ def build_parser() -> argparse.ArgumentParser:
         "variable (README: Configuration).",
     )
     worker.set_defaults(func=cmd_worker)
+
+    learner = sub.add_parser(
+        "learner",
+        help="the one process that learns, for workers run with TACT_LEARNER=true",
+        description="Fold what every worker learns (written to Redis with each of their "
+        "checkpoints) into one set of models and publish them for the workers, every "
+        "learning.snapshot_changes changes or learning.snapshot_seconds of the policy. One "
+        "learner learns at a time (a second one waits for its lease); runs until SIGTERM or "
+        "Ctrl-C. Uses the workers' TACT_REDIS_URL, TACT_APP_ID, TACT_POLICY and TACT_CATALOG.",
+    )
+    learner.set_defaults(func=cmd_learner)
 
     schemas = sub.add_parser(
         "schemas",

@@ -1,4 +1,5 @@
-"""StateStore on Redis: one key per customer, one hash of offsets, written in MULTI/EXEC."""
+"""StateStore on Redis: one key per customer, one hash of offsets, written in MULTI/EXEC; and
+the stream of changes of what is learned that `tact learner` folds (app/io/learner.py)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ class RedisStateStore:
     their earliest open attribution window), `{prefix}:clocks` (a hash: input partition ->
     the latest event time read from it), `{prefix}:epoch:{partition}` (counters: the
     fence, taken by INCR; a fenced commit WATCHes them and writes in MULTI/EXEC only if
-    each is still the epoch its worker claimed).
+    each is still the epoch its worker claimed); with a learner, `{prefix}:journal` (a
+    stream: each commit's changes of what is learned) and `{prefix}:models:version` (how
+    often `tact learner` has published the models).
 
     A commit that cannot reach Redis is retried with backoff for as long as it takes: the
     stream stalls rather than acknowledging records whose state was never saved.
@@ -40,8 +43,10 @@ class RedisStateStore:
         self._redis = client
         self._prefix = prefix
         self._offsets_key = f"{prefix}:offsets"
-        self._models_key = f"{prefix}:models"
+        self._models_key = models_key(prefix)
         self._clocks_key = f"{prefix}:clocks"
+        self._journal_key = journal_key(prefix)
+        self._version_key = version_key(prefix)
         self._ttl = ttl_seconds
         self._max_backoff = max_backoff_s
 
@@ -128,6 +133,7 @@ class RedisStateStore:
         due: Due | None = None,
         fence: Epochs | None = None,
         clocks: Mapping[int, float] | None = None,
+        journal: bytes | None = None,
     ) -> None:
         fenced = sorted((fence or {}).items())
         keys = [self._epoch(p) for p, _ in fenced]
@@ -165,9 +171,17 @@ class RedisStateStore:
                     pipe.hset(self._models_key, mapping={k: v for k, v in models.items()})
                 if clocks:
                     pipe.hset(self._clocks_key, mapping={str(p): t for p, t in clocks.items()})
+                if journal is not None:
+                    pipe.xadd(self._journal_key, {"changes": journal})
                 await pipe.execute()
 
         await self._retrying("commit checkpoint", write)
+
+    async def models_version(self) -> int:
+        raw = await self._retrying(
+            "read the models' version", lambda: self._redis.get(self._version_key)
+        )
+        return int(raw) if raw is not None else 0
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -190,6 +204,21 @@ class RedisStateStore:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_backoff)
+
+
+def journal_key(prefix: str) -> str:
+    """The learner's journal: a stream of the workers' changes of what is learned, one entry
+    per checkpoint, written in the checkpoint's transaction."""
+    return f"{prefix}:journal"
+
+
+def version_key(prefix: str) -> str:
+    """A counter: how many times the learner has published the models."""
+    return f"{prefix}:models:version"
+
+
+def models_key(prefix: str) -> str:
+    return f"{prefix}:models"
 
 
 def checkpointed(client: Any, prefix: str) -> dict[str, int]:

@@ -77,14 +77,15 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 class WorkerProcess:
-    """A `tact worker` subprocess whose output goes to a log file."""
+    """A `tact worker` (or another long-running `tact` command) subprocess whose output goes
+    to a log file."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(self, settings: Settings, log_path: Path, command: str = "worker") -> None:
         self.settings = settings
         self.log_path = log_path
         self._log = log_path.open("ab")
         self.proc = subprocess.Popen(
-            [str(TACT), "worker"],
+            [str(TACT), command],
             cwd=ROOT,
             env=settings_env(settings),
             stdout=self._log,
@@ -157,11 +158,12 @@ def frozen_policy(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def start_worker(tmp_path: Path) -> Iterator[Any]:
-    """start_worker(settings) -> WorkerProcess; every worker is stopped at teardown."""
+    """start_worker(settings[, command]) -> WorkerProcess (`tact worker`, or `tact learner`);
+    every one is stopped at teardown."""
     workers: list[WorkerProcess] = []
 
-    def start(settings: Settings) -> WorkerProcess:
-        worker = WorkerProcess(settings, tmp_path / f"worker-{len(workers)}.log")
+    def start(settings: Settings, command: str = "worker") -> WorkerProcess:
+        worker = WorkerProcess(settings, tmp_path / f"{command}-{len(workers)}.log", command)
         workers.append(worker)
         return worker
 

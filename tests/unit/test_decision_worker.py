@@ -14,6 +14,7 @@ from app import codec
 from app.actions import encode
 from app.engine import DecisionEngine
 from app.io import metrics
+from app.models import Models
 from app.pipeline import BatchPipeline, Record
 from app.policy import Policy, load_policy
 from app.sample import demo_catalog, generate
@@ -80,6 +81,22 @@ def worker(
 def expected(events: list[dict[str, Any]], policy: Policy | None = None) -> list[bytes]:
     engine = DecisionEngine(demo_catalog(), policy)
     return [encode(a) for e in events for a in engine.process(e)]
+
+
+def tick_after(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """A page view a second after the latest of `events` (by another customer)."""
+    from datetime import datetime, timedelta
+
+    from schemas.types import format_event_time
+
+    last = max(datetime.fromisoformat(e["ts"]) for e in events)
+    return {
+        "event_id": "tick",
+        "type": "page_view",
+        "page": "home",
+        "customer_id": "tick",
+        "ts": format_event_time(last + timedelta(seconds=1)),
+    }
 
 
 def run_batches(w: DecisionWorker, records: list[Record], size: int) -> None:
@@ -159,21 +176,12 @@ def test_trim_keeps_the_most_recently_used() -> None:
 def test_windows_of_evicted_customers_still_close() -> None:
     """With room for 100 customers, most are evicted before their windows end; the due index
     brings them back to close them, so every Outcome the pure engine gives is sent."""
-    from datetime import datetime, timedelta
+    from datetime import timedelta
 
     from app.actions import encode_outcome
-    from schemas.types import format_event_time
 
     events = list(generate(300, seed=5, arrival_span=timedelta(days=6)))
-    last = max(datetime.fromisoformat(e["ts"]) for e in events)
-    tick = {
-        "event_id": "tick",
-        "type": "page_view",
-        "page": "home",
-        "customer_id": "tick",
-        "ts": format_event_time(last + timedelta(seconds=1)),
-    }
-    events.append(tick)  # one more batch after the rest: the sweep runs before it
+    events.append(tick_after(events))  # one more batch after the rest: the sweep runs before it
     reference = DecisionEngine(demo_catalog(), frozen())
     for e in events:
         reference.process(e)
@@ -572,3 +580,55 @@ def test_a_rebalance_during_the_claim_is_claimed_again() -> None:
 
     asyncio.run(go())
     assert w.epochs == store.epochs and set(store.epochs) == {0, 1}
+
+
+def _journaled(events: list[dict[str, Any]]) -> tuple[list[bytes], list[Any]]:
+    """What one engine decides, and the changes it records, with its models as loaded."""
+    engine = DecisionEngine(demo_catalog())
+    changes: list[Any] = []
+    engine.models.sink = changes.append
+    actions = [encode(a) for e in events for a in engine.process(e)]
+    return actions, [codec.loads(codec.dumps(c)) for c in changes]
+
+
+def test_with_a_learner_the_worker_journals_its_changes_once_through_a_crash() -> None:
+    """TACT_LEARNER: the worker writes no models; each checkpoint carries its batch's changes
+    (a batch that failed before its checkpoint leaves none), so the journal holds every
+    change once; its decisions are those of models as loaded."""
+    events = [*EVENTS, tick_after(EVENTS)]  # a batch after the rest: the sweep closes what is due
+    store, records = InMemoryStateStore(), as_records(events)
+
+    def run(w: DecisionWorker, size: int) -> None:
+        w.assign([0])  # (an owner sweeps the windows of customers no longer in memory)
+        run_batches(w, records[:-1], size)
+        run_batches(w, records[-1:], 1)
+
+    crashing = Broker(fail_at=400)
+    with pytest.raises(ConnectionError):
+        run(worker(store, crashing, learner=True), 64)
+    restarted = Broker()
+    run(worker(store, restarted, learner=True), 50)
+    assert store.models == {}
+    journal = [c for entry in store.journal for c in codec.loads(entry)]
+    want_actions, want_changes = _journaled(events)
+    assert sorted(map(codec.dumps, journal)) == sorted(map(codec.dumps, want_changes))
+    assert sorted(set(crashing.actions() + restarted.actions())) == sorted(set(want_actions))
+
+
+def test_with_a_learner_the_worker_swaps_in_published_models_between_batches() -> None:
+    store, records = InMemoryStateStore(), as_records(EVENTS)
+    broker = Broker()
+    w = worker(store, broker, learner=True)
+    half = len(records) // 2
+    run_batches(w, records[:half], 64)
+    learned = Models("m1", batch_size=8)
+    for entry in store.journal:
+        for change in codec.loads(entry):
+            learned.apply(change)
+    for _ in range(8):  # (one mini-batch at least: the published version is not the first)
+        learned.apply(["accept", {"prior": -0.4, "ch:email": 1.0}, True])
+    store.models, store.version = learned.changes(), 1  # as `tact learner` publishes
+    run_batches(w, records[half:], 64)
+    versions = [codec.loads(a)["model_version"] for a in broker.actions()]
+    assert versions[0] == "m1.0" and versions[-1] == learned.version != "m1.0"
+    assert w.pipeline.engine.models.sink is not None  # still recording, not learning

@@ -1,0 +1,188 @@
+"""`tact learner`: the one process that learns, for workers run with TACT_LEARNER=true.
+
+Each worker records what its batch teaches the models (app/models.py `Models.change`: the
+outcomes' training examples, the exploration cells, co-purchases and order values, the
+counts of what is bought anyway, the unsubscribe counts) and writes it as one entry of a Redis
+stream in the same transaction as its checkpoint: an entry exists exactly when its batch was
+checkpointed, so a batch redelivered after a crash is not counted twice. The learner folds the
+entries in the stream's order into one set of models and publishes them (the models hash,
+with the stream position they include, and a version counter, in one transaction) every
+`learning.snapshot_changes` changes or `learning.snapshot_seconds`; workers read the counter
+between batches and swap in newer models. Entries it has published are trimmed.
+
+Only one learner learns at a time: it holds a lease (a key with its name, renewed while it
+runs) and publishes only while the lease is its own; a second learner waits for the lease.
+A learner that lost its lease (paused past it) exits with status 75, publishing nothing more.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import redis
+
+from app import codec
+from app.engine import DecisionEngine
+from app.io.redis_store import journal_key, models_key, version_key
+
+log = logging.getLogger(__name__)
+
+_READ = 500  # journal entries read at once
+_BLOCK_MS = 500  # a read waits this long for an entry
+_LEASE_S = 15.0  # the lease lasts this long unless renewed (every pass of the loop)
+LOST_LEASE = 75  # the exit status of a learner whose lease another has taken
+
+# Renew the lease only if it is still this learner's (atomic: no other may take it between).
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+class LeaseLost(Exception):
+    """Another learner holds the lease now."""
+
+
+class ModelLearner:
+    """Folds the journal into the engine's models and publishes them (a sync Redis client)."""
+
+    def __init__(self, client: redis.Redis, prefix: str, engine: DecisionEngine) -> None:
+        self.redis: Any = client  # (redis-py's own types are looser than its answers)
+        self.engine = engine
+        self.models_key, self.version_key = models_key(prefix), version_key(prefix)
+        self.journal_key, self.lease_key = journal_key(prefix), f"{prefix}:learner"
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.position = "0-0"  # the last journal entry folded
+        self.pending = 0  # changes folded since the last publication
+        self.folded = 0  # changes folded since the start
+        self.renew = self.redis.register_script(_RENEW)
+
+    # -- the lease ----------------------------------------------------------------------------
+    def acquire(self, stop: Any = lambda: False) -> bool:
+        """Take the lease, waiting while another learner holds it; False if `stop` first."""
+        ttl = int(_LEASE_S * 1000)
+        waiting = False
+        while not stop():
+            if self.redis.set(self.lease_key, self.owner, nx=True, px=ttl):
+                return True
+            if not waiting:
+                holder = self.redis.get(self.lease_key)
+                log.info("another learner holds the lease (%s): waiting for it", holder)
+                waiting = True
+            time.sleep(1.0)
+        return False
+
+    def keep(self) -> None:
+        if not self.renew(keys=[self.lease_key], args=[self.owner, int(_LEASE_S * 1000)]):
+            raise LeaseLost(f"the lease {self.lease_key} is no longer {self.owner}'s")
+
+    # -- folding ------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Continue from the published models and the journal position they include."""
+        fields = {_text(k): v for k, v in self.redis.hgetall(self.models_key).items()}
+        position = fields.pop("journal", None)
+        self.engine.restore_models(fields)
+        self.engine.models.changes()  # (what is loaded is published already)
+        self.position = _text(position) if position is not None else "0-0"
+
+    def fold(self, block_ms: int = _BLOCK_MS) -> int:
+        """Fold the journal entries after `position` (waiting up to `block_ms` for one);
+        returns the changes folded."""
+        found = self.redis.xread({self.journal_key: self.position}, count=_READ, block=block_ms)
+        folded = 0
+        models = self.engine.models
+        for _, entries in found or ():
+            for entry_id, data in entries:
+                changes = codec.loads(data[b"changes"])
+                for change in changes:
+                    models.apply(change)
+                folded += len(changes)
+                self.position = _text(entry_id)
+        self.pending += folded
+        self.folded += folded
+        return folded
+
+    def publish(self) -> int:
+        """Write the models that changed, with the journal position they include, and bump
+        the version, in one transaction, only while the lease is this learner's; trim the
+        journal entries folded. Returns the new version."""
+        fields: dict[str, Any] = dict(self.engine.models.changes())
+        fields["journal"] = self.position
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.watch(self.lease_key)
+            if _text(pipe.get(self.lease_key) or b"") != self.owner:
+                raise LeaseLost(f"the lease {self.lease_key} is no longer {self.owner}'s")
+            pipe.multi()
+            pipe.hset(self.models_key, mapping=fields)
+            pipe.incr(self.version_key)
+            pipe.xtrim(self.journal_key, minid=self.position)
+            version = int(pipe.execute()[1])
+        self.pending = 0
+        return version
+
+
+def run_learner(settings: Any, engine: DecisionEngine, client: redis.Redis) -> int:
+    """Learn until SIGTERM/SIGINT (then publish what is folded and return 0), or until the
+    lease is lost (LOST_LEASE)."""
+    stopping = False
+
+    def stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    learner = ModelLearner(client, settings.redis_prefix, engine)
+    spec = engine.policy.learning
+    log.info("learner %s: waiting for the lease %s", learner.owner, learner.lease_key)
+    if not learner.acquire(lambda: stopping):
+        return 0
+    learner.load()
+    log.info(
+        "learner %s: learning from %s after %s; publishing every %d changes or %g s",
+        learner.owner,
+        learner.journal_key,
+        learner.position,
+        spec.snapshot_changes,
+        spec.snapshot_seconds,
+    )
+    last = time.monotonic()
+    try:
+        while not stopping:
+            learner.keep()
+            learner.fold()
+            due = time.monotonic() - last >= spec.snapshot_seconds
+            if learner.pending >= spec.snapshot_changes or (learner.pending and due):
+                version = learner.publish()
+                last = time.monotonic()
+                log.info(
+                    "published models %s (version %d, %d changes folded so far)",
+                    engine.models.version,
+                    version,
+                    learner.folded,
+                )
+        if learner.pending:
+            learner.publish()
+    except LeaseLost as exc:
+        log.error("%s: another learner learns now; this one stops", exc)
+        return LOST_LEASE
+    log.info("learner stopped after folding %d changes", learner.folded)
+    return 0
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def published(client: Any, prefix: str) -> Mapping[str, bytes]:
+    """The models as the learner last published them (fields; `journal`: its position)."""
+    return {_text(k): v for k, v in client.hgetall(models_key(prefix)).items()}
