@@ -92,8 +92,10 @@ class StateStore(Protocol):
     ) -> None:
         """Atomically write states, offsets, changed model fields, due entries, the input
         partitions' clocks and an entry of the learner's journal (the batch's changes of
-        what is learned, app/models.py, for `tact learner`); with `fence`, only if each
-        partition's epoch is still the one given (else Fenced, and nothing is written)."""
+        what is learned, app/models.py, for `tact learner`: not again when these offsets
+        are in the store already, a commit tried again after it landed); with `fence`,
+        only if each partition's epoch is still the one given (else Fenced, and nothing is
+        written)."""
         ...
 
     async def models_version(self) -> int:
@@ -159,7 +161,8 @@ class InMemoryStateStore:
         journal: bytes | None = None,
     ) -> None:
         self._check(fence)
-        if journal is not None:
+        landed = offsets and all(self.offsets.get(k) == v for k, v in offsets.items())
+        if journal is not None and not landed:  # (a commit tried again: its entry once)
             self.journal.append(journal)
         self.customers.update(customers)
         self.offsets.update(offsets)

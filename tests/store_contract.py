@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from app.store import Fenced, StateStore
@@ -74,3 +76,13 @@ async def check_store_contract(store: StateStore) -> None:
         await store.load_customers(["z"], first)
     assert await store.load_customers(["z"], {6: second[6], 5: first[5]}) == {"z": b"3"}
     assert await store.load_customers([], first) == {}  # nothing asked: nothing to refuse
+
+
+async def check_journal_contract(store: StateStore, entries: Callable[[], list[bytes]]) -> None:
+    """A checkpoint's journal entry is written with it, once: a commit tried again after it
+    landed (its reply lost) adds no second entry; the models' version starts at 0."""
+    assert await store.models_version() == 0
+    await store.commit({"j": b"1"}, {"clickstream:7": 5}, {}, journal=b'[["view"]]')
+    await store.commit({"j": b"1"}, {"clickstream:7": 5}, {}, journal=b'[["view"]]')  # again
+    await store.commit({"j": b"2"}, {"clickstream:7": 9}, {}, journal=b'[["view_bought"]]')
+    assert entries() == [b'[["view"]]', b'[["view_bought"]]']

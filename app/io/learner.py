@@ -34,9 +34,10 @@ from app.io.redis_store import journal_key, models_key, version_key
 
 log = logging.getLogger(__name__)
 
-_READ = 500  # journal entries read at once
+_READ = 50  # journal entries read at once (each a worker's batch)
 _BLOCK_MS = 500  # a read waits this long for an entry
-_LEASE_S = 15.0  # the lease lasts this long unless renewed (every pass of the loop)
+_LEASE_S = 15.0  # the lease lasts this long unless renewed (every pass of the loop, and
+_RENEW_S = 2.0  # at least this often while folding a long backlog)
 LOST_LEASE = 75  # the exit status of a learner whose lease another has taken
 
 # Renew the lease only if it is still this learner's (atomic: no other may take it between).
@@ -50,6 +51,11 @@ return 0
 
 class LeaseLost(Exception):
     """Another learner holds the lease now."""
+
+
+class BadEntry(Exception):
+    """A journal entry that cannot be folded (not JSON, or a change this version does not
+    know: a worker newer than the learner?)."""
 
 
 class ModelLearner:
@@ -100,13 +106,23 @@ class ModelLearner:
         found = self.redis.xread({self.journal_key: self.position}, count=_READ, block=block_ms)
         folded = 0
         models = self.engine.models
+        renewed = time.monotonic()
         for _, entries in found or ():
             for entry_id, data in entries:
-                changes = codec.loads(data[b"changes"])
-                for change in changes:
-                    models.apply(change)
+                try:
+                    changes = codec.loads(data[b"changes"])
+                    for change in changes:
+                        models.apply(change)
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise BadEntry(
+                        f"journal entry {_text(entry_id)} of {self.journal_key} cannot be "
+                        f"folded ({exc}); is a worker running a newer tact than this learner?"
+                    ) from exc
                 folded += len(changes)
                 self.position = _text(entry_id)
+                if time.monotonic() - renewed >= _RENEW_S:  # a long backlog: keep the lease
+                    self.keep()
+                    renewed = time.monotonic()
         self.pending += folded
         self.folded += folded
         return folded
@@ -117,15 +133,19 @@ class ModelLearner:
         journal entries folded. Returns the new version."""
         fields: dict[str, Any] = dict(self.engine.models.changes())
         fields["journal"] = self.position
+        lost = LeaseLost(f"the lease {self.lease_key} is no longer {self.owner}'s")
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.watch(self.lease_key)
             if _text(pipe.get(self.lease_key) or b"") != self.owner:
-                raise LeaseLost(f"the lease {self.lease_key} is no longer {self.owner}'s")
+                raise lost
             pipe.multi()
             pipe.hset(self.models_key, mapping=fields)
             pipe.incr(self.version_key)
             pipe.xtrim(self.journal_key, minid=self.position)
-            version = int(pipe.execute()[1])
+            try:
+                version = int(pipe.execute()[1])
+            except redis.WatchError:  # taken (or expired) between the check and EXEC
+                raise lost from None
         self.pending = 0
         return version
 
@@ -175,6 +195,9 @@ def run_learner(settings: Any, engine: DecisionEngine, client: redis.Redis) -> i
     except LeaseLost as exc:
         log.error("%s: another learner learns now; this one stops", exc)
         return LOST_LEASE
+    except BadEntry as exc:
+        log.error("%s; the learner stops (nothing after the last publication is lost)", exc)
+        return 1
     log.info("learner stopped after folding %d changes", learner.folded)
     return 0
 

@@ -152,6 +152,8 @@ class RedisStateStore:
             )
 
         async def attempt() -> None:
+            if journal is not None and offsets and await self._landed(offsets):
+                return  # a commit tried again whose EXEC ran (its reply lost): not twice
             async with self._redis.pipeline(transaction=True) as pipe:
                 if keys:
                     await pipe.watch(*keys)
@@ -176,6 +178,14 @@ class RedisStateStore:
                 await pipe.execute()
 
         await self._retrying("commit checkpoint", write)
+
+    async def _landed(self, offsets: Mapping[str, int]) -> bool:
+        """Whether the offsets hash holds these offsets already: this commit landed. (Only
+        the fenced owner of a partition writes its offsets, and each commit moves them on.)"""
+        held = await self._redis.hmget(self._offsets_key, list(offsets))
+        return all(
+            h is not None and int(h) == v for h, v in zip(held, offsets.values(), strict=True)
+        )
 
     async def models_version(self) -> int:
         raw = await self._retrying(

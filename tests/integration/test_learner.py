@@ -19,7 +19,7 @@ import yaml
 
 from app import codec
 from app.engine import DecisionEngine
-from app.io.learner import LeaseLost, ModelLearner, published
+from app.io.learner import BadEntry, LeaseLost, ModelLearner, published
 from app.io.redis_store import RedisStateStore, journal_key, models_key, version_key
 from app.models import Models
 from app.sample import demo_catalog, generate
@@ -73,6 +73,9 @@ def test_a_journal_entry_lands_with_its_checkpoint_and_the_learner_publishes_und
         first.publish()
     with pytest.raises(LeaseLost):
         first.keep()
+    client.xadd(journal_key(prefix), {"changes": b'[["forget", "everything"]]'})
+    with pytest.raises(BadEntry, match="cannot be folded"):
+        second.fold(block_ms=100)
 
 
 def _policy(tmp_path: Path) -> Path:

@@ -12,10 +12,10 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from app.io.redis_store import RedisStateStore
+from app.io.redis_store import RedisStateStore, journal_key
 from app.settings import Settings
 from app.store import Fenced
-from tests.store_contract import check_store_contract
+from tests.store_contract import check_journal_contract, check_store_contract
 
 
 def test_redis_store_contract(base_settings: Settings) -> None:
@@ -34,6 +34,25 @@ def test_redis_store_contract(base_settings: Settings) -> None:
     client = redis.Redis.from_url(url)
     ttl = client.ttl(f"{prefix}:c:a")
     assert 0 < ttl <= 3600  # idle customer state expires
+    client.delete(*client.keys(f"{prefix}:*"))
+
+
+def test_redis_journal_contract(base_settings: Settings) -> None:
+    url = base_settings.redis_url.get_secret_value()
+    prefix = f"tact-test:{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(url)
+
+    def entries() -> list[bytes]:
+        return [data[b"changes"] for _, data in client.xrange(journal_key(prefix))]
+
+    async def run() -> None:
+        store = RedisStateStore(aioredis.Redis.from_url(url), prefix=prefix, ttl_seconds=3600)
+        try:
+            await check_journal_contract(store, entries)
+        finally:
+            await store.close()
+
+    asyncio.run(run())
     client.delete(*client.keys(f"{prefix}:*"))
 
 
