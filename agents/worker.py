@@ -96,6 +96,7 @@ class DecisionWorker:
         self.learner = settings.learner
         self.journal: list[tuple[Any, ...]] = []
         self.models_at = -1
+        self.warned_learner = False
 
     def assign(self, partitions: Iterable[int]) -> None:
         """The input partitions this worker now owns (whose due windows it closes). Cached
@@ -276,8 +277,17 @@ class DecisionWorker:
         """The models as checkpointed, or as the learner last published them (then what the
         engine learns is recorded in `journal`, not applied)."""
         engine = self.pipeline.engine
+        version = await self.store.models_version()
         if self.learner:
-            self.models_at = await self.store.models_version()  # (newer ones: next batch)
+            self.models_at = version  # (newer ones: next batch)
+        elif version and not self.warned_learner:
+            self.warned_learner = True
+            log.warning(
+                "a learner publishes the models of this app id (version %d) but TACT_LEARNER "
+                "is not set: this worker learns itself and overwrites them; set "
+                "TACT_LEARNER=true on every worker of the group",
+                version,
+            )
         engine.restore_models(await self.store.load_models())
         if self.learner:
             engine.models.sink = self.journal.append

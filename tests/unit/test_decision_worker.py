@@ -632,3 +632,13 @@ def test_with_a_learner_the_worker_swaps_in_published_models_between_batches() -
     versions = [codec.loads(a)["model_version"] for a in broker.actions()]
     assert versions[0] == "m1.0" and versions[-1] == learned.version != "m1.0"
     assert w.pipeline.engine.models.sink is not None  # still recording, not learning
+
+
+def test_a_worker_without_the_learner_setting_beside_a_learner_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = InMemoryStateStore()
+    store.version = 3  # a learner has published
+    with caplog.at_level("WARNING"):
+        run_batches(worker(store, Broker()), as_records(EVENTS[:50]), 25)
+    assert sum("TACT_LEARNER is not set" in r.getMessage() for r in caplog.records) == 1
