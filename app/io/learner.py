@@ -47,6 +47,12 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
 
 
 class LeaseLost(Exception):
@@ -71,6 +77,7 @@ class ModelLearner:
         self.pending = 0  # changes folded since the last publication
         self.folded = 0  # changes folded since the start
         self.renew = self.redis.register_script(_RENEW)
+        self._release = self.redis.register_script(_RELEASE)
 
     # -- the lease ----------------------------------------------------------------------------
     def acquire(self, stop: Any = lambda: False) -> bool:
@@ -86,6 +93,10 @@ class ModelLearner:
                 waiting = True
             time.sleep(1.0)
         return False
+
+    def release(self) -> None:
+        """Give the lease up (if still this learner's): a waiting learner takes over at once."""
+        self._release(keys=[self.lease_key], args=[self.owner])
 
     def keep(self) -> None:
         if not self.renew(keys=[self.lease_key], args=[self.owner, int(_LEASE_S * 1000)]):
@@ -151,8 +162,8 @@ class ModelLearner:
 
 
 def run_learner(settings: Any, engine: DecisionEngine, client: redis.Redis) -> int:
-    """Learn until SIGTERM/SIGINT (then publish what is folded and return 0), or until the
-    lease is lost (LOST_LEASE)."""
+    """Learn until SIGTERM/SIGINT (then publish what is folded, give the lease up and return
+    0), or until the lease is lost (LOST_LEASE)."""
     stopping = False
 
     def stop(signum: int, frame: Any) -> None:
@@ -192,6 +203,7 @@ def run_learner(settings: Any, engine: DecisionEngine, client: redis.Redis) -> i
                 )
         if learner.pending:
             learner.publish()
+        learner.release()
     except LeaseLost as exc:
         log.error("%s: another learner learns now; this one stops", exc)
         return LOST_LEASE

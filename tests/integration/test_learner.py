@@ -73,9 +73,16 @@ def test_a_journal_entry_lands_with_its_checkpoint_and_the_learner_publishes_und
         first.publish()
     with pytest.raises(LeaseLost):
         first.keep()
+    first.release()  # (no longer its lease: nothing happens)
+    assert client.get(f"{prefix}:learner") is not None
+    second.release()  # a clean stop: the next learner need not wait for the lease to expire
+    third = ModelLearner(client, prefix, DecisionEngine(demo_catalog()))
+    once = iter([False])
+    assert third.acquire(lambda: next(once, True))  # at the first try
     client.xadd(journal_key(prefix), {"changes": b'[["forget", "everything"]]'})
+    third.load()
     with pytest.raises(BadEntry, match="cannot be folded"):
-        second.fold(block_ms=100)
+        third.fold(block_ms=100)
 
 
 def _policy(tmp_path: Path) -> Path:
