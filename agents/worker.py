@@ -52,6 +52,7 @@ _SWEEP_LIMIT = 1000  # due customers loaded per partition per batch
 _RETRY_FIRST_S = 0.5  # the first wait before a failed batch is handled again; doubles to
 _RETRY_MAX_S = 30.0  # at most this
 _FENCED_EXIT_S = 120.0  # fenced out and no new assignment since: exit for the supervisor
+_VERSION_EVERY_S = 0.5  # with a learner: how often to look for newer models
 
 
 # Every Action record says which worker process decided it, and the epoch of its customer's
@@ -96,6 +97,7 @@ class DecisionWorker:
         self.learner = settings.learner
         self.journal: list[tuple[Any, ...]] = []
         self.models_at = -1
+        self.version_due = 0.0  # when to ask the store for the models' version again
         self.warned_learner = False
 
     def assign(self, partitions: Iterable[int]) -> None:
@@ -225,7 +227,7 @@ class DecisionWorker:
             await self._load_models()
             if self.assigned:
                 engine.set_clocks(await self.store.load_clocks(sorted(self.assigned)))
-        elif self.learner and await self.store.models_version() != self.models_at:
+        elif self.learner and time.monotonic() >= self.version_due and await self._published():
             await self._load_models()  # the learner published newer models: between batches
             engine.set_clocks(dict(engine.clocks))
         prepared = self.pipeline.prepare(records, self.committed)
@@ -272,6 +274,12 @@ class DecisionWorker:
             self.partition_of.pop(cid, None)
         _count(result, prepared.redelivered, len(records), time.perf_counter() - started)
         return True
+
+    async def _published(self) -> bool:
+        """Whether the learner has published newer models (asked at most every
+        `_VERSION_EVERY_S`, not at every batch: a round trip to Redis)."""
+        self.version_due = time.monotonic() + _VERSION_EVERY_S
+        return await self.store.models_version() != self.models_at
 
     async def _load_models(self) -> None:
         """The models as checkpointed, or as the learner last published them (then what the

@@ -28,7 +28,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from app.catalog import Catalog, Product
-from app.changes import at_once
 from app.readiness import DAY, CustomerState
 
 FOLLOW_RELATIONS = ("accessories", "bundle_with", "warranty")
@@ -150,12 +149,11 @@ class Anyway:
         view_prior: float,
         strength: float,
         learning: bool,
-        change: Callable[..., None] | None = None,
+        change: Callable[..., None],
     ) -> None:
         self.catalog = catalog
         self.counts = counts
-        # how a change of the counts is made (app/models.py Models.change; None: at once)
-        self.change = change if change is not None else at_once(counts)
+        self.change = change  # how a change of the counts is made (app/models.py Models.change)
         self.horizon = horizon_days
         self.follow_prior = follow_prior  # relation -> P(bought within the horizon)
         self.refill_prior = refill_prior

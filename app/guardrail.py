@@ -24,7 +24,6 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from app.changes import at_once
 from app.policy import Policy
 from app.readiness import DAY
 
@@ -100,7 +99,7 @@ class UnsubscribeBudget:
         self.per_customer_day = None if per_1000 is None else per_1000 / 1000.0 / 30.0
         self.gain = spec.gain
         self.counts = counts
-        self.change = change if change is not None else at_once(counts)
+        self.change = change or (lambda name, *args: getattr(counts, name)(*args))
         # Learning off: the policy's rates at price 1, nothing counted (the counts are global,
         # like the models, and would make one customer's decisions depend on others').
         self.enabled = policy.learning.enabled

@@ -11,8 +11,8 @@ recalibrates over many outcomes, while the other weights learn corrections. (Ent
 a few early successes turn the prior's weight negative and the model inverts.) Everything is
 checkpointable to bytes, and `version` names the state: `<models_name>.<outcomes learned>`.
 
-Every change of what is learned is an operation (`Models.change`: a name and JSON arguments,
-app/changes.py): applied at once, or, with a `sink`, recorded instead, for the one process
+Every change of what is learned is an operation (`Models.change`: a name and JSON
+arguments): applied at once, or, with a `sink`, recorded instead, for the one process
 that learns (issue #10) to apply (`Models.apply`) while a decision worker's models stay as
 loaded. Applied after a trip through JSON they teach exactly what direct changes do.
 """
