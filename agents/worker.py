@@ -285,7 +285,11 @@ class DecisionWorker:
         """The models as checkpointed, or as the learner last published them (then what the
         engine learns is recorded in `journal`, not applied)."""
         engine = self.pipeline.engine
-        version = await self.store.models_version()
+        fields = await self.store.load_models()
+        # which publication the hash holds (`tact learner` writes it with them; before, the
+        # version read separately could be older than the models read)
+        published = fields.pop("version", None)
+        version = int(published) if published is not None else await self.store.models_version()
         if self.learner:
             self.models_at = version  # (newer ones: next batch)
         elif version and not self.warned_learner:
@@ -296,9 +300,10 @@ class DecisionWorker:
                 "TACT_LEARNER=true on every worker of the group",
                 version,
             )
-        engine.restore_models(await self.store.load_models())
+        engine.restore_models(fields)
         if self.learner:
             engine.models.sink = self.journal.append
+            engine.models.publication = version
 
     @staticmethod
     def _rebalanced(reason: str) -> bool:

@@ -213,6 +213,7 @@ class Models:
         self.unsubscribes = UnsubscribeCounts()  # the unsubscribe guardrail (app/guardrail.py)
         self.watermark = 0.0  # the latest event time the models have seen (not learned: each
         # worker's own, from its partitions' clocks)
+        self.publication = 0  # with `tact learner`: which of its publications these models are
         # Where the models' changes go (`change`): None, applied at once (replay, tests, one
         # process); else a callable given each change, as an operation a learner applies
         # (`apply`) where these models stay as loaded: the journal of a decision worker
@@ -258,7 +259,10 @@ class Models:
 
     @property
     def version(self) -> str:
-        return f"{self.name}.{self.accept.updates + self.returns.updates + self.organic.updates}"
+        """`<name>.<outcomes learned>`, and `.v<publication>` for models a learner published
+        (unique per publication: one that moved only counts moves no outcome)."""
+        learned = f"{self.name}.{self.accept.updates + self.returns.updates + self.organic.updates}"
+        return f"{learned}.v{self.publication}" if self.publication else learned
 
     def aov_prior(self, fallback: float) -> float:
         return float(self.order_value.get()) if self.order_value.n else fallback

@@ -107,8 +107,10 @@ class ModelLearner:
         """Continue from the published models and the journal position they include."""
         fields = {_text(k): v for k, v in self.redis.hgetall(self.models_key).items()}
         position = fields.pop("journal", None)
+        publication = fields.pop("version", None)
         self.engine.restore_models(fields)
         self.engine.models.changes()  # (what is loaded is published already)
+        self.engine.models.publication = int(publication) if publication is not None else 0
         self.position = _text(position) if position is not None else "0-0"
 
     def fold(self, block_ms: int = _BLOCK_MS) -> int:
@@ -146,17 +148,21 @@ class ModelLearner:
         fields["journal"] = self.position
         lost = LeaseLost(f"the lease {self.lease_key} is no longer {self.owner}'s")
         with self.redis.pipeline(transaction=True) as pipe:
-            pipe.watch(self.lease_key)
+            pipe.watch(self.lease_key, self.version_key)
             if _text(pipe.get(self.lease_key) or b"") != self.owner:
                 raise lost
+            version = int(pipe.get(self.version_key) or 0) + 1
+            # the version also in the hash: a worker that loads the hash knows which it has
+            fields["version"] = version
             pipe.multi()
             pipe.hset(self.models_key, mapping=fields)
-            pipe.incr(self.version_key)
+            pipe.set(self.version_key, version)
             pipe.xtrim(self.journal_key, minid=self.position)
             try:
-                version = int(pipe.execute()[1])
+                pipe.execute()
             except redis.WatchError:  # taken (or expired) between the check and EXEC
                 raise lost from None
+        self.engine.models.publication = version
         self.pending = 0
         return version
 

@@ -627,11 +627,14 @@ def test_with_a_learner_the_worker_swaps_in_published_models_between_batches() -
             learned.apply(change)
     for _ in range(8):  # (one mini-batch at least: the published version is not the first)
         learned.apply(["accept", {"prior": -0.4, "ch:email": 1.0}, True])
-    store.models, store.version = learned.changes(), 1  # as `tact learner` publishes
+    # as `tact learner` publishes: the hash names its publication, the counter ahead of it
+    # (published again meanwhile: the worker stamps what it loaded, not what it last read)
+    store.models, store.version = {**learned.changes(), "version": b"7"}, 8
     w.version_due = 0.0  # (it looks again at most every half second)
     run_batches(w, records[half:], 64)
     versions = [codec.loads(a)["model_version"] for a in broker.actions()]
-    assert versions[0] == "m1.0" and versions[-1] == learned.version != "m1.0"
+    assert versions[0] == "m1.0" and versions[-1] == f"{learned.version}.v7"
+    assert learned.version != "m1.0"
     assert w.pipeline.engine.models.sink is not None  # still recording, not learning
 
 
