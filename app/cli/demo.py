@@ -134,6 +134,7 @@ class Demo:
         self.rate = rate
         self.seed = seed if seed is not None else int(time.time())
         self.log_path = log_dir.absolute() / "demo-worker.log"
+        self.learner_log_path = log_dir.absolute() / "demo-learner.log"
         self.files = Path()  # this run's files (made by `run`, removed with its topics)
         self.colour = colour
         self.stats = DemoStats()
@@ -173,12 +174,16 @@ class Demo:
             return
         self.say(
             f"removed this run's {topics} topics, {keys} Redis keys and files (--keep keeps "
-            f"them); the worker's log stays in {self.log_path}"
+            f"them); the worker's and the learner's logs stay in {self.log_path.parent}"
         )
 
     def _run(self, wait: bool) -> int:
         s = self.settings
-        env = namespace_env(s) | {"TACT_DATA_DIR": str(self.files / "worker")}
+        # as a deployment runs: the worker decides, one learner learns (`tact learner`)
+        env = namespace_env(s) | {
+            "TACT_DATA_DIR": str(self.files / "worker"),
+            "TACT_LEARNER": "true",
+        }
         if s.metrics_port:  # a worker of yours may hold the configured port: take a free one
             port = free_port(s.metrics_host, s.metrics_port)
             env["TACT_METRICS_PORT"] = str(port)
@@ -192,18 +197,28 @@ class Demo:
             loop = self._prepare_loop(env)
         tails = _Tail(s, [s.topic_actions, s.topic_dead_letters])
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
+        with self.log_path.open("ab") as log, self.learner_log_path.open("ab") as learner_log:
             worker = subprocess.Popen(
                 [sys.executable, "-m", "app.cli", "worker"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
             )
-            self.say(f"worker started (pid {worker.pid}); its log: {self.log_path}")
+            learner = subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "learner"],
+                stdout=learner_log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+            self.say(
+                f"worker started (pid {worker.pid}), and the learner that learns from its "
+                f"Outcomes (pid {learner.pid}); their logs: {self.log_path}, "
+                f"{self.learner_log_path.name}"
+            )
             try:
                 if loop is not None:
                     self._loop(*loop)
-                    return 0 if worker.poll() is None else 1
+                    return 0 if worker.poll() is None and learner.poll() is None else 1
                 self._play(tails, worker)
                 self._drain(tails, worker, quiet_s=2.0)
                 self._summary()
@@ -219,7 +234,9 @@ class Demo:
             finally:
                 tails.close()
                 _stop(worker)
-        return 0 if worker.returncode in (0, -signal.SIGTERM, None) else 1
+                _stop(learner)
+        stopped = (0, -signal.SIGTERM, None)
+        return 0 if worker.returncode in stopped and learner.returncode in stopped else 1
 
     def _prepare_loop(self, env: dict[str, str]) -> tuple[Loop, Baseline, Baseline]:
         """The world, its catalog for the worker, and the same shoppers never upsold and
@@ -242,8 +259,9 @@ class Demo:
 
     def _loop(self, loop: Loop, never: Baseline, frozen: Baseline) -> None:
         self.say(
-            "each event goes through Kafka to the worker, which learns from the Outcomes as "
-            f"it goes; a few of its offers (at most {loop.shown_per_line} between two lines) "
+            "each event goes through Kafka to the worker; the learner learns from its "
+            "Outcomes and publishes models every few seconds, which the worker takes up as it "
+            f"goes; a few of its offers (at most {loop.shown_per_line} between two lines) "
             "and, every few seconds, how it stands:"
         )
         result = loop.run(never, frozen)

@@ -30,7 +30,7 @@ def run_demo(stack: Settings, log_dir: Path, *options: str) -> subprocess.Comple
     assert list(where.iterdir()) == []  # no catalog, no worker data dir where it ran
     files = re.search(r"files in (\S+)$", out.stdout, re.M)
     assert files and not Path(files[1]).exists(), out.stdout  # said where, and removed
-    assert f"the worker's log stays in {log_dir / 'demo-worker.log'}" in out.stdout
+    assert f"the worker's and the learner's logs stay in {log_dir}" in out.stdout
     return out
 
 
@@ -80,3 +80,5 @@ def test_the_closed_loop_demo_plays_simulated_shoppers_live(stack: Settings, tmp
     assert "removed this run's" in text
     worker_log = (tmp_path / "demo-worker.log").read_text()
     assert '"dead letter' not in worker_log  # every simulated event was valid
+    # as deployed: the worker learns nothing itself, the learner publishes what it learns
+    assert "published models" in (tmp_path / "demo-learner.log").read_text()
