@@ -66,12 +66,52 @@ def dead_letter(line_number: int, raw: bytes, reason: str, detail: str) -> dict[
     }
 
 
+class Publications:
+    """What the engine learns reaches its models as `tact learner` publishes them
+    (app/io/learner.py), on the policy's cadence in event time: recorded as it is learned, and
+    folded in order every `learning.snapshot_changes` changes or `snapshot_seconds` of event
+    time, whichever comes first. A replay then decides as workers with a learner do (their
+    models move only at publications), and is as deterministic as one that learns at once."""
+
+    def __init__(self, engine: DecisionEngine) -> None:
+        spec = engine.policy.learning
+        self.models = engine.models
+        self.changes, self.seconds = spec.snapshot_changes, spec.snapshot_seconds
+        self.pending: list[Any] = []
+        self.since: float | None = None  # the event time of the last publication
+        self.published = 0
+        self.models.sink = self.pending.append
+
+    def after(self, t: float) -> None:
+        """After an event at `t`: publish when the cadence says so."""
+        if self.since is None:
+            self.since = t
+        if len(self.pending) >= self.changes or (self.pending and t - self.since >= self.seconds):
+            self.publish(t)
+
+    def publish(self, t: float) -> None:
+        models = self.models
+        models.sink = None
+        for op in self.pending:
+            models.apply(op)
+        self.pending.clear()
+        models.sink = self.pending.append
+        self.published += 1
+        models.publication = self.published
+        self.since = t
+
+
 class Replayer:
     def __init__(
-        self, engine: DecisionEngine, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+        self,
+        engine: DecisionEngine,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        learner: bool = False,
     ) -> None:
         self.engine = engine
         self.max_event_bytes = max_event_bytes
+        # as workers with `tact learner` (else the engine learns at once, as one worker does)
+        self.publications = Publications(engine) if learner else None
 
     def run(
         self,
@@ -86,7 +126,7 @@ class Replayer:
         over as a line of JSON, newline included. Outcomes come as their windows close; at the
         end, windows still open are written as `censored` (what was known by then)."""
         stats = ReplayStats()
-        engine, limit = self.engine, self.max_event_bytes
+        engine, limit, publications = self.engine, self.max_event_bytes, self.publications
         for number, line in enumerate(lines, start=1):
             stats.lines = number
             stats.bytes_read += len(line)
@@ -107,9 +147,13 @@ class Replayer:
                 stats.count(action)
                 write_action(encode_line(action))
             self._outcomes(engine.take_outcomes(), stats, write_outcome)
+            if publications is not None:
+                publications.after(event.ts.timestamp())
             if progress is not None and number % progress_every == 0:
                 progress(stats)
         self._outcomes(engine.flush(), stats, write_outcome)
+        if publications is not None and publications.pending:  # the models learned it all
+            publications.publish(publications.since or 0.0)
         stats.finished = time.perf_counter()
         return stats
 

@@ -232,6 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--strict", action="store_true", help="exit with status 1 when any line was a dead letter"
     )
+    replay.add_argument(
+        "--learner",
+        action="store_true",
+        help="decide as workers with TACT_LEARNER=true and `tact learner` do: what is learned "
+        "reaches the models when the learner would publish it (the policy's "
+        "learning.snapshot_changes changes or snapshot_seconds of event time), not at once",
+    )
     backtest = replay.add_argument_group(
         "backtests from the topics",
         "Read clickstream and orders from Kafka by record time (TACT_* settings; offsets for "

@@ -116,7 +116,8 @@ def _replay(lines: Iterable[bytes], total: int | None, args: Any) -> int:
         )
         stack.callback(letters.close)
         outcome_sink = stack.enter_context(outcomes_path.open("wb", buffering=_BUFFER))
-        stats = Replayer(engine).run(
+        replayer = Replayer(engine, learner=getattr(args, "learner", False))
+        stats = replayer.run(
             lines,
             sink.write,
             letters.write_line,
@@ -125,6 +126,11 @@ def _replay(lines: Iterable[bytes], total: int | None, args: Any) -> int:
         )
         progress.done()
     _summary(stats, engine, letters_path if sum(stats.dead_letters.values()) else None)
+    if replayer.publications is not None:
+        sys.stderr.write(
+            f"  models         {engine.models.version}: {replayer.publications.published:,} "
+            "publications, as a learner publishes\n"
+        )
     sys.stderr.write(
         f"  outcomes       {sum(stats.outcomes.values()):,} ({_top(stats.outcomes)}) "
         f"-> {outcomes_path}\n"

@@ -19,6 +19,7 @@ from app.guardrail import UnsubscribeBudget
 from app.models import Models
 from app.partitioning import partition_of
 from app.policy import load_policy
+from app.replay import Replayer
 from app.sample import demo_catalog, generate
 from tests.builders import Shopper
 
@@ -193,3 +194,36 @@ def test_each_change_moves_its_own_part_of_the_models() -> None:
         settled.apply(op)
     assert settled.anyway.follow == {"accessories|1": [1.0, 2.5]}
     assert settled.anyway.started == {"accessories|1": {"20400": 0.0}}
+
+
+def test_a_replay_on_the_learners_cadence_learns_everything_only_when_it_publishes(
+    stream: list[dict[str, Any]],
+) -> None:
+    """`tact replay --learner`: what is learned reaches the models at publications in event
+    time (app/replay.py `Publications`), so the models an Action names change only there;
+    the replay is deterministic, and nothing learned is lost on the way."""
+    lines = [codec.dumps(e) for e in sorted(stream, key=lambda e: e["ts"])]
+
+    def replay(learner: bool) -> tuple[list[bytes], Replayer]:
+        replayer = Replayer(DecisionEngine(demo_catalog()), learner=learner)
+        actions: list[bytes] = []
+        outcomes: list[bytes] = []
+        replayer.run(lines, actions.append, outcomes.append, write_outcome=outcomes.append)
+        return actions + outcomes, replayer
+
+    first, replayer = replay(learner=True)
+    assert replay(learner=True)[0] == first
+    publications = replayer.publications
+    assert publications is not None and publications.published > 10
+    versions = [codec.loads(line)["model_version"] for line in first if b'"not_before"' in line]
+    numbers = [int(v.rsplit(".v", 1)[1]) if ".v" in v else 0 for v in versions]
+    assert numbers == sorted(numbers) and len(set(numbers)) > 10
+    # each publication is one version: the models did not move between two publications
+    assert len(set(versions)) == len(set(numbers))
+    at_once = replay(learner=False)[1].engine.models
+    models = replayer.engine.models
+    assert not publications.pending and models.sink is not None  # (still recording)
+    # what does not depend on the decisions is learned exactly as at once: each customer's
+    # arrival, each order
+    assert models.unsubscribes.customers == at_once.unsubscribes.customers > 1000
+    assert models.order_value.n == at_once.order_value.n > 0

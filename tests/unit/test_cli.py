@@ -64,6 +64,19 @@ def test_two_replays_are_identical(files: dict[str, Path]) -> None:
         assert codec.loads(line)["policy_version"].startswith("default")
 
 
+def test_a_replay_as_with_a_learner_says_how_often_it_published(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert replay(files, files["events"], "learner.jsonl", "--learner") == 0
+    published = int(capsys.readouterr().err.split(" publications, as a learner")[0].split()[-1])
+    versions = [
+        codec.loads(line)["model_version"]
+        for line in (files["dir"] / "learner.jsonl").read_bytes().splitlines()
+    ]
+    # (the last publication, of what the file's end closed, decided nothing)
+    assert published > 1 and versions[-1].endswith(f".v{published - 1}")
+
+
 def test_bad_lines_become_dead_letters_and_change_nothing(
     files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
