@@ -131,6 +131,12 @@ class Attribution:
         for entry in state.windows:
             heapq.heappush(self._schedule, (entry[END], customer_id))
 
+    def take_schedule(self, other: Attribution) -> None:
+        """Take over the schedule of another instance (the engine rewired for new models):
+        the windows of every customer in memory, as reopening each would put them back, and
+        perhaps entries of customers dropped since, which closing passes over."""
+        self._schedule = other._schedule
+
     # -- what follows -------------------------------------------------------------------------
     def ordered(self, cid: str, state: CustomerState, order: OrderPlaced, t: float) -> None:
         if not state.windows:

@@ -302,10 +302,12 @@ class DecisionEngine:
         if "core" not in fields:
             return
         hook = self.on_decision
+        before = self.attribution
         waiting = self.take_outcomes()
         self.models = Models.from_fields(fields, **self._model_settings())
         self._wire()
         self.attribution.requeue(waiting)
-        for customer_id, state in self.customers.items():
-            self.attribution.reopen(customer_id, state)
+        # the customers in memory keep their windows: their schedule carries over (a worker
+        # swapping in published models holds up to 100,000: reopening each took 30 ms)
+        self.attribution.take_schedule(before)
         self.on_decision = hook

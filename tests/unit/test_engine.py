@@ -124,6 +124,33 @@ def test_checkpoint_and_restore_mid_stream_changes_nothing(stream: list[dict]) -
     assert out == straight
 
 
+def test_models_swapped_in_keep_every_window_in_memory_on_schedule(stream: list[dict]) -> None:
+    """A worker with a learner swaps published models in between batches and keeps its
+    customers: their windows stay scheduled (the schedule carries over, with the entries of
+    customers dropped since), closing exactly as if each customer were reopened."""
+
+    def run_swapping(reopen: bool) -> list[bytes]:
+        engine = DecisionEngine(demo_catalog())
+        fields: dict[str, bytes] = {}
+        out = []
+        for i, event in enumerate(stream):
+            if i and i % 211 == 0:
+                engine.trim([], limit=len(engine.customers) // 2)  # (their entries stay)
+                fields.update(engine.models_changes())
+                engine.restore_models(fields)
+                if reopen:  # the schedule built again from the customers in memory
+                    engine.attribution._schedule = []
+                    for cid, state in engine.customers.items():
+                        engine.attribution.reopen(cid, state)
+            out += [encode(a) for a in engine.process(event)]
+            out += [encode_outcome(o) for o in engine.take_outcomes()]
+        return out
+
+    carried = run_swapping(reopen=False)
+    assert sum(b'"status"' in line for line in carried) > 500  # windows closed on the way
+    assert carried == run_swapping(reopen=True)
+
+
 def frozen_policy() -> Policy:
     policy = load_policy(None)
     return policy.model_copy(
