@@ -145,6 +145,7 @@ class DecisionWorker:
         self.partition_of = {}
         self.journal.clear()
         self.pipeline.engine.reset()
+        self.models_at = -1  # (the models too: loaded whole again)
 
     async def handle_until_done(
         self, records: Sequence[Record], first_wait_s: float = _RETRY_FIRST_S
@@ -285,11 +286,15 @@ class DecisionWorker:
         """The models as checkpointed, or as the learner last published them (then what the
         engine learns is recorded in `journal`, not applied)."""
         engine = self.pipeline.engine
-        fields = await self.store.load_models()
-        # which publication the hash holds (`tact learner` writes it with them; before, the
-        # version read separately could be older than the models read)
+        # Newer models of the learner: only the fields changed since those in use (a big
+        # catalog's co-purchase rows are megabytes; a few of them change at a time).
+        since = await self.store.load_models_since(self.models_at) if self.models_at > 0 else None
+        counter = 0 if since is not None else await self.store.models_version()
+        fields = since if since is not None else await self.store.load_models()
+        # which publication the hash holds (the learner writes its number with the models;
+        # else the counter, read first: the models read after it are at least as new)
         published = fields.pop("version", None)
-        version = int(published) if published is not None else await self.store.models_version()
+        version = int(published) if published is not None else counter
         if self.learner:
             self.models_at = version  # (newer ones: next batch)
         elif version and not self.warned_learner:
@@ -300,7 +305,7 @@ class DecisionWorker:
                 "TACT_LEARNER=true on every worker of the group",
                 version,
             )
-        engine.restore_models(fields)
+        engine.restore_models(fields, changed_only=since is not None)
         if self.learner:
             engine.models.sink = self.journal.append
             engine.models.publication = version

@@ -297,14 +297,17 @@ class DecisionEngine:
         self._wire()
         self.on_decision = hook
 
-    def restore_models(self, fields: Mapping[str, bytes]) -> None:
-        """Continue from checkpointed models (from `models_changes` fields, merged)."""
+    def restore_models(self, fields: Mapping[str, bytes], changed_only: bool = False) -> None:
+        """Continue from checkpointed models (from `models_changes` fields, merged); with
+        `changed_only`, the fields are what changed since the models in use (a learner's
+        newer publication: app/models.py `Models.from_fields`)."""
         if "core" not in fields:
             return
         hook = self.on_decision
         before = self.attribution
         waiting = self.take_outcomes()
-        self.models = Models.from_fields(fields, **self._model_settings())
+        base = self.models if changed_only else None
+        self.models = Models.from_fields(fields, base, **self._model_settings())
         self._wire()
         self.attribution.requeue(waiting)
         # the customers in memory keep their windows: their schedule carries over (a worker

@@ -312,9 +312,13 @@ class Models:
         return fields
 
     @classmethod
-    def from_fields(cls, fields: Mapping[str, bytes], **settings: Any) -> Models:
+    def from_fields(
+        cls, fields: Mapping[str, bytes], base: Models | None = None, **settings: Any
+    ) -> Models:
         """Models from checkpointed fields; `settings` are the constructor's (batch size,
-        exploration priors, learning rate, optimizer)."""
+        exploration priors, learning rate, optimizer). With `base`, `fields` are only what
+        changed since it (`core` always): the cells and affinity rows not among them are
+        `base`'s, shared (a worker with a learner never changes them itself)."""
         core = codec.loads(fields["core"])
         models = cls(core["name"], **settings)
         models.watermark = core.get("watermark", 0.0)
@@ -330,13 +334,22 @@ class Models:
             models.unsubscribes.restore(core["unsubscribes"])
         if "cells" in fields:
             models.cells.restore(codec.loads(fields["cells"]))
+        elif base is not None:
+            models.cells.restore(base.cells.counts)
         ov = core["order_value"]
         models.order_value.n = ov["n"]
         models.order_value._mean = ov["mean"]
         prefix = "affinity:"
-        models.affinity.pairs = {
+        pairs = models.affinity.pairs = {
             name[len(prefix) :]: dict(codec.loads(blob))
             for name, blob in fields.items()
             if name.startswith(prefix)
         }
+        if base is not None:
+            before = base.affinity
+            for sku, row in before.pairs.items():
+                if sku not in pairs:
+                    pairs[sku] = row
+                    if sku in before._top and sku not in before._moved:  # (its ranking too)
+                        models.affinity._top[sku] = before._top[sku]
         return models

@@ -75,12 +75,12 @@ class Publications:
 
     def __init__(self, engine: DecisionEngine) -> None:
         spec = engine.policy.learning
-        self.models = engine.models
+        self.engine = engine
         self.changes, self.seconds = spec.snapshot_changes, spec.snapshot_seconds
         self.pending: list[Any] = []
         self.since: float | None = None  # the event time of the last publication
         self.published = 0
-        self.models.sink = self.pending.append
+        engine.models.sink = self.pending.append
 
     def after(self, t: float) -> None:
         """After an event at `t`: publish when the cadence says so."""
@@ -90,7 +90,7 @@ class Publications:
             self.publish(t)
 
     def publish(self, t: float) -> None:
-        models = self.models
+        models = self.engine.models
         models.sink = None
         for op in self.pending:
             models.apply(op)
@@ -99,6 +99,13 @@ class Publications:
         self.published += 1
         models.publication = self.published
         self.since = t
+
+    def finish(self) -> None:
+        """The replay ended: what is still recorded is published, and the engine learns at
+        once again (as the Python API's engine does)."""
+        if self.pending:
+            self.publish(self.since or 0.0)
+        self.engine.models.sink = None
 
 
 class Replayer:
@@ -152,8 +159,8 @@ class Replayer:
             if progress is not None and number % progress_every == 0:
                 progress(stats)
         self._outcomes(engine.flush(), stats, write_outcome)
-        if publications is not None and publications.pending:  # the models learned it all
-            publications.publish(publications.since or 0.0)
+        if publications is not None:
+            publications.finish()
         stats.finished = time.perf_counter()
         return stats
 

@@ -102,6 +102,12 @@ class StateStore(Protocol):
         """How many times the learner has published the models (0: never)."""
         ...
 
+    async def load_models_since(self, version: int) -> dict[str, bytes] | None:
+        """The fields of the models the learner has published that changed after its
+        publication `version`, `core` and `version` among them, all of one publication; None
+        when it cannot say (load them all then)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -117,6 +123,7 @@ class InMemoryStateStore:
         self.clocks: dict[int, float] = {}
         self.journal: list[bytes] = []
         self.version = 0
+        self.changed: dict[str, int] = {}  # field -> the publication that changed it last
         self.commits = 0
 
     async def load_offsets(self) -> dict[str, int]:
@@ -177,6 +184,21 @@ class InMemoryStateStore:
         self.commits += 1
 
     async def models_version(self) -> int:
+        return self.version
+
+    async def load_models_since(self, version: int) -> dict[str, bytes] | None:
+        names = [name for name, at in self.changed.items() if at > version]
+        if "core" not in names:
+            return None
+        return {name: self.models[name] for name in names} | {"version": self.models["version"]}
+
+    def publish(self, fields: Mapping[str, bytes]) -> int:
+        """Write changed model fields as `tact learner` publishes them (app/io/learner.py):
+        with the publication's number, in the hash and the counter, and what it changed."""
+        self.version += 1
+        self.models.update(fields)
+        self.models["version"] = str(self.version).encode()
+        self.changed.update(dict.fromkeys(fields, self.version))
         return self.version
 
     async def close(self) -> None:

@@ -197,25 +197,24 @@ class Demo:
             loop = self._prepare_loop(env)
         tails = _Tail(s, [s.topic_actions, s.topic_dead_letters])
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        started: list[subprocess.Popen[bytes]] = []
         with self.log_path.open("ab") as log, self.learner_log_path.open("ab") as learner_log:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "worker"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-            learner = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "learner"],
-                stdout=learner_log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-            self.say(
-                f"worker started (pid {worker.pid}), and the learner that learns from its "
-                f"Outcomes (pid {learner.pid}); their logs: {self.log_path}, "
-                f"{self.learner_log_path.name}"
-            )
             try:
+                for command, out in (("worker", log), ("learner", learner_log)):
+                    started.append(
+                        subprocess.Popen(
+                            [sys.executable, "-m", "app.cli", command],
+                            stdout=out,
+                            stderr=subprocess.STDOUT,
+                            env=env,
+                        )
+                    )
+                worker, learner = started
+                self.say(
+                    f"worker started (pid {worker.pid}), and the learner that learns from its "
+                    f"Outcomes (pid {learner.pid}); their logs: {self.log_path}, "
+                    f"{self.learner_log_path.name}"
+                )
                 if loop is not None:
                     self._loop(*loop)
                     return 0 if worker.poll() is None and learner.poll() is None else 1
@@ -233,10 +232,9 @@ class Demo:
                 self.say("\nstopping")
             finally:
                 tails.close()
-                _stop(worker)
-                _stop(learner)
+                _stop(started)
         stopped = (0, -signal.SIGTERM, None)
-        return 0 if worker.returncode in stopped and learner.returncode in stopped else 1
+        return 0 if all(p.returncode in stopped for p in started) else 1
 
     def _prepare_loop(self, env: dict[str, str]) -> tuple[Loop, Baseline, Baseline]:
         """The world, its catalog for the worker, and the same shoppers never upsold and
@@ -423,11 +421,20 @@ class _Tail:
         self.consumer.close()
 
 
-def _stop(worker: subprocess.Popen[bytes]) -> None:
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to all of them at once, then each waited for (killed after 30 s); a second
+    Ctrl-C meanwhile kills them rather than leave one running."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    try:
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()

@@ -30,7 +30,7 @@ import redis
 
 from app import codec
 from app.engine import DecisionEngine
-from app.io.redis_store import journal_key, models_key, version_key
+from app.io.redis_store import changed_key, journal_key, models_key, version_key
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class ModelLearner:
         self.redis: Any = client  # (redis-py's own types are looser than its answers)
         self.engine = engine
         self.models_key, self.version_key = models_key(prefix), version_key(prefix)
+        self.changed_key = changed_key(prefix)
         self.journal_key, self.lease_key = journal_key(prefix), f"{prefix}:learner"
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.position = "0-0"  # the last journal entry folded
@@ -145,6 +146,7 @@ class ModelLearner:
         the version, in one transaction, only while the lease is this learner's; trim the
         journal entries folded. Returns the new version."""
         fields: dict[str, Any] = dict(self.engine.models.changes())
+        changed = list(fields)
         fields["journal"] = self.position
         lost = LeaseLost(f"the lease {self.lease_key} is no longer {self.owner}'s")
         with self.redis.pipeline(transaction=True) as pipe:
@@ -156,6 +158,8 @@ class ModelLearner:
             fields["version"] = version
             pipe.multi()
             pipe.hset(self.models_key, mapping=fields)
+            # which fields this publication changed: a worker reads only those
+            pipe.zadd(self.changed_key, dict.fromkeys(changed, version))
             pipe.set(self.version_key, version)
             pipe.xtrim(self.journal_key, minid=self.position)
             try:

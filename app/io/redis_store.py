@@ -21,6 +21,7 @@ T = TypeVar("T")
 
 _RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _WATCH_TRIES = 3  # a commit's WATCH broken this often with the epochs unmoved: back off
+_SINCE_TRIES = 3  # the learner published while changed models were read: read again
 
 
 class RedisStateStore:
@@ -47,6 +48,7 @@ class RedisStateStore:
         self._clocks_key = f"{prefix}:clocks"
         self._journal_key = journal_key(prefix)
         self._version_key = version_key(prefix)
+        self._changed_key = changed_key(prefix)
         self._ttl = ttl_seconds
         self._max_backoff = max_backoff_s
 
@@ -193,6 +195,34 @@ class RedisStateStore:
         )
         return int(raw) if raw is not None else 0
 
+    async def load_models_since(self, version: int) -> dict[str, bytes] | None:
+        # The names changed after `version` as of one publication (the learner moves the
+        # counter and the set together), then those fields, which must still be of that
+        # publication: if the learner published again in between, read again.
+
+        async def names() -> list[Any]:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.get(self._version_key)
+                pipe.zrangebyscore(self._changed_key, f"({version}", "+inf")
+                return list(await pipe.execute())
+
+        for _ in range(_SINCE_TRIES):
+            now, changed = await self._retrying("read what the learner changed", names)
+            wanted = [_text(n) for n in changed]
+            if now is None or "core" not in wanted:  # (a learner that keeps no such record)
+                return None
+            keys = [*wanted, "version"]
+
+            async def read(keys: list[str] = keys) -> list[Any]:
+                return list(await self._redis.hmget(self._models_key, keys))
+
+            values = await self._retrying("load changed models", read)
+            if values[-1] is not None and int(values[-1]) == int(now):
+                fields = {n: _bytes(v) for n, v in zip(wanted, values, strict=False) if v}
+                fields["version"] = _bytes(values[-1])
+                return fields
+        return None
+
     async def close(self) -> None:
         await self._redis.aclose()
 
@@ -229,6 +259,12 @@ def version_key(prefix: str) -> str:
 
 def models_key(prefix: str) -> str:
     return f"{prefix}:models"
+
+
+def changed_key(prefix: str) -> str:
+    """A sorted set: each field of the models by the publication that last changed it (a
+    worker swapping in newer models reads only what changed since its own)."""
+    return f"{prefix}:models:changed"
 
 
 def checkpointed(client: Any, prefix: str) -> dict[str, int]:

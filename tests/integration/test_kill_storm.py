@@ -20,7 +20,7 @@ from app import codec
 from app.engine import DecisionEngine
 from app.io.kafka_admin import ensure_topics
 from app.io.learner import published
-from app.io.redis_store import journal_key
+from app.io.redis_store import journal_key, version_key
 from app.models import Models
 from app.policy import load_policy
 from app.sample import demo_catalog, generate
@@ -61,7 +61,9 @@ class Journal:
 def test_three_workers_and_a_learner_through_a_kill_storm(
     base_settings: Settings, start_worker: Any, tmp_path: Path
 ) -> None:
-    policy = _policy(tmp_path)  # publishing every second
+    # publishing every 3 s: the journal's reader below has that long to read an entry
+    # before the learner trims it (a miss fails the test, never passes it)
+    policy = _policy(tmp_path, seconds=3.0)
     settings = base_settings.model_copy(
         update=own("tact-storm")
         | {"topic_partitions": 12, "learner": True, "batch_max": 100, "policy": policy}
@@ -144,7 +146,9 @@ def test_three_workers_and_a_learner_through_a_kill_storm(
         for change in codec.loads(changes):
             one.apply(change)
     want = one.changes()
-    del fields["journal"], fields["version"]
+    publication = int(client.get(version_key(prefix)))
+    assert int(fields.pop("version")) == publication  # the hash names its publication
+    del fields["journal"]
     assert fields.keys() == want.keys()
     assert {k: codec.loads(v) for k, v in fields.items()} == {
         k: codec.loads(v) for k, v in want.items()
@@ -162,12 +166,18 @@ def test_three_workers_and_a_learner_through_a_kill_storm(
         assert decoded[0]["source_event_id"] in event_ids
     versions = Counter(codec.loads(r.value)["model_version"] for r in actions.records)
     assert len(versions) > 2, versions  # the workers swapped in published models
+    numbers = {int(v.rsplit(".v", 1)[1]) for v in versions if ".v" in v}
+    assert numbers and max(numbers) <= publication
     outcome_ids = {codec.loads(r.value)["action_id"] for r in outcomes.records}
     assert outcome_ids and outcome_ids <= set(copies)
     sent_twice = sum(len(r) > 1 for r in copies.values())
+    differing: Counter[str] = Counter()  # which fields a copy decided again changed
+    for values in copies.values():
+        decoded = [codec.loads(v) for v in values]
+        differing.update(k for k in decoded[0] if any(d[k] != decoded[0][k] for d in decoded))
     print(
         f"kill storm: {len(events)} events, {kills} worker kills and 1 learner kill; "
         f"{len(copies)} actions, {len(actions.records) - len(copies)} sent again, "
         f"{sent_twice} of them changed; {len(journal.entries)} journal entries; "
-        f"{len(versions)} model versions"
+        f"{len(versions)} model versions; fields that changed: {dict(differing)}"
     )

@@ -61,6 +61,29 @@ def test_a_journal_entry_lands_with_its_checkpoint_and_the_learner_publishes_und
     assert models.affinity.pairs == {"A": {"B": 1.0}, "B": {"A": 1.0}}
     assert models.unsubscribes.customers == 1 and models.unsubscribes.sent == {"email": 1.0}
     assert int(client.get(version_key(prefix))) == 1
+    assert published(client, prefix)["version"] == b"1"  # the hash names its publication
+
+    # A second publication: a worker at the first reads only the fields it changed.
+    client.xadd(journal_key(prefix), {"changes": codec.dumps([["order", 20.0, ["C", "D"]]])})
+    assert first.fold(block_ms=100) == 1 and first.publish() == 2
+
+    async def since() -> tuple[Any, Any]:
+        store = RedisStateStore(
+            aioredis.Redis.from_url(stack.redis_url.get_secret_value()), prefix, 3600
+        )
+        try:
+            return await store.load_models_since(1), await store.load_models_since(0)
+        finally:
+            await store.close()
+
+    newer, everything = asyncio.run(since())
+    assert newer == {
+        "core": newer["core"],
+        "affinity:C": b'{"D":1.0}',
+        "affinity:D": b'{"C":1.0}',
+        "version": b"2",
+    }
+    assert everything is not None and {"affinity:A", "affinity:B", "affinity:C"} <= set(everything)
 
     second = ModelLearner(client, prefix, DecisionEngine(demo_catalog()))
     tries = iter(range(2))
@@ -85,13 +108,15 @@ def test_a_journal_entry_lands_with_its_checkpoint_and_the_learner_publishes_und
         third.fold(block_ms=100)
 
 
-def _policy(tmp_path: Path) -> Path:
-    """The default policy, publishing every second (several versions in a short test)."""
+def _policy(tmp_path: Path, seconds: float = 1.0) -> Path:
+    """The default policy, publishing every `seconds` (several versions in a short test)
+    and not sooner."""
     from importlib import resources
 
     text = resources.files("app.policies").joinpath("default.yaml").read_text("utf-8")
     policy = yaml.safe_load(text)
-    policy["learning"]["snapshot_seconds"] = 1.0
+    policy["learning"]["snapshot_seconds"] = seconds
+    policy["learning"]["snapshot_changes"] = 10**9
     path = tmp_path / "learner-policy.yaml"
     path.write_text(yaml.safe_dump(policy))
     return path

@@ -73,7 +73,8 @@ def test_a_replay_as_with_a_learner_says_how_often_it_published(
         codec.loads(line)["model_version"]
         for line in (files["dir"] / "learner.jsonl").read_bytes().splitlines()
     ]
-    # (the last publication, of what the file's end closed, decided nothing)
+    # (the last publication, at the end of the file, of what its last events taught, decided
+    # nothing)
     assert published > 1 and versions[-1].endswith(f".v{published - 1}")
 
 
