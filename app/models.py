@@ -318,7 +318,7 @@ class Models:
         """Models from checkpointed fields; `settings` are the constructor's (batch size,
         exploration priors, learning rate, optimizer). With `base`, `fields` are only what
         changed since it (`core` always): the cells and affinity rows not among them are
-        `base`'s, shared (a worker with a learner never changes them itself)."""
+        `base`'s (the rows shared: a worker with a learner never changes them itself)."""
         core = codec.loads(fields["core"])
         models = cls(core["name"], **settings)
         models.watermark = core.get("watermark", 0.0)

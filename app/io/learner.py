@@ -90,7 +90,10 @@ class ModelLearner:
                 return True
             if not waiting:
                 holder = self.redis.get(self.lease_key)
-                log.info("another learner holds the lease (%s): waiting for it", holder)
+                log.info(
+                    "another learner holds the lease (%s): waiting for it",
+                    _text(holder) if holder is not None else "just released",
+                )
                 waiting = True
             time.sleep(1.0)
         return False
@@ -113,6 +116,12 @@ class ModelLearner:
         self.engine.models.changes()  # (what is loaded is published already)
         self.engine.models.publication = int(publication) if publication is not None else 0
         self.position = _text(position) if position is not None else "0-0"
+        if fields and not self.redis.exists(self.changed_key):
+            # Published by a learner that kept no record of what changed (an older tact):
+            # every field counts as changed by the latest publication, so a worker holding
+            # an older one reads them all, not only what this learner changes next.
+            counter = int(self.redis.get(self.version_key) or 0)
+            self.redis.zadd(self.changed_key, dict.fromkeys(fields, counter))
 
     def fold(self, block_ms: int = _BLOCK_MS) -> int:
         """Fold the journal entries after `position` (waiting up to `block_ms` for one);

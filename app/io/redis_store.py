@@ -219,6 +219,8 @@ class RedisStateStore:
             values = await self._retrying("load changed models", read)
             if values[-1] is not None and int(values[-1]) == int(now):
                 fields = {n: _bytes(v) for n, v in zip(wanted, values, strict=False) if v}
+                if "core" not in fields:  # (a hash emptied meanwhile: load what there is)
+                    return None
                 fields["version"] = _bytes(values[-1])
                 return fields
         return None

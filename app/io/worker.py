@@ -145,7 +145,7 @@ def run_worker(settings: Settings) -> None:
     engine = build_engine(settings)
     log.info(
         "tact %s worker: group %s, inputs %s (%d partitions each), policy %s, catalog %s "
-        "(%d products); Kafka %s (%s), Redis %s",
+        "(%d products), %s; Kafka %s (%s), Redis %s",
         version("tact"),
         settings.app_id,
         " + ".join(partitions),
@@ -153,6 +153,13 @@ def run_worker(settings: Settings) -> None:
         engine.policy.version,
         settings.catalog or "the demo catalog",
         len(engine.catalog),
+        (
+            "learning off (the policy's learning.enabled)"
+            if not engine.policy.learning.enabled
+            else "a learner learns (TACT_LEARNER): this worker journals what it teaches"
+            if settings.learner
+            else "learning itself (one worker; several need TACT_LEARNER and tact learner)"
+        ),
         settings.kafka_bootstrap,
         settings.kafka_security_protocol,
         settings.redis_shown,

@@ -20,7 +20,13 @@ import yaml
 from app import codec
 from app.engine import DecisionEngine
 from app.io.learner import BadEntry, LeaseLost, ModelLearner, published
-from app.io.redis_store import RedisStateStore, journal_key, models_key, version_key
+from app.io.redis_store import (
+    RedisStateStore,
+    changed_key,
+    journal_key,
+    models_key,
+    version_key,
+)
 from app.models import Models
 from app.sample import demo_catalog, generate
 from app.settings import Settings
@@ -90,8 +96,13 @@ def test_a_journal_entry_lands_with_its_checkpoint_and_the_learner_publishes_und
     assert not second.acquire(lambda: next(tries, None) is None)  # the lease is held
     client.delete(f"{prefix}:learner")  # as if the first had been paused past its lease
     assert second.acquire()
+    client.delete(changed_key(prefix))  # as published by a learner that kept no such record
     second.load()
     assert second.position == first.position  # it carries on where the first published
+    # every field now counts as changed by the latest publication: a worker holding an
+    # older one reads them all
+    assert client.zscore(changed_key(prefix), "affinity:A") == 2
+    assert client.zscore(changed_key(prefix), "core") == 2
     with pytest.raises(LeaseLost):
         first.publish()
     with pytest.raises(LeaseLost):
