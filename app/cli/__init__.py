@@ -69,6 +69,38 @@ def cmd_learner(args: argparse.Namespace) -> int:
     return run_learner(settings, build_engine(settings), client)
 
 
+def cmd_topics_read(args: argparse.Namespace) -> int:
+    from app.cli.report import parse_time
+    from app.io.topic_reader import read_records
+    from app.settings import load_settings
+
+    settings = load_settings()
+    named = {
+        "clickstream": settings.topic_clickstream,
+        "orders": settings.topic_orders,
+        "actions": settings.topic_actions,
+        "outcomes": settings.topic_outcomes,
+        "dead_letters": settings.topic_dead_letters,
+        "dead-letters": settings.topic_dead_letters,
+    }
+    topic = named.get(args.topic, args.topic)
+    since, until = parse_time(args.since), parse_time(args.until)
+    records = sorted(
+        read_records(
+            settings,
+            topic,
+            None if since is None else int(since * 1000),
+            None if until is None else int(until * 1000),
+        ),
+        key=lambda r: (r.timestamp_ms, r.partition, r.offset),
+    )
+    out = sys.stdout.buffer
+    for record in records[-args.last :] if args.last else records:
+        out.write(record.value.rstrip(b"\n") + b"\n")
+    sys.stderr.write(f"{topic}: {len(records):,} records in the range\n")
+    return 0
+
+
 def cmd_topics_create(args: argparse.Namespace) -> int:
     from app.io.kafka_admin import ensure_topics, input_partitions
     from app.settings import load_settings
@@ -436,6 +468,20 @@ def build_parser() -> argparse.ArgumentParser:
         "as they are), then check that the input topics are co-partitioned.",
     )
     create.set_defaults(func=cmd_topics_create)
+    read = topics_sub.add_parser(
+        "read",
+        help="print a topic's records",
+        description="Print the values of a topic's records, one per line in record-time order "
+        "(actions, outcomes, dead_letters, clickstream, orders: this app's topics by TACT_* "
+        "settings; any other name is a topic's own), read from the beginning without joining "
+        "a consumer group; how many there were goes to stderr. E.g. `tact topics read actions "
+        "--last 5`.",
+    )
+    read.add_argument("topic", help="actions, outcomes, dead_letters, clickstream, orders, or any")
+    read.add_argument("--since", help=f"range start by record time, {TIME_FORMS}")
+    read.add_argument("--until", help="range end, the same way")
+    read.add_argument("--last", type=at_least(1), help="only the last N records of the range")
+    read.set_defaults(func=cmd_topics_read)
     return parser
 
 

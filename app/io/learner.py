@@ -212,16 +212,10 @@ def run_learner(settings: Any, engine: DecisionEngine, client: redis.Redis) -> i
             learner.fold()
             due = time.monotonic() - last >= spec.snapshot_seconds
             if learner.pending >= spec.snapshot_changes or (learner.pending and due):
-                version = learner.publish()
+                _say_published(learner, learner.publish())
                 last = time.monotonic()
-                log.info(
-                    "published models %s (version %d, %d changes folded so far)",
-                    engine.models.version,
-                    version,
-                    learner.folded,
-                )
-        if learner.pending:
-            learner.publish()
+        if learner.pending:  # stopping: what is folded is published first
+            _say_published(learner, learner.publish())
         learner.release()
     except LeaseLost as exc:
         log.error("%s: another learner learns now; this one stops", exc)
@@ -231,6 +225,15 @@ def run_learner(settings: Any, engine: DecisionEngine, client: redis.Redis) -> i
         return 1
     log.info("learner stopped after folding %d changes", learner.folded)
     return 0
+
+
+def _say_published(learner: ModelLearner, version: int) -> None:
+    log.info(
+        "published models %s (version %d, %d changes folded so far)",
+        learner.engine.models.version,
+        version,
+        learner.folded,
+    )
 
 
 def _text(value: bytes | str) -> str:

@@ -95,3 +95,32 @@ def test_a_worker_refuses_input_topics_that_are_not_co_partitioned(stack: Settin
     assert out.returncode == 2, out.stderr[-2000:]
     assert "not co-partitioned" in out.stderr and "--partitions 3" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_topics_read_prints_a_topics_records_in_record_time_order(stack: Settings) -> None:
+    """`tact topics read actions`: what a connector author or ops would look at first."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
+    values = [f'{{"n": {i}}}'.encode() for i in range(5)]
+    for i, value in enumerate(values):  # over the partitions, in time order
+        producer.send(stack.topic_actions, value=value, partition=i % 3, timestamp_ms=1000 + i)
+    producer.flush()
+    producer.close()
+
+    def read(*options: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [str(TACT), "topics", "read", *options],
+            env=settings_env(stack),
+            capture_output=True,
+            timeout=60,
+        )
+
+    out = read("actions")
+    assert out.returncode == 0 and out.stdout.splitlines() == values
+    assert f"{stack.topic_actions}: 5 records".encode() in out.stderr
+    assert read("actions", "--last", "2").stdout.splitlines() == values[-2:]
+    missing = read("no-such-topic")
+    assert missing.returncode == 2
+    assert b"topic 'no-such-topic' does not exist" in missing.stderr
+    assert b"Traceback" not in missing.stderr
