@@ -287,7 +287,7 @@ class DecisionWorker:
         engine learns is recorded in `journal`, not applied)."""
         engine = self.pipeline.engine
         # Newer models of the learner: only the fields changed since those in use (a big
-        # catalog's co-purchase rows are megabytes; a few of them change at a time).
+        # catalog's co-purchase rows are megabytes: benchmarks/swap.py).
         since = await self.store.load_models_since(self.models_at) if self.models_at > 0 else None
         counter = 0 if since is not None else await self.store.models_version()
         fields = since if since is not None else await self.store.load_models()
