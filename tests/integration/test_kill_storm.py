@@ -1,7 +1,8 @@
-"""Three workers and a learner, learning on, 12 partitions, one of them SIGKILLed every few
-seconds while tens of thousands of events flow (and the learner once): every event is learned
-from exactly once, the learner's models are exactly one process's fold of what the workers
-checkpointed, and an action sent twice keeps its identity."""
+"""Three workers (and a learner), 12 partitions, one of them SIGKILLed every few seconds while
+tens of thousands of events flow. Learning on (the learner killed once too): every event is
+learned from exactly once, the learner's models are exactly one process's fold of what the
+workers checkpointed, and an action sent twice keeps its identity. Learning off: exactly one
+process's Actions, every copy identical."""
 
 from __future__ import annotations
 
@@ -26,9 +27,20 @@ from app.policy import load_policy
 from app.sample import demo_catalog, generate
 from app.settings import Settings
 from tests.integration.conftest import free_port, own
-from tests.integration.kafka_helpers import TopicReader, produce_events, producer, wait
+from tests.integration.kafka_helpers import (
+    TopicReader,
+    produce_events,
+    producer,
+    wait,
+    wait_for_actions,
+)
 from tests.integration.test_learner import _policy
-from tests.integration.test_worker import topics_of
+from tests.integration.test_worker import (
+    clickstream_only,
+    expected_actions,
+    per_customer,
+    topics_of,
+)
 
 KILLS = 10
 STABLE = ("action_id", "customer_id", "ts", "source_event_id")  # the same on every copy
@@ -76,34 +88,7 @@ def test_three_workers_and_a_learner_through_a_kill_storm(
     client = redis.Redis.from_url(settings.redis_url.get_secret_value())
     prefix = settings.redis_prefix
     journal = Journal(client, journal_key(prefix))
-    prod = producer(settings.kafka_bootstrap)
-
-    def produce_slowly() -> None:  # about 45 s
-        for i in range(0, len(events), 200):
-            produce_events(prod, topics_of(settings), events[i : i + 200])
-            time.sleep(0.4)
-
-    def worker() -> Any:
-        return start_worker(settings.model_copy(update={"metrics_port": free_port()}))
-
-    workers = [worker() for _ in range(3)]
-    learner = start_worker(settings, "learner")
-    feeder = threading.Thread(target=produce_slowly)
-    feeder.start()
-    rng = random.Random(7)
-    kills, during_stream = 0, 0
-    while kills < KILLS:
-        time.sleep(rng.uniform(2.5, 4.5))
-        i = rng.randrange(len(workers))
-        workers[i].kill(signal.SIGKILL)
-        workers[i] = worker()
-        kills += 1
-        during_stream += feeder.is_alive()
-        if kills == KILLS // 2:  # the learner too: its successor carries on from what it published
-            learner.kill(signal.SIGKILL)
-            learner = start_worker(settings, "learner")
-    feeder.join()
-    assert during_stream >= KILLS - 2, "the stream was over before most kills"
+    storm(settings, events, start_worker, learner=True)
 
     def learned_everything() -> bool:
         fields = published(client, prefix)
@@ -176,8 +161,73 @@ def test_three_workers_and_a_learner_through_a_kill_storm(
         decoded = [codec.loads(v) for v in values]
         differing.update(k for k in decoded[0] if any(d[k] != decoded[0][k] for d in decoded))
     print(
-        f"kill storm: {len(events)} events, {kills} worker kills and 1 learner kill; "
+        f"kill storm: {len(events)} events, {KILLS} worker kills and 1 learner kill; "
         f"{len(copies)} actions, {len(actions.records) - len(copies)} sent again, "
         f"{sent_twice} of them changed; {len(journal.entries)} journal entries; "
         f"{len(versions)} model versions; fields that changed: {dict(differing)}"
+    )
+
+
+def storm(
+    settings: Settings, events: list[dict[str, Any]], start_worker: Any, learner: bool
+) -> None:
+    """Three workers (and a learner) while `events` are produced over about 45 s: a random
+    worker SIGKILLed and restarted every 2.5 to 4.5 s, KILLS times (the learner once, at the
+    half), most of them while the stream flows."""
+    prod = producer(settings.kafka_bootstrap)
+
+    def produce_slowly() -> None:
+        for i in range(0, len(events), 200):
+            produce_events(prod, topics_of(settings), events[i : i + 200])
+            time.sleep(0.4)
+
+    def worker() -> Any:
+        return start_worker(settings.model_copy(update={"metrics_port": free_port()}))
+
+    workers = [worker() for _ in range(3)]
+    learning = start_worker(settings, "learner") if learner else None
+    feeder = threading.Thread(target=produce_slowly)
+    feeder.start()
+    rng = random.Random(7)
+    kills, during_stream = 0, 0
+    while kills < KILLS:
+        time.sleep(rng.uniform(2.5, 4.5))
+        i = rng.randrange(len(workers))
+        workers[i].kill(signal.SIGKILL)
+        workers[i] = worker()
+        kills += 1
+        during_stream += feeder.is_alive()
+        if learning is not None and kills == KILLS // 2:  # its successor carries on from
+            learning.kill(signal.SIGKILL)  # what it published
+            learning = start_worker(settings, "learner")
+    feeder.join()
+    assert during_stream >= KILLS - 2, "the stream was over before most kills"
+
+
+def test_three_workers_learning_off_lose_and_change_nothing_through_a_kill_storm(
+    base_settings: Settings, start_worker: Any, frozen_policy: Any
+) -> None:
+    """Learning off and one topic: each customer's decisions depend only on its own events in
+    order, so the storm must give exactly one process's Actions, every copy identical."""
+    settings = base_settings.model_copy(
+        update=own("tact-storm-off")
+        | {"topic_partitions": 12, "batch_max": 100, "policy": frozen_policy}
+    )
+    ensure_topics(settings)
+    events = clickstream_only(list(generate(2000, seed=32, arrival_span=timedelta(days=10))))
+    expected = expected_actions(events, frozen_policy)
+    ids = {codec.loads(a)["action_id"] for acts in expected.values() for a in acts}
+    storm(settings, events, start_worker, learner=False)
+    actions = TopicReader(settings.kafka_bootstrap, settings.topic_actions)
+    # nothing lost, nothing invented, every copy byte-identical
+    records = wait_for_actions(actions, ids, 300, f"all {len(ids)} actions")
+    firsts, seen = [], set()
+    for r in records:
+        if r.value not in seen:
+            seen.add(r.value)
+            firsts.append(r)
+    assert per_customer(firsts) == expected  # in order per customer
+    print(
+        f"kill storm, learning off: {len(events)} events, {KILLS} worker kills; "
+        f"{len(ids)} actions, {len(records) - len(ids)} sent again, all identical"
     )
