@@ -126,3 +126,13 @@ def _differences(changed: dict[str, dict[bytes, Any]]) -> str:
         diff = "; ".join(f"{f}={[c.get(f) for c in copies]}" for f in fields)
         lines.append(f"{aid}: sent by {senders}: {diff}")
     return f"{len(changed)} changed; " + " | ".join(lines)
+
+
+def first_copies(records: list[Any]) -> list[Any]:
+    """Each action's first delivery, in the order they came (copies sent again left out)."""
+    firsts, seen = [], set()
+    for r in records:
+        if r.value not in seen:
+            seen.add(r.value)
+            firsts.append(r)
+    return firsts

@@ -15,6 +15,7 @@ from app.settings import Settings
 from schemas.types import format_event_time
 from tests.integration.kafka_helpers import (
     TopicReader,
+    first_copies,
     produce_events,
     producer,
     wait_for_actions,
@@ -87,12 +88,7 @@ def test_sigkill_mid_stream_loses_nothing(
     records = wait_for_actions(actions, expected_ids, 120, f"all {total} actions after the restart")
 
     # In order per customer and source topic (first delivery of each action).
-    firsts, seen = [], set()
-    for r in records:
-        if r.value not in seen:
-            seen.add(r.value)
-            firsts.append(r)
-    assert per_customer(firsts) == expected
+    assert per_customer(first_copies(records)) == expected
     # The restart really redelivered work: records below the checkpoint were skipped, or
     # records after it were re-decided (and their actions sent again, unchanged).
     skipped = second.wait_metrics().get("tact_redelivered_skipped_total", 0)

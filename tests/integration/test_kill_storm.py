@@ -29,6 +29,7 @@ from app.settings import Settings
 from tests.integration.conftest import free_port, own
 from tests.integration.kafka_helpers import (
     TopicReader,
+    first_copies,
     produce_events,
     producer,
     wait,
@@ -221,12 +222,7 @@ def test_three_workers_learning_off_lose_and_change_nothing_through_a_kill_storm
     actions = TopicReader(settings.kafka_bootstrap, settings.topic_actions)
     # nothing lost, nothing invented, every copy byte-identical
     records = wait_for_actions(actions, ids, 300, f"all {len(ids)} actions")
-    firsts, seen = [], set()
-    for r in records:
-        if r.value not in seen:
-            seen.add(r.value)
-            firsts.append(r)
-    assert per_customer(firsts) == expected  # in order per customer
+    assert per_customer(first_copies(records)) == expected  # in order per customer
     print(
         f"kill storm, learning off: {len(events)} events, {KILLS} worker kills; "
         f"{len(ids)} actions, {len(records) - len(ids)} sent again, all identical"
