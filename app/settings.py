@@ -194,6 +194,17 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap(cls, value: str) -> str:
+        """host:port entries with a port a broker can have (a typo such as 90922 would
+        otherwise show as a broker that does not answer, after the connect timeout)."""
+        for server in (s.strip() for s in value.split(",")):
+            host, colon, port = server.rpartition(":")
+            if not server or (colon and not (host and port.isdigit() and 0 < int(port) < 65536)):
+                raise ValueError(f"host:port[,host:port] with ports 1 to 65535, not {server!r}")
+        return value
+
     @field_validator("data_dir")
     @classmethod
     def _from_where_started(cls, value: Path) -> Path:

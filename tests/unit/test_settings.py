@@ -99,6 +99,23 @@ def test_secured_settings_never_echo_their_secrets(monkeypatch: pytest.MonkeyPat
     assert "hunter2" not in str(caught.value)
 
 
+@pytest.mark.parametrize("bootstrap", ["127.0.0.1:90922", "broker:", ":9092", "a:9092,,b:9092"])
+def test_a_kafka_address_that_cannot_be_one_is_refused_at_once(
+    monkeypatch: pytest.MonkeyPatch, bootstrap: str
+) -> None:
+    monkeypatch.setenv("TACT_KAFKA_BOOTSTRAP", bootstrap)
+    with pytest.raises(ConfigurationError, match=r"TACT_KAFKA_BOOTSTRAP.*ports 1 to 65535"):
+        load_settings()
+
+
+@pytest.mark.parametrize("bootstrap", ["127.0.0.1:9092", "a:9092, b:9093", "broker", "[::1]:9092"])
+def test_kafka_addresses_are_taken_as_given(
+    monkeypatch: pytest.MonkeyPatch, bootstrap: str
+) -> None:
+    monkeypatch.setenv("TACT_KAFKA_BOOTSTRAP", bootstrap)
+    assert load_settings().kafka_bootstrap == bootstrap
+
+
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
