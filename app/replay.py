@@ -91,11 +91,9 @@ class Publications:
 
     def publish(self, t: float) -> None:
         models = self.engine.models
-        models.sink = None
-        for op in self.pending:
+        for op in self.pending:  # (applied, not given to the sink again)
             models.apply(op)
         self.pending.clear()
-        models.sink = self.pending.append
         self.published += 1
         models.publication = self.published
         self.since = t

@@ -98,8 +98,8 @@ def run_replay(args: Any) -> int:
 
 
 def _replay(lines: Iterable[bytes], total: int | None, args: Any) -> int:
-    """The replay itself: `args` carries catalog, policy, seed, out, dead_letter, strict and
-    outcomes (the command's options)."""
+    """The replay itself: `args` carries catalog, policy, seed, out, dead_letter, strict,
+    outcomes and learner (the command's options)."""
     engine = DecisionEngine.from_files(args.catalog, args.policy, args.seed)
     tune_gc()
     out = args.out
@@ -116,7 +116,7 @@ def _replay(lines: Iterable[bytes], total: int | None, args: Any) -> int:
         )
         stack.callback(letters.close)
         outcome_sink = stack.enter_context(outcomes_path.open("wb", buffering=_BUFFER))
-        replayer = Replayer(engine, learner=getattr(args, "learner", False))
+        replayer = Replayer(engine, learner=args.learner)
         stats = replayer.run(
             lines,
             sink.write,

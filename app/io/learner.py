@@ -6,9 +6,10 @@ counts of what is bought anyway, the unsubscribe counts) and writes it as one en
 stream in the same transaction as its checkpoint: an entry exists exactly when its batch was
 checkpointed, so a batch redelivered after a crash is not counted twice. The learner folds the
 entries in the stream's order into one set of models and publishes them (the models hash,
-with the stream position they include, and a version counter, in one transaction) every
-`learning.snapshot_changes` changes or `learning.snapshot_seconds`; workers read the counter
-between batches and swap in newer models. Entries it has published are trimmed.
+with the stream position they include and their publication number, the counter, and which
+publication last changed each field, in one transaction) every `learning.snapshot_changes`
+changes or `learning.snapshot_seconds`; workers read the counter between batches and swap in
+the fields changed since their own publication. Entries it has published are trimmed.
 
 Only one learner learns at a time: it holds a lease (a key with its name, renewed while it
 runs) and publishes only while the lease is its own; a second learner waits for the lease.
