@@ -243,12 +243,14 @@ class Arbiter:
             + terms.readiness_prior
             + relation_prior
             + prior.price_step * offer.price_step
+            + prior.price_level * offer.price_level
         )
         w = tables.w
         offer_model = (
             terms.customer_logit
             + tables.offer_model(play, relation)
             + w.get("x:price", 0.0) * offer.price_step
+            + w.get("x:level", 0.0) * offer.price_level
         )
         if offer.seen:
             offer_prior += prior.seen  # the customer looked at it: interest, or a need

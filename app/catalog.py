@@ -13,6 +13,7 @@ bought together (app/affinity.py).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from app.decode import describe_validation_error
 from app.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
+_MAX_LEVEL = 4.0  # doublings of the median price the price level counts
 
 Kind = Literal["core", "accessory", "consumable", "subscription", "warranty", "premium"]
 Relation = Literal["accessories", "bundle_with", "subscription", "warranty", "upgrade"]
@@ -84,6 +86,9 @@ class Product:
     # Worked out once (read for every offer of every moment):
     margin: float = field(init=False, compare=False, repr=False)  # price - unit cost
     margin_rate: float = field(init=False, compare=False, repr=False)  # margin / price (0: free)
+    # how dear the item is for this store: log2 of its price over the catalog's median price,
+    # 0 to 4 (set by the Catalog it is in)
+    price_level: float = field(default=0.0, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         margin = self.price - self.unit_cost
@@ -99,6 +104,11 @@ class Catalog:
         # the product of an SKU, or None (the dict's own method: no Python call per lookup)
         self.get: Callable[[str], Product | None] = self.products.get
         self.related_by_relation: dict[tuple[str, Relation], tuple[str, ...]] = {}
+        prices = sorted(p.price for p in self.products.values() if p.price > 0)
+        self.median_price = prices[len(prices) // 2] if prices else 0.0
+        for product in self.products.values():
+            level = math.log2((product.price + 1.0) / (self.median_price + 1.0))
+            object.__setattr__(product, "price_level", min(max(level, 0.0), _MAX_LEVEL))
         for product in self.products.values():
             for relation in RELATIONS:
                 skus = tuple(s for r, s in product.related if r == relation)

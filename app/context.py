@@ -34,6 +34,9 @@ RELATION_PLAY: dict[str, Play] = {
     "upgrade": "commit",
 }
 ONSITE = frozenset({"onsite_pdp", "onsite_cart", "post_purchase"})
+# Offers of an item the customer neither buys already (refill, subscription) nor considers at
+# a price it is measured against (assist, upgrade): how dear it is for the store is the ask.
+NEW_ASKS = frozenset({"accessories", "bundle_with", "affinity", "warranty"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +48,14 @@ class Offer:
     with_base: bool = False  # the item it goes with is in the cart, or was bought lately
     play: Play = "expand"  # set from the relation
     price_step: float = 0.0  # set: log2 of its price over the base's when dearer (0 to 4)
+    price_level: float = 0.0  # set: the product's price level (app/catalog.py) for NEW_ASKS
     passed: int = 0  # earlier offers of it to this customer, not bought (app/readiness.py)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "play", RELATION_PLAY[self.relation])
         object.__setattr__(self, "price_step", price_step(self.product, self.base))
+        if self.relation in NEW_ASKS:
+            object.__setattr__(self, "price_level", self.product.price_level)
 
 
 def price_step(product: Product, base: Product | None) -> float:
@@ -104,6 +110,8 @@ def accept_features(
         "r:ltv": r.ltv_score - CENTRE,
         "x:price": offer.price_step,
     }
+    if offer.price_level:
+        x["x:level"] = offer.price_level
     if offer.seen:
         x["x:seen"] = 1.0
     if offer.with_base:

@@ -128,6 +128,8 @@ class Economics:
         w = self._organic.w
         if offer.price_step:
             logit += w.get("x:price", 0.0) * offer.price_step
+        if offer.price_level:
+            logit += w.get("x:level", 0.0) * offer.price_level
         if offer.seen:
             logit += w.get("x:seen", 0.0)
         if offer.with_base:

@@ -34,6 +34,7 @@ L_STEP = 11  # the offer's price step (app/context.py price_step); absent in old
 L_SEEN = 12  # 1 when the customer had looked at the offered item; absent in older windows
 L_BASE = 13  # 1 when the item it goes with was in the cart or bought lately; likewise
 L_PASSED = 14  # earlier offers of the item not bought since (accept only); likewise
+L_LEVEL = 15  # the offer's price level (app/catalog.py); likewise
 _SIGNAL_KEYS = ("r:conf", "r:urg", "r:price", "r:mat", "r:risk", "r:post", "r:ltv")
 UPSELL_PLAYS = frozenset({"expand", "commit"})
 
@@ -59,10 +60,12 @@ def accept_x(
 
 
 def _offer_x(x: dict[str, float], learn: list[Any]) -> dict[str, float]:
-    """`x` with the offer's own features: its price step, looked at, has the base (each
-    absent in windows older than it)."""
+    """`x` with the offer's own features: its price step and level, looked at, has the base
+    (each absent in windows older than it)."""
     if len(learn) > L_STEP and learn[L_STEP]:
         x["x:price"] = learn[L_STEP]
+    if len(learn) > L_LEVEL and learn[L_LEVEL]:
+        x["x:level"] = learn[L_LEVEL]
     if len(learn) > L_SEEN and learn[L_SEEN]:
         x["x:seen"] = 1.0
     if len(learn) > L_BASE and learn[L_BASE]:

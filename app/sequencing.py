@@ -133,6 +133,7 @@ class Sequencer:
             1 if offer.seen else 0,
             1 if offer.with_base else 0,
             offer.passed,
+            offer.price_level,
         ]
         predicted = [
             round(best.p_accept, 6),

@@ -38,19 +38,20 @@ from app.simulate.world import load_world, world_names
 BAR = 0.60
 
 
+def _accept(policy: Policy, **changes: float) -> Policy:
+    """`policy` with these priors of acceptance changed."""
+    accept = policy.priors.accept.model_copy(update=changes)
+    return policy.model_copy(update={"priors": policy.priors.model_copy(update={"accept": accept})})
+
+
 def ablations(policy: Policy) -> dict[str, Policy]:
     """The default policy with one decision change switched off at a time."""
     anyway = policy.priors.anyway
     off = 1e12
     return {
         "catalog-order": policy.model_copy(update={"offer_order": "catalog", "max_offers": 3}),
-        "no-price-step": policy.model_copy(
-            update={
-                "priors": policy.priors.model_copy(
-                    update={"accept": policy.priors.accept.model_copy(update={"price_step": 0.0})}
-                )
-            }
-        ),
+        "no-price-step": _accept(policy, price_step=0.0),
+        "no-price-level": _accept(policy, price_level=0.0),
         "no-anyway": policy.model_copy(
             update={
                 "priors": policy.priors.model_copy(
@@ -81,13 +82,7 @@ def ablations(policy: Policy) -> dict[str, Policy]:
                 )
             }
         ),
-        "offers-not-remembered": policy.model_copy(
-            update={
-                "priors": policy.priors.model_copy(
-                    update={"accept": policy.priors.accept.model_copy(update={"passed_days": 0.0})}
-                )
-            }
-        ),
+        "offers-not-remembered": _accept(policy, passed_days=0.0),
         "no-discount-habit": policy.model_copy(update={"discount_habit": 0.0}),
         "no-forgetting": policy.model_copy(
             update={

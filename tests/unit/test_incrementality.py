@@ -5,12 +5,14 @@ that shows the behaviour change without the piece it tests."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
 
 from app.attribution import CHANNEL, FRAME, INTENSITY, LEARN, PLAY, PREDICTED, RELATION
 from app.catalog import Catalog, ProductSpec
+from app.context import Offer
 from app.decisions import Decision
 from app.engine import DecisionEngine
 from app.learning import accept_x, organic_x
@@ -175,6 +177,37 @@ def test_a_dearer_ask_is_a_rarer_yes() -> None:
     control.process(Shopper("c").view("CLOTH"))
     pro_flat = [c for c in seen[-1].candidates if c.offer.product.sku == "PRO"]
     assert max(c.p_accept for c in pro_flat) > 10 * max(c.p_accept for c in pro)
+
+
+def test_what_is_dear_for_the_store_is_a_rarer_yes() -> None:
+    """A new ask's price level is its price over the catalog's median (89 here) in doublings,
+    0 to 4: the 1,600 body offered next to the 89 case it was bought with starts 1.4 logits
+    further down at the default's -0.35 a doubling. What the customer already buys (a refill,
+    a subscription) or weighs at a price it is measured against (an upgrade, an assist) has
+    no level."""
+    levels = {sku: round(p.price_level, 2) for sku, p in CAMERA.products.items() if p.price_level}
+    assert levels == {"BODY": 3.32, "PRO": 4.0}
+    body, pro = CAMERA.products["BODY"], CAMERA.products["PRO"]
+    assert Offer("upgrade", pro, body).price_level == Offer("self", pro).price_level == 0.0
+    assert Offer("affinity", pro, body).price_level == Offer("warranty", pro, body).price_level
+    assert Offer("warranty", pro, body).price_level == 4.0
+
+    def p_pro(policy: Policy) -> float:
+        engine = engine_for(policy, CAMERA)
+        engine.models.affinity.learn_order(["CASE", "PRO"])
+        decisions: list[Decision] = []
+        engine.on_decision = decisions.append
+        engine.process(Shopper("c").view("CASE"))
+        return max(c.p_accept for c in decisions[-1].candidates if c.offer.product.sku == "PRO")
+
+    flat = POLICY.model_copy(
+        update={
+            "priors": POLICY.priors.model_copy(
+                update={"accept": POLICY.priors.accept.model_copy(update={"price_level": 0.0})}
+            )
+        }
+    )
+    assert p_pro(flat) / p_pro(POLICY) == pytest.approx(math.exp(1.4), rel=0.05)
 
 
 def test_customers_who_never_come_back_count_as_exposed() -> None:
@@ -469,16 +502,19 @@ def test_an_add_on_is_with_its_base_only_when_the_base_is_in_the_cart_or_bought(
 def test_p_organic_sees_the_customer_and_offer_features_p_accept_sees() -> None:
     """Both models learn from the same window features (but the offer's channel, frame and
     intensity, which only a delivered offer has): their difference is what the offer does."""
-    learn = [-3.0, 0.9, 0.2, 0.7, 0.0, 0.1, 0.5, 0.8, "accessory", -2.0, -4.0, 1.5, 1, 1]
+    learn = [-3.0, 0.9, 0.2, 0.7, 0.0, 0.1, 0.5, 0.8, "accessory", -2.0, -4.0, 1.5, 1, 1, 0, 2.5]
     organic = organic_x(learn, "accessories")
     accept = accept_x(learn, "onsite_pdp", "accessories", "completeness", "low")
     shared = {"r:conf", "r:urg", "r:price", "r:mat", "r:risk", "r:ltv", "x:price", "x:seen"}
+    shared |= {"x:level"}
     assert shared | {"x:base", "rel:accessories"} <= set(organic)
     assert {k: organic[k] for k in shared} == {k: accept[k] for k in shared}
     assert accept["x:base"] == organic["x:base"] == 1.0
+    assert accept["x:level"] == organic["x:level"] == 2.5
     assert not any(k.startswith(("ch:", "fr:", "int:", "play:")) for k in organic)
     older = learn[:11]  # a window from before these features: nothing breaks
     assert "x:base" not in organic_x(older, "accessories")
+    assert "x:level" not in accept_x(learn[:15], "email", "accessories", "completeness", "low")
 
 
 def test_an_add_on_has_its_base_only_while_the_base_is_lately_bought_and_kept() -> None:
