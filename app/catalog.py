@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -86,8 +86,8 @@ class Product:
     # Worked out once (read for every offer of every moment):
     margin: float = field(init=False, compare=False, repr=False)  # price - unit cost
     margin_rate: float = field(init=False, compare=False, repr=False)  # margin / price (0: free)
-    # how dear the item is for this store: log2 of its price over the catalog's median price,
-    # 0 to 4 (set by the Catalog it is in)
+    # how dear the item is for this store: log2 of (its price + 1) over (the catalog's median
+    # price + 1), 0 to 4, set by the Catalog it is in (a catalog with other items moves it)
     price_level: float = field(default=0.0, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -100,10 +100,12 @@ class Catalog:
     """Products by SKU, and the catalog's relations between them."""
 
     def __init__(self, products: Iterable[Product]) -> None:
-        self.products: dict[str, Product] = {p.sku: p for p in products}
+        # the catalog's own copies: a product's price level is this catalog's
+        self.products: dict[str, Product] = {p.sku: replace(p) for p in products}
         # the product of an SKU, or None (the dict's own method: no Python call per lookup)
         self.get: Callable[[str], Product | None] = self.products.get
         self.related_by_relation: dict[tuple[str, Relation], tuple[str, ...]] = {}
+        # the median of the prices above 0 (the upper one of an even count)
         prices = sorted(p.price for p in self.products.values() if p.price > 0)
         self.median_price = prices[len(prices) // 2] if prices else 0.0
         for product in self.products.values():

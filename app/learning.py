@@ -83,8 +83,8 @@ def return_x(learn: list[Any]) -> dict[str, float]:
 
 def organic_x(learn: list[Any], relation: str) -> dict[str, float]:
     """What P(organic) learns from: the offer's relation and kind, and the customer and offer
-    features P(accept) shares (readiness, value, the price step, looked at, has the base), so
-    that the two differ by what the offer does and not by what each model can see."""
+    features P(accept) shares (readiness, value, the price step and level, looked at, has the
+    base), so that the two differ by what the offer does and not by what each model can see."""
     x = {
         PRIOR: learn[L_ORGANIC] / PRIOR_SCALE,
         f"rel:{relation}": 1.0,

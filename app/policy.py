@@ -222,7 +222,7 @@ class AcceptPrior(_Spec):
     frame: dict[FrameName, Logit]
     intensity: dict[IntensityName, Logit]
     price_step: Logit = 0.0  # per doubling of the offer's price above the item it goes with
-    price_level: Logit = 0.0  # per doubling of its price above the catalog's median price
+    price_level: Logit = 0.0  # new asks (context.NEW_ASKS): per doubling above the median price
     seen: Logit = 0.0  # the customer has looked at the offered item
     with_base: Logit = 0.0  # the item it goes with is in the cart or was bought lately
     passed: Logit = 0.0  # per earlier offer of the item not bought since (at most 4)

@@ -16,8 +16,8 @@ from app.simulate.run import EngineRun, world_catalog
 def test_at_the_demos_size_learning_shows_against_the_engine_at_its_priors() -> None:
     """The demo shows tact learn by setting it beside the same engine kept at its priors, on
     the same shoppers: at the demo's default size the learning engine must add more on every
-    seed and clearly more over a few (the demo draws its seed from the clock; in-process
-    here, as the live worker does through Kafka)."""
+    seed (half as much again) and clearly more over a few (the demo draws its seed from the
+    clock; in-process here, as the live worker does through Kafka)."""
     world = demo_world("default", SHOPPERS, DAYS, now=datetime(2026, 12, 4, tzinfo=UTC))
     catalog = world_catalog(world, demo_catalog())
     added = []  # per seed: (learning, at its priors) over never upselling
@@ -27,7 +27,7 @@ def test_at_the_demos_size_learning_shows_against_the_engine_at_its_priors() -> 
         engine = DecisionEngine(catalog, load_policy(None), seed)
         learning = Baseline(world, catalog, seed, EngineRun(engine))
         added.append((learning.final - never.final, frozen.final - never.final))
-    assert all(learned > at_priors > 0 for learned, at_priors in added), added
+    assert all(learned > 1.5 * at_priors > 0 for learned, at_priors in added), added
     assert sum(a[0] for a in added) > 2 * sum(a[1] for a in added), added
     learned, at_priors = added[-1]
     # the by-period table: its rows add up to what each run added over never upselling

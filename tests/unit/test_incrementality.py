@@ -12,7 +12,7 @@ import pytest
 
 from app.attribution import CHANNEL, FRAME, INTENSITY, LEARN, PLAY, PREDICTED, RELATION
 from app.catalog import Catalog, ProductSpec
-from app.context import Offer
+from app.context import RELATION_PLAY, Offer
 from app.decisions import Decision
 from app.engine import DecisionEngine
 from app.learning import accept_x, organic_x
@@ -188,9 +188,9 @@ def test_what_is_dear_for_the_store_is_a_rarer_yes() -> None:
     levels = {sku: round(p.price_level, 2) for sku, p in CAMERA.products.items() if p.price_level}
     assert levels == {"BODY": 3.32, "PRO": 4.0}
     body, pro = CAMERA.products["BODY"], CAMERA.products["PRO"]
-    assert Offer("upgrade", pro, body).price_level == Offer("self", pro).price_level == 0.0
-    assert Offer("affinity", pro, body).price_level == Offer("warranty", pro, body).price_level
-    assert Offer("warranty", pro, body).price_level == 4.0
+    by_relation = {r: Offer(r, pro, body).price_level for r in RELATION_PLAY}
+    new_asks = {"accessories", "bundle_with", "affinity", "warranty"}
+    assert by_relation == {r: 4.0 if r in new_asks else 0.0 for r in RELATION_PLAY}
 
     def p_pro(policy: Policy) -> float:
         engine = engine_for(policy, CAMERA)
@@ -555,11 +555,12 @@ def test_what_the_models_predicted_is_what_they_say_on_the_features_they_learn_f
     learning see the same things."""
     engine = engine_for()
     weights = {"r:conf": -0.8, "r:urg": 0.3, "r:price": 0.5, "r:mat": 0.2, "r:risk": -0.4,
-               "r:ltv": 1.5, "x:price": 0.3, "x:seen": 0.7, "x:base": 0.4}  # fmt: skip
+               "r:ltv": 1.5, "x:price": 0.3, "x:seen": 0.7, "x:base": 0.4,
+               "x:level": 0.9}  # fmt: skip
     engine.models.organic.model._weights.update(weights)
     engine.models.accept.model._weights.update(weights)
     s = Shopper("features")
-    checked = 0
+    checked = levels = 0
     for sku in ("RUN-SHOE-01", "RUN-WATCH-01", "RUN-VEST-01", "RUN-JACKET-01", "RUN-SHOE-02"):
         for event in (s.view(sku), s.read_reviews(sku), s.add(sku), s.view(sku)):
             engine.process(event)
@@ -572,7 +573,8 @@ def test_what_the_models_predicted_is_what_they_say_on_the_features_they_learn_f
             x = accept_x(w[LEARN], w[CHANNEL], w[RELATION], w[FRAME], w[INTENSITY])
             assert p_accept == pytest.approx(engine.models.accept.predict_one(x), abs=2e-6)
             checked += 1
-    assert checked >= 3
+            levels += "x:level" in x
+    assert checked >= 3 and levels >= 1
 
 
 def test_what_a_customer_buys_anyway_is_counted_once() -> None:
