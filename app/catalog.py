@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -83,12 +83,11 @@ class Product:
     kind: Kind
     refill_days: int | None
     related: tuple[tuple[Relation, str], ...]
+    # how dear the item is for this store (price_level: from_specs works it out)
+    price_level: float = field(default=0.0, compare=False, repr=False)
     # Worked out once (read for every offer of every moment):
     margin: float = field(init=False, compare=False, repr=False)  # price - unit cost
     margin_rate: float = field(init=False, compare=False, repr=False)  # margin / price (0: free)
-    # how dear the item is for this store: log2 of (its price + 1) over (the catalog's median
-    # price + 1), 0 to 4, set by the Catalog it is in (a catalog with other items moves it)
-    price_level: float = field(default=0.0, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         margin = self.price - self.unit_cost
@@ -96,21 +95,26 @@ class Product:
         object.__setattr__(self, "margin_rate", margin / self.price if self.price > 0 else 0.0)
 
 
+def median_price(prices: Iterable[float]) -> float:
+    """The median of the prices above 0 (the upper one of an even count; 0 for none)."""
+    above = sorted(p for p in prices if p > 0)
+    return above[len(above) // 2] if above else 0.0
+
+
+def price_level(price: float, median: float) -> float:
+    """How dear an item is for its store: log2 of (its price + 1) over (the catalog's median
+    price + 1), 0 to 4 (a catalog with other items moves it)."""
+    return min(max(math.log2((price + 1.0) / (median + 1.0)), 0.0), _MAX_LEVEL)
+
+
 class Catalog:
     """Products by SKU, and the catalog's relations between them."""
 
     def __init__(self, products: Iterable[Product]) -> None:
-        # the catalog's own copies: a product's price level is this catalog's
-        self.products: dict[str, Product] = {p.sku: replace(p) for p in products}
+        self.products: dict[str, Product] = {p.sku: p for p in products}
         # the product of an SKU, or None (the dict's own method: no Python call per lookup)
         self.get: Callable[[str], Product | None] = self.products.get
         self.related_by_relation: dict[tuple[str, Relation], tuple[str, ...]] = {}
-        # the median of the prices above 0 (the upper one of an even count)
-        prices = sorted(p.price for p in self.products.values() if p.price > 0)
-        self.median_price = prices[len(prices) // 2] if prices else 0.0
-        for product in self.products.values():
-            level = math.log2((product.price + 1.0) / (self.median_price + 1.0))
-            object.__setattr__(product, "price_level", min(max(level, 0.0), _MAX_LEVEL))
         for product in self.products.values():
             for relation in RELATIONS:
                 skus = tuple(s for r, s in product.related if r == relation)
@@ -128,6 +132,8 @@ class Catalog:
 
     @classmethod
     def from_specs(cls, specs: Iterable[ProductSpec]) -> Catalog:
+        specs = list(specs)
+        median = median_price(s.price for s in specs)
         products = [
             Product(
                 s.sku,
@@ -138,6 +144,7 @@ class Catalog:
                 s.kind,
                 s.refill_days,
                 tuple((r, sku) for r in RELATIONS for sku in getattr(s.related, r)),
+                price_level(s.price, median),
             )
             for s in specs
         ]

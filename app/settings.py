@@ -20,6 +20,10 @@ KafkaProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
+# The app's topics by short name: the setting `topic_<name>` (TACT_TOPIC_<NAME>) names each.
+TOPICS = ("clickstream", "orders", "actions", "outcomes", "dead_letters", "connector_dead_letters")
+
+
 class Settings(BaseSettings):
     """tact's configuration; see README "Configuration" for each variable."""
 
@@ -295,6 +299,11 @@ class Settings(BaseSettings):
     def redis_shown(self) -> str:
         """The Redis URL as it may be shown: only its password masked."""
         return shown_url(self.redis_url.get_secret_value())
+
+    @property
+    def topics(self) -> dict[str, str]:
+        """The app's topics by their short names (TOPICS) -> the topic names set."""
+        return {t: getattr(self, f"topic_{t}") for t in TOPICS}
 
     @property
     def input_topics(self) -> dict[str, Literal["clickstream", "orders"]]:

@@ -75,15 +75,7 @@ def cmd_topics_read(args: argparse.Namespace) -> int:
     from app.settings import load_settings
 
     settings = load_settings()
-    named = {
-        "clickstream": settings.topic_clickstream,
-        "orders": settings.topic_orders,
-        "actions": settings.topic_actions,
-        "outcomes": settings.topic_outcomes,
-        "dead_letters": settings.topic_dead_letters,
-        "dead-letters": settings.topic_dead_letters,
-    }
-    topic = named.get(args.topic, args.topic)
+    topic = settings.topics.get(args.topic.replace("-", "_"), args.topic)
     since, until = parse_time(args.since), parse_time(args.until)
     records = sorted(
         read_records(
@@ -472,10 +464,10 @@ def build_parser() -> argparse.ArgumentParser:
         "read",
         help="print a topic's records",
         description="Print the values of a topic's records, one per line in record-time order "
-        "(actions, outcomes, dead_letters, clickstream, orders: this app's topics by TACT_* "
-        "settings; any other name is a topic's own), read from the beginning without joining "
-        "a consumer group; how many there were goes to stderr. E.g. `tact topics read actions "
-        "--last 5`.",
+        "(actions, outcomes, dead_letters, connector_dead_letters, clickstream, orders: this "
+        "app's topics by TACT_TOPIC_* settings; any other name is a topic's own), read from the "
+        "beginning without joining a consumer group; how many there were goes to stderr. "
+        "E.g. `tact topics read actions --last 5`.",
     )
     read.add_argument("topic", help="actions, outcomes, dead_letters, clickstream, orders, or any")
     read.add_argument("--since", help=f"range start by record time, {TIME_FORMS}")

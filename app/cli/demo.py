@@ -31,7 +31,7 @@ from app.io import clients
 from app.io.kafka_admin import admin_client, ensure_topics
 from app.io.redis_store import checkpointed
 from app.sample import generate
-from app.settings import Settings
+from app.settings import TOPICS, Settings
 from app.simulate.run import write_catalog
 from schemas import FAMILY_OF_TYPE
 
@@ -55,24 +55,19 @@ class DemoStats:
     first_action_s: float | None = None
 
 
-_TOPICS = ("clickstream", "orders", "actions", "outcomes", "dead_letters", "connector_dead_letters")
-
-
 def namespace(settings: Settings, tag: str) -> Settings:
     """The settings of one demo run: its own app id and topics."""
     return settings.model_copy(
         update={
             "app_id": f"tact-demo-{tag}",
-            **{f"topic_{t}": f"demo-{tag}-{t.replace('_', '-')}" for t in _TOPICS},
+            **{f"topic_{t}": f"demo-{tag}-{t.replace('_', '-')}" for t in TOPICS},
         }
     )
 
 
 def namespace_env(settings: Settings) -> dict[str, str]:
     """The environment for a worker of this namespace (the rest as configured)."""
-    names = {"app_id": settings.app_id} | {
-        f"topic_{t}": getattr(settings, f"topic_{t}") for t in _TOPICS
-    }
+    names = {"app_id": settings.app_id} | {f"topic_{t}": n for t, n in settings.topics.items()}
     return {**os.environ, **{f"TACT_{k.upper()}": v for k, v in names.items()}}
 
 
@@ -93,7 +88,7 @@ def free_port(host: str, wanted: int) -> int:
 def remove_namespace(settings: Settings) -> tuple[int, int]:
     """Delete a demo run's topics (with Faust's own, named after the app id) and Redis keys;
     returns how many of each."""
-    topics = {getattr(settings, f"topic_{t}") for t in _TOPICS}
+    topics = set(settings.topics.values())
     admin = admin_client(settings)
     try:
         present = [

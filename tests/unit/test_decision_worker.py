@@ -630,13 +630,14 @@ def test_with_a_learner_the_worker_swaps_in_published_models_between_batches() -
         records, broker = as_records(EVENTS), Broker()
         w = worker(store, broker, learner=True)
         learned, folded = Models("m1", batch_size=8), 0
-        n = len(records) // 4
+        n, compared = len(records) // 4, 0
         for i in range(4):
             if i == 2:
                 w.reset()  # (a rebalance: the models are loaded whole again)
             run_batches(w, records[i * n : (i + 1) * n if i < 3 else None], 64)
             if store.models:  # what it swapped in is what a whole load gives
                 assert held(w.pipeline.engine.models) == held(Models.from_fields(store.models))
+                compared += 1
             for entry in store.journal[folded:]:  # as `tact learner` folds and publishes
                 for change in codec.loads(entry):
                     learned.apply(change)
@@ -646,6 +647,7 @@ def test_with_a_learner_the_worker_swaps_in_published_models_between_batches() -
             store.publish(learned.changes())
             w.version_due = 0.0  # (it looks again at most every half second)
         assert w.pipeline.engine.models.sink is not None  # still recording, not learning
+        assert compared == 3  # after each publication
         return broker.actions()
 
     class Changed(InMemoryStateStore):

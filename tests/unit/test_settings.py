@@ -12,7 +12,7 @@ import pytest
 
 from app.errors import ConfigurationError
 from app.io.status import Status
-from app.settings import Settings, load_settings, shown_url
+from app.settings import TOPICS, Settings, load_settings, shown_url
 
 TACT = Path(sys.executable).with_name("tact")
 NOWHERE = Settings(kafka_bootstrap="127.0.0.1:1")
@@ -226,3 +226,11 @@ def test_the_worker_starts_with_one_short_line_and_the_rest_at_debug(
     ) in first
     assert caplog.records[1].levelname == "DEBUG"
     assert "'batch_max': 500" in dump and "hunter2" not in first + dump
+
+
+def test_the_apps_topics_by_short_name_are_the_ones_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tact topics read dead_letters` and the demo's namespaces name topics this way."""
+    monkeypatch.setenv("TACT_TOPIC_DEAD_LETTERS", "shop-dlq")
+    topics = load_settings().topics
+    assert topics["dead_letters"] == "shop-dlq" and topics["actions"] == "actions"
+    assert set(topics) == set(TOPICS)
