@@ -70,8 +70,6 @@ class Arbiter:
         self._margins: dict[str, str] = {}  # sku -> margin tier
         self.budget = UnsubscribeBudget(policy, models.unsubscribes, models.change)
         self._build = TermsBuilder(policy, models, self.budget)
-        frames = {f for allowed in policy.relation_frames.values() for f in allowed}
-        self._frame_keys = {frame: f"fr:{frame}" for frame in frames}  # model feature names
         self.keep_all = False  # keep every candidate in ctx.shown (for explanations)
         self.economics = Economics(policy, models, anyway)
         self.distraction = Distraction(policy, models.completion)
@@ -197,7 +195,13 @@ class Arbiter:
         forward, taken off every frame's value, is between 0 and the plain value when
         positive (and cannibalisation only adds to the fixed costs), so the largest value,
         `top` before it, is between `top - max(plain_value, 0)` and `top`."""
-        return max(top, 0.0) + z * spread * max(abs(top), abs(top - max(plain_value, 0.0)))
+        # (as max(top, 0) + z x spread x max(|top|, |top - max(plain_value, 0)|), without the
+        # calls: this runs for every offer of every moment)
+        lowest = top - plain_value if plain_value > 0.0 else top
+        widest = abs(top)
+        if abs(lowest) > widest:
+            widest = abs(lowest)
+        return (top if top > 0.0 else 0.0) + z * spread * widest
 
     def _score_offer(
         self,
@@ -245,27 +249,27 @@ class Arbiter:
             + prior.price_step * offer.price_step
             + prior.price_level * offer.price_level
         )
-        w = tables.w
+        w_price, w_level, w_seen, w_base, w_passed = tables.w_offer
         offer_model = (
             terms.customer_logit
             + tables.offer_model(play, relation)
-            + w.get("x:price", 0.0) * offer.price_step
-            + w.get("x:level", 0.0) * offer.price_level
+            + w_price * offer.price_step
+            + w_level * offer.price_level
         )
         if offer.seen:
             offer_prior += prior.seen  # the customer looked at it: interest, or a need
-            offer_model += w.get("x:seen", 0.0)
+            offer_model += w_seen
         if offer.with_base:
             offer_prior += prior.with_base  # add-ons sell with what they go with
-            offer_model += w.get("x:base", 0.0)
+            offer_model += w_base
         if offer.passed:  # offered before and let pass
             offer_prior += prior.passed * offer.passed
-            offer_model += w.get("x:passed", 0.0) * offer.passed
+            offer_model += w_passed * offer.passed
         w_prior, keep_all = terms.w_prior, self.keep_all
         by_channel, by_intensity = terms.by_channel, terms.by_intensity
         prefer_frames, frame_priors = verdict.prefer_frames, terms.frame_prior
         cells, segment = self.models.cells, ctx.segments.key
-        frame_keys = self._frame_keys
+        w_frame = tables.w_frame
         logits = []  # per frame; its value before what is bought anyway is taken off
         top_frame, top_spread, top = -1e18, 0.0, -1e18
         for frame in frames:
@@ -276,7 +280,7 @@ class Arbiter:
                 )
             if prefer_frames:
                 frame_prior += prefer_frames.get(frame, 0.0)
-            frame_model = offer_model + w.get(frame_keys[frame], 0.0)
+            frame_model = offer_model + w_frame.get(frame, 0.0)
             spread = cells.spread(segment, play, frame) if race.z else 0.0
             bound = frame_model + w_prior * (offer_prior + frame_prior)
             if frame not in _VALUE_FRAMES:
@@ -286,9 +290,13 @@ class Arbiter:
             else:
                 value = economics.value(offer, frame, p_return, replaced)
             logits.append((frame, frame_prior, frame_model, spread, bound, value))
-            top_frame = max(top_frame, bound)
-            top_spread = max(top_spread, spread)
-            top = max(top, value)
+            # (comparisons, not max(): this loop runs for every offer of every moment)
+            if bound > top_frame:
+                top_frame = bound
+            if spread > top_spread:
+                top_spread = spread
+            if value > top:
+                top = value
         # Upper bounds skip what can neither improve an arm nor bring it into contention; the
         # same skips decide the arms when every candidate is kept for an explanation.
         top_intensity, low_fatigue = terms.intensity_bounds[len(intensities) - 1]
@@ -323,7 +331,8 @@ class Arbiter:
             value = before - pulled
             habit = terms.discount_habit if frame == "cost_efficiency" else 0.0
             per_frame.append((frame, value, frame_prior, frame_model, spread, bound, habit))
-            top_value = max(top_value, value)
+            if value > top_value:
+                top_value = value
         best: dict[str, tuple[float, tuple[Any, ...], Scored | None]] = {}
         for channel, lane, ch_logit, denominator, fixed in lanes:
             ch_prior, ch_model, cost, fatigue_base, onsite = lane
@@ -331,13 +340,14 @@ class Arbiter:
             # p x value is at most the largest p times the value when it is positive, and
             # below 0 when it is not (p can be near 0).
             reach = top_value / denominator
-            skip_channel = max(reach, 0.0) + z * top_spread * abs(reach) - fixed < cut
+            gain = reach if reach > 0.0 else 0.0
+            skip_channel = gain + z * top_spread * abs(reach) - fixed < cut
             if skip_channel and not keep_all:
                 continue
             for frame, value, frame_prior, frame_model, spread, bound, habit in per_frame:
                 incumbent = best.get(frame)
                 reach = value / (1.0 + exp(-(bound + ch_logit)))
-                most = max(reach, 0.0) - fixed - habit
+                most = (reach if reach > 0.0 else 0.0) - fixed - habit
                 skip = (
                     skip_channel
                     or most < (incumbent[0] if incumbent else -1e18)

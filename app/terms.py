@@ -11,6 +11,9 @@ from app.guardrail import UnsubscribeBudget
 from app.models import PRIOR, PRIOR_SCALE, Models
 from app.policy import INTENSITY_ORDER, Policy
 
+# The offer's own features in the acceptance model (app/learning.py), in Tables.w_offer's order
+OFFER_FEATURES = ("x:price", "x:level", "x:seen", "x:base", "x:passed")
+
 
 @dataclass(frozen=True, slots=True)
 class Tables:
@@ -27,6 +30,8 @@ class Tables:
     by_intensity: dict[str, tuple[float, float, float, float]]
     intensity_bounds: list[tuple[float, float]]
     offer_models: dict[tuple[str, str], float]  # (play, relation) -> their weights, lazily
+    w_offer: tuple[float, float, float, float, float]  # OFFER_FEATURES' weights
+    w_frame: dict[str, float]  # frame -> its weight (`fr:<frame>`)
 
     def offer_model(self, play: str, relation: str) -> float:
         value = self.offer_models.get((play, relation))
@@ -68,6 +73,7 @@ class TermsBuilder:
             )
             for i in INTENSITY_ORDER
         }
+        self._frames = sorted({f for allowed in policy.relation_frames.values() for f in allowed})
         self.play_prior = {
             play: prior.base + prior.play.get(play, 0.0) for play in ("assist", "expand", "commit")
         }
@@ -120,6 +126,8 @@ class TermsBuilder:
                 by_intensity=by_intensity,
                 intensity_bounds=bounds,
                 offer_models={},
+                w_offer=tuple(w.get(key, 0.0) for key in OFFER_FEATURES),
+                w_frame={f: w.get(f"fr:{f}", 0.0) for f in self._frames},
             )
         return self.accept
 
