@@ -5,11 +5,13 @@ additions and one exp."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
 from app.context import CENTRE, ONSITE, SIGNAL_FEATURES, Context, Terms
 from app.guardrail import UnsubscribeBudget
 from app.models import PRIOR, PRIOR_SCALE, Models
 from app.policy import INTENSITY_ORDER, Policy
+from schemas.types import Frame
 
 # The offer's own features in the acceptance model (app/learning.py), in Tables.w_offer's order
 OFFER_FEATURES = ("x:price", "x:level", "x:seen", "x:base", "x:passed")
@@ -73,7 +75,9 @@ class TermsBuilder:
             )
             for i in INTENSITY_ORDER
         }
-        self._frames = sorted({f for allowed in policy.relation_frames.values() for f in allowed})
+        # every frame there is, not only this policy's: a logged decision followed by
+        # app/evaluate/follow.py may name another policy's frame, and learns `fr:<frame>`
+        self._frames = get_args(Frame)
         self.play_prior = {
             play: prior.base + prior.play.get(play, 0.0) for play in ("assist", "expand", "commit")
         }

@@ -6,7 +6,7 @@ that shows the behaviour change without the piece it tests."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
@@ -21,6 +21,7 @@ from app.policy import Policy, load_policy
 from app.readiness import CustomerState
 from app.sample import demo_catalog
 from schemas import Action
+from schemas.types import Frame
 from tests.builders import Shopper
 
 POLICY = load_policy(None)
@@ -559,8 +560,11 @@ def test_what_the_models_predicted_is_what_they_say_on_the_features_they_learn_f
                "x:level": 0.9}  # fmt: skip
     engine.models.organic.model._weights.update(weights)
     engine.models.accept.model._weights.update(weights)
+    frames = {f"fr:{frame}": 0.1 * (n + 1) for n, frame in enumerate(get_args(Frame))}
+    engine.models.accept.model._weights.update(frames)  # (frames are P(accept)'s alone)
     s = Shopper("features")
     checked = levels = 0
+    framed: set[str] = set()
     for sku in ("RUN-SHOE-01", "RUN-WATCH-01", "RUN-VEST-01", "RUN-JACKET-01", "RUN-SHOE-02"):
         for event in (s.view(sku), s.read_reviews(sku), s.add(sku), s.view(sku)):
             engine.process(event)
@@ -574,7 +578,8 @@ def test_what_the_models_predicted_is_what_they_say_on_the_features_they_learn_f
             assert p_accept == pytest.approx(engine.models.accept.predict_one(x), abs=2e-6)
             checked += 1
             levels += "x:level" in x
-    assert checked >= 3 and levels >= 1
+            framed.add(w[FRAME])
+    assert checked >= 3 and levels >= 1 and len(framed) >= 2
 
 
 def test_what_a_customer_buys_anyway_is_counted_once() -> None:
