@@ -37,6 +37,10 @@ ONSITE = frozenset({"onsite_pdp", "onsite_cart", "post_purchase"})
 # Offers of an item the customer neither buys already (refill, subscription) nor considers at
 # a price it is measured against (assist, upgrade): how dear it is for the store is the ask.
 NEW_ASKS = frozenset({"accessories", "bundle_with", "affinity", "warranty"})
+# The offer's own features in the acceptance and organic models (app/learning.py _offer_x and
+# accept_x), in this order wherever their weights are read for scoring (app/terms.py Tables,
+# app/economics.py _Weights)
+OFFER_FEATURES = ("x:price", "x:level", "x:seen", "x:base", "x:passed")
 
 
 @dataclass(frozen=True, slots=True)

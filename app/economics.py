@@ -24,7 +24,7 @@ from math import exp, log
 
 from app.anyway import Anyway
 from app.catalog import Product
-from app.context import CENTRE, SIGNAL_FEATURES, Context, Offer
+from app.context import CENTRE, OFFER_FEATURES, SIGNAL_FEATURES, Context, Offer
 from app.models import PRIOR, PRIOR_SCALE, Models, OnlineLogit
 from app.policy import Policy
 from app.readiness import Readiness
@@ -54,6 +54,7 @@ class _Weights:
         self.w: dict[str, float] = {}
         self.b = 0.0
         self.parts: dict[tuple[str, str], tuple[float, float, float, float]] = {}
+        self.offer = (0.0,) * len(OFFER_FEATURES)  # OFFER_FEATURES' weights
 
     def get(self) -> tuple[dict[str, float], float]:
         if self.model.updates != self.at:
@@ -61,6 +62,7 @@ class _Weights:
             self.b = self.model.intercept
             self.at = self.model.updates
             self.parts = {}
+            self.offer = tuple(self.w.get(key, 0.0) for key in OFFER_FEATURES)
         return self.w, self.b
 
     def logit_parts(self, relation: str, kind: str) -> tuple[float, float, float, float]:
@@ -125,15 +127,15 @@ class Economics:
         b, scale, relation, kind = self._organic.logit_parts(offer.relation, offer.product.kind)
         logit = b + scale * self.organic_prior(ctx, offer) + relation + kind
         logit += self._organic_customer(ctx)
-        w = self._organic.w
+        w_price, w_level, w_seen, w_base, _ = self._organic.offer  # (it never sees `passed`)
         if offer.price_step:
-            logit += w.get("x:price", 0.0) * offer.price_step
+            logit += w_price * offer.price_step
         if offer.price_level:
-            logit += w.get("x:level", 0.0) * offer.price_level
+            logit += w_level * offer.price_level
         if offer.seen:
-            logit += w.get("x:seen", 0.0)
+            logit += w_seen
         if offer.with_base:
-            logit += w.get("x:base", 0.0)
+            logit += w_base
         return 1.0 / (1.0 + exp(-logit))
 
     def _organic_customer(self, ctx: Context) -> float:

@@ -7,14 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import get_args
 
-from app.context import CENTRE, ONSITE, SIGNAL_FEATURES, Context, Terms
+from app.context import CENTRE, OFFER_FEATURES, ONSITE, SIGNAL_FEATURES, Context, Terms
 from app.guardrail import UnsubscribeBudget
 from app.models import PRIOR, PRIOR_SCALE, Models
 from app.policy import INTENSITY_ORDER, Policy
 from schemas.types import Frame
-
-# The offer's own features in the acceptance model (app/learning.py), in Tables.w_offer's order
-OFFER_FEATURES = ("x:price", "x:level", "x:seen", "x:base", "x:passed")
 
 
 @dataclass(frozen=True, slots=True)
