@@ -82,6 +82,7 @@ class DecisionWorker:
         self.pipeline = pipeline
         self.send = send
         self.committed: dict[str, int] | None = None
+        self.offsets_read: set[int] = set()  # input partitions whose offsets are in `committed`
         self.generation = 0
         self.assigned: set[int] = set()  # input partition numbers this worker owns
         self.epochs: dict[int, int] | None = None  # claimed for `assigned`; None: claim first
@@ -95,7 +96,7 @@ class DecisionWorker:
         # its checkpoint for `tact learner`, and the version of the models it published last
         # read (the engine's models are those, as loaded).
         self.learner = settings.learner
-        self.journal: list[tuple[Any, ...]] = []
+        self.journal: dict[int, list[tuple[Any, ...]]] = {}  # per input partition
         self.models_at = -1
         self.version_due = 0.0  # when to ask the store for the models' version again
         self.warned_learner = False
@@ -224,19 +225,25 @@ class DecisionWorker:
             # assignment, so its own records in the batch come again.
             return self._rebalanced("moved")
         if self.committed is None:
-            self.committed = await self.store.load_offsets()
+            self.committed, self.offsets_read = {}, set()
             await self._load_models()
             if self.assigned:
                 engine.set_clocks(await self.store.load_clocks(sorted(self.assigned)))
         elif self.learner and time.monotonic() >= self.version_due and await self._published():
             await self._load_models()  # the learner published newer models: between batches
             engine.set_clocks(dict(engine.clocks))
+        unread = (self.assigned | {r.partition for r in records}) - self.offsets_read
+        if unread:
+            self.committed.update(await self.store.load_offsets(unread))
+            self.offsets_read |= unread
         prepared = self.pipeline.prepare(records, self.committed)
         for record, item in prepared.items:
             if isinstance(item, Envelope):
                 self.partition_of[item.customer_id] = record.partition
         missing = [cid for cid in prepared.customer_ids() if not engine.knows(cid)]
-        engine.restore(await self.store.load_customers(missing, self.epochs))
+        engine.restore(
+            await self.store.load_customers({c: self.partition_of[c] for c in missing}, self.epochs)
+        )
         gone = await self._sweep()
         if generation != self.generation:  # revoked meanwhile: keep nothing of this batch
             self.reset()
@@ -258,9 +265,11 @@ class DecisionWorker:
         }
         due.update(gone)
         clocks = {p: t for p, t in engine.clocks.items() if p in self.assigned}
-        states = engine.dump(result.touched)
+        states = {
+            cid: (self._partition(cid), blob) for cid, blob in engine.dump(result.touched).items()
+        }
         if self.learner:  # what it learned goes to the learner, with the checkpoint
-            journal = codec.dumps(self.journal) if self.journal else None
+            journal = {p: codec.dumps(changes) for p, changes in self.journal.items()}
             await self.store.commit(
                 states, prepared.offsets, {}, due, self.epochs, clocks, journal=journal
             )
@@ -307,8 +316,22 @@ class DecisionWorker:
             )
         engine.restore_models(fields, changed_only=since is not None)
         if self.learner:
-            engine.models.sink = self.journal.append
+            engine.models.sink = self._journal
             engine.models.publication = version
+
+    def _journal(self, change: tuple[Any, ...]) -> None:
+        """Record a change of what is learned under the input partition of the customer it
+        goes with (committed in one transaction with that customer's state)."""
+        partition = self._partition(self.pipeline.engine.models.subject)
+        self.journal.setdefault(partition, []).append(change)
+
+    def _partition(self, customer_id: str) -> int:
+        """The input partition of a customer in memory (every one came from a record or a
+        partition's due index)."""
+        partition = self.partition_of.get(customer_id)
+        if partition is None:
+            raise LookupError(f"no input partition known for customer {customer_id!r}")
+        return partition
 
     @staticmethod
     def _rebalanced(reason: str) -> bool:
@@ -357,10 +380,11 @@ class DecisionWorker:
                     due[cid] = partition
         if not due:
             return {}
-        engine.restore(await self.store.load_customers(due, self.epochs))  # closes what ended
-        found = [cid for cid in due if engine.knows(cid)]
-        for cid in found:
+        states = await self.store.load_customers(due, self.epochs)
+        for cid in states:  # (before they are restored: that closes what ended)
             self.partition_of[cid] = due[cid]
+        engine.restore(states)
+        found = [cid for cid in due if engine.knows(cid)]
         metrics.DUE_LOADED.inc(len(found))
         return {cid: (partition, None) for cid, partition in due.items() if cid not in found}
 

@@ -322,6 +322,7 @@ class Attribution:
 
     def _close(self, cid: str, state: CustomerState, before: float) -> None:
         """Close the windows that ended before `before`."""
+        self.models.subject = cid  # (what they teach goes with this customer's state)
         kept = []
         for entry in state.windows:
             if entry[END] < before:

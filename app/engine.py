@@ -150,6 +150,8 @@ class DecisionEngine:
         worker's; a replay has one clock and passes none)."""
         t = event.ts.timestamp()
         cid = event.customer_id
+        models = self.models
+        models.subject = cid
         state = self.customers.get(cid)
         budget = self.arbiter.budget
         if state is None:
@@ -161,6 +163,7 @@ class DecisionEngine:
         budget.tick(t)
         attribution = self.attribution
         attribution.advance(t if source is None else self._clock(source, t), self.customers)
+        models.subject = cid  # (the watermark may have closed others' windows)
         attribution.close_due(cid, state, t)
         if state.consumables:
             self.anyway.lapses(state, t)
@@ -175,7 +178,7 @@ class DecisionEngine:
             self.anyway.ordered(state, skus, t, attribution.offered(state, t))
             attribution.ordered(cid, state, event, t)
             if self.learner.enabled:
-                self.models.change("order", event.total, skus)
+                models.change("order", event.total, skus)
         elif isinstance(event, OrderReturned):
             attribution.returned(state, event, t)
             self.anyway.returned(state, [item.sku for item in event.items])

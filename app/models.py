@@ -219,6 +219,10 @@ class Models:
         # (`apply`) where these models stay as loaded: the journal of a decision worker
         # whose models one process learns.
         self.sink: Callable[[tuple[Any, ...]], object] | None = None
+        # The customer whose state the changes being made go with (the engine sets it): a
+        # worker journals each change with its customer's input partition, in one
+        # transaction with that customer's state.
+        self.subject = ""
         self._ops: dict[str, Callable[..., None]] = {
             "accept": self.accept.learn_one,
             "returns": self.returns.learn_one,

@@ -2,7 +2,8 @@
 
 A checkpoint is atomic: the states of the customers a batch touched, the next offset of every
 input partition it read, the models' changed fields, and when each touched customer's next
-attribution window ends (the due index, per input partition) are written together. After a crash the
+attribution window ends (the due index, per input partition) are written together (on Redis
+Cluster: together per input partition, whose keys share one slot). After a crash the
 worker resumes from the checkpoint, skips records below those offsets (their effects are already
 in the state) and re-decides the rest from exactly the state and models they first saw, so a
 redelivered action is byte-for-byte the action first sent.
@@ -21,6 +22,8 @@ from typing import Protocol
 
 # customer -> (input partition, end of their earliest open window; None: no window open)
 Due = Mapping[str, tuple[int, float | None]]
+# customer -> (input partition, serialised state)
+States = Mapping[str, tuple[int, bytes]]
 # input partition -> the epoch its owner claimed
 Epochs = Mapping[int, int]
 
@@ -33,6 +36,11 @@ class Fenced(Exception):
 def partition_key(topic: str, partition: int) -> str:
     """The name an input partition's offset is stored under."""
     return f"{topic}:{partition}"
+
+
+def partition_of_key(key: str) -> int:
+    """The input partition of an offset's name (`partition_key`)."""
+    return int(key.rsplit(":", 1)[1])
 
 
 def check_fence(fence: Epochs | None, current: Mapping[int, int | None]) -> None:
@@ -51,14 +59,16 @@ def check_fence(fence: Epochs | None, current: Mapping[int, int | None]) -> None
 class StateStore(Protocol):
     """Checkpoint storage. Implementations: InMemoryStateStore, RedisStateStore."""
 
-    async def load_offsets(self) -> dict[str, int]:
-        """Next offset to process, per `topic:partition`, as of the last checkpoint."""
+    async def load_offsets(self, partitions: Iterable[int]) -> dict[str, int]:
+        """Next offset to process, per `topic:partition`, of these input partitions (every
+        input topic's), as of the last checkpoint."""
         ...
 
     async def load_customers(
-        self, customer_ids: Iterable[str], fence: Epochs | None = None
+        self, customers: Mapping[str, int], fence: Epochs | None = None
     ) -> dict[str, bytes]:
-        """Serialised states of those customers the store has (absent ids are new); with
+        """Serialised states of those customers (id -> their input partition) the store has
+        (absent ids are new); with
         `fence`, read in one snapshot with the epochs, and only if each partition's epoch is
         still the one given (else Fenced): a worker whose partitions moved on must not read
         what their new owner wrote, ahead of the offsets it holds."""
@@ -82,20 +92,22 @@ class StateStore(Protocol):
 
     async def commit(
         self,
-        customers: Mapping[str, bytes],
+        customers: States,
         offsets: Mapping[str, int],
         models: Mapping[str, bytes],
         due: Due | None = None,
         fence: Epochs | None = None,
         clocks: Mapping[int, float] | None = None,
-        journal: bytes | None = None,
+        journal: Mapping[int, bytes] | None = None,
     ) -> None:
         """Atomically write states, offsets, changed model fields, due entries, the input
-        partitions' clocks and an entry of the learner's journal (the batch's changes of
-        what is learned, app/models.py, for `tact learner`: not again when these offsets
-        are in the store already, a commit tried again after it landed); with `fence`,
-        only if each partition's epoch is still the one given (else Fenced, and nothing is
-        written)."""
+        partitions' clocks and, per input partition, an entry of the learner's journal (what
+        the batch's changes of the partition's customers teach, app/models.py, for `tact
+        learner`: not again when the partition's offsets given are in the store already, a
+        commit tried again after it landed); with `fence`, only if each partition's epoch
+        is still the one given (else Fenced, and nothing is written). On Redis Cluster the
+        write is atomic per input partition (each partition's keys share one hash slot),
+        and models are not written (one learner writes them)."""
         ...
 
     async def models_version(self) -> int:
@@ -121,18 +133,20 @@ class InMemoryStateStore:
         self.due: dict[int, dict[str, float]] = {}
         self.epochs: dict[int, int] = {}
         self.clocks: dict[int, float] = {}
-        self.journal: list[bytes] = []
+        self.journal: list[bytes] = []  # every partition's entries, in commit order
+        self.journals: dict[int, list[bytes]] = {}  # the same, per input partition
         self.version = 0
         self.changed: dict[str, int] = {}  # field -> the publication that changed it last
         self.commits = 0
 
-    async def load_offsets(self) -> dict[str, int]:
-        return dict(self.offsets)
+    async def load_offsets(self, partitions: Iterable[int]) -> dict[str, int]:
+        wanted = set(partitions)
+        return {k: v for k, v in self.offsets.items() if partition_of_key(k) in wanted}
 
     async def load_customers(
-        self, customer_ids: Iterable[str], fence: Epochs | None = None
+        self, customers: Mapping[str, int], fence: Epochs | None = None
     ) -> dict[str, bytes]:
-        ids = list(customer_ids)
+        ids = list(customers)
         if ids:  # (nothing read: nothing to refuse)
             self._check(fence)
         return {cid: self.customers[cid] for cid in ids if cid in self.customers}
@@ -159,19 +173,21 @@ class InMemoryStateStore:
 
     async def commit(
         self,
-        customers: Mapping[str, bytes],
+        customers: States,
         offsets: Mapping[str, int],
         models: Mapping[str, bytes],
         due: Due | None = None,
         fence: Epochs | None = None,
         clocks: Mapping[int, float] | None = None,
-        journal: bytes | None = None,
+        journal: Mapping[int, bytes] | None = None,
     ) -> None:
         self._check(fence)
-        landed = offsets and all(self.offsets.get(k) == v for k, v in offsets.items())
-        if journal is not None and not landed:  # (a commit tried again: its entry once)
-            self.journal.append(journal)
-        self.customers.update(customers)
+        for partition, entry in sorted((journal or {}).items()):
+            mine = {k: v for k, v in offsets.items() if partition_of_key(k) == partition}
+            if not (mine and all(self.offsets.get(k) == v for k, v in mine.items())):
+                self.journal.append(entry)  # (a commit tried again: its entry once)
+                self.journals.setdefault(partition, []).append(entry)
+        self.customers.update({cid: blob for cid, (_, blob) in customers.items()})
         self.offsets.update(offsets)
         self.models.update(models)
         self.clocks.update(clocks or {})

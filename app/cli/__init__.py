@@ -58,6 +58,7 @@ def cmd_learner(args: argparse.Namespace) -> int:
 
     from app.io import clients
     from app.io.learner import run_learner
+    from app.io.migrate import check_layout
     from app.io.worker import build_engine
     from app.logs import logging_config
     from app.settings import load_settings
@@ -66,7 +67,22 @@ def cmd_learner(args: argparse.Namespace) -> int:
     logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
     clients.check_redis(settings)
     client = clients.redis_client(settings, socket_timeout=10, socket_connect_timeout=5)
+    check_layout(client, settings.redis_prefix)
     return run_learner(settings, build_engine(settings), client)
+
+
+def cmd_state_migrate(args: argparse.Namespace) -> int:
+    from app.io import clients
+    from app.io.kafka_admin import input_partitions
+    from app.io.migrate import run_migrate
+    from app.settings import load_settings
+
+    settings = load_settings()
+    clients.check_redis(settings)
+    partitions = args.partitions or next(iter(input_partitions(settings).values()))
+    client = clients.redis_client(settings, socket_timeout=30, socket_connect_timeout=5)
+    print(run_migrate(client, settings.redis_prefix, partitions))
+    return 0
 
 
 def cmd_topics_read(args: argparse.Namespace) -> int:
@@ -210,6 +226,28 @@ def build_parser() -> argparse.ArgumentParser:
         "Ctrl-C. Uses the workers' TACT_REDIS_URL, TACT_APP_ID, TACT_POLICY and TACT_CATALOG.",
     )
     learner.set_defaults(func=cmd_learner)
+
+    state = sub.add_parser(
+        "state",
+        help="the workers' state in Redis",
+        description="What the workers keep in Redis: customer states, offsets, models.",
+    ).add_subparsers(dest="state_command", required=True)
+    migrate = state.add_parser(
+        "migrate",
+        help="move state saved by tact before 2026-12 to the current key layout",
+        description="Move this app id's state (customers, offsets, clocks, epochs, due "
+        "windows, models and journal entries not yet learned) from the key layout of tact "
+        "before 2026-12 to the current one, in which each input partition's keys share one "
+        "hash slot (as Redis Cluster needs). Stop every worker and the learner first. Safe to "
+        "run again if interrupted. Uses TACT_REDIS_URL and TACT_APP_ID.",
+    )
+    migrate.add_argument(
+        "--partitions",
+        type=at_least(1),
+        help="the input topics' partition count (default: asked of Kafka); a customer's "
+        "state goes to the partition Kafka's default partitioner gives their id",
+    )
+    migrate.set_defaults(func=cmd_state_migrate)
 
     schemas = sub.add_parser(
         "schemas",

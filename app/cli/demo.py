@@ -29,7 +29,7 @@ from app import codec
 from app.cli.demo_loop import DAYS, Baseline, Loop, demo_world
 from app.io import clients
 from app.io.kafka_admin import admin_client, ensure_topics
-from app.io.redis_store import checkpointed
+from app.io.redis_store import app_key_patterns, checkpointed
 from app.sample import generate
 from app.settings import TOPICS, Settings
 from app.simulate.run import write_catalog
@@ -100,9 +100,15 @@ def remove_namespace(settings: Settings) -> tuple[int, int]:
         admin.close()
     redis = clients.redis_client(settings)
     try:
-        keys = list(redis.scan_iter(match=f"{settings.redis_prefix}:*", count=1000))
-        for i in range(0, len(keys), 500):
-            redis.delete(*keys[i : i + 500])
+        keys = [
+            key
+            for pattern in app_key_patterns(settings.redis_prefix)
+            for key in redis.scan_iter(match=pattern, count=1000)
+        ]
+        with redis.pipeline(transaction=False) as pipe:  # (a key per command: a cluster's
+            for key in keys:  # keys of one DEL must share a slot)
+                pipe.unlink(key)
+            pipe.execute()
     finally:
         redis.close()
     return len(present), len(keys)

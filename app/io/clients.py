@@ -20,7 +20,7 @@ import socket
 import ssl
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import faust
 import redis
@@ -326,14 +326,44 @@ def redis_options(settings: Settings) -> dict[str, Any]:
 
 
 def redis_client(settings: Settings, **options: Any) -> redis.Redis:
-    """A synchronous Redis client on TACT_REDIS_URL with its TLS settings."""
-    url = settings.redis_url.get_secret_value()
-    return redis.Redis.from_url(url, **(redis_options(settings) | options))
+    """A synchronous Redis client on TACT_REDIS_URL with its TLS settings (a RedisCluster
+    when the URL names a node of a Redis Cluster)."""
+    url, options = settings.redis_url.get_secret_value(), redis_options(settings) | options
+    if redis_is_cluster(settings):
+        cluster: Any = redis.RedisCluster.from_url(url, **options)  # (the same commands)
+        return cast(redis.Redis, cluster)
+    return redis.Redis.from_url(url, **options)
 
 
 def redis_async(settings: Settings, **options: Any) -> aioredis.Redis:
+    """An asyncio client, as `redis_client`."""
+    url, options = settings.redis_url.get_secret_value(), redis_options(settings) | options
+    if redis_is_cluster(settings):
+        cluster: Any = aioredis.RedisCluster.from_url(url, **options)
+        return cast(aioredis.Redis, cluster)
+    return aioredis.Redis.from_url(url, **options)
+
+
+_CLUSTER: dict[str, bool] = {}
+
+
+def redis_is_cluster(settings: Settings) -> bool:
+    """Whether TACT_REDIS_URL names a node of a Redis Cluster (asked with INFO once per
+    process, once it answers; a user the ACL refuses INFO is taken to be on one server)."""
     url = settings.redis_url.get_secret_value()
-    return aioredis.Redis.from_url(url, **(redis_options(settings) | options))
+    if url not in _CLUSTER:
+        probe = redis.Redis.from_url(
+            url, socket_connect_timeout=5, socket_timeout=10, **redis_options(settings)
+        )
+        try:
+            _CLUSTER[url] = bool(probe.info("cluster").get("cluster_enabled"))
+        except redis_errors.NoPermissionError:
+            _CLUSTER[url] = False
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError):
+            return False  # (not known yet: a client for one server, whose calls fail as such)
+        finally:
+            probe.close()
+    return _CLUSTER[url]
 
 
 def redis_async_pool(settings: Settings, **options: Any) -> aioredis.Redis:
@@ -349,9 +379,10 @@ def check_redis(settings: Settings) -> None:
     the credentials, or a command the ACL user may not run (tact reads and writes its own
     keys and runs Lua scripts)."""
     shown = settings.redis_shown
-    client = redis_client(settings, socket_connect_timeout=5, socket_timeout=10)
-    probe = f"{settings.redis_prefix}:probe:{uuid.uuid4().hex}"
+    probe = f"{{{settings.redis_prefix}}}:probe:{uuid.uuid4().hex}"
+    client: Any = None
     try:
+        client = redis_client(settings, socket_connect_timeout=5, socket_timeout=10)
         client.ping()
         client.set(probe, b"1", ex=60)
         client.eval("return redis.call('del', KEYS[1])", 1, probe)
@@ -363,15 +394,19 @@ def check_redis(settings: Settings) -> None:
     except redis_errors.NoPermissionError as exc:
         raise DependencyUnavailable(
             f"Redis at {shown}: the user may not do what tact needs ({exc}); its ACL must allow "
-            f"reading and writing keys tact:{settings.app_id}:* and running scripts (e.g. "
-            "`~tact:* +@read +@write +@keyspace +@scripting +@transaction +ping +select`)"
+            f"reading and writing keys tact:{settings.app_id}:* and {{tact:{settings.app_id}* "
+            "and running scripts (e.g. `~tact:* ~{tact:* +@read +@write +@keyspace +@scripting "
+            "+@transaction +ping +select +info`)"
         ) from None
     except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
         raise DependencyUnavailable(_redis_unreachable(settings, exc)) from None
     except redis_errors.ResponseError as exc:
         raise DependencyUnavailable(f"Redis at {shown} refused tact's probe: {exc}") from None
+    except redis_errors.RedisClusterException as exc:  # (no node of the cluster answers)
+        raise DependencyUnavailable(f"the Redis Cluster at {shown}: {exc}") from None
     finally:
-        client.close()
+        if client is not None:
+            client.close()
 
 
 def _redis_unreachable(settings: Settings, exc: BaseException) -> str:

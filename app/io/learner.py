@@ -2,14 +2,17 @@
 
 Each worker records what its batch teaches the models (app/models.py `Models.change`: the
 outcomes' training examples, the exploration cells, co-purchases and order values, the
-counts of what is bought anyway, the unsubscribe counts) and writes it as one entry of a Redis
-stream in the same transaction as its checkpoint: an entry exists exactly when its batch was
-checkpointed, so a batch redelivered after a crash is not counted twice. The learner folds the
-entries in the stream's order into one set of models and publishes them (the models hash,
-with the stream position they include and their publication number, the counter, and which
-publication last changed each field, in one transaction) every `learning.snapshot_changes`
-changes or `learning.snapshot_seconds`; workers read the counter between batches and swap in
-the fields changed since their own publication. Entries it has published are trimmed.
+counts of what is bought anyway, the unsubscribe counts) and writes it, per input partition
+(the partition of the customer each change goes with), as one entry of that partition's Redis
+stream in the same transaction as the partition's checkpoint: an entry exists exactly when its
+batch was checkpointed, so a batch redelivered after a crash is not counted twice. The learner
+folds the entries of every partition's journal in one order, by the ids Redis gave them (the
+time of their write), then partition, into one set of models, and publishes them (the models
+hash, with each journal's position they include and their publication number, the counter,
+and which publication last changed each field, in one transaction) every
+`learning.snapshot_changes` changes or `learning.snapshot_seconds`; workers read the counter
+between batches and swap in the fields changed since their own publication. Entries it has
+published are trimmed.
 
 Only one learner learns at a time: it holds a lease (a key with its name, renewed while it
 runs) and publishes only while the lease is its own; a second learner waits for the lease.
@@ -31,12 +34,14 @@ import redis
 
 from app import codec
 from app.engine import DecisionEngine
-from app.io.redis_store import changed_key, journal_key, models_key, version_key
+from app.io.redis_store import RedisKeys, claimed_partitions, models_key
 
 log = logging.getLogger(__name__)
 
-_READ = 50  # journal entries read at once (each a worker's batch)
-_BLOCK_MS = 500  # a read waits this long for an entry
+_READ = 50  # journal entries read at once per partition (each a worker's batch)
+_BLOCK_MS = 500  # with no entry to fold, `fold` waits this long for one, reading again
+_POLL_S = 0.05  # every this often
+_POSITION = "journal:"  # the models hash's field of a partition's position: journal:<partition>
 _LEASE_S = 15.0  # the lease lasts this long unless renewed (every pass of the loop, and
 _RENEW_S = 2.0  # at least this often while folding a long backlog)
 LOST_LEASE = 75  # the exit status of a learner whose lease another has taken
@@ -66,20 +71,23 @@ class BadEntry(Exception):
 
 
 class ModelLearner:
-    """Folds the journal into the engine's models and publishes them (a sync Redis client)."""
+    """Folds the journals into the engine's models and publishes them (a sync Redis client,
+    or a RedisCluster)."""
 
     def __init__(self, client: redis.Redis, prefix: str, engine: DecisionEngine) -> None:
         self.redis: Any = client  # (redis-py's own types are looser than its answers)
         self.engine = engine
-        self.models_key, self.version_key = models_key(prefix), version_key(prefix)
-        self.changed_key = changed_key(prefix)
-        self.journal_key, self.lease_key = journal_key(prefix), f"{prefix}:learner"
+        self.keys = RedisKeys(prefix)
+        self.prefix = prefix
+        self.models_key, self.version_key = self.keys.models, self.keys.version
+        self.changed_key, self.lease_key = self.keys.changed, self.keys.lease
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.position = "0-0"  # the last journal entry folded
+        self.positions: dict[int, str] = {}  # input partition -> its last journal entry folded
         self.pending = 0  # changes folded since the last publication
         self.folded = 0  # changes folded since the start
         self.renew = self.redis.register_script(_RENEW)
         self._release = self.redis.register_script(_RELEASE)
+        self._cluster = isinstance(client, redis.RedisCluster)
 
     # -- the lease ----------------------------------------------------------------------------
     def acquire(self, stop: Any = lambda: False) -> bool:
@@ -109,14 +117,16 @@ class ModelLearner:
 
     # -- folding ------------------------------------------------------------------------------
     def load(self) -> None:
-        """Continue from the published models and the journal position they include."""
+        """Continue from the published models and the journal positions they include."""
         fields = {_text(k): v for k, v in self.redis.hgetall(self.models_key).items()}
-        position = fields.pop("journal", None)
+        self.positions = {
+            int(name.split(":", 1)[1]): _text(fields.pop(name))
+            for name in [n for n in fields if n.startswith(_POSITION)]
+        }
         publication = fields.pop("version", None)
         self.engine.restore_models(fields)
         self.engine.models.changes()  # (what is loaded is published already)
         self.engine.models.publication = int(publication) if publication is not None else 0
-        self.position = _text(position) if position is not None else "0-0"
         if fields and not self.redis.exists(self.changed_key):
             # Published by a learner that kept no record of what changed (an older tact):
             # every field counts as changed by the latest publication, so a worker holding
@@ -125,39 +135,78 @@ class ModelLearner:
             self.redis.zadd(self.changed_key, dict.fromkeys(fields, counter))
 
     def fold(self, block_ms: int = _BLOCK_MS) -> int:
-        """Fold the journal entries after `position` (waiting up to `block_ms` for one);
+        """Fold the journal entries written since the positions, of every input partition,
+        in one order whatever the timing: by entry id (the time Redis wrote it, then a
+        sequence), then partition; only entries older than every Redis node's clock, which
+        no entry written later can precede. Waits up to `block_ms` when there is none;
         returns the changes folded."""
-        found = self.redis.xread({self.journal_key: self.position}, count=_READ, block=block_ms)
+        deadline = time.monotonic() + block_ms / 1000
+        while not (entries := self._read()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return 0
+            time.sleep(min(_POLL_S, left))
         folded = 0
         models = self.engine.models
         renewed = time.monotonic()
-        for _, entries in found or ():
-            for entry_id, data in entries:
-                try:
-                    changes = codec.loads(data[b"changes"])
-                    for change in changes:
-                        models.apply(change)
-                except (ValueError, KeyError, TypeError) as exc:
-                    raise BadEntry(
-                        f"journal entry {_text(entry_id)} of {self.journal_key} cannot be "
-                        f"folded ({exc}); is a worker running a newer tact than this learner?"
-                    ) from exc
-                folded += len(changes)
-                self.position = _text(entry_id)
-                if time.monotonic() - renewed >= _RENEW_S:  # a long backlog: keep the lease
-                    self.keep()
-                    renewed = time.monotonic()
+        for _, partition, entry_id, data in entries:
+            try:
+                changes = codec.loads(data[b"changes"])
+                for change in changes:
+                    models.apply(change)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise BadEntry(
+                    f"journal entry {entry_id} of {self.keys.journal(partition)} cannot be "
+                    f"folded ({exc}); is a worker running a newer tact than this learner?"
+                ) from exc
+            folded += len(changes)
+            self.positions[partition] = entry_id
+            if time.monotonic() - renewed >= _RENEW_S:  # a long backlog: keep the lease
+                self.keep()
+                renewed = time.monotonic()
         self.pending += folded
         self.folded += folded
         return folded
 
+    def _read(self) -> list[tuple[tuple[int, int], int, str, Any]]:
+        """The entries to fold next, in the order to fold them: (id, partition, id, data)."""
+        before = f"({self._oldest_clock_ms()}-0"  # (ids from here on may still be written)
+        found: list[tuple[tuple[int, int], int, str, Any]] = []
+        cut: tuple[int, int] | None = None  # a journal read only in part: fold up to its end
+        for partition in claimed_partitions(self.redis, self.prefix):
+            start = self.positions.get(partition)
+            read = self.redis.xrange(
+                self.keys.journal(partition),
+                f"({start}" if start else "-",
+                before,
+                count=_READ,
+            )
+            for entry_id, data in read:
+                text = _text(entry_id)
+                found.append((_entry_order(text), partition, text, data))
+            if len(read) == _READ:
+                last = _entry_order(_text(read[-1][0]))
+                cut = last if cut is None else min(cut, last)
+        found.sort(key=lambda e: (e[0], e[1]))
+        return found if cut is None else [e for e in found if e[0] <= cut]
+
+    def _oldest_clock_ms(self) -> int:
+        """The earliest clock of the Redis nodes, in ms: any journal entry written from now
+        on has an id at least this (each node's ids follow its clock)."""
+        if self._cluster:
+            times = self.redis.time(target_nodes=redis.RedisCluster.PRIMARIES)
+            clocks = times.values() if isinstance(times, dict) else [times]
+        else:
+            clocks = [self.redis.time()]
+        return min(int(s) * 1000 + int(us) // 1000 for s, us in clocks)
+
     def publish(self) -> int:
-        """Write the models that changed, with the journal position they include, and bump
+        """Write the models that changed, with the journal positions they include, and bump
         the version, in one transaction, only while the lease is this learner's; trim the
         journal entries folded. Returns the new version."""
         fields: dict[str, Any] = dict(self.engine.models.changes())
         changed = list(fields)
-        fields["journal"] = self.position
+        fields.update({f"{_POSITION}{p}": at for p, at in self.positions.items()})
         lost = LeaseLost(f"the lease {self.lease_key} is no longer {self.owner}'s")
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.watch(self.lease_key, self.version_key)
@@ -169,13 +218,18 @@ class ModelLearner:
             pipe.multi()
             pipe.hset(self.models_key, mapping=fields)
             # which fields this publication changed: a worker reads only those
-            pipe.zadd(self.changed_key, dict.fromkeys(changed, version))
+            if changed:
+                pipe.zadd(self.changed_key, dict.fromkeys(changed, version))
             pipe.set(self.version_key, version)
-            pipe.xtrim(self.journal_key, minid=self.position)
             try:
                 pipe.execute()
             except redis.WatchError:  # taken (or expired) between the check and EXEC
                 raise lost from None
+        # (each journal in its own slot: trimmed after; what is published is never read again)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for partition, at in self.positions.items():
+                pipe.xtrim(self.keys.journal(partition), minid=at)
+            pipe.execute()
         self.engine.models.publication = version
         self.pending = 0
         return version
@@ -199,10 +253,11 @@ def run_learner(settings: Any, engine: DecisionEngine, client: redis.Redis) -> i
         return 0
     learner.load()
     log.info(
-        "learner %s: learning from %s after %s; publishing every %d changes or %g s",
+        "learner %s: learning from the journals of %s (%d partitions read so far); "
+        "publishing every %d changes or %g s",
         learner.owner,
-        learner.journal_key,
-        learner.position,
+        settings.redis_prefix,
+        len(learner.positions),
         spec.snapshot_changes,
         spec.snapshot_seconds,
     )
@@ -237,10 +292,17 @@ def _say_published(learner: ModelLearner, version: int) -> None:
     )
 
 
+def _entry_order(entry_id: str) -> tuple[int, int]:
+    """A stream entry's id as numbers: (ms, sequence)."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
 def published(client: Any, prefix: str) -> Mapping[str, bytes]:
-    """The models as the learner last published them (fields; `journal`: its position)."""
+    """The models as the learner last published them (fields; `journal:<partition>`: its
+    position in each partition's journal)."""
     return {_text(k): v for k, v in client.hgetall(models_key(prefix)).items()}

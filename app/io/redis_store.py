@@ -1,5 +1,6 @@
-"""StateStore on Redis: one key per customer, one hash of offsets, written in MULTI/EXEC; and
-the stream of changes of what is learned that `tact learner` folds (app/io/learner.py)."""
+"""StateStore on Redis: each input partition's customer states, offsets, due index, clock,
+epoch and journal (the changes of what is learned that `tact learner` folds,
+app/io/learner.py) in one hash slot, written in MULTI/EXEC; also on Redis Cluster."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
 from app.errors import DependencyUnavailable
-from app.store import Due, Epochs, check_fence
+from app.store import Due, Epochs, States, check_fence, partition_of_key
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -25,14 +26,17 @@ _SINCE_TRIES = 3  # the learner published while changed models were read: read a
 
 
 class RedisStateStore:
-    """Keys: `{prefix}:c:{customer_id}` (state, expires when idle), `{prefix}:offsets` and
-    `{prefix}:models` (hashes), `{prefix}:due:{partition}` (sorted sets: customer -> end of
-    their earliest open attribution window), `{prefix}:clocks` (a hash: input partition ->
-    the latest event time read from it), `{prefix}:epoch:{partition}` (counters: the
-    fence, taken by INCR; a fenced commit WATCHes them and writes in MULTI/EXEC only if
-    each is still the epoch its worker claimed); with a learner, `{prefix}:journal` (a
-    stream: each commit's changes of what is learned) and `{prefix}:models:version` (how
-    often `tact learner` has published the models).
+    """Keys (`RedisKeys`): per input partition N, in one hash slot (the tag
+    `{<prefix>:pN}`), the customers' states (expire when idle), the offsets (a hash: every
+    input topic's partition N), the due index (a sorted set: customer -> end of their earliest
+    open attribution window), the partition's event-time clock, its epoch (the fence, taken by
+    INCR; a fenced commit WATCHes it and writes in MULTI/EXEC only if it is still the epoch its
+    worker claimed) and, with a learner, its journal (a stream: each commit's changes of what
+    its customers teach); shared, in the slot of `{<prefix>}`, the models, how often `tact
+    learner` has published them, and which publication changed each field.
+
+    On one redis-server a commit is one MULTI/EXEC over every partition it touches (and the
+    models a worker learning by itself writes); on Redis Cluster it is one per partition.
 
     A commit that cannot reach Redis is retried with backoff for as long as it takes: the
     stream stalls rather than acknowledging records whose state was never saved.
@@ -41,19 +45,14 @@ class RedisStateStore:
     def __init__(
         self, client: aioredis.Redis, prefix: str, ttl_seconds: int, max_backoff_s: float = 5.0
     ) -> None:
-        self._redis = client
-        self._prefix = prefix
-        self._offsets_key = f"{prefix}:offsets"
-        self._models_key = models_key(prefix)
-        self._clocks_key = f"{prefix}:clocks"
-        self._journal_key = journal_key(prefix)
-        self._version_key = version_key(prefix)
-        self._changed_key = changed_key(prefix)
+        self._redis: Any = client  # (a RedisCluster on a cluster: the same commands)
+        self._cluster = isinstance(client, aioredis.RedisCluster)
+        self._keys = keys = RedisKeys(prefix)
+        self._models_key = keys.models
+        self._version_key = keys.version
+        self._changed_key = keys.changed
         self._ttl = ttl_seconds
         self._max_backoff = max_backoff_s
-
-    def _key(self, customer_id: str) -> str:
-        return f"{self._prefix}:c:{customer_id}"
 
     async def ping(self) -> None:
         """Raise DependencyUnavailable when Redis does not answer."""
@@ -62,41 +61,84 @@ class RedisStateStore:
         except _RETRYABLE as exc:
             raise DependencyUnavailable(f"Redis does not answer: {exc}") from exc
 
-    async def load_offsets(self) -> dict[str, int]:
-        raw = await self._retrying("load offsets", lambda: self._redis.hgetall(self._offsets_key))
-        return _offsets(raw)
+    def _groups(self, partitions: Iterable[int]) -> list[list[int]]:
+        """The partitions written or read in one transaction together: all of them on one
+        server, each alone on a cluster (its keys share a slot, others' do not)."""
+        wanted = sorted(set(partitions))
+        return [[p] for p in wanted] if self._cluster else [wanted]
+
+    async def _each(
+        self, what: str, partitions: list[int], command: Callable[[Any, int], object]
+    ) -> list[Any]:
+        """`command(pipe, partition)` for each partition, in one round trip (not one
+        transaction: on a cluster the partitions' keys are on several nodes); the answers in
+        the partitions' order."""
+        if not partitions:
+            return []
+
+        async def read() -> list[Any]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for partition in partitions:
+                    command(pipe, partition)
+                return list(await pipe.execute())
+
+        return await self._retrying(what, read)
+
+    async def load_offsets(self, partitions: Iterable[int]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        wanted = sorted(set(partitions))
+        for raw in await self._each(
+            "load offsets", wanted, lambda pipe, p: pipe.hgetall(self._keys.offsets(p))
+        ):
+            found.update(_offsets(raw))
+        return found
 
     async def load_customers(
-        self, customer_ids: Iterable[str], fence: Epochs | None = None
+        self, customers: Mapping[str, int], fence: Epochs | None = None
     ) -> dict[str, bytes]:
-        ids = list(customer_ids)
-        if not ids:
+        if not customers:
             return {}
-        keys = [self._key(cid) for cid in ids]
-        fenced = sorted((fence or {}).items())
-        if not fenced:
-            values = await self._retrying("load customers", lambda: self._redis.mget(keys))
-        else:
+        fence = fence or {}
+        by_partition: dict[int, list[str]] = {}
+        for cid, partition in customers.items():
+            by_partition.setdefault(partition, []).append(cid)
+        found: dict[str, bytes] = {}
+        for group in self._groups(by_partition):
+            ids = [cid for p in group for cid in by_partition[p]]
+            keys = [self._keys.customer(customers[cid], cid) for cid in ids]
+            fenced = sorted((p, e) for p, e in fence.items() if p in group or not self._cluster)
 
-            async def read() -> list[Any]:
+            async def read(keys: list[str] = keys, fenced: list[tuple[int, int]] = fenced) -> Any:
+                if not fenced:
+                    return await self._redis.mget(keys)
+                epochs = [self._keys.epoch(p) for p, _ in fenced]
                 async with self._redis.pipeline(transaction=True) as pipe:  # one snapshot
-                    pipe.mget([self._epoch(p) for p, _ in fenced])
-                    pipe.mget(keys)
-                    epochs, blobs = await pipe.execute()
-                _check_fence(fenced, epochs)
-                return list(blobs)
+                    if self._cluster:  # (a cluster's pipelines have no MGET)
+                        for key in [*epochs, *keys]:
+                            pipe.get(key)
+                        values = await pipe.execute()
+                    else:
+                        pipe.mget(epochs)
+                        pipe.mget(keys)
+                        now, blobs = await pipe.execute()
+                        values = [*now, *blobs]
+                _check_fence(fenced, values[: len(fenced)])
+                return values[len(fenced) :]
 
             values = await self._retrying("load customers", read)
-        return {
-            cid: _bytes(blob) for cid, blob in zip(ids, values, strict=True) if blob is not None
-        }
+            found.update(
+                (cid, _bytes(blob))
+                for cid, blob in zip(ids, values, strict=True)
+                if blob is not None
+            )
+        return found
 
     async def load_models(self) -> dict[str, bytes]:
         raw = await self._retrying("load models", lambda: self._redis.hgetall(self._models_key))
         return {_text(k): _bytes(v) for k, v in raw.items()}
 
     async def load_due(self, partition: int, until: float, limit: int) -> list[str]:
-        key = f"{self._prefix}:due:{partition}"
+        key = self._keys.due(partition)
         found = await self._retrying(
             "load due windows",
             lambda: self._redis.zrangebyscore(key, "-inf", until, start=0, num=limit),
@@ -104,41 +146,82 @@ class RedisStateStore:
         return [_text(cid) for cid in found if isinstance(cid, bytes | str)]
 
     async def load_clocks(self, partitions: Iterable[int]) -> dict[int, float]:
-        wanted = list(partitions)
-        if not wanted:
-            return {}
-        values = await self._retrying(
-            "load clocks", lambda: self._redis.hmget(self._clocks_key, [str(p) for p in wanted])
+        wanted = sorted(set(partitions))
+        values = await self._each(
+            "load clocks", wanted, lambda pipe, p: pipe.get(self._keys.clock(p))
         )
         return {p: float(v) for p, v in zip(wanted, values, strict=True) if v is not None}
-
-    def _epoch(self, partition: int) -> str:
-        return f"{self._prefix}:epoch:{partition}"
 
     async def claim(self, partitions: Iterable[int]) -> dict[int, int]:
         wanted = list(partitions)
 
         async def incr() -> list[int]:
-            async with self._redis.pipeline(transaction=True) as pipe:
+            # (on a cluster each INCR is atomic by itself; nothing needs them together)
+            async with self._redis.pipeline(transaction=not self._cluster) as pipe:
                 for partition in wanted:
-                    pipe.incr(self._epoch(partition))
-                return [int(n) for n in await pipe.execute()]
+                    pipe.incr(self._keys.epoch(partition))
+                epochs = [int(n) for n in await pipe.execute()]
+            # the partitions ever claimed: where the learner looks for journals
+            await self._redis.sadd(self._keys.partitions, *wanted)
+            return epochs
 
         epochs = await self._retrying("claim partitions", incr) if wanted else []
         return dict(zip(wanted, epochs, strict=True))
 
     async def commit(
         self,
-        customers: Mapping[str, bytes],
+        customers: States,
         offsets: Mapping[str, int],
         models: Mapping[str, bytes],
         due: Due | None = None,
         fence: Epochs | None = None,
         clocks: Mapping[int, float] | None = None,
-        journal: bytes | None = None,
+        journal: Mapping[int, bytes] | None = None,
     ) -> None:
-        fenced = sorted((fence or {}).items())
-        keys = [self._epoch(p) for p, _ in fenced]
+        if models and self._cluster:
+            raise ValueError(
+                "models are not checkpointed on Redis Cluster: a learner writes them "
+                "(TACT_LEARNER=true and `tact learner`)"
+            )
+        parts = _Parts()
+        for cid, (partition, blob) in customers.items():
+            parts.of(partition).customers[cid] = blob
+        for cid, (partition, end) in (due or {}).items():
+            parts.of(partition).due[cid] = end
+        for key, offset in offsets.items():
+            parts.of(partition_of_key(key)).offsets[key] = offset
+        for partition, t in (clocks or {}).items():
+            parts.of(partition).clock = t
+        for partition, entry in (journal or {}).items():
+            parts.of(partition).journal = entry
+        fence = fence or {}
+        if not self._cluster:  # one transaction, fenced by every epoch presented
+            for partition in fence:
+                parts.of(partition)
+        groups = self._groups(parts.by_partition) or ([[]] if models else [])
+        if len(groups) > 1 and fence:
+            await self._check_epochs(fence)  # (a zombie's commit: refused before any part)
+        for i, group in enumerate(groups):
+            await self._commit_group(
+                [(p, parts.by_partition[p]) for p in group],
+                sorted((p, fence[p]) for p in group if p in fence),
+                models if i == 0 else {},
+            )
+
+    async def _check_epochs(self, fence: Epochs) -> None:
+        fenced = sorted(fence.items())
+        epochs = await self._each(
+            "check the epochs",
+            [p for p, _ in fenced],
+            lambda pipe, p: pipe.get(self._keys.epoch(p)),
+        )
+        _check_fence(fenced, epochs)
+
+    async def _commit_group(
+        self, group: list[tuple[int, _Part]], fenced: list[tuple[int, int]], models: Any
+    ) -> None:
+        keys = [self._keys.epoch(p) for p, _ in fenced]
+        journaled = [(p, part) for p, part in group if part.journal is not None]
 
         async def write() -> None:
             # redis-py raises WatchError both when a watched epoch moved and when the
@@ -154,37 +237,49 @@ class RedisStateStore:
             )
 
         async def attempt() -> None:
-            if journal is not None and offsets and await self._landed(offsets):
-                return  # a commit tried again whose EXEC ran (its reply lost): not twice
+            skip = {p for p, part in journaled if await self._landed(p, part.offsets)}
             async with self._redis.pipeline(transaction=True) as pipe:
                 if keys:
                     await pipe.watch(*keys)
-                    _check_fence(fenced, await pipe.mget(keys))
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                for cid, blob in customers.items():
-                    pipe.set(self._key(cid), blob, ex=self._ttl)
-                for cid, (partition, end) in (due or {}).items():
-                    key = f"{self._prefix}:due:{partition}"
-                    if end is None:
-                        pipe.zrem(key, cid)
+                    if self._cluster:  # (one key: a cluster's pipelines have no MGET)
+                        _check_fence(fenced, [await pipe.get(keys[0])])
                     else:
-                        pipe.zadd(key, {cid: end})
-                if offsets:
-                    pipe.hset(self._offsets_key, mapping={k: v for k, v in offsets.items()})
+                        _check_fence(fenced, await pipe.mget(keys))
+                    pipe.multi()
+                for partition, part in group:
+                    if partition in skip:
+                        continue  # a commit tried again whose EXEC ran (reply lost): not twice
+                    self._write(pipe, partition, part)
                 if models:
-                    pipe.hset(self._models_key, mapping={k: v for k, v in models.items()})
-                if clocks:
-                    pipe.hset(self._clocks_key, mapping={str(p): t for p, t in clocks.items()})
-                if journal is not None:
-                    pipe.xadd(self._journal_key, {"changes": journal})
+                    pipe.hset(self._models_key, mapping=dict(models))
                 await pipe.execute()
 
         await self._retrying("commit checkpoint", write)
 
-    async def _landed(self, offsets: Mapping[str, int]) -> bool:
-        """Whether the offsets hash holds these offsets already: this commit landed. (Only
-        the fenced owner of a partition writes its offsets, and each commit moves them on.)"""
-        held = await self._redis.hmget(self._offsets_key, list(offsets))
+    def _write(self, pipe: Any, partition: int, part: _Part) -> None:
+        keys = self._keys
+        for cid, blob in part.customers.items():
+            pipe.set(keys.customer(partition, cid), blob, ex=self._ttl)
+        due = keys.due(partition)
+        for cid, end in part.due.items():
+            if end is None:
+                pipe.zrem(due, cid)
+            else:
+                pipe.zadd(due, {cid: end})
+        if part.offsets:
+            pipe.hset(keys.offsets(partition), mapping=dict(part.offsets))
+        if part.clock is not None:
+            pipe.set(keys.clock(partition), part.clock)
+        if part.journal is not None:
+            pipe.xadd(keys.journal(partition), {"changes": part.journal})
+
+    async def _landed(self, partition: int, offsets: Mapping[str, int]) -> bool:
+        """Whether the partition's offsets hash holds these offsets already: this commit
+        landed. (Only the fenced owner of a partition writes its offsets, and each commit
+        moves them on.)"""
+        if not offsets:
+            return False
+        held = await self._redis.hmget(self._keys.offsets(partition), list(offsets))
         return all(
             h is not None and int(h) == v for h, v in zip(held, offsets.values(), strict=True)
         )
@@ -248,31 +343,87 @@ class RedisStateStore:
                 delay = min(delay * 2, self._max_backoff)
 
 
-def journal_key(prefix: str) -> str:
-    """The learner's journal: a stream of the workers' changes of what is learned, one entry
-    per checkpoint, written in the checkpoint's transaction."""
-    return f"{prefix}:journal"
+class RedisKeys:
+    """Where tact keeps an app's state in Redis (`prefix`: tact:<app id>). Each input
+    partition's keys carry the hash tag `{<prefix>:pN}`, so they live in one slot of a Redis
+    Cluster and a partition's checkpoint is one transaction; the learner's keys carry
+    `{<prefix>}`, so it publishes in one transaction."""
+
+    LAYOUT = "2"  # (1: tact before 2026-12, every key `<prefix>:...`, one slot per key)
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        shared = f"{{{prefix}}}"
+        self.models = f"{shared}:models"  # a hash: the published (or checkpointed) models
+        self.version = f"{shared}:models:version"  # a counter: the learner's publications
+        # a sorted set: each field of the models by the publication that last changed it (a
+        # worker swapping in newer models reads only what changed since its own)
+        self.changed = f"{shared}:models:changed"
+        self.lease = f"{shared}:learner"  # the learner's lease: its name, while it learns
+        self.partitions = f"{shared}:partitions"  # a set: the input partitions ever claimed
+        self.layout = f"{shared}:layout"  # LAYOUT, once a worker or a migration wrote it
+
+    def tag(self, partition: int) -> str:
+        return f"{{{self.prefix}:p{partition}}}"
+
+    def customer(self, partition: int, customer_id: str) -> str:
+        return f"{self.tag(partition)}:c:{customer_id}"
+
+    def offsets(self, partition: int) -> str:
+        """A hash: `<topic>:<partition>` -> the next offset to read, of every input topic."""
+        return f"{self.tag(partition)}:offsets"
+
+    def due(self, partition: int) -> str:
+        return f"{self.tag(partition)}:due"
+
+    def clock(self, partition: int) -> str:
+        """The latest event time read from the partition."""
+        return f"{self.tag(partition)}:clock"
+
+    def epoch(self, partition: int) -> str:
+        return f"{self.tag(partition)}:epoch"
+
+    def journal(self, partition: int) -> str:
+        """A stream: each checkpoint's changes of what the partition's customers teach,
+        written in the checkpoint's transaction, for `tact learner`."""
+        return f"{self.tag(partition)}:journal"
+
+
+def journal_key(prefix: str, partition: int) -> str:
+    return RedisKeys(prefix).journal(partition)
 
 
 def version_key(prefix: str) -> str:
-    """A counter: how many times the learner has published the models."""
-    return f"{prefix}:models:version"
+    return RedisKeys(prefix).version
 
 
 def models_key(prefix: str) -> str:
-    return f"{prefix}:models"
+    return RedisKeys(prefix).models
 
 
 def changed_key(prefix: str) -> str:
-    """A sorted set: each field of the models by the publication that last changed it (a
-    worker swapping in newer models reads only what changed since its own)."""
-    return f"{prefix}:models:changed"
+    return RedisKeys(prefix).changed
+
+
+def app_key_patterns(prefix: str) -> list[str]:
+    """SCAN patterns matching every key of an app: the workers' and the learner's
+    (`{<prefix>...}`) and the others' (`<prefix>:...`: connectors, the onsite API)."""
+    return [f"{prefix}:*", f"{{{prefix}[:}}]*"]
+
+
+def claimed_partitions(client: Any, prefix: str) -> list[int]:
+    """The input partitions any worker of the app has claimed (a sync client)."""
+    return sorted(int(p) for p in client.smembers(RedisKeys(prefix).partitions))
 
 
 def checkpointed(client: Any, prefix: str) -> dict[str, int]:
-    """The next offset of every input partition as the worker last checkpointed it (a sync
+    """The next offset of every input partition as the workers last checkpointed it (a sync
     client: for tools watching a worker, such as the demo and the benchmarks)."""
-    return _offsets(client.hgetall(f"{prefix}:offsets"))
+    keys = RedisKeys(prefix)
+    found: dict[str, int] = {}
+    for partition in claimed_partitions(client, prefix):
+        found.update(_offsets(client.hgetall(keys.offsets(partition))))
+    return found
 
 
 def _offsets(raw: Mapping[bytes | str, bytes | str]) -> dict[str, int]:
@@ -286,6 +437,30 @@ def _text(value: bytes | str) -> str:
 
 def _bytes(value: bytes | str) -> bytes:
     return value if isinstance(value, bytes) else value.encode("utf-8")
+
+
+class _Part:
+    """What a commit writes of one input partition."""
+
+    __slots__ = ("clock", "customers", "due", "journal", "offsets")
+
+    def __init__(self) -> None:
+        self.customers: dict[str, bytes] = {}
+        self.due: dict[str, float | None] = {}
+        self.offsets: dict[str, int] = {}
+        self.clock: float | None = None
+        self.journal: bytes | None = None
+
+
+class _Parts:
+    def __init__(self) -> None:
+        self.by_partition: dict[int, _Part] = {}
+
+    def of(self, partition: int) -> _Part:
+        part = self.by_partition.get(partition)
+        if part is None:
+            part = self.by_partition[partition] = _Part()
+        return part
 
 
 def _check_fence(fenced: list[tuple[int, int]], values: list[Any]) -> None:

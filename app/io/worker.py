@@ -20,9 +20,11 @@ from agents.decide import attach, producer_sender
 from agents.worker import DecisionWorker
 from app.catalog import Catalog
 from app.engine import DecisionEngine
+from app.errors import ConfigurationError
 from app.io import clients, metrics
 from app.io.faust_app import build_app
 from app.io.kafka_admin import ensure_topics, input_partitions
+from app.io.migrate import check_layout
 from app.io.redis_store import RedisStateStore
 from app.io.status import Status
 from app.logs import logging_config
@@ -133,6 +135,11 @@ def run_worker(settings: Settings) -> None:
     log.info("%s", starting(settings))
     log.debug("settings: %s", settings.redacted())
     clients.check_redis(settings)
+    layout = clients.redis_client(settings, socket_connect_timeout=5, socket_timeout=10)
+    try:
+        check_layout(layout, settings.redis_prefix)
+    finally:
+        layout.close()
     if settings.create_topics:
         ensure_topics(settings)
     partitions = input_partitions(settings)
@@ -143,6 +150,16 @@ def run_worker(settings: Settings) -> None:
         ttl_seconds=settings.state_ttl_days * 86400,
     )
     engine = build_engine(settings)
+    if (
+        clients.redis_is_cluster(settings)
+        and engine.policy.learning.enabled
+        and not settings.learner
+    ):
+        raise ConfigurationError(
+            f"Redis at {settings.redis_shown} is a Redis Cluster: there the workers keep no "
+            "models, one learner does; set TACT_LEARNER=true and run `tact learner` beside "
+            "the workers (or turn learning off in the policy)"
+        )
     log.info(
         "tact %s worker: group %s, inputs %s (%d partitions each), policy %s, catalog %s "
         "(%d products), %s; Kafka %s (%s), Redis %s",

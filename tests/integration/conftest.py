@@ -41,6 +41,26 @@ def base_settings() -> Settings:
     return settings
 
 
+CLUSTER_PORTS = "7101 7102 7103"
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """A local three-node Redis Cluster (deploy/redis-cluster.sh), started for the tests that
+    ask for it and reset at the end of the session."""
+    script = ROOT / "deploy" / "redis-cluster.sh"
+    env = os.environ | {"TACT_REDIS_CLUSTER_PORTS": CLUSTER_PORTS}
+    started = subprocess.run(
+        ["bash", str(script), "start"], env=env, capture_output=True, text=True, timeout=120
+    )
+    if started.returncode != 0:
+        pytest.fail(f"the Redis Cluster did not start: {started.stderr[-2000:]}")
+    try:
+        yield f"redis://127.0.0.1:{CLUSTER_PORTS.split()[0]}"
+    finally:
+        subprocess.run(["bash", str(script), "reset"], env=env, capture_output=True, timeout=120)
+
+
 def free_port() -> int:
     return demo.free_port("127.0.0.1", 0)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import redis
 
 from app.io.kafka_admin import admin_client
+from app.io.redis_store import app_key_patterns
 from app.settings import Settings
 from tests.integration.conftest import TACT, settings_env
 
@@ -58,8 +59,9 @@ def test_demo_shows_actions_and_a_summary(stack: Settings, tmp_path) -> None:  #
         admin.close()
     assert left == []
     client = redis.Redis.from_url(stack.redis_url.get_secret_value())
-    assert not list(client.scan_iter(match=f"tact:{app_id}:*"))
-    assert not list(client.scan_iter(match=f"tact:{stack.app_id}:*"))  # the configured app id
+    for app in (app_id, stack.app_id):  # (and nothing of the configured app id)
+        for pattern in app_key_patterns(f"tact:{app}"):
+            assert not list(client.scan_iter(match=pattern)), pattern
 
 
 def test_the_closed_loop_demo_plays_simulated_shoppers_live(stack: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -15,10 +15,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import redis
+import pytest
+from pydantic import SecretStr
 
 from app import codec
 from app.engine import DecisionEngine
+from app.io import clients
 from app.io.kafka_admin import ensure_topics
 from app.io.learner import published
 from app.io.redis_store import journal_key, version_key
@@ -48,47 +50,67 @@ STABLE = ("action_id", "customer_id", "ts", "source_event_id")  # the same on ev
 
 
 class Journal:
-    """Every entry the workers write to the journal, read as it comes (the learner trims what
-    it has published)."""
+    """Every entry the workers write to the partitions' journals, read as it comes (the
+    learner trims what it has published)."""
 
-    def __init__(self, client: Any, key: str) -> None:
-        self.client, self.key = client, key
-        self.entries: list[tuple[bytes, bytes]] = []
+    def __init__(self, client: Any, prefix: str, partitions: int) -> None:
+        self.client, self.prefix, self.partitions = client, prefix, partitions
+        self.entries: list[tuple[tuple[int, int], int, str, bytes]] = []  # (order, p, id, ..)
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
 
     def _read(self) -> None:
-        last = b"0-0"
+        last = dict.fromkeys(range(self.partitions), "-")
         while not self.stopping.is_set():
-            for _, found in self.client.xread({self.key: last}, block=100) or ():
-                for entry_id, data in found:
-                    self.entries.append((entry_id, data[b"changes"]))
-                    last = entry_id
+            for partition, start in last.items():  # (one stream at a time: a cluster's
+                key = journal_key(self.prefix, partition)  # streams are in other slots)
+                for entry_id, data in self.client.xrange(key, start, "+"):
+                    text = entry_id.decode()
+                    ms, seq = text.split("-")
+                    self.entries.append(((int(ms), int(seq)), partition, text, data[b"changes"]))
+                    last[partition] = f"({text}"
+            time.sleep(0.05)
+
+    def last(self) -> dict[str, str]:
+        """Each journal's last entry, as the learner names its position when published."""
+        return {f"journal:{p}": entry_id for _, p, entry_id, _ in sorted(self.entries)}
+
+    def added(self) -> int:
+        """How many entries the journals were ever given (Redis's own count)."""
+        total = 0
+        for partition in range(self.partitions):
+            key = journal_key(self.prefix, partition)
+            if self.client.exists(key):
+                total += self.client.xinfo_stream(key)["entries-added"]
+        return total
 
     def stop(self) -> None:
         self.stopping.set()
         self.thread.join()
 
 
+@pytest.mark.parametrize("where", ["one redis-server", "a Redis Cluster"])
 def test_three_workers_and_a_learner_through_a_kill_storm(
-    base_settings: Settings, start_worker: Any, tmp_path: Path
+    base_settings: Settings, start_worker: Any, tmp_path: Path, where: str, request: Any
 ) -> None:
+    """On one redis-server, and on a three-node Redis Cluster (each partition's checkpoint
+    one transaction in its own slot; the journals on three nodes, folded in one order)."""
     # publishing every 3 s: the journal's reader below has that long to read an entry
     # before the learner trims it (a miss fails the test, never passes it)
     policy = _policy(tmp_path, seconds=3.0)
-    settings = base_settings.model_copy(
-        update=own("tact-storm")
-        | {"topic_partitions": 12, "learner": True, "batch_max": 100, "policy": policy}
-    )
+    update: dict[str, Any] = {"topic_partitions": 12, "learner": True, "batch_max": 100}
+    if where == "a Redis Cluster":
+        update["redis_url"] = SecretStr(request.getfixturevalue("redis_cluster_url"))
+    settings = base_settings.model_copy(update=own("tact-storm") | update | {"policy": policy})
     ensure_topics(settings)
     events = list(generate(1500, seed=31, arrival_span=timedelta(days=10)))
     customers = {e["customer_id"] for e in events}
     orders = sum(e["type"] == "order_placed" for e in events)
     event_ids = {e["event_id"] for e in events}
-    client = redis.Redis.from_url(settings.redis_url.get_secret_value())
+    client = clients.redis_client(settings)
     prefix = settings.redis_prefix
-    journal = Journal(client, journal_key(prefix))
+    journal = Journal(client, prefix, 12)
     storm(settings, events, start_worker, learner=True)
 
     def learned_everything() -> bool:
@@ -103,13 +125,15 @@ def test_three_workers_and_a_learner_through_a_kill_storm(
     outcomes = TopicReader(settings.kafka_bootstrap, settings.topic_outcomes)
     actions.settle(quiet_s=5.0)
     outcomes.settle(quiet_s=2.0)
+
+    def positions() -> dict[str, str]:
+        fields = published(client, prefix)
+        return {k: v.decode() for k, v in fields.items() if k.startswith("journal:")}
+
     wait(
-        lambda: (
-            bool(journal.entries)
-            and published(client, prefix).get("journal") == journal.entries[-1][0]
-        ),
+        lambda: bool(journal.entries) and positions() == journal.last(),
         60,
-        "the learner to publish the last journal entry",
+        "the learner to publish the last journal entries",
     )
     journal.stop()
 
@@ -123,18 +147,20 @@ def test_three_workers_and_a_learner_through_a_kill_storm(
     assert models.accept.updates + len(models.accept.queue) > 0  # outcomes were learned
 
     # The learner's models, through its own kill, are exactly one uninterrupted fold of every
-    # journal entry in the journal's order (the canonical order: the order checkpoints
-    # landed); the stream's own count says no entry was missed here.
-    added = client.xinfo_stream(journal_key(prefix))["entries-added"]
-    assert len(journal.entries) == added
+    # journal entry in the one order the learner folds in (by the ids Redis gave the
+    # entries, the time checkpoints landed, then partition); the streams' own counts say no
+    # entry was missed here.
+    assert len(journal.entries) == journal.added()
+    assert len({p for _, p, _, _ in journal.entries}) > 6  # (many partitions' journals)
     one = DecisionEngine(demo_catalog(), load_policy(policy)).models
-    for _, changes in journal.entries:
+    for _, _, _, changes in sorted(journal.entries):
         for change in codec.loads(changes):
             one.apply(change)
     want = one.changes()
     publication = int(client.get(version_key(prefix)))
     assert int(fields.pop("version")) == publication  # the hash names its publication
-    del fields["journal"]
+    for name in positions():
+        del fields[name]
     assert fields.keys() == want.keys()
     assert {k: codec.loads(v) for k, v in fields.items()} == {
         k: codec.loads(v) for k, v in want.items()
@@ -162,7 +188,7 @@ def test_three_workers_and_a_learner_through_a_kill_storm(
         decoded = [codec.loads(v) for v in values]
         differing.update(k for k in decoded[0] if any(d[k] != decoded[0][k] for d in decoded))
     print(
-        f"kill storm: {len(events)} events, {KILLS} worker kills and 1 learner kill; "
+        f"kill storm on {where}: {len(events)} events, {KILLS} worker kills and 1 learner kill; "
         f"{len(copies)} actions, {len(actions.records) - len(copies)} sent again, "
         f"{sent_twice} of them changed; {len(journal.entries)} journal entries; "
         f"{len(versions)} model versions; fields that changed: {dict(differing)}"

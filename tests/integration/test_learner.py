@@ -21,6 +21,7 @@ from app import codec
 from app.engine import DecisionEngine
 from app.io.learner import BadEntry, LeaseLost, ModelLearner, published
 from app.io.redis_store import (
+    RedisKeys,
     RedisStateStore,
     changed_key,
     journal_key,
@@ -50,12 +51,13 @@ def test_a_journal_entry_lands_with_its_checkpoint_and_the_learner_publishes_und
             aioredis.Redis.from_url(stack.redis_url.get_secret_value()), prefix, 3600
         )
         changes = [["order", 80.0, ["A", "B"]], ["arrived", 5.0], ["message", "email"]]
-        await store.commit({"c1": b"{}"}, {"t:0": 3}, {}, journal=codec.dumps(changes))
+        await store.claim([0])  # (a worker claims its partitions: the learner reads theirs)
+        await store.commit({"c1": (0, b"{}")}, {"t:0": 3}, {}, journal={0: codec.dumps(changes)})
         assert await store.models_version() == 0
         await store.close()
 
     asyncio.run(commit())
-    assert client.xlen(journal_key(prefix)) == 1
+    assert client.xlen(journal_key(prefix, 0)) == 1
     assert client.hlen(models_key(prefix)) == 0  # a worker with a learner writes no models
 
     first = ModelLearner(client, prefix, DecisionEngine(demo_catalog()))
@@ -70,7 +72,7 @@ def test_a_journal_entry_lands_with_its_checkpoint_and_the_learner_publishes_und
     assert published(client, prefix)["version"] == b"1"  # the hash names its publication
 
     # A second publication: a worker at the first reads only the fields it changed.
-    client.xadd(journal_key(prefix), {"changes": codec.dumps([["order", 20.0, ["C", "D"]]])})
+    client.xadd(journal_key(prefix, 0), {"changes": codec.dumps([["order", 20.0, ["C", "D"]]])})
     assert first.fold(block_ms=100) == 1 and first.publish() == 2
 
     async def since() -> tuple[Any, Any]:
@@ -94,11 +96,12 @@ def test_a_journal_entry_lands_with_its_checkpoint_and_the_learner_publishes_und
     second = ModelLearner(client, prefix, DecisionEngine(demo_catalog()))
     tries = iter(range(2))
     assert not second.acquire(lambda: next(tries, None) is None)  # the lease is held
-    client.delete(f"{prefix}:learner")  # as if the first had been paused past its lease
+    client.delete(RedisKeys(prefix).lease)  # as if the first had been paused past its lease
     assert second.acquire()
     client.delete(changed_key(prefix))  # as published by a learner that kept no such record
     second.load()
-    assert second.position == first.position  # it carries on where the first published
+    assert second.positions == first.positions == {0: second.positions[0]}  # it carries on
+    # where the first published
     # every field now counts as changed by the latest publication: a worker holding an
     # older one reads them all
     assert client.zscore(changed_key(prefix), "affinity:A") == 2
@@ -108,12 +111,12 @@ def test_a_journal_entry_lands_with_its_checkpoint_and_the_learner_publishes_und
     with pytest.raises(LeaseLost):
         first.keep()
     first.release()  # (no longer its lease: nothing happens)
-    assert client.get(f"{prefix}:learner") is not None
+    assert client.get(RedisKeys(prefix).lease) is not None
     second.release()  # a clean stop: the next learner need not wait for the lease to expire
     third = ModelLearner(client, prefix, DecisionEngine(demo_catalog()))
     once = iter([False])
     assert third.acquire(lambda: next(once, True))  # at the first try
-    client.xadd(journal_key(prefix), {"changes": b'[["forget", "everything"]]'})
+    client.xadd(journal_key(prefix, 0), {"changes": b'[["forget", "everything"]]'})
     third.load()
     with pytest.raises(BadEntry, match="cannot be folded"):
         third.fold(block_ms=100)
@@ -155,7 +158,8 @@ def test_two_workers_and_a_learner_count_every_customer_once_through_a_sigkill(
     actions = TopicReader(stack.kafka_bootstrap, stack.topic_actions)
     # Before the learner starts, the workers have checkpointed what they learned as journal
     # entries, and written no models.
-    wait(lambda: client.xlen(journal_key(prefix)) > 0, 60, "journal entries")
+    journaled = lambda: sum(client.xlen(journal_key(prefix, p)) for p in range(3))  # noqa: E731
+    wait(lambda: journaled() > 0, 60, "journal entries")
     assert client.hlen(models_key(prefix)) == 0
     learner = start_worker(stack, "learner")
     wait(lambda: int(client.get(version_key(prefix)) or 0) >= 1, 60, "the first models")

@@ -17,6 +17,7 @@ from app.actions import encode_outcome
 from app.catalog import write_jsonl
 from app.engine import DecisionEngine
 from app.io.kafka_admin import ensure_topics
+from app.io.redis_store import models_key
 from app.policy import load_policy
 from app.sample import DEMO_CATALOG, demo_catalog, generate
 from app.settings import Settings
@@ -185,7 +186,7 @@ def test_learned_models_survive_a_worker_restart(stack: Settings, start_worker: 
     first.kill(signal.SIGKILL)
 
     store = redis.Redis.from_url(stack.redis_url.get_secret_value())
-    core = codec.loads(store.hget(f"tact:{stack.app_id}:models", "core"))
+    core = codec.loads(store.hget(models_key(stack.redis_prefix), "core"))
     saved = core["accept"]["updates"] + core["returns"]["updates"] + core["organic"]["updates"]
     assert saved >= learned  # what the actions said is in the checkpoint
     assert core["accept"]["g2"], "the optimizer's state is checkpointed with the weights"

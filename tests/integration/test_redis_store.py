@@ -12,10 +12,14 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from app.io.redis_store import RedisStateStore, journal_key
+from app.io.redis_store import RedisKeys, RedisStateStore, journal_key
 from app.settings import Settings
 from app.store import Fenced
-from tests.store_contract import check_journal_contract, check_store_contract
+from tests.store_contract import (
+    check_journal_contract,
+    check_models_contract,
+    check_store_contract,
+)
 
 
 def test_redis_store_contract(base_settings: Settings) -> None:
@@ -29,12 +33,17 @@ def test_redis_store_contract(base_settings: Settings) -> None:
             await check_store_contract(store)
         finally:
             await store.close()
+        store = RedisStateStore(aioredis.Redis.from_url(url), prefix=prefix + "m", ttl_seconds=60)
+        try:
+            await check_models_contract(store)
+        finally:
+            await store.close()
 
     asyncio.run(run())
     client = redis.Redis.from_url(url)
-    ttl = client.ttl(f"{prefix}:c:a")
+    ttl = client.ttl(RedisKeys(prefix).customer(0, "a"))
     assert 0 < ttl <= 3600  # idle customer state expires
-    client.delete(*client.keys(f"{prefix}:*"))
+    client.delete(*client.keys(f"*{prefix}*"))
 
 
 def test_redis_journal_contract(base_settings: Settings) -> None:
@@ -42,8 +51,8 @@ def test_redis_journal_contract(base_settings: Settings) -> None:
     prefix = f"tact-test:{uuid.uuid4().hex[:8]}"
     client = redis.Redis.from_url(url)
 
-    def entries() -> list[bytes]:
-        return [data[b"changes"] for _, data in client.xrange(journal_key(prefix))]
+    def entries(partition: int) -> list[bytes]:
+        return [data[b"changes"] for _, data in client.xrange(journal_key(prefix, partition))]
 
     async def run() -> None:
         store = RedisStateStore(aioredis.Redis.from_url(url), prefix=prefix, ttl_seconds=3600)
@@ -53,7 +62,7 @@ def test_redis_journal_contract(base_settings: Settings) -> None:
             await store.close()
 
     asyncio.run(run())
-    client.delete(*client.keys(f"{prefix}:*"))
+    client.delete(*client.keys(f"*{prefix}*"))
 
 
 Hook = Callable[[aioredis.Redis, int, str], Awaitable[object]]
@@ -99,12 +108,12 @@ def interrupted_commit(settings: Settings, at: str, hook: Hook) -> dict[str, Any
 
             client.pipeline = interrupting  # type: ignore[method-assign]
             try:
-                await store.commit({"a": b"state"}, {"clickstream:0": 5}, {}, None, epochs)
+                await store.commit({"a": (0, b"state")}, {"clickstream:0": 5}, {}, None, epochs)
             except Fenced as exc:
                 found["fenced"] = exc
             client.pipeline = pipeline  # type: ignore[method-assign]
-            found["offsets"] = await store.load_offsets()
-            found["customers"] = await store.load_customers(["a"])
+            found["offsets"] = await store.load_offsets([0])
+            found["customers"] = await store.load_customers({"a": 0})
         finally:
             await store.close()
             await other.aclose()
@@ -113,7 +122,7 @@ def interrupted_commit(settings: Settings, at: str, hook: Hook) -> dict[str, Any
         asyncio.run(run())
     finally:
         client = redis.Redis.from_url(url)
-        client.delete(*client.keys(f"{prefix}:*"))
+        client.delete(*client.keys(f"*{prefix}*"))
     assert found["ran"], "the hook never ran: the test did not test anything"
     return found
 
@@ -144,8 +153,38 @@ def test_an_epoch_claimed_between_the_check_and_the_write_fences_the_commit(
     refused by the WATCH, and the commit is fenced with nothing written."""
 
     async def claim(other: aioredis.Redis, ident: int, prefix: str) -> None:
-        await other.incr(f"{prefix}:epoch:0")
+        await other.incr(RedisKeys(prefix).epoch(0))
 
     found = interrupted_commit(base_settings, "exec", claim)
     assert isinstance(found["fenced"], Fenced)
     assert found["offsets"] == {} and found["customers"] == {}
+
+
+def test_redis_cluster_store_contract(redis_cluster_url: str) -> None:
+    """On a three-node Redis Cluster: the same contract, each partition's keys in one slot
+    (a commit of several partitions is one transaction per partition); no models (a
+    learner writes them there)."""
+    prefix = f"tact-test:{uuid.uuid4().hex[:8]}"
+    client = redis.RedisCluster.from_url(redis_cluster_url)
+
+    def entries(partition: int) -> list[bytes]:
+        return [data[b"changes"] for _, data in client.xrange(journal_key(prefix, partition))]
+
+    async def run() -> None:
+        cluster: Any = aioredis.RedisCluster.from_url(redis_cluster_url)
+        store = RedisStateStore(cluster, prefix=prefix, ttl_seconds=3600)
+        try:
+            await check_store_contract(store)
+            await check_journal_contract(store, entries)
+            with pytest.raises(ValueError, match="learner"):
+                await store.commit({}, {"clickstream:0": 20}, {"core": b"m"})
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+    slots = {client.keyslot(k) for k in client.scan_iter(match=f"{{{prefix}:p0}}*")}
+    assert len(slots) == 1  # (partition 0's keys: customers, offsets, due, clock, journal)
+    nodes = {client.get_node_from_key(RedisKeys(prefix).epoch(p)).name for p in range(8)}
+    assert len(nodes) > 1  # (the partitions' keys are spread over the nodes)
+    for key in client.scan_iter(match=f"*{prefix}*"):
+        client.delete(key)

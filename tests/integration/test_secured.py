@@ -28,7 +28,7 @@ from tests.integration.test_worker import clickstream_only, expected_actions, to
 
 SASL_PASSWORD = "tact-secret"
 REDIS_PASSWORD = "redis-secret"
-REDIS_ACL = "~tact:* +@read +@write +@keyspace +@scripting +@transaction +ping +select"
+REDIS_ACL = "~tact:* ~{tact:* +@read +@write +@keyspace +@scripting +@transaction +ping +select"
 REES46 = ROOT.parent / "shared" / "datasets" / "rees46_2019oct_head" / "2019-Oct_head.csv.gz"
 
 
