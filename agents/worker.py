@@ -274,10 +274,10 @@ class DecisionWorker:
                 states, prepared.offsets, {}, due, self.epochs, clocks, journal=journal
             )
             self.journal.clear()
-        else:
-            await self.store.commit(
-                states, prepared.offsets, engine.models_changes(), due, self.epochs, clocks
-            )
+        else:  # (learning off: nothing learned to keep; the clocks are the partitions')
+            changed = engine.models_changes()
+            models = changed if engine.policy.learning.enabled else {}
+            await self.store.commit(states, prepared.offsets, models, due, self.epochs, clocks)
         self.committed.update(prepared.offsets)
         # Everything is in the store now, so the least recently used states may go.
         for cid in engine.trim(result.touched, self.settings.max_cached_customers):

@@ -231,14 +231,18 @@ def storm(
     assert during_stream >= KILLS - 2, "the stream was over before most kills"
 
 
+@pytest.mark.parametrize("where", ["one redis-server", "a Redis Cluster"])
 def test_three_workers_learning_off_lose_and_change_nothing_through_a_kill_storm(
-    base_settings: Settings, start_worker: Any, frozen_policy: Any
+    base_settings: Settings, start_worker: Any, frozen_policy: Any, where: str, request: Any
 ) -> None:
     """Learning off and one topic: each customer's decisions depend only on its own events in
-    order, so the storm must give exactly one process's Actions, every copy identical."""
+    order, so the storm must give exactly one process's Actions, every copy identical; on one
+    server, and on a Redis Cluster (checkpoints cut between partitions' transactions)."""
+    update: dict[str, Any] = {"topic_partitions": 12, "batch_max": 100}
+    if where == "a Redis Cluster":
+        update["redis_url"] = SecretStr(request.getfixturevalue("redis_cluster_url"))
     settings = base_settings.model_copy(
-        update=own("tact-storm-off")
-        | {"topic_partitions": 12, "batch_max": 100, "policy": frozen_policy}
+        update=own("tact-storm-off") | update | {"policy": frozen_policy}
     )
     ensure_topics(settings)
     events = clickstream_only(list(generate(2000, seed=32, arrival_span=timedelta(days=10))))
@@ -250,6 +254,6 @@ def test_three_workers_learning_off_lose_and_change_nothing_through_a_kill_storm
     records = wait_for_actions(actions, ids, 300, f"all {len(ids)} actions")
     assert per_customer(first_copies(records)) == expected  # in order per customer
     print(
-        f"kill storm, learning off: {len(events)} events, {KILLS} worker kills; "
+        f"kill storm on {where}, learning off: {len(events)} events, {KILLS} worker kills; "
         f"{len(ids)} actions, {len(records) - len(ids)} sent again, all identical"
     )
