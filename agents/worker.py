@@ -41,6 +41,7 @@ from typing import Any
 from app import codec
 from app.actions import encode, encode_outcome
 from app.io import metrics
+from app.partitioning import partition_of
 from app.pipeline import BatchPipeline, BatchResult, Record
 from app.settings import Settings
 from app.store import Fenced, StateStore
@@ -83,6 +84,7 @@ class DecisionWorker:
         self.send = send
         self.committed: dict[str, int] | None = None
         self.offsets_read: set[int] = set()  # input partitions whose offsets are in `committed`
+        self.saved: dict[int, float] = {}  # the partitions' clocks as checkpointed
         self.generation = 0
         self.assigned: set[int] = set()  # input partition numbers this worker owns
         self.epochs: dict[int, int] | None = None  # claimed for `assigned`; None: claim first
@@ -227,8 +229,9 @@ class DecisionWorker:
         if self.committed is None:
             self.committed, self.offsets_read = {}, set()
             await self._load_models()
+            self.saved = await self.store.load_clocks(sorted(self.assigned))
             if self.assigned:
-                engine.set_clocks(await self.store.load_clocks(sorted(self.assigned)))
+                engine.set_clocks(self.saved)
         elif self.learner and time.monotonic() >= self.version_due and await self._published():
             await self._load_models()  # the learner published newer models: between batches
             engine.set_clocks(dict(engine.clocks))
@@ -264,7 +267,9 @@ class DecisionWorker:
             if cid in self.partition_of
         }
         due.update(gone)
-        clocks = {p: t for p, t in engine.clocks.items() if p in self.assigned}
+        clocks = {  # (those that moved: on a cluster each partition is a transaction)
+            p: t for p, t in engine.clocks.items() if p in self.assigned and self.saved.get(p) != t
+        }
         states = {
             cid: (self._partition(cid), blob) for cid, blob in engine.dump(result.touched).items()
         }
@@ -279,6 +284,7 @@ class DecisionWorker:
             models = changed if engine.policy.learning.enabled else {}
             await self.store.commit(states, prepared.offsets, models, due, self.epochs, clocks)
         self.committed.update(prepared.offsets)
+        self.saved.update(clocks)
         # Everything is in the store now, so the least recently used states may go.
         for cid in engine.trim(result.touched, self.settings.max_cached_customers):
             self.partition_of.pop(cid, None)
@@ -327,10 +333,15 @@ class DecisionWorker:
 
     def _partition(self, customer_id: str) -> int:
         """The input partition of a customer in memory (every one came from a record or a
-        partition's due index)."""
+        partition's due index; else where Kafka's default partitioner puts their id)."""
         partition = self.partition_of.get(customer_id)
         if partition is None:
-            raise LookupError(f"no input partition known for customer {customer_id!r}")
+            counts = self.pipeline.partitions
+            if not counts:  # (a worker told no partition count: tests only)
+                raise LookupError(f"no input partition known for customer {customer_id!r}")
+            partition = self.partition_of[customer_id] = partition_of(
+                customer_id, next(iter(counts.values()))
+            )
         return partition
 
     @staticmethod

@@ -103,8 +103,8 @@ class StateStore(Protocol):
         """Atomically write states, offsets, changed model fields, due entries, the input
         partitions' clocks and, per input partition, an entry of the learner's journal (what
         the batch's changes of the partition's customers teach, app/models.py, for `tact
-        learner`: not again when the partition's offsets given are in the store already, a
-        commit tried again after it landed); with `fence`, only if each partition's epoch
+        learner`: once, even when a write is tried again after it landed, its reply lost);
+        with `fence`, only if each partition's epoch
         is still the one given (else Fenced, and nothing is written). On Redis Cluster the
         write is atomic per input partition (each partition's keys share one hash slot),
         and models are not written (one learner writes them)."""
@@ -183,10 +183,8 @@ class InMemoryStateStore:
     ) -> None:
         self._check(fence)
         for partition, entry in sorted((journal or {}).items()):
-            mine = {k: v for k, v in offsets.items() if partition_of_key(k) == partition}
-            if not (mine and all(self.offsets.get(k) == v for k, v in mine.items())):
-                self.journal.append(entry)  # (a commit tried again: its entry once)
-                self.journals.setdefault(partition, []).append(entry)
+            self.journal.append(entry)
+            self.journals.setdefault(partition, []).append(entry)
         self.customers.update({cid: blob for cid, (_, blob) in customers.items()})
         self.offsets.update(offsets)
         self.models.update(models)

@@ -396,7 +396,8 @@ def check_redis(settings: Settings) -> None:
             f"Redis at {shown}: the user may not do what tact needs ({exc}); its ACL must allow "
             f"reading and writing keys tact:{settings.app_id}:* and {{tact:{settings.app_id}* "
             "and running scripts (e.g. `~tact:* ~{tact:* +@read +@write +@keyspace +@scripting "
-            "+@transaction +ping +select +info`)"
+            "+@transaction +ping +select +time`; on a Redis Cluster also `+info +command "
+            "+cluster|slots +cluster|shards`)"
         ) from None
     except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
         raise DependencyUnavailable(_redis_unreachable(settings, exc)) from None

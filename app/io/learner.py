@@ -173,14 +173,18 @@ class ModelLearner:
         before = f"({self._oldest_clock_ms()}-0"  # (ids from here on may still be written)
         found: list[tuple[tuple[int, int], int, str, Any]] = []
         cut: tuple[int, int] | None = None  # a journal read only in part: fold up to its end
-        for partition in claimed_partitions(self.redis, self.prefix):
-            start = self.positions.get(partition)
-            read = self.redis.xrange(
-                self.keys.journal(partition),
-                f"({start}" if start else "-",
-                before,
-                count=_READ,
-            )
+        partitions = claimed_partitions(self.redis, self.prefix)
+        with self.redis.pipeline(transaction=False) as pipe:  # (one round trip)
+            for partition in partitions:
+                start = self.positions.get(partition)
+                pipe.xrange(
+                    self.keys.journal(partition),
+                    f"({start}" if start else "-",
+                    before,
+                    count=_READ,
+                )
+            reads = pipe.execute()
+        for partition, read in zip(partitions, reads, strict=True):
             for entry_id, data in read:
                 text = _text(entry_id)
                 found.append((_entry_order(text), partition, text, data))

@@ -9,6 +9,8 @@ import logging
 from collections import Counter
 from typing import Any
 
+import redis
+
 from app.errors import ConfigurationError
 from app.io.redis_store import RedisKeys
 from app.partitioning import partition_of
@@ -29,19 +31,18 @@ def check_layout(client: Any, prefix: str) -> None:
     """ConfigurationError when Redis holds this app's state in the old layout (a worker would
     start from nothing beside it); else mark the layout (a sync client)."""
     keys = RedisKeys(prefix)
-    if client.get(keys.layout) is not None:
-        return
-    found = old_keys(client, prefix)
+    found = old_keys(client, prefix)  # (also after a migration: an older worker still running)
     if found:
         raise ConfigurationError(
             f"Redis holds this app's state in the key layout of an older tact ({found[0]}): "
             "stop every worker and the learner, then run `tact state migrate` once (or delete "
             "the keys to start afresh)"
         )
-    client.set(keys.layout, RedisKeys.LAYOUT, nx=True)
+    if client.get(keys.layout) is None:
+        client.set(keys.layout, RedisKeys.LAYOUT, nx=True)
 
 
-def migrate(client: Any, prefix: str, partitions: int) -> Counter[str]:
+def migrate(client: Any, prefix: str, partitions_count: int) -> Counter[str]:
     """Move the old layout's keys to the new one (one redis-server, workers and learner
     stopped; a customer's partition is murmur2 of their id, as Kafka's default partitioner
     puts their events); returns what was moved. Safe to run again after an interruption:
@@ -91,17 +92,17 @@ def migrate(client: Any, prefix: str, partitions: int) -> Counter[str]:
     batch: list[bytes] = []
 
     def customers(names: list[bytes]) -> None:
-        with client.pipeline(transaction=False) as pipe:
+        with client.pipeline(transaction=True) as pipe:  # (each state with its expiry)
             for name in names:
                 pipe.get(name)
                 pipe.pttl(name)
             found = pipe.execute()
         with client.pipeline(transaction=True) as pipe:
             for name, blob, ttl in zip(names, found[::2], found[1::2], strict=True):
-                if blob is None:  # (expired meanwhile)
+                if blob is None or ttl == -2:  # (expired meanwhile)
                     continue
                 cid = _text(name)[len(stem) :]
-                partition = partition_of(cid, partitions)
+                partition = partition_of(cid, partitions_count)
                 claimed.add(partition)
                 pipe.set(keys.customer(partition, cid), blob, px=ttl if ttl > 0 else None)
                 pipe.delete(name)
@@ -136,17 +137,23 @@ def migrate(client: Any, prefix: str, partitions: int) -> Counter[str]:
             claimed.add(0)
         for name in ("models:version", "models:changed", "journal", "learner"):
             pipe.delete(f"{prefix}:{name}")
+        # the partitions a learner reads (workers add theirs as they claim them)
+        partitions = claimed | set(range(partitions_count))
+        pipe.sadd(keys.partitions, *sorted(partitions))
+        pipe.set(keys.layout, RedisKeys.LAYOUT)
 
     move(f"{prefix}:models", write_models)
     moved["model fields"], moved["journal entries"] = len(models), len(unfolded)
-    if claimed:
-        client.sadd(keys.partitions, *sorted(claimed))
-    client.set(keys.layout, RedisKeys.LAYOUT)
     return moved
 
 
 def run_migrate(client: Any, prefix: str, partitions: int) -> str:
     """`tact state migrate`: what was moved, in words."""
+    if isinstance(client, redis.RedisCluster):
+        raise ConfigurationError(
+            "tact state migrate runs on the single redis-server the older tact used: migrate "
+            "there, then copy the keys to the cluster (e.g. `redis-cli --cluster import`)"
+        )
     if client.get(RedisKeys(prefix).layout) is not None and not old_keys(client, prefix):
         return f"the state of {prefix} is in the current layout already: nothing to migrate"
     moved = migrate(client, prefix, partitions)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -23,6 +24,7 @@ T = TypeVar("T")
 _RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _WATCH_TRIES = 3  # a commit's WATCH broken this often with the epochs unmoved: back off
 _SINCE_TRIES = 3  # the learner published while changed models were read: read again
+_LANDED = "@commit"  # the offsets hash's field: the last journaled commit written there
 
 
 class RedisStateStore:
@@ -201,12 +203,20 @@ class RedisStateStore:
         groups = self._groups(parts.by_partition) or ([[]] if models else [])
         if len(groups) > 1 and fence:
             await self._check_epochs(fence)  # (a zombie's commit: refused before any part)
-        for i, group in enumerate(groups):
-            await self._commit_group(
-                [(p, parts.by_partition[p]) for p in group],
-                sorted((p, fence[p]) for p in group if p in fence),
-                models if i == 0 else {},
+        # a journal entry once: a transaction tried again after its EXEC ran (the reply
+        # lost) finds this commit's mark and is not written twice
+        mark = uuid.uuid4().hex if journal else None
+        await asyncio.gather(  # (on a cluster, the partitions' transactions side by side)
+            *(
+                self._commit_group(
+                    [(p, parts.by_partition[p]) for p in group],
+                    sorted((p, fence[p]) for p in group if p in fence),
+                    models if i == 0 else {},
+                    mark,
+                )
+                for i, group in enumerate(groups)
             )
+        )
 
     async def _check_epochs(self, fence: Epochs) -> None:
         fenced = sorted(fence.items())
@@ -218,10 +228,14 @@ class RedisStateStore:
         _check_fence(fenced, epochs)
 
     async def _commit_group(
-        self, group: list[tuple[int, _Part]], fenced: list[tuple[int, int]], models: Any
+        self,
+        group: list[tuple[int, _Part]],
+        fenced: list[tuple[int, int]],
+        models: Any,
+        mark: str | None,
     ) -> None:
         keys = [self._keys.epoch(p) for p, _ in fenced]
-        journaled = [(p, part) for p, part in group if part.journal is not None]
+        journaled = [p for p, part in group if part.journal is not None]
 
         async def write() -> None:
             # redis-py raises WatchError both when a watched epoch moved and when the
@@ -237,7 +251,8 @@ class RedisStateStore:
             )
 
         async def attempt() -> None:
-            skip = {p for p, part in journaled if await self._landed(p, part.offsets)}
+            if mark is not None and await self._landed(journaled, mark):
+                return  # a commit tried again whose EXEC ran (its reply lost): not twice
             async with self._redis.pipeline(transaction=True) as pipe:
                 if keys:
                     await pipe.watch(*keys)
@@ -247,16 +262,14 @@ class RedisStateStore:
                         _check_fence(fenced, await pipe.mget(keys))
                     pipe.multi()
                 for partition, part in group:
-                    if partition in skip:
-                        continue  # a commit tried again whose EXEC ran (reply lost): not twice
-                    self._write(pipe, partition, part)
+                    self._write(pipe, partition, part, mark)
                 if models:
                     pipe.hset(self._models_key, mapping=dict(models))
                 await pipe.execute()
 
         await self._retrying("commit checkpoint", write)
 
-    def _write(self, pipe: Any, partition: int, part: _Part) -> None:
+    def _write(self, pipe: Any, partition: int, part: _Part, mark: str | None) -> None:
         keys = self._keys
         for cid, blob in part.customers.items():
             pipe.set(keys.customer(partition, cid), blob, ex=self._ttl)
@@ -272,17 +285,17 @@ class RedisStateStore:
             pipe.set(keys.clock(partition), part.clock)
         if part.journal is not None:
             pipe.xadd(keys.journal(partition), {"changes": part.journal})
+            pipe.hset(keys.offsets(partition), _LANDED, mark or "")
 
-    async def _landed(self, partition: int, offsets: Mapping[str, int]) -> bool:
-        """Whether the partition's offsets hash holds these offsets already: this commit
-        landed. (Only the fenced owner of a partition writes its offsets, and each commit
-        moves them on.)"""
-        if not offsets:
-            return False
-        held = await self._redis.hmget(self._keys.offsets(partition), list(offsets))
-        return all(
-            h is not None and int(h) == v for h, v in zip(held, offsets.values(), strict=True)
+    async def _landed(self, partitions: list[int], mark: str) -> bool:
+        """Whether this commit's transaction (`mark`) is written already (one of its
+        partitions' offsets hashes holds the mark: the transaction is all or nothing)."""
+        held = await self._each(
+            "read the offsets",
+            partitions,
+            lambda pipe, p: pipe.hget(self._keys.offsets(p), _LANDED),
         )
+        return any(_text(h) == mark for h in held if h is not None)
 
     async def models_version(self) -> int:
         raw = await self._retrying(
@@ -427,8 +440,8 @@ def checkpointed(client: Any, prefix: str) -> dict[str, int]:
 
 
 def _offsets(raw: Mapping[bytes | str, bytes | str]) -> dict[str, int]:
-    """The offsets hash as read: partition -> next offset."""
-    return {_text(k): int(v) for k, v in raw.items()}
+    """The offsets hash as read: `<topic>:<partition>` -> next offset."""
+    return {name: int(v) for k, v in raw.items() if (name := _text(k)) != _LANDED}
 
 
 def _text(value: bytes | str) -> str:

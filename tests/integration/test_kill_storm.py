@@ -198,15 +198,15 @@ def test_three_workers_and_a_learner_through_a_kill_storm(
 def storm(
     settings: Settings, events: list[dict[str, Any]], start_worker: Any, learner: bool
 ) -> None:
-    """Three workers (and a learner) while `events` are produced over about 45 s: a random
-    worker SIGKILLed and restarted every 2.5 to 4.5 s, KILLS times (the learner once, at the
+    """Three workers (and a learner) while `events` are produced over about 35 s: a random
+    worker SIGKILLed and restarted every 2 to 3.5 s, KILLS times (the learner once, at the
     half), most of them while the stream flows."""
     prod = producer(settings.kafka_bootstrap)
 
     def produce_slowly() -> None:
         for i in range(0, len(events), 200):
             produce_events(prod, topics_of(settings), events[i : i + 200])
-            time.sleep(0.4)
+            time.sleep(0.3)
 
     def worker() -> Any:
         return start_worker(settings.model_copy(update={"metrics_port": free_port()}))
@@ -218,7 +218,7 @@ def storm(
     rng = random.Random(7)
     kills, during_stream = 0, 0
     while kills < KILLS:
-        time.sleep(rng.uniform(2.5, 4.5))
+        time.sleep(rng.uniform(2.0, 3.5))
         i = rng.randrange(len(workers))
         workers[i].kill(signal.SIGKILL)
         workers[i] = worker()

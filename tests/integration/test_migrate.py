@@ -74,6 +74,7 @@ def test_state_migrates_to_the_per_partition_layout(base_settings: Settings) -> 
     # the entry no learner had folded waits for the next one, once
     assert [d[b"changes"] for _, d in client.xrange(keys.journal(0))] == [b'[["view_bought"]]']
     assert client.keys(f"{prefix}:*") == []  # nothing of the old layout is left
+    assert client.smembers(keys.partitions) == {b"0", b"1", b"2"}  # (the learner reads them)
     check_layout(client, prefix)  # a worker may start
     again = migrate()
     assert again.returncode == 0 and "nothing to migrate" in again.stdout

@@ -182,9 +182,58 @@ def test_redis_cluster_store_contract(redis_cluster_url: str) -> None:
             await store.close()
 
     asyncio.run(run())
-    slots = {client.keyslot(k) for k in client.scan_iter(match=f"{{{prefix}:p0}}*")}
-    assert len(slots) == 1  # (partition 0's keys: customers, offsets, due, clock, journal)
-    nodes = {client.get_node_from_key(RedisKeys(prefix).epoch(p)).name for p in range(8)}
+    keys = [k.decode() for k in client.scan_iter(match=f"*{prefix}*")]
+    tags = {k[: k.index("}") + 1] for k in keys}
+    # every key is tagged: one partition's, or the learner's
+    assert tags <= {f"{{{prefix}:p{p}}}" for p in range(8)} | {f"{{{prefix}}}"}, tags
+    assert {RedisKeys(prefix).customer(0, "a"), RedisKeys(prefix).offsets(0)} <= set(keys)
+    nodes = {client.get_node_from_key(f"{{{prefix}:p{p}}}").name for p in range(8)}
     assert len(nodes) > 1  # (the partitions' keys are spread over the nodes)
-    for key in client.scan_iter(match=f"*{prefix}*"):
+    for key in keys:
         client.delete(key)
+
+
+def test_a_commit_whose_reply_was_lost_journals_once(base_settings: Settings) -> None:
+    """The EXEC runs but its reply is lost (the connection drops): the commit is tried again
+    and must not add the journal entries twice, also for a partition with no offsets in the
+    commit (its windows closed by another partition's time)."""
+    url = base_settings.redis_url.get_secret_value()
+    prefix = f"tact-test:{uuid.uuid4().hex[:8]}"
+    lost: list[bool] = []
+
+    async def run() -> None:
+        client = aioredis.Redis.from_url(url)
+        store = RedisStateStore(client, prefix=prefix, ttl_seconds=3600)
+        pipeline = client.pipeline
+
+        def losing(*args: Any, **kwargs: Any) -> Any:
+            pipe = pipeline(*args, **kwargs)
+            execute = pipe.execute
+
+            async def executed(*a: Any, **k: Any) -> Any:
+                done = await execute(*a, **k)
+                if kwargs.get("transaction", True) and not lost:
+                    lost.append(True)
+                    raise redis.exceptions.ConnectionError("the reply was lost")
+                return done
+
+            pipe.execute = executed
+            return pipe
+
+        client.pipeline = losing  # type: ignore[method-assign]
+        try:
+            journal = {2: b'[["view"]]', 7: b'[["settle"]]'}
+            await store.commit({"a": (2, b"s")}, {"clickstream:2": 4}, {}, journal=journal)
+        finally:
+            client.pipeline = pipeline  # type: ignore[method-assign]
+            await store.close()
+
+    asyncio.run(run())
+    client = redis.Redis.from_url(url)
+    try:
+        assert lost, "no reply was lost: the test did not test anything"
+        for partition, entry in ((2, b'[["view"]]'), (7, b'[["settle"]]')):
+            found = [d[b"changes"] for _, d in client.xrange(journal_key(prefix, partition))]
+            assert found == [entry]
+    finally:
+        client.delete(*client.keys(f"*{prefix}*"))

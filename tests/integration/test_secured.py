@@ -28,7 +28,9 @@ from tests.integration.test_worker import clickstream_only, expected_actions, to
 
 SASL_PASSWORD = "tact-secret"
 REDIS_PASSWORD = "redis-secret"
-REDIS_ACL = "~tact:* ~{tact:* +@read +@write +@keyspace +@scripting +@transaction +ping +select"
+REDIS_ACL = (
+    "~tact:* ~{tact:* +@read +@write +@keyspace +@scripting +@transaction +ping +select +time"
+)
 REES46 = ROOT.parent / "shared" / "datasets" / "rees46_2019oct_head" / "2019-Oct_head.csv.gz"
 
 
@@ -184,6 +186,15 @@ def test_the_worker_lag_and_connectors_run_on_sasl_ssl_and_tls_redis(
             break
         assert time.monotonic() < deadline, lag.stdout
         time.sleep(1)
+
+    # The learner, as the same ACL user: it reads the journals and the Redis clock.
+    learner = start_worker(settings, "learner")
+    deadline = time.monotonic() + 30
+    while "learning from the journals" not in learner.log():
+        assert learner.proc.poll() is None and time.monotonic() < deadline, learner.log()
+        time.sleep(0.2)
+    time.sleep(2.0)  # (it has read the clock and the journals a few times by now)
+    assert learner.proc.poll() is None, learner.log()
 
     # The webhook connector and the onsite API, on the same secured Kafka and Redis.
     receiver = Receiver(set())
