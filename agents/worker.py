@@ -385,8 +385,12 @@ class DecisionWorker:
         if not watermark or not self.assigned:
             return {}
         due: dict[str, int] = {}
-        for partition in sorted(self.assigned):
-            for cid in await self.store.load_due(partition, watermark, _SWEEP_LIMIT):
+        partitions = sorted(self.assigned)
+        ended = await asyncio.gather(  # (side by side: one round trip's wait, not one each)
+            *(self.store.load_due(p, watermark, _SWEEP_LIMIT) for p in partitions)
+        )
+        for partition, ids in zip(partitions, ended, strict=True):
+            for cid in ids:
                 if not engine.knows(cid):
                     due[cid] = partition
         if not due:

@@ -26,6 +26,46 @@ _WATCH_TRIES = 3  # a commit's WATCH broken this often with the epochs unmoved: 
 _SINCE_TRIES = 3  # the learner published while changed models were read: read again
 _LANDED = "@commit"  # the offsets hash's field: the last journaled commit written there
 
+# One partition's part of a commit (RedisStateStore._commit_partition), atomic. KEYS: epoch,
+# offsets, due, clock, journal, then the customers' states. ARGV: the epoch claimed ('':
+# unfenced), the commit's mark ('': none), the states' ttl, n, n states, then the due
+# entries (count, then customer and end: '' removes), the offsets (count, then name and
+# offset), the clock ('': none), the journal entry and whether there is one. Returns {1}
+# written, {2} written already (this mark: a reply lost), {0, epoch now} fenced.
+_COMMIT = """
+local epoch = ARGV[1]
+if epoch ~= '' then
+  local now = redis.call('GET', KEYS[1])
+  if now ~= epoch then return {0, now or ''} end
+end
+local mark = ARGV[2]
+if mark ~= '' and redis.call('HGET', KEYS[2], '@commit') == mark then return {2} end
+local ttl = tonumber(ARGV[3])
+local n = tonumber(ARGV[4])
+for i = 1, n do redis.call('SET', KEYS[5 + i], ARGV[4 + i], 'EX', ttl) end
+local at = 5 + n
+for _ = 1, tonumber(ARGV[at]) do
+  if ARGV[at + 2] == '' then
+    redis.call('ZREM', KEYS[3], ARGV[at + 1])
+  else
+    redis.call('ZADD', KEYS[3], ARGV[at + 2], ARGV[at + 1])
+  end
+  at = at + 2
+end
+at = at + 1
+for _ = 1, tonumber(ARGV[at]) do
+  redis.call('HSET', KEYS[2], ARGV[at + 1], ARGV[at + 2])
+  at = at + 2
+end
+at = at + 1
+if ARGV[at] ~= '' then redis.call('SET', KEYS[4], ARGV[at]) end
+if ARGV[at + 2] == '1' then
+  redis.call('XADD', KEYS[5], '*', 'changes', ARGV[at + 1])
+  redis.call('HSET', KEYS[2], '@commit', mark)
+end
+return {1}
+"""
+
 
 class RedisStateStore:
     """Keys (`RedisKeys`): per input partition N, in one hash slot (the tag
@@ -53,6 +93,7 @@ class RedisStateStore:
         self._models_key = keys.models
         self._version_key = keys.version
         self._changed_key = keys.changed
+        self._commit_script = client.register_script(_COMMIT)
         self._ttl = ttl_seconds
         self._max_backoff = max_backoff_s
 
@@ -104,36 +145,43 @@ class RedisStateStore:
         by_partition: dict[int, list[str]] = {}
         for cid, partition in customers.items():
             by_partition.setdefault(partition, []).append(cid)
-        found: dict[str, bytes] = {}
-        for group in self._groups(by_partition):
-            ids = [cid for p in group for cid in by_partition[p]]
-            keys = [self._keys.customer(customers[cid], cid) for cid in ids]
-            fenced = sorted((p, e) for p, e in fence.items() if p in group or not self._cluster)
-
-            async def read(keys: list[str] = keys, fenced: list[tuple[int, int]] = fenced) -> Any:
-                if not fenced:
-                    return await self._redis.mget(keys)
-                epochs = [self._keys.epoch(p) for p, _ in fenced]
-                async with self._redis.pipeline(transaction=True) as pipe:  # one snapshot
-                    if self._cluster:  # (a cluster's pipelines have no MGET)
-                        for key in [*epochs, *keys]:
-                            pipe.get(key)
-                        values = await pipe.execute()
-                    else:
-                        pipe.mget(epochs)
-                        pipe.mget(keys)
-                        now, blobs = await pipe.execute()
-                        values = [*now, *blobs]
-                _check_fence(fenced, values[: len(fenced)])
-                return values[len(fenced) :]
-
-            values = await self._retrying("load customers", read)
-            found.update(
-                (cid, _bytes(blob))
-                for cid, blob in zip(ids, values, strict=True)
-                if blob is not None
+        groups = self._groups(by_partition)
+        answers = await asyncio.gather(  # (on a cluster, the partitions' reads side by side)
+            *(
+                self._load_group([c for p in g for c in by_partition[p]], customers, g, fence)
+                for g in groups
             )
+        )
+        found: dict[str, bytes] = {}
+        for part in answers:
+            found.update(part)
         return found
+
+    async def _load_group(
+        self, ids: list[str], customers: Mapping[str, int], group: list[int], fence: Epochs
+    ) -> dict[str, bytes]:
+        keys = [self._keys.customer(customers[cid], cid) for cid in ids]
+        fenced = sorted((p, e) for p, e in fence.items() if p in group or not self._cluster)
+
+        async def read() -> Any:
+            if not fenced:
+                return await self._redis.mget(keys)
+            epochs = [self._keys.epoch(p) for p, _ in fenced]
+            if self._cluster:  # one snapshot: one MGET in the partition's slot
+                values = list(await self._redis.mget([*epochs, *keys]))
+            else:
+                async with self._redis.pipeline(transaction=True) as pipe:  # one snapshot
+                    pipe.mget(epochs)
+                    pipe.mget(keys)
+                    now, blobs = await pipe.execute()
+                    values = [*now, *blobs]
+            _check_fence(fenced, values[: len(fenced)])
+            return values[len(fenced) :]
+
+        values = await self._retrying("load customers", read)
+        return {
+            cid: _bytes(blob) for cid, blob in zip(ids, values, strict=True) if blob is not None
+        }
 
     async def load_models(self) -> dict[str, bytes]:
         raw = await self._retrying("load models", lambda: self._redis.hgetall(self._models_key))
@@ -227,6 +275,35 @@ class RedisStateStore:
         )
         _check_fence(fenced, epochs)
 
+    async def _commit_partition(
+        self, partition: int, part: _Part, epoch: int | None, mark: str | None
+    ) -> None:
+        """One partition's part of a commit as one script (on a cluster: redis-py's async
+        cluster transactions run every queued command in a thread of its own)."""
+        k = self._keys
+        customers = list(part.customers.items())
+        args: list[Any] = ["" if epoch is None else epoch, mark or "", self._ttl, len(customers)]
+        args += [blob for _, blob in customers]
+        args.append(len(part.due))
+        for cid, end in part.due.items():
+            args += [cid, "" if end is None else end]
+        args.append(len(part.offsets))
+        for name, offset in part.offsets.items():
+            args += [name, offset]
+        args += ["" if part.clock is None else part.clock, part.journal or b""]
+        args.append(1 if part.journal is not None else 0)
+        keys = [k.epoch(partition), k.offsets(partition), k.due(partition)]
+        keys += [k.clock(partition), k.journal(partition)]
+        keys += [k.customer(partition, cid) for cid, _ in customers]
+
+        async def write() -> None:
+            done = await self._commit_script(keys=keys, args=args, client=self._redis)
+            if int(done[0]) == 0:  # fenced: the epoch now
+                now = _text(done[1]) if done[1] else None
+                _check_fence([(partition, epoch or 0)], [now])
+
+        await self._retrying("commit checkpoint", write)
+
     async def _commit_group(
         self,
         group: list[tuple[int, _Part]],
@@ -234,6 +311,9 @@ class RedisStateStore:
         models: Any,
         mark: str | None,
     ) -> None:
+        if self._cluster:  # one partition
+            (partition, part), epochs = group[0], dict(fenced)
+            return await self._commit_partition(partition, part, epochs.get(partition), mark)
         keys = [self._keys.epoch(p) for p, _ in fenced]
         journaled = [p for p, part in group if part.journal is not None]
 
@@ -256,10 +336,7 @@ class RedisStateStore:
             async with self._redis.pipeline(transaction=True) as pipe:
                 if keys:
                     await pipe.watch(*keys)
-                    if self._cluster:  # (one key: a cluster's pipelines have no MGET)
-                        _check_fence(fenced, [await pipe.get(keys[0])])
-                    else:
-                        _check_fence(fenced, await pipe.mget(keys))
+                    _check_fence(fenced, await pipe.mget(keys))
                     pipe.multi()
                 for partition, part in group:
                     self._write(pipe, partition, part, mark)

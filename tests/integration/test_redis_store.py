@@ -12,7 +12,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from app.io.redis_store import RedisKeys, RedisStateStore, journal_key
+from app.io.redis_store import RedisKeys, RedisStateStore, _Part, journal_key
 from app.settings import Settings
 from app.store import Fenced
 from tests.store_contract import (
@@ -178,6 +178,19 @@ def test_redis_cluster_store_contract(redis_cluster_url: str) -> None:
             await check_journal_contract(store, entries)
             with pytest.raises(ValueError, match="learner"):
                 await store.commit({}, {"clickstream:0": 20}, {"core": b"m"})
+            # one partition's commit is one script: fenced as a whole...
+            epochs = await store.claim([9])
+            await store.claim([9])
+            with pytest.raises(Fenced, match="9"):
+                await store.commit({"q": (9, b"1")}, {"clickstream:9": 1}, {}, None, epochs)
+            assert await store.load_customers({"q": 9}) == {}
+            assert await store.load_offsets([9]) == {}
+            # ...and, tried again after it ran (its reply lost), not written twice
+            part = _Part()
+            part.offsets, part.journal = {"clickstream:11": 3}, b'[["view"]]'
+            for _ in range(2):
+                await store._commit_partition(11, part, None, "the same commit")
+            assert entries(11) == [b'[["view"]]']
         finally:
             await store.close()
 
@@ -185,7 +198,7 @@ def test_redis_cluster_store_contract(redis_cluster_url: str) -> None:
     keys = [k.decode() for k in client.scan_iter(match=f"*{prefix}*")]
     tags = {k[: k.index("}") + 1] for k in keys}
     # every key is tagged: one partition's, or the learner's
-    assert tags <= {f"{{{prefix}:p{p}}}" for p in range(8)} | {f"{{{prefix}}}"}, tags
+    assert tags <= {f"{{{prefix}:p{p}}}" for p in range(12)} | {f"{{{prefix}}}"}, tags
     assert {RedisKeys(prefix).customer(0, "a"), RedisKeys(prefix).offsets(0)} <= set(keys)
     nodes = {client.get_node_from_key(f"{{{prefix}:p{p}}}").name for p in range(8)}
     assert len(nodes) > 1  # (the partitions' keys are spread over the nodes)
