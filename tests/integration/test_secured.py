@@ -308,7 +308,10 @@ def test_other_sasl_mechanisms_connect(secured: Secured, mechanism: str) -> None
 
 
 def test_a_wrong_sasl_password_says_so(secured: Secured) -> None:
-    settings = secured.kafka(kafka_sasl_password="wrong-password")
+    # 20 s to connect, not the default 10: the refusal is read from what kafka-python logs
+    # while it bootstraps, and twice in CI the loaded test broker took longer than the
+    # client's timeout to refuse (read then as a listener that does not speak SASL)
+    settings = secured.kafka(kafka_sasl_password="wrong-password", kafka_connect_timeout_s=20.0)
     said = refused(settings, "topics", "create")
     assert "refused the SASL credentials (mechanism SCRAM-SHA-512, user 'tact')" in said
 
