@@ -34,13 +34,13 @@ import redis
 
 from app import codec
 from app.engine import DecisionEngine
-from app.io.redis_store import RedisKeys, claimed_partitions, models_key
+from app.io.redis_store import RedisKeys, as_text, claimed_partitions, models_key
 
 log = logging.getLogger(__name__)
 
 _READ = 50  # journal entries read at once per partition (each a worker's batch)
 _BLOCK_MS = 500  # with no entry to fold, `fold` waits this long for one, reading again
-_POLL_S = 0.05  # every this often
+_POLL_S = 0.2  # every this often (each read: the partitions, the nodes' clocks, the journals)
 _POSITION = "journal:"  # the models hash's field of a partition's position: journal:<partition>
 _LEASE_S = 15.0  # the lease lasts this long unless renewed (every pass of the loop, and
 _RENEW_S = 2.0  # at least this often while folding a long backlog)
@@ -101,7 +101,7 @@ class ModelLearner:
                 holder = self.redis.get(self.lease_key)
                 log.info(
                     "another learner holds the lease (%s): waiting for it",
-                    _text(holder) if holder is not None else "just released",
+                    as_text(holder) if holder is not None else "just released",
                 )
                 waiting = True
             time.sleep(1.0)
@@ -118,9 +118,9 @@ class ModelLearner:
     # -- folding ------------------------------------------------------------------------------
     def load(self) -> None:
         """Continue from the published models and the journal positions they include."""
-        fields = {_text(k): v for k, v in self.redis.hgetall(self.models_key).items()}
+        fields = {as_text(k): v for k, v in self.redis.hgetall(self.models_key).items()}
         self.positions = {
-            int(name.split(":", 1)[1]): _text(fields.pop(name))
+            int(name.split(":", 1)[1]): as_text(fields.pop(name))
             for name in [n for n in fields if n.startswith(_POSITION)]
         }
         publication = fields.pop("version", None)
@@ -186,10 +186,10 @@ class ModelLearner:
             reads = pipe.execute()
         for partition, read in zip(partitions, reads, strict=True):
             for entry_id, data in read:
-                text = _text(entry_id)
+                text = as_text(entry_id)
                 found.append((_entry_order(text), partition, text, data))
             if len(read) == _READ:
-                last = _entry_order(_text(read[-1][0]))
+                last = _entry_order(as_text(read[-1][0]))
                 cut = last if cut is None else min(cut, last)
         found.sort(key=lambda e: (e[0], e[1]))
         return found if cut is None else [e for e in found if e[0] <= cut]
@@ -214,7 +214,7 @@ class ModelLearner:
         lost = LeaseLost(f"the lease {self.lease_key} is no longer {self.owner}'s")
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.watch(self.lease_key, self.version_key)
-            if _text(pipe.get(self.lease_key) or b"") != self.owner:
+            if as_text(pipe.get(self.lease_key) or b"") != self.owner:
                 raise lost
             version = int(pipe.get(self.version_key) or 0) + 1
             # the version also in the hash: a worker that loads the hash knows which it has
@@ -302,11 +302,7 @@ def _entry_order(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
-
-
 def published(client: Any, prefix: str) -> Mapping[str, bytes]:
     """The models as the learner last published them (fields; `journal:<partition>`: its
     position in each partition's journal)."""
-    return {_text(k): v for k, v in client.hgetall(models_key(prefix)).items()}
+    return {as_text(k): v for k, v in client.hgetall(models_key(prefix)).items()}

@@ -12,7 +12,7 @@ from typing import Any
 import redis
 
 from app.errors import ConfigurationError
-from app.io.redis_store import RedisKeys
+from app.io.redis_store import RedisKeys, as_text
 from app.partitioning import partition_of
 from app.store import partition_of_key
 
@@ -57,8 +57,8 @@ def migrate(client: Any, prefix: str, partitions_count: int) -> Counter[str]:
             pipe.delete(old)
             pipe.execute()
 
-    offsets = {_text(k): v for k, v in client.hgetall(f"{prefix}:offsets").items()}
-    clocks = {int(_text(k)): v for k, v in client.hgetall(f"{prefix}:clocks").items()}
+    offsets = {as_text(k): v for k, v in client.hgetall(f"{prefix}:offsets").items()}
+    clocks = {int(as_text(k)): v for k, v in client.hgetall(f"{prefix}:clocks").items()}
 
     def write_offsets(pipe: Any) -> None:
         for name, value in offsets.items():
@@ -73,7 +73,7 @@ def migrate(client: Any, prefix: str, partitions_count: int) -> Counter[str]:
     moved["offsets"], moved["clocks"] = len(offsets), len(clocks)
 
     for old in client.scan_iter(match=f"{prefix}:epoch:*", count=1000):
-        name = _text(old)
+        name = as_text(old)
         partition = int(name.rsplit(":", 1)[1])
         claimed.add(partition)
         epoch = client.get(old)
@@ -81,7 +81,7 @@ def migrate(client: Any, prefix: str, partitions_count: int) -> Counter[str]:
         moved["epochs"] += 1
 
     for old in client.scan_iter(match=f"{prefix}:due:*", count=1000):
-        name = _text(old)
+        name = as_text(old)
         partition = int(name.rsplit(":", 1)[1])
         entries = dict(client.zrange(old, 0, -1, withscores=True))
         if entries:
@@ -101,7 +101,7 @@ def migrate(client: Any, prefix: str, partitions_count: int) -> Counter[str]:
             for name, blob, ttl in zip(names, found[::2], found[1::2], strict=True):
                 if blob is None or ttl == -2:  # (expired meanwhile)
                     continue
-                cid = _text(name)[len(stem) :]
+                cid = as_text(name)[len(stem) :]
                 partition = partition_of(cid, partitions_count)
                 claimed.add(partition)
                 pipe.set(keys.customer(partition, cid), blob, px=ttl if ttl > 0 else None)
@@ -117,8 +117,8 @@ def migrate(client: Any, prefix: str, partitions_count: int) -> Counter[str]:
     if batch:
         customers(batch)
 
-    models = {_text(k): v for k, v in client.hgetall(f"{prefix}:models").items()}
-    position = _text(models.pop("journal", b"0-0"))
+    models = {as_text(k): v for k, v in client.hgetall(f"{prefix}:models").items()}
+    position = as_text(models.pop("journal", b"0-0"))
     unfolded = client.xrange(f"{prefix}:journal", f"({position}", "+")
     version = client.get(f"{prefix}:models:version")
     changed = dict(client.zrange(f"{prefix}:models:changed", 0, -1, withscores=True))
@@ -160,7 +160,3 @@ def run_migrate(client: Any, prefix: str, partitions: int) -> str:
     return f"migrated the state of {prefix} ({partitions} input partitions): " + ", ".join(
         f"{n:,} {what}" for what, n in moved.items()
     )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value

@@ -185,7 +185,7 @@ class RedisStateStore:
 
     async def load_models(self) -> dict[str, bytes]:
         raw = await self._retrying("load models", lambda: self._redis.hgetall(self._models_key))
-        return {_text(k): _bytes(v) for k, v in raw.items()}
+        return {as_text(k): _bytes(v) for k, v in raw.items()}
 
     async def load_due(self, partition: int, until: float, limit: int) -> list[str]:
         key = self._keys.due(partition)
@@ -193,7 +193,7 @@ class RedisStateStore:
             "load due windows",
             lambda: self._redis.zrangebyscore(key, "-inf", until, start=0, num=limit),
         )
-        return [_text(cid) for cid in found if isinstance(cid, bytes | str)]
+        return [as_text(cid) for cid in found if isinstance(cid, bytes | str)]
 
     async def load_clocks(self, partitions: Iterable[int]) -> dict[int, float]:
         wanted = sorted(set(partitions))
@@ -299,7 +299,7 @@ class RedisStateStore:
         async def write() -> None:
             done = await self._commit_script(keys=keys, args=args, client=self._redis)
             if int(done[0]) == 0:  # fenced: the epoch now
-                now = _text(done[1]) if done[1] else None
+                now = as_text(done[1]) if done[1] else None
                 _check_fence([(partition, epoch or 0)], [now])
 
         await self._retrying("commit checkpoint", write)
@@ -372,7 +372,7 @@ class RedisStateStore:
             partitions,
             lambda pipe, p: pipe.hget(self._keys.offsets(p), _LANDED),
         )
-        return any(_text(h) == mark for h in held if h is not None)
+        return any(as_text(h) == mark for h in held if h is not None)
 
     async def models_version(self) -> int:
         raw = await self._retrying(
@@ -393,7 +393,7 @@ class RedisStateStore:
 
         for _ in range(_SINCE_TRIES):
             now, changed = await self._retrying("read what the learner changed", names)
-            wanted = [_text(n) for n in changed]
+            wanted = [as_text(n) for n in changed]
             if now is None or "core" not in wanted:  # (a learner that keeps no such record)
                 return None
             keys = [*wanted, "version"]
@@ -518,10 +518,11 @@ def checkpointed(client: Any, prefix: str) -> dict[str, int]:
 
 def _offsets(raw: Mapping[bytes | str, bytes | str]) -> dict[str, int]:
     """The offsets hash as read: `<topic>:<partition>` -> next offset."""
-    return {name: int(v) for k, v in raw.items() if (name := _text(k)) != _LANDED}
+    return {name: int(v) for k, v in raw.items() if (name := as_text(k)) != _LANDED}
 
 
-def _text(value: bytes | str) -> str:
+def as_text(value: bytes | str) -> str:
+    """A Redis answer (bytes, or str from a decoding client) as text."""
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
