@@ -1,7 +1,8 @@
 """The decision agent: clickstream and orders in (raw bytes), Actions and dead letters out.
 
-The agent only moves records between Faust and DecisionWorker (agents/worker.py): it reads
-batches without acknowledging them, hands them over, and acknowledges them once the worker
+The decision task only moves records between Faust's consumer and DecisionWorker
+(agents/worker.py): it takes the records fetched (agents/intake.py: a fetch at a time, not
+through Faust's per-record streams), hands them over, and acknowledges them once the worker
 has checkpointed, so Faust never commits an offset whose effects are not saved.
 """
 
@@ -13,9 +14,10 @@ from collections.abc import Awaitable
 from typing import Any, cast
 
 import faust
+from faust.types import Message
 
-from agents.batching import ready_batches
 from agents.gcpacing import GcPacer
+from agents.intake import Intake, current, use_batches
 from agents.worker import BatchFailed, DecisionWorker, Headers
 from app.pipeline import Record
 
@@ -24,8 +26,7 @@ log = logging.getLogger(__name__)
 EXIT_BATCH_FAILED = 75  # EX_TEMPFAIL: restart me (nothing unsaved was acknowledged)
 
 
-def _record(event: faust.EventT[bytes]) -> Record:
-    message = event.message
+def _record(message: Message) -> Record:
     return Record(
         topic=message.topic,
         partition=message.partition,
@@ -59,25 +60,26 @@ def attach(app: faust.App, worker: DecisionWorker) -> None:
     )
     inputs = set(settings.input_topics)
     pacer = GcPacer(settings.gc_full_every_s)
+    intake = Intake(settings.batch_max)
+    use_batches(app, intake)
+    app.topics.add(channel)  # (subscribed, its records acknowledged, as an agent's)
 
-    async def decide(stream: faust.StreamT[bytes]) -> None:
-        # Events (not values), left for us to acknowledge once they are saved.
-        source = cast(faust.Stream[bytes], stream)
-        batches = ready_batches(
-            source, settings.batch_max, settings.batch_within_s, settings.batch_idle_s
-        )
-        async for events in batches:
+    async def decide() -> None:
+        consumer = app.consumer
+        while True:
+            messages = current(app, await intake.take())
+            if not messages:
+                continue
             try:
-                done = await worker.handle_until_done([_record(e) for e in events])
+                done = await worker.handle_until_done([_record(m) for m in messages])
             except BatchFailed as exc:
-                # Faust would stop this agent and keep the process alive doing nothing: exit
-                # instead, for the supervisor to restart; the batch was never acknowledged.
+                # Exit for the supervisor to restart; the batch was never acknowledged.
                 log.critical("%s; exiting with status %d", exc, EXIT_BATCH_FAILED)
                 logging.shutdown()
                 os._exit(EXIT_BATCH_FAILED)
             if done:
-                for event in events:
-                    await source.ack(event)
+                for message in messages:
+                    consumer.ack(message)
             pacer.after_batch()
 
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
@@ -88,9 +90,11 @@ def attach(app: faust.App, worker: DecisionWorker) -> None:
 
     async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
         # A batch in flight now is not acknowledged (the generation moves) and its checkpoint
-        # is refused if the partitions' next owner has claimed them first.
+        # is refused if the partitions' next owner has claimed them first. Records fetched
+        # and not taken yet come again after Kafka's seek to the committed offsets.
+        intake.clear()
         worker.forget()
 
-    app.agent(channel, name="tact.decide", concurrency=1)(decide)
+    app.task(decide)
     app.on_partitions_assigned.connect(cast(Any, on_assigned))
     app.on_partitions_revoked.connect(cast(Any, on_revoked))

@@ -35,6 +35,7 @@ import logging
 import os
 import socket
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
@@ -456,21 +457,23 @@ class DecisionWorker:
 
 
 def _count(result: BatchResult, redelivered: int, size: int, seconds: float) -> None:
+    """The batch's figures into the metrics, one update per label (not one per record)."""
     for event_type, n in result.events_by_type.items():
         metrics.EVENTS.labels(event_type).inc(n)
-    for letter in result.dead_letters:
-        metrics.DEAD_LETTERS.labels(letter.reason).inc()
-    for outcome in result.outcomes:
-        metrics.OUTCOMES.labels(outcome.status).inc()
-    for action in result.actions:
-        metrics.ACTIONS.labels(action.play, action.channel).inc()
-        for suppression in action.suppress:
-            metrics.SUPPRESSIONS.labels(suppression.channel).inc()
+    for reason, n in Counter(letter.reason for letter in result.dead_letters).items():
+        metrics.DEAD_LETTERS.labels(reason).inc(n)
+    for status, n in Counter(outcome.status for outcome in result.outcomes).items():
+        metrics.OUTCOMES.labels(status).inc(n)
+    for (play, channel), n in Counter((a.play, a.channel) for a in result.actions).items():
+        metrics.ACTIONS.labels(play, channel).inc(n)
+    quiet = Counter(s.channel for action in result.actions for s in action.suppress)
+    for channel, n in quiet.items():
+        metrics.SUPPRESSIONS.labels(channel).inc(n)
     if redelivered:
         metrics.REDELIVERED.inc(redelivered)
     if result.stale:
         metrics.STALE.inc(result.stale)
-    for seconds in result.decision_seconds:
-        metrics.DECISION_SECONDS.observe(seconds)
+    for decision in result.decision_seconds:
+        metrics.DECISION_SECONDS.observe(decision)
     metrics.BATCH_SIZE.observe(size)
     metrics.BATCH_SECONDS.observe(seconds)

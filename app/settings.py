@@ -101,15 +101,6 @@ class Settings(BaseSettings):
 
     max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, ge=1024, le=64 * 1024 * 1024)
     batch_max: int = Field(500, ge=1, le=100_000, description="events per processing batch")
-    batch_within_s: float = Field(
-        0.1, gt=0, le=10, description="longest wait from a batch's first event to its start"
-    )
-    batch_idle_s: float = Field(
-        0.0001,
-        ge=0,
-        le=1,
-        description="a batch starts once no event has come for this long (or it is full)",
-    )
     gc_full_every_s: float = Field(
         600.0,
         ge=0,

@@ -138,8 +138,6 @@ def run(
     rates: list[float],
     seconds: float,
     customers: int,
-    batch_within: float,
-    batch_idle: float,
     floor: bool = False,
 ) -> list[dict[str, float]]:
     """Each rate in turn through one `tact worker` (or, with `floor`, the raw passthrough)."""
@@ -153,7 +151,7 @@ def run(
     if floor:
         worker = start_worker(settings, log, module=("benchmarks.latency", "--passthrough"))
     else:
-        worker = start_worker(settings, log, batch_within_s=batch_within, batch_idle_s=batch_idle)
+        worker = start_worker(settings, log)
     name = "raw floor" if floor else "worker"
     stream = _endless(customers)
     results = []
@@ -217,18 +215,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="at each rate")
     parser.add_argument("--customers", type=int, default=20000, help="of the generated stream")
     parser.add_argument(
-        "--batch-within",
-        type=float,
-        default=Settings().batch_within_s,
-        help="the worker's TACT_BATCH_WITHIN_S (longest wait from a batch's first event)",
-    )
-    parser.add_argument(
-        "--batch-idle",
-        type=float,
-        default=Settings().batch_idle_s,
-        help="the worker's TACT_BATCH_IDLE_S (a batch starts once no event came for this long)",
-    )
-    parser.add_argument(
         "--floor",
         action="store_true",
         help="first the same rates through the raw floor (an aiokafka passthrough)",
@@ -248,8 +234,8 @@ def main(argv: list[str] | None = None) -> None:
     if any(r <= 0 for r in rates) or args.seconds <= 0:
         parser.error("rates and --seconds must be positive")
     if args.floor:
-        run(rates, args.seconds, args.customers, args.batch_within, args.batch_idle, floor=True)
-    run(rates, args.seconds, args.customers, args.batch_within, args.batch_idle)
+        run(rates, args.seconds, args.customers, floor=True)
+    run(rates, args.seconds, args.customers)
 
 
 if __name__ == "__main__":

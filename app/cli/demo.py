@@ -244,7 +244,6 @@ class Demo:
         world = demo_world(self.world, self.customers, self.days)
         loop = Loop(self.settings, world, self.seed, self.say, self._offer)
         env["TACT_CATALOG"] = str(write_catalog(loop.catalog, self.files / "catalog.jsonl"))
-        env["TACT_BATCH_WITHIN_S"] = "0.005"  # one event at a time: no batch to wait for
         started = time.monotonic()
         never, frozen = loop.baselines()
         self.say(

@@ -1,0 +1,77 @@
+"""The worker's intake (agents/intake.py): fetches handed over whole, batches of at most its
+limit, the fetcher held back while a full batch waits, and what a revocation clears."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from agents.intake import Intake
+from agents.worker import _count
+from app.io import metrics
+from app.pipeline import BatchResult
+
+
+def _run(coroutine: Any) -> Any:
+    return asyncio.run(coroutine)
+
+
+def test_a_batch_is_what_waits_at_most_the_limit() -> None:
+    async def scenario() -> list[list[Any]]:
+        intake = Intake(limit=3)
+        await intake.put([1, 2])
+        await intake.put([3, 4])  # 2 waiting < 3: taken at once
+        return [await intake.take(), await intake.take()]
+
+    assert _run(scenario()) == [[1, 2, 3], [4]]
+
+
+def test_take_waits_for_a_record() -> None:
+    async def scenario() -> tuple[bool, list[Any]]:
+        intake = Intake(limit=10)
+        taking = asyncio.ensure_future(intake.take())
+        await asyncio.sleep(0.01)
+        early = taking.done()
+        await intake.put(["a"])
+        return early, await taking
+
+    assert _run(scenario()) == (False, ["a"])
+
+
+def test_the_fetcher_waits_while_a_full_batch_waits() -> None:
+    async def scenario() -> tuple[bool, bool, list[Any], list[Any]]:
+        intake = Intake(limit=2)
+        await intake.put([1, 2])
+        putting = asyncio.ensure_future(intake.put([3]))
+        await asyncio.sleep(0.01)
+        held = not putting.done()
+        first = await intake.take()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        released = putting.done()
+        return held, released, first, await intake.take()
+
+    assert _run(scenario()) == (True, True, [1, 2], [3])
+
+
+def test_clear_drops_what_waits_and_lets_the_fetcher_on() -> None:
+    async def scenario() -> tuple[list[Any], list[Any]]:
+        intake = Intake(limit=1)
+        await intake.put([1])
+        putting = asyncio.ensure_future(intake.put([2]))
+        await asyncio.sleep(0.01)
+        intake.clear()  # a revocation: [1] is not handled
+        await asyncio.wait_for(putting, 1)
+        return intake.waiting, await intake.take()
+
+    assert _run(scenario()) == ([2], [2])
+
+
+def test_a_batch_time_is_the_batch_s_not_its_last_decision_s() -> None:
+    before = metrics.BATCH_SECONDS._sum.get()
+    result = BatchResult()
+    result.decision_seconds.extend([0.001, 0.002])
+    _count(result, redelivered=0, size=2, seconds=1.5)
+    assert metrics.BATCH_SECONDS._sum.get() - before == pytest.approx(1.5)
