@@ -244,7 +244,7 @@ class DecisionWorker:
         for record, item in prepared.items:
             if isinstance(item, Envelope):
                 self.partition_of[item.customer_id] = record.partition
-        missing = [cid for cid in prepared.customer_ids() if not engine.knows(cid)]
+        missing = engine.thaw(prepared.customer_ids())  # (cold ones: states again)
         engine.restore(
             await self.store.load_customers({c: self.partition_of[c] for c in missing}, self.epochs)
         )
@@ -286,9 +286,12 @@ class DecisionWorker:
             await self.store.commit(states, prepared.offsets, models, due, self.epochs, clocks)
         self.committed.update(prepared.offsets)
         self.saved.update(clocks)
-        # Everything is in the store now, so the least recently used states may go.
-        for cid in engine.trim(result.touched, self.settings.max_cached_customers):
+        # Everything is in the store now: the least recently used may go cold, or go.
+        limit, hot = self.settings.max_cached_customers, self.settings.hot_customers
+        for cid in engine.trim(result.touched, limit, hot):
             self.partition_of.pop(cid, None)
+        metrics.CACHED.labels("hot").set(len(engine.customers))
+        metrics.CACHED.labels("cold").set(len(engine.cold))
         _count(result, prepared.redelivered, len(records), time.perf_counter() - started)
         return True
 
@@ -391,9 +394,8 @@ class DecisionWorker:
             *(self.store.load_due(p, watermark, _SWEEP_LIMIT) for p in partitions)
         )
         for partition, ids in zip(partitions, ended, strict=True):
-            for cid in ids:
-                if not engine.knows(cid):
-                    due[cid] = partition
+            for cid in engine.thaw(ids):  # (cold ones close their windows as states)
+                due[cid] = partition
         if not due:
             return {}
         states = await self.store.load_customers(due, self.epochs)

@@ -150,6 +150,12 @@ class Settings(BaseSettings):
     max_cached_customers: int = Field(
         200_000, ge=100, description="customer states a worker keeps in memory (LRU)"
     )
+    hot_customers: int = Field(
+        10_000,
+        ge=100,
+        description="of those, the most recently used kept as objects; the others are kept "
+        "as their saved bytes (a quarter of the memory) until they are needed",
+    )
 
     webhook_secret: SecretStr = Field(
         SecretStr(""), description="HMAC key the webhook connector signs requests with"

@@ -11,8 +11,9 @@ time of their write), then partition, into one set of models, and publishes them
 hash, with each journal's position they include and their publication number, the counter,
 and which publication last changed each field, in one transaction) every
 `learning.snapshot_changes` changes or `learning.snapshot_seconds`; workers read the counter
-between batches and swap in the fields changed since their own publication. Entries it has
-published are trimmed.
+between batches and swap in the fields changed since their own publication. Entries are
+trimmed one publication after the one that included them: each stays at least that long
+(`learning.snapshot_seconds`) for anyone reading the journals as they come.
 
 Only one learner learns at a time: it holds a lease (a key with its name, renewed while it
 runs) and publishes only while the lease is its own; a second learner waits for the lease.
@@ -83,6 +84,7 @@ class ModelLearner:
         self.changed_key, self.lease_key = self.keys.changed, self.keys.lease
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.positions: dict[int, str] = {}  # input partition -> its last journal entry folded
+        self.trim_at: dict[int, str] = {}  # the positions the last publication included
         self.pending = 0  # changes folded since the last publication
         self.folded = 0  # changes folded since the start
         self.renew = self.redis.register_script(_RENEW)
@@ -207,7 +209,7 @@ class ModelLearner:
     def publish(self) -> int:
         """Write the models that changed, with the journal positions they include, and bump
         the version, in one transaction, only while the lease is this learner's; trim the
-        journal entries folded. Returns the new version."""
+        journal entries the last publication included. Returns the new version."""
         fields: dict[str, Any] = dict(self.engine.models.changes())
         changed = list(fields)
         fields.update({f"{_POSITION}{p}": at for p, at in self.positions.items()})
@@ -229,11 +231,15 @@ class ModelLearner:
                 pipe.execute()
             except redis.WatchError:  # taken (or expired) between the check and EXEC
                 raise lost from None
-        # (each journal in its own slot: trimmed after; what is published is never read again)
-        with self.redis.pipeline(transaction=False) as pipe:
-            for partition, at in self.positions.items():
-                pipe.xtrim(self.keys.journal(partition), minid=at)
-            pipe.execute()
+        # (each journal in its own slot: trimmed after; what is published is never read again,
+        # the entries up to the last publication's positions, not this one's: an entry is
+        # kept one publication after it was folded, however soon after its write that was)
+        trim_at, self.trim_at = self.trim_at, dict(self.positions)
+        if trim_at:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for partition, at in trim_at.items():
+                    pipe.xtrim(self.keys.journal(partition), minid=at, approximate=False)
+                pipe.execute()
         self.engine.models.publication = version
         self.pending = 0
         return version

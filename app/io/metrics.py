@@ -70,6 +70,12 @@ DECISION_SECONDS = Histogram(
     "Time the engine took for one event (readiness, arms, the draw, the Actions)",
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
 )
+CACHED = Gauge(
+    "tact_cached_customers",
+    "Customers in the worker's memory: as states (hot), or as compressed bytes until their "
+    "next event (cold; TACT_HOT_CUSTOMERS)",
+    ["tier"],
+)
 LAG_RECORDS = Gauge(
     "tact_consumer_lag_records",
     "Records not yet processed by the worker's group, per input partition (as `tact lag`)",

@@ -99,7 +99,13 @@ def test_three_workers_and_a_learner_through_a_kill_storm(
     # publishing every 3 s: the journal's reader below has that long to read an entry
     # before the learner trims it (a miss fails the test, never passes it)
     policy = _policy(tmp_path, seconds=3.0)
-    update: dict[str, Any] = {"topic_partitions": 12, "learner": True, "batch_max": 100}
+    # 100 customers kept as states, the others cold (compressed bytes) between their events
+    update: dict[str, Any] = {
+        "topic_partitions": 12,
+        "learner": True,
+        "batch_max": 100,
+        "hot_customers": 100,
+    }
     if where == "a Redis Cluster":
         update["redis_url"] = SecretStr(request.getfixturevalue("redis_cluster_url"))
     settings = base_settings.model_copy(update=own("tact-storm") | update | {"policy": policy})
@@ -238,7 +244,8 @@ def test_three_workers_learning_off_lose_and_change_nothing_through_a_kill_storm
     """Learning off and one topic: each customer's decisions depend only on its own events in
     order, so the storm must give exactly one process's Actions, every copy identical; on one
     server, and on a Redis Cluster (checkpoints cut between partitions' transactions)."""
-    update: dict[str, Any] = {"topic_partitions": 12, "batch_max": 100}
+    # (100 customers kept as states, the others cold between their events)
+    update: dict[str, Any] = {"topic_partitions": 12, "batch_max": 100, "hot_customers": 100}
     if where == "a Redis Cluster":
         update["redis_url"] = SecretStr(request.getfixturevalue("redis_cluster_url"))
     settings = base_settings.model_copy(

@@ -70,10 +70,19 @@ def test_a_journal_entry_lands_with_its_checkpoint_and_the_learner_publishes_und
     assert models.unsubscribes.customers == 1 and models.unsubscribes.sent == {"email": 1.0}
     assert int(client.get(version_key(prefix))) == 1
     assert published(client, prefix)["version"] == b"1"  # the hash names its publication
+    assert client.xlen(journal_key(prefix, 0)) == 1  # (kept until the next publication)
 
     # A second publication: a worker at the first reads only the fields it changed.
     client.xadd(journal_key(prefix, 0), {"changes": codec.dumps([["order", 20.0, ["C", "D"]]])})
     assert first.fold(block_ms=100) == 1 and first.publish() == 2
+
+    # Entries are trimmed one publication after the one that included them (up to its
+    # position): the first stays through the second publication, and goes at the third.
+    def journal() -> list[float]:
+        entries = client.xrange(journal_key(prefix, 0))
+        return [codec.loads(data[b"changes"])[0][1] for _, data in entries]
+
+    assert journal() == [80.0, 20.0]
 
     async def since() -> tuple[Any, Any]:
         store = RedisStateStore(
@@ -92,6 +101,9 @@ def test_a_journal_entry_lands_with_its_checkpoint_and_the_learner_publishes_und
         "version": b"2",
     }
     assert everything is not None and {"affinity:A", "affinity:B", "affinity:C"} <= set(everything)
+    client.xadd(journal_key(prefix, 0), {"changes": codec.dumps([["order", 5.0, ["E", "F"]]])})
+    assert first.fold(block_ms=100) == 1 and first.publish() == 3
+    assert journal() == [20.0, 5.0]
 
     second = ModelLearner(client, prefix, DecisionEngine(demo_catalog()))
     tries = iter(range(2))
@@ -104,8 +116,8 @@ def test_a_journal_entry_lands_with_its_checkpoint_and_the_learner_publishes_und
     # where the first published
     # every field now counts as changed by the latest publication: a worker holding an
     # older one reads them all
-    assert client.zscore(changed_key(prefix), "affinity:A") == 2
-    assert client.zscore(changed_key(prefix), "core") == 2
+    assert client.zscore(changed_key(prefix), "affinity:A") == 3
+    assert client.zscore(changed_key(prefix), "core") == 3
     with pytest.raises(LeaseLost):
         first.publish()
     with pytest.raises(LeaseLost):

@@ -176,6 +176,43 @@ def test_evicted_customers_reload_to_the_same_decisions(stream: list[dict]) -> N
     assert out == straight
 
 
+def test_cold_customers_thaw_to_the_same_decisions(stream: list[dict]) -> None:
+    """Customers kept cold (as their saved bytes, `trim`'s `hot`) decide, and close their
+    windows, as those kept as states; none is lost, and a cold one is far smaller."""
+    engine = DecisionEngine(demo_catalog(), frozen_policy())
+    out, most_cold = [], 0
+    for event in stream:
+        out += [encode(a) for a in engine.process(event)]
+        out += [encode_outcome(o) for o in engine.take_outcomes()]
+        assert engine.trim([event["customer_id"]], limit=10**6, hot=20) == []
+        assert len(engine.customers) <= 20
+        most_cold = max(most_cold, len(engine.cold))
+    out += [encode_outcome(o) for o in engine.flush()]
+    assert not engine.cold
+    assert most_cold > 100
+    reference = DecisionEngine(demo_catalog(), frozen_policy())
+    expected = []
+    for event in stream:
+        expected += [encode(a) for a in reference.process(event)]
+        expected += [encode_outcome(o) for o in reference.take_outcomes()]
+    expected += [encode_outcome(o) for o in reference.flush()]
+    actions = [line for line in out if b'"status"' not in line]
+    assert actions == [line for line in expected if b'"status"' not in line]
+    assert sorted(out) == sorted(expected)  # (Outcomes: when thawed, not in event order)
+
+
+def test_trim_drops_the_coldest_first() -> None:
+    engine = DecisionEngine(demo_catalog())
+    for e in generate(10, seed=1):
+        engine.process(e)
+    order = list(engine.customers)
+    assert engine.trim([order[0]], limit=6, hot=2) == order[1:5]
+    assert list(engine.cold) == order[5:9] and list(engine.customers) == [order[9], order[0]]
+    assert all(engine.knows(cid) for cid in order[5:] + order[:1])
+    assert engine.thaw([order[6], "stranger"]) == ["stranger"]
+    assert order[6] in engine.customers and order[6] not in engine.cold
+
+
 def test_evicted_customers_close_the_same_windows_when_orders_come_late() -> None:
     """The clickstream read first and the orders after it (two topics read apart): an order
     makes windows that end before the watermark already (a refill booked weeks ahead of an
