@@ -24,6 +24,7 @@ from app.pipeline import Record
 log = logging.getLogger(__name__)
 
 EXIT_BATCH_FAILED = 75  # EX_TEMPFAIL: restart me (nothing unsaved was acknowledged)
+EXIT_TASK = 70  # EX_SOFTWARE: the decision task ended while the worker was not stopping
 
 
 def _record(message: Message) -> Record:
@@ -65,6 +66,19 @@ def attach(app: faust.App, worker: DecisionWorker) -> None:
     app.topics.add(channel)  # (subscribed, its records acknowledged, as an agent's)
 
     async def decide() -> None:
+        try:
+            await _decide()
+        except BaseException as exc:
+            if app.should_stop:
+                raise
+            # Not stopping, yet the task ends (even cancelled from inside): a worker that
+            # holds its partitions and handles nothing must not live on. Exit for the
+            # supervisor; nothing unsaved was acknowledged.
+            log.critical("the decision task ended: %r; exiting with status %d", exc, EXIT_TASK)
+            logging.shutdown()
+            os._exit(EXIT_TASK)
+
+    async def _decide() -> None:
         consumer = app.consumer
         while True:
             messages = current(app, await intake.take())
@@ -77,7 +91,8 @@ def attach(app: faust.App, worker: DecisionWorker) -> None:
                 log.critical("%s; exiting with status %d", exc, EXIT_BATCH_FAILED)
                 logging.shutdown()
                 os._exit(EXIT_BATCH_FAILED)
-            if done:
+            if done:  # (a batch not done came with a rebalance: Kafka seeks back to the
+                # committed offsets before any later record of its partitions is acked)
                 for message in messages:
                     consumer.ack(message)
             pacer.after_batch()

@@ -115,24 +115,31 @@ class BatchConsumer(Consumer):
         read_offset: MutableMapping[TP, int | None],
         acks_enabled_for: Any,
     ) -> list[Message]:
-        """The fetched records as Faust's messages, in order per partition, without those
-        read already (as Faust's own drain loop: gaps in offsets are noted for its commits)."""
+        """The fetched records as Faust's messages, without those read already, in the
+        order Faust's own getmany gives (round robin over topics and partitions: one
+        partition's backlog does not go all before another's records, nor a topic's before
+        the other's); gaps in offsets are noted for Faust's commits, as its drain loop does."""
         generation = self.app.consumer_generation_id
         to_message = self._to_message
+        buffered = self._buffered_partitions
+        last = {
+            tp: read_offset.get(tp)
+            for tp in records
+            if active is None or tp in active or tp in buffered
+        }
         messages: list[Message] = []
-        for tp, batch in records.items():
-            if active is not None and tp not in active and tp not in self._buffered_partitions:
+        for tp, record in self.scheduler.iterate(records):
+            if tp not in last:
                 continue
-            last = read_offset.get(tp)
-            for record in batch:
-                offset = record.offset
-                if last is not None and offset < last:
-                    continue
-                if last and offset - last > 1 and acks_enabled_for(tp.topic):
-                    await self._add_gap(tp, last + 1, offset)
-                messages.append(to_message(tp, record))
-                last = offset
-            read_offset[tp] = last
+            offset, previous = record.offset, last[tp]
+            if previous is not None and offset < previous:
+                continue
+            if previous and offset - previous > 1 and acks_enabled_for(tp.topic):
+                await self._add_gap(tp, previous + 1, offset)
+            messages.append(to_message(tp, record))
+            last[tp] = offset
+        for tp, offset in last.items():
+            read_offset[tp] = offset
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
         if self.app.consumer_generation_id != generation:
             return []  # a rebalance came meanwhile
@@ -141,6 +148,8 @@ class BatchConsumer(Consumer):
 
 def use_batches(app: faust.App, intake: Intake) -> None:
     """Make `app` consume through a BatchConsumer feeding `intake` (before it starts)."""
+    if cast(Any, app)._consumer is not None:  # (Faust's own drain loop would feed nobody)
+        raise RuntimeError("use_batches must come before anything makes the app's consumer")
     transport = cast(Any, app.transport)
     transport.Consumer = type("BatchConsumer", (BatchConsumer,), {"intake": intake})
 

@@ -244,7 +244,7 @@ class DecisionWorker:
         for record, item in prepared.items:
             if isinstance(item, Envelope):
                 self.partition_of[item.customer_id] = record.partition
-        missing = engine.thaw(prepared.customer_ids())  # (cold ones: states again)
+        missing = [cid for cid in prepared.customer_ids() if not engine.knows(cid)]
         engine.restore(
             await self.store.load_customers({c: self.partition_of[c] for c in missing}, self.epochs)
         )
@@ -394,8 +394,9 @@ class DecisionWorker:
             *(self.store.load_due(p, watermark, _SWEEP_LIMIT) for p in partitions)
         )
         for partition, ids in zip(partitions, ended, strict=True):
-            for cid in engine.thaw(ids):  # (cold ones close their windows as states)
-                due[cid] = partition
+            for cid in ids:  # (cold ones' windows close on the schedule, as states')
+                if not engine.knows(cid):
+                    due[cid] = partition
         if not due:
             return {}
         states = await self.store.load_customers(due, self.epochs)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from app.actions import build_outcome, utc, was_shown
 from app.catalog import Catalog
@@ -60,6 +60,12 @@ _ENGAGED = frozenset({"accept", "click"})  # feedback that names the offer taken
 
 def _tally() -> list[Any]:
     return [{}, False, 0, 0, 0.0, 0.0, 0, 0.0, 0.0, 0.0, "", 0.0, 0.0, False, 0]
+
+
+class States(Protocol):
+    """Customers' states by id, as closing windows reads them."""
+
+    def get(self, customer_id: str, /) -> CustomerState | None: ...
 
 
 class Attribution:
@@ -306,10 +312,11 @@ class Attribution:
         if state.windows and any(e[END] < t for e in state.windows):
             self._close(cid, state, t)
 
-    def advance(self, t: float, customers: Mapping[str, CustomerState]) -> None:
+    def advance(self, t: float, customers: States) -> None:
         """Move the watermark to `t` and close the windows that ended before it, in order of
         their ends (so the models learn in the same order whatever the schedule holds;
-        customers not in memory close on their next event)."""
+        customers not in memory close on their next event). `customers.get` gives a state
+        (the engine's makes a cold customer's state again)."""
         if t <= self.models.watermark:
             return
         self.models.watermark = t

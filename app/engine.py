@@ -65,7 +65,8 @@ class DecisionEngine:
         self.customers: dict[str, CustomerState] = {}
         # Customers kept as their saved bytes, compressed (`trim`'s cold tier: about a
         # quarter of the memory of a state, and nothing for the garbage collector to walk),
-        # made a state again as a reload from the store would (`restore`) when next needed.
+        # made a state again when next needed (`get`): at their next event, or when the
+        # attribution schedule reaches one of their windows, which stay on it meanwhile.
         self.cold: dict[str, bytes] = {}
         self.duplicates = 0  # events skipped because their id came again (producer retries)
         # events naming a SKU the catalog lacks (decided on all the same: nothing is offered
@@ -159,9 +160,8 @@ class DecisionEngine:
         models.subject = cid
         state = self.customers.get(cid)
         budget = self.arbiter.budget
-        if state is None and cid in self.cold:
-            self.thaw((cid,))
-            state = self.customers[cid]
+        if state is None and self.cold:
+            state = self.get(cid)
         if state is None:
             state = self.customers[cid] = CustomerState()
             budget.arrived(t)
@@ -170,7 +170,7 @@ class DecisionEngine:
             return []
         budget.tick(t)
         attribution = self.attribution
-        attribution.advance(t if source is None else self._clock(source, t), self.customers)
+        attribution.advance(t if source is None else self._clock(source, t), self)
         models.subject = cid  # (the watermark may have closed others' windows)
         attribution.close_due(cid, state, t)
         if state.consumables:
@@ -245,18 +245,26 @@ class DecisionEngine:
         return customer_id in self.customers or customer_id in self.cold
 
     def thaw(self, customer_ids: Iterable[str]) -> list[str]:
-        """Make the cold ones among these customers states again (`restore`: windows that
-        ended meanwhile close); returns those not in memory at all."""
-        cold, unknown, blobs = self.cold, [], {}
+        """Make the cold ones among these customers states again; returns those not in
+        memory at all. (Their windows stayed on the attribution schedule while they were
+        cold, and close when it reaches them, as a state's: `get`.)"""
+        unknown = []
         for cid in customer_ids:
-            blob = cold.pop(cid, None)
-            if blob is not None:
-                blobs[cid] = zlib.decompress(blob)
-            elif cid not in self.customers:
+            if self.get(cid) is None:
                 unknown.append(cid)
-        if blobs:
-            self.restore(blobs)
         return unknown
+
+    def get(self, customer_id: str) -> CustomerState | None:
+        """The customer's state, made again from its bytes if it was cold (None: not in
+        memory)."""
+        state = self.customers.get(customer_id)
+        if state is None:
+            blob = self.cold.pop(customer_id, None)
+            if blob is not None:
+                state = self.customers[customer_id] = CustomerState.from_bytes(
+                    zlib.decompress(blob)
+                )
+        return state
 
     def restore(self, blobs: Mapping[str, bytes]) -> None:
         """Load saved customer states. If the watermark has moved since a state was saved,

@@ -12,8 +12,8 @@ hash, with each journal's position they include and their publication number, th
 and which publication last changed each field, in one transaction) every
 `learning.snapshot_changes` changes or `learning.snapshot_seconds`; workers read the counter
 between batches and swap in the fields changed since their own publication. Entries are
-trimmed one publication after the one that included them: each stays at least that long
-(`learning.snapshot_seconds`) for anyone reading the journals as they come.
+trimmed one publication after the one that included them: each stays at least until the
+next publication, for anyone reading the journals as they come.
 
 Only one learner learns at a time: it holds a lease (a key with its name, renewed while it
 runs) and publishes only while the lease is its own; a second learner waits for the lease.
