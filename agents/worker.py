@@ -172,9 +172,14 @@ class DecisionWorker:
                     )
                 # not acknowledged: the partitions' owner handles them
                 return self._rebalanced("revoked")
+            generation = self.generation
             try:
                 return await self.handle(records, now)
             except Fenced as exc:
+                if generation != self.generation:
+                    # Kafka took the partitions and (some of them) gave them back meanwhile:
+                    # this worker's own new claim refused the old commit. Not a zombie.
+                    return self._rebalanced("overtaken")
                 self.fenced_at = time.monotonic()
                 metrics.FENCED.inc()
                 log.warning(

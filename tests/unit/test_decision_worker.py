@@ -780,3 +780,37 @@ def test_a_crash_between_partitions_commits_learns_each_change_once() -> None:
         assert journaled(store, True) == whole
         assert store.crashed == 1  # (it crashed between two partitions, and went on)
     assert any(c.startswith(b'["organic"') for c in whole)  # (windows closed: learned)
+
+
+class ReassignedDuringCommit(InMemoryStateStore):
+    """The first commit comes after Kafka took the worker's partitions and gave them back
+    (its claim moved the epochs while the commit was on its way)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.worker: DecisionWorker | None = None
+
+    async def commit(self, *args: Any, **kwargs: Any) -> None:
+        w, self.worker = self.worker, None
+        if w is not None:
+            w.forget()
+            w.assign([0])
+            assert await w.claim()
+        await super().commit(*args, **kwargs)
+
+
+def test_a_commit_refused_after_a_rebalance_gave_the_partitions_back_is_no_zombie() -> None:
+    """Refused because this worker claimed its partitions again meanwhile: the batch is
+    overtaken, not a zombie's (which would handle nothing for two minutes, then exit)."""
+    store, records = ReassignedDuringCommit(), as_records(EVENTS)
+    w = worker(store, Broker(), frozen())
+    w.assign([0])
+    store.worker = w
+
+    async def go() -> None:
+        assert not await w.handle_until_done(records[:100])  # refused: not acknowledged
+        assert w.fenced_at is None
+        assert await w.handle_until_done(records[:200])  # handled again, and on
+
+    asyncio.run(go())
+    assert store.commits == 1
