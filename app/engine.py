@@ -235,7 +235,8 @@ class DecisionEngine:
     def flush(self, t: float | None = None) -> list[Outcome]:
         """The stream has ended: close every open window as `censored` (at `t`, default the
         latest event time seen) and return all Outcomes not yet taken."""
-        self.thaw(list(self.cold))
+        for cid in list(self.cold):
+            self.get(cid)
         self.attribution.flush(self.customers, self.models.watermark if t is None else t)
         return self.take_outcomes()
 
@@ -244,19 +245,10 @@ class DecisionEngine:
         """Whether the customer's state is in memory (as a state, or cold as bytes)."""
         return customer_id in self.customers or customer_id in self.cold
 
-    def thaw(self, customer_ids: Iterable[str]) -> list[str]:
-        """Make the cold ones among these customers states again; returns those not in
-        memory at all. (Their windows stayed on the attribution schedule while they were
-        cold, and close when it reaches them, as a state's: `get`.)"""
-        unknown = []
-        for cid in customer_ids:
-            if self.get(cid) is None:
-                unknown.append(cid)
-        return unknown
-
     def get(self, customer_id: str) -> CustomerState | None:
         """The customer's state, made again from its bytes if it was cold (None: not in
-        memory)."""
+        memory). A cold customer's windows stayed on the attribution schedule, which closes
+        them through this as a state's."""
         state = self.customers.get(customer_id)
         if state is None:
             blob = self.cold.pop(customer_id, None)
@@ -292,7 +284,7 @@ class DecisionEngine:
     def trim(self, recent: Iterable[str], limit: int, hot: int | None = None) -> list[str]:
         """Keep at most `limit` customers in memory, least recently used first out; `recent`
         were just used. Of those kept, at most `hot` stay states (None: all): the others are
-        kept cold, as the bytes `dump` gives, until `thaw`. Only call when every state is
+        kept cold, as the bytes `dump` gives, until `get`. Only call when every state is
         saved elsewhere. Returns the customers dropped."""
         customers = self.customers
         for cid in recent:
