@@ -394,11 +394,8 @@ class DecisionWorker:
         if not watermark or not self.assigned:
             return {}
         due: dict[str, int] = {}
-        partitions = sorted(self.assigned)
-        ended = await asyncio.gather(  # (side by side: one round trip's wait, not one each)
-            *(self.store.load_due(p, watermark, _SWEEP_LIMIT) for p in partitions)
-        )
-        for partition, ids in zip(partitions, ended, strict=True):
+        ended = await self.store.load_due(sorted(self.assigned), watermark, _SWEEP_LIMIT)
+        for partition, ids in ended.items():
             for cid in ids:  # (cold ones' windows close on the schedule, as states')
                 if not engine.knows(cid):
                     due[cid] = partition

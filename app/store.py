@@ -78,8 +78,11 @@ class StateStore(Protocol):
         """The checkpointed model fields (empty before the first checkpoint)."""
         ...
 
-    async def load_due(self, partition: int, until: float, limit: int) -> list[str]:
-        """Customers of `partition` with a window that ended by `until` (earliest first)."""
+    async def load_due(
+        self, partitions: Iterable[int], until: float, limit: int
+    ) -> dict[int, list[str]]:
+        """Per partition of `partitions`, at most `limit` of its customers with a window that
+        ended by `until`, earliest first (one round trip for them all)."""
         ...
 
     async def load_clocks(self, partitions: Iterable[int]) -> dict[int, float]:
@@ -157,10 +160,15 @@ class InMemoryStateStore:
     async def load_models(self) -> dict[str, bytes]:
         return dict(self.models)
 
-    async def load_due(self, partition: int, until: float, limit: int) -> list[str]:
-        entries = self.due.get(partition, {})
-        found = sorted((end, cid) for cid, end in entries.items() if end <= until)
-        return [cid for _, cid in found[:limit]]
+    async def load_due(
+        self, partitions: Iterable[int], until: float, limit: int
+    ) -> dict[int, list[str]]:
+        found = {}
+        for partition in partitions:
+            entries = self.due.get(partition, {})
+            ended = sorted((end, cid) for cid, end in entries.items() if end <= until)
+            found[partition] = [cid for _, cid in ended[:limit]]
+        return found
 
     async def load_clocks(self, partitions: Iterable[int]) -> dict[int, float]:
         return {p: self.clocks[p] for p in partitions if p in self.clocks}

@@ -41,15 +41,17 @@ async def check_store_contract(store: StateStore) -> None:
     assert await store.load_customers({odd: 1}) == {odd: b"x"}
 
     # The due index: per partition, customers whose earliest window has ended.
-    assert await store.load_due(0, 1e12, 10) == []
+    assert (await store.load_due([0], 1e12, 10))[0] == []
     await store.commit({}, {}, {}, {"a": (0, 100.0), "b": (0, 50.0), odd: (1, 10.0)})
-    assert await store.load_due(0, 99.0, 10) == ["b"]
-    assert await store.load_due(0, 100.0, 10) == ["b", "a"]
-    assert await store.load_due(0, 100.0, 1) == ["b"]
-    assert await store.load_due(1, 100.0, 10) == [odd]
+    assert (await store.load_due([0], 99.0, 10))[0] == ["b"]
+    assert (await store.load_due([0], 100.0, 10))[0] == ["b", "a"]
+    assert (await store.load_due([0], 100.0, 1))[0] == ["b"]
+    assert (await store.load_due([1], 100.0, 10))[1] == [odd]
+    # several partitions at once (the sweep's one round trip), each within the limit
+    assert await store.load_due([1, 0, 7], 100.0, 1) == {0: ["b"], 1: [odd], 7: []}
     await store.commit({}, {}, {}, {"b": (0, None), "a": (0, 200.0)})
-    assert await store.load_due(0, 150.0, 10) == []
-    assert await store.load_due(0, 250.0, 10) == ["a"]
+    assert (await store.load_due([0], 150.0, 10))[0] == []
+    assert (await store.load_due([0], 250.0, 10))[0] == ["a"]
 
     # The input partitions' event-time clocks.
     assert await store.load_clocks([0, 3]) == {}
@@ -73,7 +75,7 @@ async def check_store_contract(store: StateStore) -> None:
         )
     assert await store.load_customers({"z": 5, "y": 6}) == {"z": b"1"}
     assert (await store.load_offsets([5]))["clickstream:5"] == 1
-    assert await store.load_due(5, 5.0, 10) == []
+    assert (await store.load_due([5], 5.0, 10))[5] == []
     await store.commit(
         {"z": (5, b"3")}, {"clickstream:6": 7}, {}, None, {6: second[6], 5: first[5]}
     )

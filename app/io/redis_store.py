@@ -1,6 +1,7 @@
 """StateStore on Redis: each input partition's customer states, offsets, due index, clock,
 epoch and journal (the changes of what is learned that `tact learner` folds,
-app/io/learner.py) in one hash slot, written in MULTI/EXEC; also on Redis Cluster."""
+app/io/learner.py) in one hash slot, written by one Lua script (atomic, one round trip); also
+on Redis Cluster."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.exceptions import WatchError
 
 from app.errors import DependencyUnavailable
 from app.store import Due, Epochs, States, check_fence, partition_of_key
@@ -22,46 +22,75 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
-_WATCH_TRIES = 3  # a commit's WATCH broken this often with the epochs unmoved: back off
 _SINCE_TRIES = 3  # the learner published while changed models were read: read again
 _LANDED = "@commit"  # the offsets hash's field: the last journaled commit written there
 
-# One partition's part of a commit (RedisStateStore._commit_partition), atomic. KEYS: epoch,
-# offsets, due, clock, journal, then the customers' states. ARGV: the epoch claimed ('':
-# unfenced), the commit's mark ('': none), the states' ttl, n, n states, then the due
-# entries (count, then customer and end: '' removes), the offsets (count, then name and
-# offset), the clock ('': none), the journal entry and whether there is one. Returns {1}
-# written, {2} written already (this mark: a reply lost), {0, epoch now} fenced.
+# A commit of one or more input partitions, atomic (one script: one round trip). KEYS: per
+# partition its epoch, offsets, due, clock and journal, then its customers' states; last,
+# with model fields, the models hash. ARGV: the number of partitions P, the commit's mark
+# ('': none), the states' ttl, the number of model fields M; per partition the epoch
+# claimed ('': unfenced) and its number of states; the M model fields (name, value); then
+# per partition its states, its due entries (count, then customer and end: '' removes), its
+# offsets (count, then name and offset), its clock ('': none), its journal entry and whether
+# there is one. Returns {1} written, {2} written already (this mark: a reply lost), or {0,
+# then per partition its epoch now ('' when none, or when unfenced)}: fenced, nothing
+# written.
 _COMMIT = """
-local epoch = ARGV[1]
-if epoch ~= '' then
-  local now = redis.call('GET', KEYS[1])
-  if now ~= epoch then return {0, now or ''} end
-end
+local parts = tonumber(ARGV[1])
 local mark = ARGV[2]
-if mark ~= '' and redis.call('HGET', KEYS[2], '@commit') == mark then return {2} end
 local ttl = tonumber(ARGV[3])
-local n = tonumber(ARGV[4])
-for i = 1, n do redis.call('SET', KEYS[5 + i], ARGV[4 + i], 'EX', ttl) end
-local at = 5 + n
-for _ = 1, tonumber(ARGV[at]) do
-  if ARGV[at + 2] == '' then
-    redis.call('ZREM', KEYS[3], ARGV[at + 1])
-  else
-    redis.call('ZADD', KEYS[3], ARGV[at + 2], ARGV[at + 1])
+local fields = tonumber(ARGV[4])
+local base, now, fenced, k = {}, {}, false, 0
+for i = 1, parts do
+  base[i] = k
+  local epoch = ARGV[3 + 2 * i]
+  now[i] = ''
+  if epoch ~= '' then
+    now[i] = redis.call('GET', KEYS[k + 1]) or ''
+    if now[i] ~= epoch then fenced = true end
   end
+  k = k + 5 + tonumber(ARGV[4 + 2 * i])
+end
+if fenced then
+  table.insert(now, 1, 0)
+  return now
+end
+if mark ~= '' then
+  for i = 1, parts do
+    if redis.call('HGET', KEYS[base[i] + 2], '@commit') == mark then return {2} end
+  end
+end
+local at = 5 + 2 * parts
+for _ = 1, fields do
+  redis.call('HSET', KEYS[k + 1], ARGV[at], ARGV[at + 1])
   at = at + 2
 end
-at = at + 1
-for _ = 1, tonumber(ARGV[at]) do
-  redis.call('HSET', KEYS[2], ARGV[at + 1], ARGV[at + 2])
-  at = at + 2
-end
-at = at + 1
-if ARGV[at] ~= '' then redis.call('SET', KEYS[4], ARGV[at]) end
-if ARGV[at + 2] == '1' then
-  redis.call('XADD', KEYS[5], '*', 'changes', ARGV[at + 1])
-  redis.call('HSET', KEYS[2], '@commit', mark)
+for i = 1, parts do
+  local b = base[i]
+  for j = 1, tonumber(ARGV[4 + 2 * i]) do
+    redis.call('SET', KEYS[b + 5 + j], ARGV[at], 'EX', ttl)
+    at = at + 1
+  end
+  for _ = 1, tonumber(ARGV[at]) do
+    if ARGV[at + 2] == '' then
+      redis.call('ZREM', KEYS[b + 3], ARGV[at + 1])
+    else
+      redis.call('ZADD', KEYS[b + 3], ARGV[at + 2], ARGV[at + 1])
+    end
+    at = at + 2
+  end
+  at = at + 1
+  for _ = 1, tonumber(ARGV[at]) do
+    redis.call('HSET', KEYS[b + 2], ARGV[at + 1], ARGV[at + 2])
+    at = at + 2
+  end
+  at = at + 1
+  if ARGV[at] ~= '' then redis.call('SET', KEYS[b + 4], ARGV[at]) end
+  if ARGV[at + 2] == '1' then
+    redis.call('XADD', KEYS[b + 5], '*', 'changes', ARGV[at + 1])
+    redis.call('HSET', KEYS[b + 2], '@commit', mark)
+  end
+  at = at + 3
 end
 return {1}
 """
@@ -72,13 +101,15 @@ class RedisStateStore:
     `{<prefix>:pN}`), the customers' states (expire when idle), the offsets (a hash: every
     input topic's partition N), the due index (a sorted set: customer -> end of their earliest
     open attribution window), the partition's event-time clock, its epoch (the fence, taken by
-    INCR; a fenced commit WATCHes it and writes in MULTI/EXEC only if it is still the epoch its
-    worker claimed) and, with a learner, its journal (a stream: each commit's changes of what
-    its customers teach); shared, in the slot of `{<prefix>}`, the models, how often `tact
-    learner` has published them, and which publication changed each field.
+    INCR; a fenced commit writes only if it is still the epoch its worker claimed) and, with a
+    learner, its journal (a stream: each commit's changes of what its customers teach);
+    shared, in the slot of `{<prefix>}`, the models, how often `tact learner` has published
+    them, and which publication changed each field.
 
-    On one redis-server a commit is one MULTI/EXEC over every partition it touches (and the
+    On one redis-server a commit is one script over every partition it touches (and the
     models a worker learning by itself writes); on Redis Cluster it is one per partition.
+    (A script, not WATCH and MULTI/EXEC: one round trip instead of three, and no window
+    between the check of the epochs and the write.)
 
     A commit that cannot reach Redis is retried with backoff for as long as it takes: the
     stream stalls rather than acknowledging records whose state was never saved.
@@ -187,13 +218,21 @@ class RedisStateStore:
         raw = await self._retrying("load models", lambda: self._redis.hgetall(self._models_key))
         return {as_text(k): _bytes(v) for k, v in raw.items()}
 
-    async def load_due(self, partition: int, until: float, limit: int) -> list[str]:
-        key = self._keys.due(partition)
-        found = await self._retrying(
+    async def load_due(
+        self, partitions: Iterable[int], until: float, limit: int
+    ) -> dict[int, list[str]]:
+        wanted = sorted(set(partitions))
+        found = await self._each(
             "load due windows",
-            lambda: self._redis.zrangebyscore(key, "-inf", until, start=0, num=limit),
+            wanted,
+            lambda pipe, p: pipe.zrangebyscore(
+                self._keys.due(p), "-inf", until, start=0, num=limit
+            ),
         )
-        return [as_text(cid) for cid in found if isinstance(cid, bytes | str)]
+        return {
+            p: [as_text(cid) for cid in ids if isinstance(cid, bytes | str)]
+            for p, ids in zip(wanted, found, strict=True)
+        }
 
     async def load_clocks(self, partitions: Iterable[int]) -> dict[int, float]:
         wanted = sorted(set(partitions))
@@ -258,7 +297,7 @@ class RedisStateStore:
             *(
                 self._commit_group(
                     [(p, parts.by_partition[p]) for p in group],
-                    sorted((p, fence[p]) for p in group if p in fence),
+                    fence,
                     models if i == 0 else {},
                     mark,
                 )
@@ -275,104 +314,48 @@ class RedisStateStore:
         )
         _check_fence(fenced, epochs)
 
-    async def _commit_partition(
-        self, partition: int, part: _Part, epoch: int | None, mark: str | None
-    ) -> None:
-        """One partition's part of a commit as one script (on a cluster: redis-py's async
-        cluster transactions run every queued command in a thread of its own)."""
-        k = self._keys
-        customers = list(part.customers.items())
-        args: list[Any] = ["" if epoch is None else epoch, mark or "", self._ttl, len(customers)]
-        args += [blob for _, blob in customers]
-        args.append(len(part.due))
-        for cid, end in part.due.items():
-            args += [cid, "" if end is None else end]
-        args.append(len(part.offsets))
-        for name, offset in part.offsets.items():
-            args += [name, offset]
-        args += ["" if part.clock is None else part.clock, part.journal or b""]
-        args.append(1 if part.journal is not None else 0)
-        keys = [k.epoch(partition), k.offsets(partition), k.due(partition)]
-        keys += [k.clock(partition), k.journal(partition)]
-        keys += [k.customer(partition, cid) for cid, _ in customers]
-
-        async def write() -> None:
-            done = await self._commit_script(keys=keys, args=args, client=self._redis)
-            if int(done[0]) == 0:  # fenced: the epoch now
-                now = as_text(done[1]) if done[1] else None
-                _check_fence([(partition, epoch or 0)], [now])
-
-        await self._retrying("commit checkpoint", write)
-
     async def _commit_group(
         self,
         group: list[tuple[int, _Part]],
-        fenced: list[tuple[int, int]],
-        models: Any,
+        fence: Epochs,
+        models: Mapping[str, bytes],
         mark: str | None,
     ) -> None:
-        if self._cluster:  # one partition
-            (partition, part), epochs = group[0], dict(fenced)
-            return await self._commit_partition(partition, part, epochs.get(partition), mark)
-        keys = [self._keys.epoch(p) for p, _ in fenced]
-        journaled = [p for p, part in group if part.journal is not None]
+        """One transaction's partitions (all of them on one server, one on a cluster) and
+        the models, as one script: fenced by every epoch presented, all or nothing."""
+        k = self._keys
+        keys: list[Any] = []
+        head: list[Any] = [len(group), mark or "", self._ttl, len(models)]
+        body: list[Any] = []
+        for name, value in models.items():
+            body += [name, value]
+        for partition, part in group:
+            epoch = fence.get(partition)
+            head += ["" if epoch is None else epoch, len(part.customers)]
+            keys += [k.epoch(partition), k.offsets(partition), k.due(partition)]
+            keys += [k.clock(partition), k.journal(partition)]
+            keys += [k.customer(partition, cid) for cid in part.customers]
+        for _, part in group:
+            body += part.customers.values()
+            body.append(len(part.due))
+            for cid, end in part.due.items():
+                body += [cid, "" if end is None else end]
+            body.append(len(part.offsets))
+            for name, offset in part.offsets.items():
+                body += [name, offset]
+            body += ["" if part.clock is None else part.clock, part.journal or b""]
+            body.append(1 if part.journal is not None else 0)
+        if models:
+            keys.append(self._models_key)
+        fenced = sorted((p, fence[p]) for p, _ in group if p in fence)
+        at = {p: i for i, (p, _) in enumerate(group)}
 
         async def write() -> None:
-            # redis-py raises WatchError both when a watched epoch moved and when the
-            # connection broke while watching: check the epochs again, which raises Fenced
-            # if one moved, or a connection error (retried) while Redis is away.
-            for _ in range(_WATCH_TRIES):
-                try:
-                    return await attempt()
-                except WatchError:
-                    continue
-            raise RedisConnectionError(
-                f"the commit's WATCH broke {_WATCH_TRIES} times with the epochs unmoved"
-            )
-
-        async def attempt() -> None:
-            if mark is not None and await self._landed(journaled, mark):
-                return  # a commit tried again whose EXEC ran (its reply lost): not twice
-            async with self._redis.pipeline(transaction=True) as pipe:
-                if keys:
-                    await pipe.watch(*keys)
-                    _check_fence(fenced, await pipe.mget(keys))
-                    pipe.multi()
-                for partition, part in group:
-                    self._write(pipe, partition, part, mark)
-                if models:
-                    pipe.hset(self._models_key, mapping=dict(models))
-                await pipe.execute()
+            done = await self._commit_script(keys=keys, args=head + body, client=self._redis)
+            if int(done[0]) == 0:  # fenced: the epochs now
+                _check_fence(fenced, [done[1 + at[p]] or None for p, _ in fenced])
 
         await self._retrying("commit checkpoint", write)
-
-    def _write(self, pipe: Any, partition: int, part: _Part, mark: str | None) -> None:
-        keys = self._keys
-        for cid, blob in part.customers.items():
-            pipe.set(keys.customer(partition, cid), blob, ex=self._ttl)
-        due = keys.due(partition)
-        for cid, end in part.due.items():
-            if end is None:
-                pipe.zrem(due, cid)
-            else:
-                pipe.zadd(due, {cid: end})
-        if part.offsets:
-            pipe.hset(keys.offsets(partition), mapping=dict(part.offsets))
-        if part.clock is not None:
-            pipe.set(keys.clock(partition), part.clock)
-        if part.journal is not None:
-            pipe.xadd(keys.journal(partition), {"changes": part.journal})
-            pipe.hset(keys.offsets(partition), _LANDED, mark or "")
-
-    async def _landed(self, partitions: list[int], mark: str) -> bool:
-        """Whether this commit's transaction (`mark`) is written already (one of its
-        partitions' offsets hashes holds the mark: the transaction is all or nothing)."""
-        held = await self._each(
-            "read the offsets",
-            partitions,
-            lambda pipe, p: pipe.hget(self._keys.offsets(p), _LANDED),
-        )
-        return any(as_text(h) == mark for h in held if h is not None)
 
     async def models_version(self) -> int:
         raw = await self._retrying(

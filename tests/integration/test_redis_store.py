@@ -68,10 +68,9 @@ def test_redis_journal_contract(base_settings: Settings) -> None:
 Hook = Callable[[aioredis.Redis, int, str], Awaitable[object]]
 
 
-def interrupted_commit(settings: Settings, at: str, hook: Hook) -> dict[str, Any]:
+def interrupted_commit(settings: Settings, hook: Hook) -> dict[str, Any]:
     """A fenced commit of one customer and one offset, `hook(other client, the commit's
-    connection id, key prefix)` run once on the way: just before the commit checks the
-    epochs it WATCHes (`at="check"`) or just before its EXEC (`at="exec"`). What was written,
+    connection id, key prefix)` run once just before its script is sent. What was written,
     whether it was fenced, and whether the hook ran."""
     url = settings.redis_url.get_secret_value()
     prefix = f"tact-test:{uuid.uuid4().hex[:8]}"
@@ -83,35 +82,21 @@ def interrupted_commit(settings: Settings, at: str, hook: Hook) -> dict[str, Any
         store = RedisStateStore(client, prefix=prefix, ttl_seconds=3600)
         try:
             epochs = await store.claim([0])
-            pipeline = client.pipeline
+            script = store._commit_script
 
-            def interrupting(*args: Any, **kwargs: Any) -> Any:
-                pipe = pipeline(*args, **kwargs)
-                mget, execute, ident = pipe.mget, pipe.execute, []
+            async def interrupting(**kwargs: Any) -> Any:
+                if not found["ran"]:
+                    found["ran"] = True
+                    # (the pool's one connection: the one the script is sent on next)
+                    await hook(other, int(await client.client_id()), prefix)
+                return await script(**kwargs)
 
-                async def once(here: str) -> None:
-                    if here == at and not found["ran"]:
-                        found["ran"] = True
-                        await hook(other, ident[-1], prefix)
-
-                async def checked(*keys: Any) -> Any:  # the WATCH is on: commands run now
-                    ident.append(int(await pipe.execute_command("CLIENT", "ID")))
-                    await once("check")
-                    return await mget(*keys)
-
-                async def executed(*a: Any, **k: Any) -> Any:
-                    await once("exec")
-                    return await execute(*a, **k)
-
-                pipe.mget, pipe.execute = checked, executed
-                return pipe
-
-            client.pipeline = interrupting  # type: ignore[method-assign]
+            store._commit_script = interrupting  # type: ignore[assignment]
             try:
                 await store.commit({"a": (0, b"state")}, {"clickstream:0": 5}, {}, None, epochs)
             except Fenced as exc:
                 found["fenced"] = exc
-            client.pipeline = pipeline  # type: ignore[method-assign]
+            store._commit_script = script
             found["offsets"] = await store.load_offsets([0])
             found["customers"] = await store.load_customers({"a": 0})
         finally:
@@ -131,32 +116,29 @@ async def kill(other: aioredis.Redis, ident: int, prefix: str) -> None:
     await other.client_kill_filter(_id=str(ident))
 
 
-@pytest.mark.parametrize("at", ["check", "exec"])
-def test_a_connection_lost_during_a_fenced_commit_is_retried_not_taken_for_a_fence(
-    base_settings: Settings, at: str
+def test_a_connection_lost_before_a_fenced_commit_is_retried_not_taken_for_a_fence(
+    base_settings: Settings,
 ) -> None:
-    """redis-py reports a connection lost while keys are WATCHed as a WatchError, the error
-    it gives when the keys moved. Lost at the EXEC, it was taken for a fence: a lone worker
-    whose Redis went away mid-commit thought itself a zombie, dropped its batch and waited two
-    minutes for a reassignment that never came. The server ends the connection here (CLIENT
-    KILL) before the check or before the EXEC; the commit is written once Redis answers."""
-    found = interrupted_commit(base_settings, at, kill)
+    """The server ends the commit's connection (CLIENT KILL) just before its script is sent:
+    the commit is written once Redis answers, not taken for a fence (a lone worker that
+    thought itself a zombie would drop its batch and wait two minutes for a reassignment
+    that never comes)."""
+    found = interrupted_commit(base_settings, kill)
     assert found["fenced"] is None
     assert found["offsets"] == {"clickstream:0": 5}
     assert found["customers"] == {"a": b"state"}
 
 
-def test_an_epoch_claimed_between_the_check_and_the_write_fences_the_commit(
-    base_settings: Settings,
-) -> None:
-    """Another worker claims the partition after the commit checked its epoch: the EXEC is
-    refused by the WATCH, and the commit is fenced with nothing written."""
+def test_an_epoch_claimed_before_the_write_fences_the_commit(base_settings: Settings) -> None:
+    """Another worker claims the partition after this one did and just before its commit:
+    the script finds the epoch moved, and the commit is fenced with nothing written."""
 
     async def claim(other: aioredis.Redis, ident: int, prefix: str) -> None:
         await other.incr(RedisKeys(prefix).epoch(0))
 
-    found = interrupted_commit(base_settings, "exec", claim)
+    found = interrupted_commit(base_settings, claim)
     assert isinstance(found["fenced"], Fenced)
+    assert "0 (epoch 1, now 2)" in str(found["fenced"])
     assert found["offsets"] == {} and found["customers"] == {}
 
 
@@ -189,7 +171,7 @@ def test_redis_cluster_store_contract(redis_cluster_url: str) -> None:
             part = _Part()
             part.offsets, part.journal = {"clickstream:11": 3}, b'[["view"]]'
             for _ in range(2):
-                await store._commit_partition(11, part, None, "the same commit")
+                await store._commit_group([(11, part)], {}, {}, "the same commit")
             assert entries(11) == [b'[["view"]]']
         finally:
             await store.close()
@@ -207,9 +189,9 @@ def test_redis_cluster_store_contract(redis_cluster_url: str) -> None:
 
 
 def test_a_commit_whose_reply_was_lost_journals_once(base_settings: Settings) -> None:
-    """The EXEC runs but its reply is lost (the connection drops): the commit is tried again
-    and must not add the journal entries twice, also for a partition with no offsets in the
-    commit (its windows closed by another partition's time)."""
+    """The script runs but its reply is lost (the connection drops): the commit is tried
+    again and must not add the journal entries twice, also for a partition with no offsets
+    in the commit (its windows closed by another partition's time)."""
     url = base_settings.redis_url.get_secret_value()
     prefix = f"tact-test:{uuid.uuid4().hex[:8]}"
     lost: list[bool] = []
@@ -217,28 +199,20 @@ def test_a_commit_whose_reply_was_lost_journals_once(base_settings: Settings) ->
     async def run() -> None:
         client = aioredis.Redis.from_url(url)
         store = RedisStateStore(client, prefix=prefix, ttl_seconds=3600)
-        pipeline = client.pipeline
+        script = store._commit_script
 
-        def losing(*args: Any, **kwargs: Any) -> Any:
-            pipe = pipeline(*args, **kwargs)
-            execute = pipe.execute
+        async def losing(**kwargs: Any) -> Any:
+            done = await script(**kwargs)
+            if not lost:
+                lost.append(True)
+                raise redis.exceptions.ConnectionError("the reply was lost")
+            return done
 
-            async def executed(*a: Any, **k: Any) -> Any:
-                done = await execute(*a, **k)
-                if kwargs.get("transaction", True) and not lost:
-                    lost.append(True)
-                    raise redis.exceptions.ConnectionError("the reply was lost")
-                return done
-
-            pipe.execute = executed
-            return pipe
-
-        client.pipeline = losing  # type: ignore[method-assign]
+        store._commit_script = losing  # type: ignore[assignment]
         try:
             journal = {2: b'[["view"]]', 7: b'[["settle"]]'}
             await store.commit({"a": (2, b"s")}, {"clickstream:2": 4}, {}, journal=journal)
         finally:
-            client.pipeline = pipeline  # type: ignore[method-assign]
             await store.close()
 
     asyncio.run(run())
@@ -248,5 +222,6 @@ def test_a_commit_whose_reply_was_lost_journals_once(base_settings: Settings) ->
         for partition, entry in ((2, b'[["view"]]'), (7, b'[["settle"]]')):
             found = [d[b"changes"] for _, d in client.xrange(journal_key(prefix, partition))]
             assert found == [entry]
+        assert client.get(RedisKeys(prefix).customer(2, "a")) == b"s"
     finally:
         client.delete(*client.keys(f"*{prefix}*"))

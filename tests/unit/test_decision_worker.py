@@ -334,11 +334,13 @@ class FlakyDueStore(InMemoryStateStore):
         super().__init__()
         self.calls = 0
 
-    async def load_due(self, partition: int, until: float, limit: int) -> list[str]:
+    async def load_due(
+        self, partitions: Iterable[int], until: float, limit: int
+    ) -> dict[int, list[str]]:
         self.calls += 1
         if self.calls % 2 == 0:
             raise ConnectionError("redis went away")
-        return await super().load_due(partition, until, limit)
+        return await super().load_due(partitions, until, limit)
 
 
 def test_outcomes_closed_before_a_failure_are_not_sent_twice() -> None:
