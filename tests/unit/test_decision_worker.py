@@ -205,6 +205,50 @@ def test_windows_of_evicted_customers_still_close() -> None:
     assert len(unswept) < 0.8 * len(expected_outcomes)
 
 
+class CountingDueStore(InMemoryStateStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sweeps = 0
+
+    async def load_due(
+        self, partitions: Iterable[int], until: float, limit: int
+    ) -> dict[int, list[str]]:
+        self.sweeps += 1
+        return await super().load_due(partitions, until, limit)
+
+
+@pytest.mark.parametrize("limit, sweeps", [(1000, 2), (0, 6)])
+def test_the_due_index_is_swept_once_a_second_of_event_time(
+    monkeypatch: pytest.MonkeyPatch, limit: int, sweeps: int
+) -> None:
+    """Seven batches of one page view, 0.1 s of event time apart and then 1.1 s: the due
+    index is looked at when the watermark first has a value (before the second batch) and
+    again once it has moved a second (before the seventh), not at every batch; a sweep that
+    found as many as it loads at once (here `_SWEEP_LIMIT` 0) looks again at the next."""
+    from datetime import datetime, timedelta
+
+    from schemas.types import format_event_time
+
+    monkeypatch.setattr("agents.worker._SWEEP_LIMIT", limit)
+    start = datetime(2026, 3, 2, 10, 0, 0)
+    at = [0.0, 0.1, 0.2, 0.3, 0.4, 1.5, 1.6]
+    events = [
+        {
+            "event_id": f"e{i}",
+            "type": "page_view",
+            "page": "home",
+            "customer_id": f"c{i}",
+            "ts": format_event_time(start + timedelta(seconds=t)),
+        }
+        for i, t in enumerate(at)
+    ]
+    store = CountingDueStore()
+    w = worker(store, Broker(), frozen())
+    w.assign([0])
+    run_batches(w, as_records(events), 1)
+    assert store.sweeps == sweeps
+
+
 def test_records_that_waited_past_the_freshness_limit_are_stale() -> None:
     """A lagging worker: onsite Actions go out already expired (no connector delivers
     them); the decisions, their ids and the checkpointed states are those made on time."""
