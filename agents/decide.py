@@ -82,20 +82,44 @@ def attach(app: faust.App, worker: DecisionWorker) -> None:
         consumer = app.consumer
         while True:
             messages = current(app, await intake.take())
-            if not messages:
-                continue
             try:
-                done = await worker.handle_until_done([_record(m) for m in messages])
-            except BatchFailed as exc:
-                # Exit for the supervisor to restart; the batch was never acknowledged.
-                log.critical("%s; exiting with status %d", exc, EXIT_BATCH_FAILED)
-                logging.shutdown()
-                os._exit(EXIT_BATCH_FAILED)
-            if done:  # (a batch not done came with a rebalance: Kafka seeks back to the
-                # committed offsets before any later record of its partitions is acked)
-                for message in messages:
-                    consumer.ack(message)
-            pacer.after_batch()
+                if messages:
+                    await _handle(consumer, messages)
+            finally:
+                intake.done()
+
+    async def _handle(consumer: Any, messages: list[Message]) -> None:
+        try:
+            done = await worker.handle_until_done([_record(m) for m in messages])
+        except BatchFailed as exc:
+            # Exit for the supervisor to restart; the batch was never acknowledged.
+            log.critical("%s; exiting with status %d", exc, EXIT_BATCH_FAILED)
+            logging.shutdown()
+            os._exit(EXIT_BATCH_FAILED)
+        if done:  # (a batch not done came with a rebalance: Kafka seeks back to the
+            # committed offsets before any later record of its partitions is acked)
+            for message in messages:
+                consumer.ack(message)
+        pacer.after_batch()
+
+    # A stop lets the batch in hand finish and be acknowledged before Faust stops the
+    # fetcher, commits for the last time and closes the producer (its decision task is
+    # cancelled only after all that): so a stop redelivers nothing that was checkpointed,
+    # and no batch is cut off halfway with the producer gone. Records fetched and not taken
+    # come again after the restart.
+    stop_consumer = cast(Any, app)._stop_consumer
+
+    async def settle_then_stop_consumer() -> None:
+        wait = settings.stop_timeout_s / 3
+        if not await intake.close(wait):
+            log.warning(
+                "stopping: the batch in hand was not done within %.1f s; it is not "
+                "acknowledged and comes again after the restart",
+                wait,
+            )
+        await stop_consumer()
+
+    cast(Any, app)._stop_consumer = settle_then_stop_consumer
 
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         mine = sorted(f"{tp.topic}:{tp.partition}" for tp in assigned if tp.topic in inputs)

@@ -28,7 +28,9 @@ from faust.types import TP, Message
 
 
 class Intake:
-    """Fetched records waiting for the decision task: the fetcher waits while `limit` wait."""
+    """Fetched records waiting for the decision task: the fetcher waits while `limit` wait.
+    The task says when it is `done` with a batch it took; once the intake is `closed` (the
+    worker stopping), nothing more is taken."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -36,6 +38,9 @@ class Intake:
         self.arrived = asyncio.Event()
         self.room = asyncio.Event()
         self.room.set()
+        self.idle = asyncio.Event()  # no batch taken and not yet done
+        self.idle.set()
+        self.closed = False
 
     async def put(self, messages: list[Message]) -> None:
         while len(self.waiting) >= self.limit:
@@ -45,14 +50,31 @@ class Intake:
         self.arrived.set()
 
     async def take(self) -> list[Message]:
-        """The records waiting (at most `limit`), once there is one."""
-        while not self.waiting:
+        """The records waiting (at most `limit`), once there is one (never once closed)."""
+        while not self.waiting or self.closed:
             self.arrived.clear()
             await self.arrived.wait()
         batch, self.waiting = self.waiting[: self.limit], self.waiting[self.limit :]
         if len(self.waiting) < self.limit:
             self.room.set()
+        self.idle.clear()
         return batch
+
+    def done(self) -> None:
+        """The batch last taken is handled (acknowledged, or not to be)."""
+        self.idle.set()
+
+    async def close(self, timeout: float) -> bool:
+        """Take nothing more; wait for the batch in hand to be done, at most `timeout`
+        seconds. Whether it was."""
+        self.closed = True
+        if self.idle.is_set():
+            return True
+        try:
+            await asyncio.wait_for(self.idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     def clear(self) -> None:
         self.waiting = []

@@ -75,3 +75,38 @@ def test_a_batch_time_is_the_batch_s_not_its_last_decision_s() -> None:
     result.decision_seconds.extend([0.001, 0.002])
     _count(result, redelivered=0, size=2, seconds=1.5)
     assert metrics.BATCH_SECONDS._sum.get() - before == pytest.approx(1.5)
+
+
+def test_close_waits_for_the_batch_in_hand_and_then_nothing_is_taken() -> None:
+    """A stop: `close` returns once the batch taken is done (not before), and what is still
+    waiting is never taken (it comes again after the restart)."""
+
+    async def run() -> tuple[bool, bool, bool, bool]:
+        intake = Intake(limit=2)
+        await intake.put([1, 2, 3])
+        assert await intake.take() == [1, 2]
+        closing = asyncio.ensure_future(intake.close(5.0))
+        await asyncio.sleep(0.01)
+        early = closing.done()
+        intake.done()
+        settled = await closing
+        taking = asyncio.ensure_future(intake.take())
+        await intake.put([3])
+        await asyncio.sleep(0.01)
+        taken = taking.done()
+        taking.cancel()
+        return early, settled, taken, await Intake(limit=1).close(0.0)
+
+    early, settled, taken, idle = asyncio.run(run())
+    assert not early and settled and not taken
+    assert idle  # nothing in hand: closed at once
+
+
+def test_close_gives_up_on_a_batch_that_is_not_done_in_time() -> None:
+    async def run() -> bool:
+        intake = Intake(limit=5)
+        await intake.put([1])
+        await intake.take()
+        return await intake.close(0.05)
+
+    assert asyncio.run(run()) is False
