@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import itertools
 import statistics
 import threading
 import time
@@ -103,17 +104,21 @@ def send_at_rate(
     seconds: float,
 ) -> dict[str, float]:
     """Send `rate` events/s from `stream` for `seconds`, on schedule (never waiting for the
-    worker). Returns each event's send time by its event id."""
+    worker). Returns each event's send time by its event id. The events are generated
+    before the clock starts: a new crowd's start held the sends back 1.3 s, then sent them
+    all at once, and the worker's latency showed it."""
+    total = int(rate * seconds)
+    events = list(itertools.islice(stream, total))
+    gc.collect()  # (and kept out of this process's full collections, which would hold back
+    gc.freeze()  # sends already stamped)
     start = time.time()
     sent: dict[str, float] = {}
-    total = int(rate * seconds)
-    while len(sent) < total:
+    for event in events:
         due = start + len(sent) / rate
         now = time.time()
         if due > now:
             time.sleep(due - now)
             now = time.time()
-        event = next(stream)
         event["ts"] = datetime.fromtimestamp(now, UTC).isoformat()
         sent[event["event_id"]] = now
         producer.send(
@@ -168,10 +173,6 @@ def run(
         time.sleep(_DRAIN_S)
         print(f"{name} answering {time.time() - t0:.1f} s after start", flush=True)
         for rate in rates:
-            # This process's own full garbage collections (its heap holds the generated crowd)
-            # would hold back sends already stamped: frozen, they examine only what is new.
-            gc.collect()
-            gc.freeze()
             start = len(actions.since(0))
             sent = send_at_rate(producer, topics, stream, rate, seconds)
             n = len(sent)
