@@ -113,8 +113,8 @@ def attach(app: faust.App, worker: DecisionWorker) -> None:
         wait = settings.stop_timeout_s / 3
         if not await intake.close(wait):
             log.warning(
-                "stopping: the batch in hand was not done within %.1f s; it is not "
-                "acknowledged and comes again after the restart",
+                "stopping: the batch in hand was not done within %.1f s; unless it is done "
+                "before Faust's last commit, it comes again after the restart",
                 wait,
             )
         await stop_consumer()

@@ -16,7 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.errors import DependencyUnavailable
-from app.store import Due, Epochs, States, check_fence, partition_of_key
+from app.store import Due, Epochs, Fenced, States, check_fence, partition_of_key
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -354,6 +354,7 @@ class RedisStateStore:
             done = await self._commit_script(keys=keys, args=head + body, client=self._redis)
             if int(done[0]) == 0:  # fenced: the epochs now
                 _check_fence(fenced, [done[1 + at[p]] or None for p, _ in fenced])
+                raise Fenced(f"the commit was refused: epochs now {done[1:]!r}")  # (never)
 
         await self._retrying("commit checkpoint", write)
 
