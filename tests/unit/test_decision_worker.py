@@ -205,21 +205,28 @@ def test_windows_of_evicted_customers_still_close() -> None:
     assert len(unswept) < 0.8 * len(expected_outcomes)
 
 
-@pytest.mark.parametrize("limit, sweeps", [(1000, 2), (0, 6)])
-def test_the_due_index_is_swept_once_a_second_of_event_time(
-    monkeypatch: pytest.MonkeyPatch, limit: int, sweeps: int
-) -> None:
-    """Seven batches of one page view, 0.1 s of event time apart and then 1.1 s: the due
-    index is looked at when the watermark first has a value (before the second batch) and
-    again once it has moved a second (before the seventh), not at every batch; a sweep that
-    found as many as it loads at once (here `_SWEEP_LIMIT` 0) looks again at the next."""
+class CountingDueStore(InMemoryStateStore):
+    """Counts the sweeps of the due index."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    async def load_due(
+        self, partitions: Iterable[int], until: float, limit: int
+    ) -> dict[int, list[str]]:
+        self.calls += 1
+        return await super().load_due(partitions, until, limit)
+
+
+def page_views(at: list[float]) -> list[Record]:
+    """One page view per time in `at` (seconds of event time after a start), by customers
+    of their own."""
     from datetime import datetime, timedelta
 
     from schemas.types import format_event_time
 
-    monkeypatch.setattr("agents.worker._SWEEP_LIMIT", limit)
     start = datetime(2026, 3, 2, 10, 0, 0)
-    at = [0.0, 0.1, 0.2, 0.3, 0.4, 1.5, 1.6]
     events = [
         {
             "event_id": f"e{i}",
@@ -230,11 +237,56 @@ def test_the_due_index_is_swept_once_a_second_of_event_time(
         }
         for i, t in enumerate(at)
     ]
+    return as_records(events)
+
+
+@pytest.mark.parametrize("limit, sweeps", [(1000, 2), (0, 6)])
+def test_the_due_index_is_swept_once_a_second_of_event_time(
+    monkeypatch: pytest.MonkeyPatch, limit: int, sweeps: int
+) -> None:
+    """Seven batches of one page view, 0.1 s of event time apart and then 1.1 s: the due
+    index is looked at when the watermark first has a value (before the second batch) and
+    again once it has moved a second (before the seventh), not at every batch; a sweep that
+    found as many as it loads at once (here `_SWEEP_LIMIT` 0) looks again at the next."""
+    monkeypatch.setattr("agents.worker._SWEEP_LIMIT", limit)
     store = CountingDueStore()
     w = worker(store, Broker(), frozen())
     w.assign([0])
-    run_batches(w, as_records(events), 1)
+    run_batches(w, page_views([0.0, 0.1, 0.2, 0.3, 0.4, 1.5, 1.6]), 1)
     assert store.calls == sweeps
+
+
+class CommitFailsOnce(CountingDueStore):
+    """The third commit fails (Redis went away), once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tried = 0
+
+    async def commit(self, *args: Any, **kwargs: Any) -> None:
+        self.tried += 1
+        if self.tried == 3:
+            raise ConnectionError("redis went away")
+        await super().commit(*args, **kwargs)
+
+
+def test_the_due_index_is_swept_again_after_a_reset_and_an_assignment() -> None:
+    """Batches 0.1 s of event time apart: swept before the second; the third fails at its
+    commit and is handled again from the checkpoint, swept first (what was in memory is
+    gone); after a new assignment the fifth is swept too."""
+    store = CommitFailsOnce()
+    w = worker(store, Broker(), frozen())
+    w.assign([0])
+    records = page_views([0.0, 0.1, 0.2, 0.3, 0.4])
+
+    async def go() -> None:
+        for i, record in enumerate(records):
+            if i == 4:
+                w.assign([0])
+            assert await w.handle_until_done([record], first_wait_s=0.001)
+
+    asyncio.run(go())
+    assert store.tried == 6 and store.calls == 3
 
 
 def test_records_that_waited_past_the_freshness_limit_are_stale() -> None:
@@ -357,20 +409,6 @@ def test_a_failed_batch_leaves_no_learning_behind_before_the_first_checkpoint() 
     clean = run(Broker()).pipeline.engine.models
     retried = run(FlakyBroker(fail_at=5, times=1)).pipeline.engine.models  # in batch 1
     assert retried.to_bytes() == clean.to_bytes()
-
-
-class CountingDueStore(InMemoryStateStore):
-    """Counts the sweeps of the due index."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls = 0
-
-    async def load_due(
-        self, partitions: Iterable[int], until: float, limit: int
-    ) -> dict[int, list[str]]:
-        self.calls += 1
-        return await super().load_due(partitions, until, limit)
 
 
 class FlakyDueStore(CountingDueStore):
