@@ -57,7 +57,7 @@ if fenced then
 end
 if mark ~= '' then
   for i = 1, parts do
-    if redis.call('HGET', KEYS[base[i] + 2], '@commit') == mark then return {2} end
+    if redis.call('HGET', KEYS[base[i] + 2], '@LANDED@') == mark then return {2} end
   end
 end
 local at = 5 + 2 * parts
@@ -88,12 +88,12 @@ for i = 1, parts do
   if ARGV[at] ~= '' then redis.call('SET', KEYS[b + 4], ARGV[at]) end
   if ARGV[at + 2] == '1' then
     redis.call('XADD', KEYS[b + 5], '*', 'changes', ARGV[at + 1])
-    redis.call('HSET', KEYS[b + 2], '@commit', mark)
+    redis.call('HSET', KEYS[b + 2], '@LANDED@', mark)
   end
   at = at + 3
 end
 return {1}
-"""
+""".replace("@LANDED@", _LANDED)  # (the offsets hash's field, as read back)
 
 
 class RedisStateStore:

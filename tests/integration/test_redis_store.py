@@ -65,13 +65,13 @@ def test_redis_journal_contract(base_settings: Settings) -> None:
     client.delete(*client.keys(f"*{prefix}*"))
 
 
-Hook = Callable[[aioredis.Redis, int, str], Awaitable[object]]
+Hook = Callable[[aioredis.Redis, str], Awaitable[object]]
 
 
 def interrupted_commit(settings: Settings, hook: Hook) -> dict[str, Any]:
-    """A fenced commit of one customer and one offset, `hook(other client, the commit's
-    connection id, key prefix)` run once just before its script is sent. What was written,
-    whether it was fenced, and whether the hook ran."""
+    """A fenced commit of one customer and one offset, `hook(other client, key prefix)` run
+    once just before its script is sent. What was written, whether it was fenced, and whether
+    the hook ran."""
     url = settings.redis_url.get_secret_value()
     prefix = f"tact-test:{uuid.uuid4().hex[:8]}"
     found: dict[str, Any] = {"ran": False, "fenced": None}
@@ -87,8 +87,7 @@ def interrupted_commit(settings: Settings, hook: Hook) -> dict[str, Any]:
             async def interrupting(**kwargs: Any) -> Any:
                 if not found["ran"]:
                     found["ran"] = True
-                    # (the pool's one connection: the one the script is sent on next)
-                    await hook(other, int(await client.client_id()), prefix)
+                    await hook(other, prefix)
                 return await script(**kwargs)
 
             store._commit_script = interrupting  # type: ignore[assignment]
@@ -112,7 +111,7 @@ def interrupted_commit(settings: Settings, hook: Hook) -> dict[str, Any]:
     return found
 
 
-async def lose(other: aioredis.Redis, ident: int, prefix: str) -> None:
+async def lose(other: aioredis.Redis, prefix: str) -> None:
     raise redis.exceptions.ConnectionError("the connection went before the script was sent")
 
 
@@ -134,7 +133,7 @@ def test_an_epoch_claimed_before_the_write_fences_the_commit(base_settings: Sett
     """Another worker claims the partition after this one did and just before its commit:
     the script finds the epoch moved, and the commit is fenced with nothing written."""
 
-    async def claim(other: aioredis.Redis, ident: int, prefix: str) -> None:
+    async def claim(other: aioredis.Redis, prefix: str) -> None:
         await other.incr(RedisKeys(prefix).epoch(0))
 
     found = interrupted_commit(base_settings, claim)
