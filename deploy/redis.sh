@@ -121,8 +121,20 @@ start() {
   redis-server "${args[@]}" --daemonize yes \
     --pidfile "$run/redis.pid" --logfile "$run/redis.log" --dir "$run" \
     --appendonly yes --appendfsync everysec --save ""
-  for _ in $(seq 1 100); do
-    answers && { log "ready at $host:$port"; return 0; }
+  # With much data it loads its append-only file first, answering LOADING meanwhile (seconds
+  # per GB): waited for as long as it is alive and loading, with a word every 10 s.
+  local tries=0 loading=0 reply
+  while ((tries < 100)); do
+    reply=$(cli ping 2>&1 || true)
+    if [[ "$reply" == PONG ]]; then
+      log "ready at $host:$port"
+      return 0
+    fi
+    if [[ "$reply" == *LOADING* ]] && kill -0 "$(cat "$run/redis.pid" 2>/dev/null)" 2>/dev/null; then
+      ((loading++ % 100)) || log "loading its data ($(du -sh "$run" | cut -f1) in $run); waiting"
+    else
+      tries=$((tries + 1))
+    fi
     sleep 0.1
   done
   log "redis-server did not answer at $host:$port; its log:"
