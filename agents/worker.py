@@ -126,6 +126,7 @@ class DecisionWorker:
         self.pipeline.engine.drop(gone)
         for cid in gone:
             del self.partition_of[cid]
+        self._cached()
 
     def _unknown_skus(self, more: int) -> None:
         metrics.UNKNOWN_SKUS.inc(more)
@@ -158,6 +159,13 @@ class DecisionWorker:
         self.journal.clear()
         self.pipeline.engine.reset()
         self.models_at = -1  # (the models too: loaded whole again)
+        self._cached()
+
+    def _cached(self) -> None:
+        """The customers in memory, on the gauge."""
+        engine = self.pipeline.engine
+        metrics.CACHED.labels("hot").set(len(engine.customers))
+        metrics.CACHED.labels("cold").set(len(engine.cold))
 
     async def handle_until_done(
         self, records: Sequence[Record], first_wait_s: float = _RETRY_FIRST_S
@@ -303,8 +311,7 @@ class DecisionWorker:
         limit, hot = self.settings.max_cached_customers, self.settings.hot_customers
         for cid in engine.trim(result.touched, limit, hot):
             self.partition_of.pop(cid, None)
-        metrics.CACHED.labels("hot").set(len(engine.customers))
-        metrics.CACHED.labels("cold").set(len(engine.cold))
+        self._cached()
         _count(result, prepared.redelivered, len(records), time.perf_counter() - started)
         return True
 

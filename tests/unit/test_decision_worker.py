@@ -519,6 +519,7 @@ def test_a_rebalance_keeps_the_customers_of_partitions_still_owned() -> None:
     w.forget()
     w.assign([0])
     assert set(engine.customers) == on[0]
+    assert cached_gauge() == len(on[0])  # (what was dropped is off the gauge at once)
     asyncio.run(w.handle_until_done(records[:1]))  # claims 0 again: nobody else had
     assert set(engine.customers) == on[0]
 
@@ -527,6 +528,13 @@ def test_a_rebalance_keeps_the_customers_of_partitions_still_owned() -> None:
     w.assign([0])
     asyncio.run(w.handle_until_done(records[:1]))
     assert not set(engine.customers) & on[0] - {records[0].key.decode()}  # type: ignore[union-attr]
+    w.reset()
+    assert cached_gauge() == 0
+
+
+def cached_gauge() -> float:
+    """The hot customers the worker's gauge shows."""
+    return float(metrics.CACHED.labels("hot")._value.get())
 
 
 def test_warm_rebalances_decide_what_a_worker_that_never_moved_decides() -> None:
