@@ -63,8 +63,13 @@ cli() {
   fi
 }
 
+# What the server says to PING: PONG, LOADING (still reading its data), or an error.
+reply() {
+  command -v redis-cli >/dev/null && cli ping 2>&1 || true
+}
+
 answers() {
-  command -v redis-cli >/dev/null && [[ "$(cli ping 2>/dev/null)" == PONG ]]
+  [[ "$(reply)" == PONG ]]
 }
 
 write_acl() {
@@ -123,14 +128,14 @@ start() {
     --appendonly yes --appendfsync everysec --save ""
   # With much data it loads its append-only file first, answering LOADING meanwhile (seconds
   # per GB): waited for as long as it is alive and loading, with a word every 10 s.
-  local tries=0 loading=0 reply
+  local tries=0 loading=0 said
   while ((tries < 100)); do
-    reply=$(cli ping 2>&1 || true)
-    if [[ "$reply" == PONG ]]; then
+    said=$(reply)
+    if [[ "$said" == PONG ]]; then
       log "ready at $host:$port"
       return 0
     fi
-    if [[ "$reply" == *LOADING* ]] && kill -0 "$(cat "$run/redis.pid" 2>/dev/null)" 2>/dev/null; then
+    if [[ "$said" == *LOADING* ]] && kill -0 "$(cat "$run/redis.pid" 2>/dev/null)" 2>/dev/null; then
       ((loading++ % 100)) || log "loading its data ($(du -sh "$run" | cut -f1) in $run); waiting"
     else
       tries=$((tries + 1))
