@@ -61,7 +61,12 @@ def attach(app: faust.App, worker: DecisionWorker) -> None:
     )
     inputs = set(settings.input_topics)
     pacer = GcPacer(settings.gc_full_every_s)
-    intake = Intake(settings.batch_max)
+    intake = Intake(
+        settings.batch_max,
+        list(settings.input_topics),
+        settings.align_wait_s,
+        settings.max_future_skew_s,
+    )
     use_batches(app, intake)
     app.topics.add(channel)  # (subscribed, its records acknowledged, as an agent's)
 

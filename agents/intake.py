@@ -8,7 +8,10 @@ acknowledged offsets) and replaces only its drain loop: each fetch from aiokafka
 goes whole into an `Intake`, and the decision task takes what is waiting there, at most
 `batch_max` records, whenever it is ready for more. A batch is therefore what came while
 the last one was handled: one record at a quiet moment (no wait before it starts), full
-batches under a backlog.
+batches under a backlog. Within each input partition, the intake hands records on merged in
+event time across the clickstream and orders topics (agents/align.py): under a backlog, a fetch
+of each spans very different stretches of event time, and the engine must fold them in the
+order they happened.
 
 As Faust's streams do, records fetched before a rebalance are not handled after it: the
 intake is cleared at a revocation, and a record of an older consumer generation is dropped
@@ -18,23 +21,62 @@ when taken (Kafka seeks back to the committed offsets at the assignment, so they
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
-from collections.abc import MutableMapping, Set
-from typing import Any, cast
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence, Set
+from typing import Any, Protocol, cast
 
 import faust
 from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP, Message
 
+from agents.align import EARLIEST, Aligner, event_time
+from app.io import metrics
+from app.pipeline import DEFAULT_MAX_FUTURE_S
+
+log = logging.getLogger(__name__)
+
+ALIGN_WAIT_S = 5.0  # (TACT_ALIGN_WAIT_S)
+_PAUSE_AT = 4  # a topic-partition with this many batches waiting is not fetched meanwhile
+
+
+class Flow(Protocol):
+    """What the intake asks of the consumer: stop and restart fetching topic-partitions."""
+
+    def pause_partitions(self, tps: Iterable[Any]) -> None: ...
+
+    def resume_partitions(self, tps: Iterable[Any]) -> None: ...
+
+
+def _faust(tps: Iterable[Any]) -> set[TP]:
+    """Faust's own TPs (a fetch's records carry aiokafka's, which Faust's active partitions
+    refuse: its `resume_partitions` adds what it is given as it is)."""
+    return {TP(tp.topic, tp.partition) for tp in tps}
+
 
 class Intake:
-    """Fetched records waiting for the decision task: the fetcher waits while `limit` wait.
+    """Fetched records waiting for the decision task, handed on per input partition in event
+    time (agents/align.py). The fetcher waits while `limit` wait, unless a partition is held
+    back for want of a topic-partition's records (then it brings them, however much else
+    waits: a partition must not wait for the others' backlog); a topic-partition with
+    `_PAUSE_AT` times `limit` waiting is paused at the consumer (`flow`) until it has fewer.
     The task says when it is `done` with a batch it took; once the intake is `closed` (the
     worker stopping), nothing more is taken."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(
+        self,
+        limit: int,
+        topics: Sequence[str] = (),
+        wait_s: float = ALIGN_WAIT_S,
+        max_future_s: float = DEFAULT_MAX_FUTURE_S,
+    ) -> None:
         self.limit = limit
-        self.waiting: list[Message] = []
+        self.max_future_s = max_future_s
+        self.aligner: Aligner[Any] = Aligner(topics, wait_s)
+        self.flow: Flow | None = None
+        self.paused: set[Any] = set()
+        self.wanting = False  # a partition waits for a topic-partition's records
         self.arrived = asyncio.Event()
         self.room = asyncio.Event()
         self.room.set()
@@ -42,23 +84,76 @@ class Intake:
         self.idle.set()
         self.closed = False
 
-    async def put(self, messages: list[Message]) -> None:
-        while len(self.waiting) >= self.limit:
+    async def put(self, messages: list[Any], caught_up: Mapping[Any, bool] | None = None) -> None:
+        """Fetched records (each with `tp` and `value`, in offset order per topic-partition)
+        and, if known, which assigned input topic-partitions are caught up after them."""
+        while self.aligner.size >= self.limit and not self.wanting:
             self.room.clear()
             await self.room.wait()
-        self.waiting.extend(messages)
+        add = self.aligner.add
+        # An event dated past the worker's clock is a dead letter (future_timestamp): it moves
+        # no clock, so it goes at once (else a bad clock would hold its topic back until the
+        # other was read to its end).
+        horizon = time.time() + self.max_future_s
+        for message in messages:
+            t = event_time(message.value)
+            add(message.tp, EARLIEST if t > horizon else t, message)
+        if caught_up is not None:
+            self.aligner.progress(caught_up)
+        self.wanting = self.aligner.wanting(time.monotonic())
         self.arrived.set()
+        full = self.aligner.longer_than(self.limit * _PAUSE_AT) - self.paused
+        if full and self.flow is not None:
+            self.paused |= full
+            self.flow.pause_partitions(_faust(full))
 
-    async def take(self) -> list[Message]:
-        """The records waiting (at most `limit`), once there is one (never once closed)."""
-        while not self.waiting or self.closed:
+    def progress(self, caught_up: Mapping[Any, bool]) -> None:
+        """Which assigned input topic-partitions are caught up (a fetch that brought nothing)."""
+        if self.aligner.progress(caught_up):
+            self.arrived.set()
+
+    async def take(self) -> list[Any]:
+        """The records that may go (at most `limit`), once there is one (never once closed)."""
+        aligner = self.aligner
+        while True:
+            if not self.closed:
+                timeouts = aligner.timeouts
+                batch = aligner.take(self.limit, time.monotonic())
+                if aligner.timeouts > timeouts:
+                    self._timed_out(aligner.timeouts - timeouts)
+                self.wanting = aligner.wanting(time.monotonic())
+                if self.wanting:  # (the fetcher brings what a partition waits for)
+                    self.room.set()
+                if batch:
+                    break
             self.arrived.clear()
-            await self.arrived.wait()
-        batch, self.waiting = self.waiting[: self.limit], self.waiting[self.limit :]
-        if len(self.waiting) < self.limit:
+            wake = None if self.closed else aligner.wake_in(time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.arrived.wait(), wake)
+        if aligner.size < self.limit:
             self.room.set()
+        if self.paused:
+            emptier = self.paused - aligner.longer_than(self.limit * _PAUSE_AT)
+            if emptier:
+                self.paused -= emptier
+                self._resume(emptier)
         self.idle.clear()
         return batch
+
+    def _timed_out(self, n: int) -> None:
+        metrics.ALIGN_TIMEOUTS.inc(n)
+        gone = ", ".join(sorted(f"{tp.topic}:{tp.partition}" for tp in self.aligner.expired))
+        log.warning(
+            "%s: records in Kafka and none fetched for %g s (TACT_ALIGN_WAIT_S); the other "
+            "topic of the partition goes on without waiting for them, out of event-time order "
+            "across the two until they come",
+            gone,
+            self.aligner.wait_s,
+        )
+
+    def _resume(self, tps: set[Any]) -> None:
+        if tps and self.flow is not None:
+            self.flow.resume_partitions(_faust(tps))
 
     def done(self) -> None:
         """The batch last taken is handled (acknowledged, or not to be)."""
@@ -77,7 +172,12 @@ class Intake:
         return True
 
     def clear(self) -> None:
-        self.waiting = []
+        """A revocation: drop what waits (it comes again after Kafka's seek) and resume what
+        was paused."""
+        self.aligner.clear()
+        paused, self.paused = self.paused, set()
+        self._resume(paused)
+        self.wanting = False
         self.room.set()
 
 
@@ -95,13 +195,18 @@ class BatchConsumer(Consumer):
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
         inbound = self.app.monitor.stream_inbound_time
+        intake.flow = self
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 await self.sleep(0)
                 if self.should_stop:
                     break
                 records, active = await self._wait_next_records(1.0)
+                now = time.monotonic()
+                for tp in intake.paused:  # (held on purpose: Faust must not call them stalled)
+                    inbound[tp] = now
                 if not records or self.should_stop:
+                    intake.progress(self._caught_up(intake.aligner.rank))
                     continue
                 if not self.flow_active:  # (as Faust's getmany: back to the committed offsets)
                     try:
@@ -112,10 +217,10 @@ class BatchConsumer(Consumer):
                 messages = await self._messages(records, active, read_offset, acks_enabled_for)
                 if not messages:
                     continue
-                now = time.monotonic()
                 for tp in {m.tp for m in messages}:
                     inbound[tp] = now  # (what Faust's streams record: its stall warnings)
-                await self.wait_first(intake.put(messages), self.suspend_flow.wait())
+                caught_up = self._caught_up(intake.aligner.rank)
+                await self.wait_first(intake.put(messages, caught_up), self.suspend_flow.wait())
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 self.log.info("Broker stopped consumer, shutting down...")
@@ -129,6 +234,26 @@ class BatchConsumer(Consumer):
         except Exception as exc:
             self.log.exception("Drain messages raised: %r", exc)
             raise
+
+    def _caught_up(self, topics: Mapping[str, int]) -> dict[TP, bool]:  # pragma: no cover
+        """Each assigned topic-partition of `topics`: whether it is read to the highwater of
+        its last fetch (nothing more in Kafka as of then). Read from aiokafka's own state, as
+        Faust's `highwater` does: `position` would wait for a partition being reset."""
+        consumer = cast(Any, self)._thread._consumer
+        assignment = None if consumer is None else consumer._subscription.subscription
+        assignment = None if assignment is None else assignment.assignment
+        if assignment is None:  # (between generations)
+            return {}
+        caught_up = {}
+        for tp in assignment.tps:
+            if tp.topic in topics:
+                state = assignment.state_value(tp)
+                caught_up[TP(tp.topic, tp.partition)] = (
+                    state.highwater is not None
+                    and state.has_valid_position
+                    and state.position >= state.highwater
+                )
+        return caught_up
 
     async def _messages(
         self,

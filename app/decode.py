@@ -19,9 +19,12 @@ from pydantic import ValidationError
 from app import codec
 from app.errors import BadInput
 from schemas import EVENT_MODELS, FAMILY_OF_TYPE, Envelope, TopicFamily
+from schemas.types import event_seconds
 
 DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
 _DETAIL_LIMIT = 1000
+
+EARLIEST = float("-inf")
 
 REASONS = ("too_large", "not_json", "not_object", "unknown_type", "wrong_topic", "schema")
 
@@ -41,6 +44,16 @@ def decode_event(
     except codec.JSONDecodeError as exc:
         raise BadInput("not_json", str(exc)) from None
     return validate_object(obj, family)
+
+
+def event_time(raw: bytes | None) -> float:
+    """The event time (epoch seconds) in a record's bytes, read as decoding will, without
+    validating the rest (to put records in event order before they are decoded); EARLIEST when
+    there is none (such a record is a dead letter once decoded: it has no time)."""
+    try:
+        return event_seconds(codec.loads(raw)["ts"])  # type: ignore[arg-type]
+    except Exception:  # (not JSON, not an object, no ts, not a time: all the same here)
+        return EARLIEST
 
 
 def validate_object(obj: Any, family: TopicFamily | None = None) -> Envelope:

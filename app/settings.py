@@ -130,6 +130,14 @@ class Settings(BaseSettings):
         description="a batch that cannot be sent or checkpointed is retried from the checkpoint "
         "for this long; then the worker exits with status 75 for its supervisor to restart it",
     )
+    align_wait_s: float = Field(
+        5.0,
+        ge=0,
+        le=600,
+        description="a partition's clickstream and orders are folded merged in event time; "
+        "one of the two with records in Kafka and none fetched holds the other back this long "
+        "at most (then the other goes on alone)",
+    )
     session_timeout_s: float = Field(
         10.0, ge=6, le=300, description="consumer session timeout (failover time)"
     )

@@ -25,6 +25,11 @@ DUE_LOADED = Counter(
     "tact_due_customers_loaded_total",
     "Customers not in memory loaded to close attribution windows that had ended",
 )
+ALIGN_TIMEOUTS = Counter(
+    "tact_align_timeouts_total",
+    "Times a partition's topic behind in Kafka held the other back TACT_ALIGN_WAIT_S and the "
+    "other went on alone (out of event-time order across the two topics meanwhile)",
+)
 SUPPRESSIONS = Counter(
     "tact_suppressions_total", "Channel suppressions issued, by channel", ["channel"]
 )

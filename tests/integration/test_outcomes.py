@@ -18,6 +18,7 @@ from app.catalog import write_jsonl
 from app.engine import DecisionEngine
 from app.io.kafka_admin import ensure_topics
 from app.io.redis_store import models_key
+from app.partitioning import partition_of
 from app.policy import load_policy
 from app.sample import DEMO_CATALOG, demo_catalog, generate
 from app.settings import Settings
@@ -170,6 +171,66 @@ def test_outcomes_reach_their_topic_as_the_engine_makes_them(
         timeout=120,
     )
     assert empty.returncode == 1 and "no Actions in the period" in empty.stderr
+
+
+def test_a_backlog_of_both_topics_is_folded_in_event_time(
+    stack: Settings, start_worker: Any, frozen_policy: Any
+) -> None:
+    """Both topics full before the worker starts, the orders produced first: a fetch of them
+    spans days more of event time than one of the clicks. The worker folds each partition's
+    two topics in event time (agents/align.py), so its Outcomes are the engine's on the whole
+    stream in time order, byte for byte. (Folded as fetched, orders counted before the clicks
+    whose Actions they converted: most conversions were missed.)"""
+    # Batches of 20: a topic-partition with 80 records waiting is paused (and resumed).
+    stack = stack.model_copy(update={"policy": frozen_policy, "batch_max": 20})
+    events = list(generate(150, seed=37, arrival_span=timedelta(days=6)))
+    last = max(datetime.fromisoformat(e["ts"]) for e in events)
+    ticks = [  # a last event on every partition, after the rest: the watermark passes `last`
+        {
+            "event_id": f"tick-{cid}",
+            "type": "page_view",
+            "page": "home",
+            "customer_id": cid,
+            "ts": format_event_time(last + timedelta(seconds=1)),
+        }
+        for cid in {partition_of(f"tick-{i}", 3): f"tick-{i}" for i in range(30)}.values()
+    ]
+    assert len(ticks) == stack.topic_partitions == 3
+    rank = {"clickstream": 0, "orders": 1}  # (a tie: the click first, as the worker does)
+    timed = sorted(
+        events, key=lambda e: (datetime.fromisoformat(e["ts"]), rank[FAMILY_OF_TYPE[e["type"]]])
+    )
+    engine = DecisionEngine(demo_catalog(), load_policy(frozen_policy))
+    for e in [*timed, *ticks]:
+        engine.process(e)
+    expected = {o.action_id: encode_outcome(o) for o in engine.take_outcomes()}
+    converted = sum(codec.loads(v)["converted"] for v in expected.values())
+    assert len(expected) > 200 and converted >= 10
+
+    prod = producer(stack.kafka_bootstrap)
+    produce_events(prod, topics_of(stack), by_family(events, "orders"))
+    produce_events(prod, topics_of(stack), [*by_family(events, "clickstream"), *ticks])
+    worker = start_worker(stack)
+    outcomes = TopicReader(stack.kafka_bootstrap, stack.topic_outcomes)
+    outcomes.wait_for(lambda r: len(r) >= len(expected), what=f"{len(expected)} outcomes")
+    got = {codec.loads(r.value)["action_id"]: r.value for r in outcomes.settle()}
+    assert sum(codec.loads(v)["converted"] for v in got.values()) == converted
+    assert got == expected
+
+    # A backtest from the topics folds them in event time too, whatever the records' Kafka
+    # timestamps (here when each was produced: every order before every click).
+    out = worker.log_path.parent / "backtest.jsonl"
+    catalog = worker.log_path.parent / "catalog.jsonl"
+    write_jsonl(DEMO_CATALOG, catalog)
+    backtest = subprocess.run(
+        [str(TACT), "replay", "--from-topics", "--catalog", str(catalog),
+         "--policy", str(frozen_policy), "--out", str(out)],
+        env=settings_env(stack), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert backtest.returncode == 0, backtest.stderr
+    lines = (worker.log_path.parent / "backtest.outcomes.jsonl").read_bytes().splitlines()
+    replayed = {o["action_id"]: v for v in lines if (o := codec.loads(v))["status"] != "censored"}
+    assert replayed == expected
 
 
 def test_learned_models_survive_a_worker_restart(stack: Settings, start_worker: Any) -> None:

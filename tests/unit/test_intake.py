@@ -4,12 +4,14 @@ limit, the fetcher held back while a full batch waits, and what a revocation cle
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
+from agents.align import TP
 from agents.intake import Intake
 from agents.worker import _count
+from app import codec
 from app.io import metrics
 from app.pipeline import BatchResult
 
@@ -18,12 +20,33 @@ def _run(coroutine: Any) -> Any:
     return asyncio.run(coroutine)
 
 
+class M(NamedTuple):
+    """A fetched record as the intake reads it: its topic-partition and bytes (`n`: which)."""
+
+    tp: TP
+    value: bytes
+    n: Any
+
+
+def ms(*ns: Any, topic: str = "clicks", partition: int = 0, at: float | None = None) -> list[M]:
+    """Records of one topic-partition, dated one second apart from `at` (default: `n` s)."""
+    tp = TP(topic, partition)
+    return [
+        M(tp, codec.dumps({"ts": int(1000 * (n if at is None else at + i))}), n)
+        for i, n in enumerate(ns)
+    ]
+
+
+def ns(batch: list[M]) -> list[Any]:
+    return [m.n for m in batch]
+
+
 def test_a_batch_is_what_waits_at_most_the_limit() -> None:
     async def scenario() -> list[list[Any]]:
         intake = Intake(limit=3)
-        await intake.put([1, 2])
-        await intake.put([3, 4])  # 2 waiting < 3: taken at once
-        return [await intake.take(), await intake.take()]
+        await intake.put(ms(1, 2))
+        await intake.put(ms(3, 4))  # 2 waiting < 3: taken at once
+        return [ns(await intake.take()), ns(await intake.take())]
 
     assert _run(scenario()) == [[1, 2, 3], [4]]
 
@@ -34,8 +57,8 @@ def test_take_waits_for_a_record() -> None:
         taking = asyncio.ensure_future(intake.take())
         await asyncio.sleep(0.01)
         early = taking.done()
-        await intake.put(["a"])
-        return early, await taking
+        await intake.put(ms("a", at=0))
+        return early, ns(await taking)
 
     assert _run(scenario()) == (False, ["a"])
 
@@ -43,15 +66,15 @@ def test_take_waits_for_a_record() -> None:
 def test_the_fetcher_waits_while_a_full_batch_waits() -> None:
     async def scenario() -> tuple[bool, bool, list[Any], list[Any]]:
         intake = Intake(limit=2)
-        await intake.put([1, 2])
-        putting = asyncio.ensure_future(intake.put([3]))
+        await intake.put(ms(1, 2))
+        putting = asyncio.ensure_future(intake.put(ms(3)))
         await asyncio.sleep(0.01)
         held = not putting.done()
         first = await intake.take()
         await asyncio.sleep(0)
         await asyncio.sleep(0)
         released = putting.done()
-        return held, released, first, await intake.take()
+        return held, released, ns(first), ns(await intake.take())
 
     assert _run(scenario()) == (True, True, [1, 2], [3])
 
@@ -59,12 +82,12 @@ def test_the_fetcher_waits_while_a_full_batch_waits() -> None:
 def test_clear_drops_what_waits_and_lets_the_fetcher_on() -> None:
     async def scenario() -> tuple[list[Any], list[Any]]:
         intake = Intake(limit=1)
-        await intake.put([1])
-        putting = asyncio.ensure_future(intake.put([2]))
+        await intake.put(ms(1))
+        putting = asyncio.ensure_future(intake.put(ms(2)))
         await asyncio.sleep(0.01)
         intake.clear()  # a revocation: [1] is not handled
         await asyncio.wait_for(putting, 1)
-        return intake.waiting, await intake.take()
+        return ns(list(intake.aligner.items())), ns(await intake.take())
 
     assert _run(scenario()) == ([2], [2])
 
@@ -83,15 +106,15 @@ def test_close_waits_for_the_batch_in_hand_and_then_nothing_is_taken() -> None:
 
     async def run() -> tuple[bool, bool, bool, bool]:
         intake = Intake(limit=2)
-        await intake.put([1, 2, 3])
-        assert await intake.take() == [1, 2]
+        await intake.put(ms(1, 2, 3))
+        assert ns(await intake.take()) == [1, 2]
         closing = asyncio.ensure_future(intake.close(5.0))
         await asyncio.sleep(0.01)
         early = closing.done()
         intake.done()
         settled = await closing
         taking = asyncio.ensure_future(intake.take())
-        await intake.put([3])
+        await intake.put(ms(3))
         await asyncio.sleep(0.01)
         taken = taking.done()
         taking.cancel()
@@ -105,7 +128,7 @@ def test_close_waits_for_the_batch_in_hand_and_then_nothing_is_taken() -> None:
 def test_close_gives_up_on_a_batch_that_is_not_done_in_time() -> None:
     async def run() -> bool:
         intake = Intake(limit=5)
-        await intake.put([1])
+        await intake.put(ms(1))
         await intake.take()
         return await intake.close(0.05)
 
