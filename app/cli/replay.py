@@ -142,7 +142,6 @@ def run_replay_topics(args: Any) -> int:
     """Replay a time range of the clickstream and orders topics (a backtest), without joining
     any consumer group; optionally report on it and evaluate its policy on what was logged."""
     from app.cli.report import parse_time, read_decided_said, said
-    from app.decode import event_time
     from app.io.topic_reader import RangeProgress, TimedRecord, read_records
     from app.settings import load_settings
 
@@ -182,14 +181,9 @@ def run_replay_topics(args: Any) -> int:
             found = " (the topics are empty)"
         sys.stderr.write(f"tact replay: no events in the range{found}: nothing to replay\n")
         return 1
-    # One sequence, by event time, as a worker folds each partition's two topics (whatever the
-    # records' Kafka timestamps: a backfill's are when it was loaded); ties in the order
-    # topics, partitions and offsets give.
-    timed = [
-        (event_time(r.value), inputs.index(r.topic), r.partition, r.offset, r) for r in records
-    ]
-    timed.sort(key=lambda t: t[:4])
-    lines = [t[4].value for t in timed]
+    # One sequence, by record time; ties in the order topics, partitions and offsets give.
+    records.sort(key=lambda r: (r.timestamp_ms, inputs.index(r.topic), r.partition, r.offset))
+    lines = [r.value for r in records]
     code = _replay(lines, None, args)
     if args.report:
         _report(args, lines)
