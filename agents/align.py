@@ -55,6 +55,7 @@ class Aligner(Generic[T]):
         self.empty_since: dict[TP, float] = {}  # holding its partition back since (monotonic)
         self.expired: set[TP] = set()  # held it back `wait_s`: no longer, until its next item
         self.timeouts = 0  # times a partition went on without a topic-partition behind
+        self.gone: list[TP] = []  # those topic-partitions, until the caller takes them
         self.turn = 0  # the partition taken from first rotates: none waits behind another
 
     def add(self, tp: TP, time: float, item: T) -> None:
@@ -83,9 +84,10 @@ class Aligner(Generic[T]):
         if now_caught - self.caught_up:
             moved = True
         self.caught_up = now_caught
-        for tp in now_caught:
-            self.empty_since.pop(tp, None)
-            self.expired.discard(tp)
+        for tp in [*self.empty_since]:  # (caught up, or no longer assigned: no wait runs)
+            if tp in now_caught or tp not in self.known:
+                del self.empty_since[tp]
+        self.expired &= self.known - now_caught
         return moved
 
     def _order(self, tp: TP) -> tuple[int, int, str]:
@@ -140,6 +142,7 @@ class Aligner(Generic[T]):
             return False
         self.timeouts += 1
         self.expired.add(tp)
+        self.gone.append(tp)
         return True
 
     def wanting(self, now: float) -> bool:
@@ -157,10 +160,12 @@ class Aligner(Generic[T]):
     def wake_in(self, now: float) -> float | None:
         """Seconds until a partition held back by an empty topic-partition may go on without
         it (None: none is)."""
+        queues = self.queues
         waits = [
             since + self.wait_s - now
             for tp, since in self.empty_since.items()
             if tp not in self.expired
+            and any(queues.get(other) for other in self.groups.get(tp.partition, ()))
         ]
         return max(min(waits), 0.0) if waits else None
 

@@ -81,10 +81,24 @@ def test_a_topic_partition_behind_holds_its_partition_at_most_wait_s() -> None:
 
 def test_a_topic_partition_not_assigned_holds_nothing() -> None:
     a = aligner()
-    a.progress({CLICKS: False})  # (no orders partition 0 here)
+    a.progress({CLICKS: True})  # (orders partition 0 is not this worker's)
+    fill(a, ORDERS, 1)  # (fetched before a rebalance)
+    fill(a, CLICKS, 2, 3)
+    assert a.take(10, 0.0) == ["o1", "c2", "c3"]
+
+
+def test_a_wait_ends_when_its_topic_partition_is_no_longer_assigned() -> None:
+    """No wait of a topic-partition given away runs on: given back, it waits afresh."""
+    a = aligner(wait_s=2.0)
+    a.progress({CLICKS: True, ORDERS: False})
     fill(a, CLICKS, 1)
-    a.progress({CLICKS: True})
-    assert a.take(10, 0.0) == ["c1"]
+    assert a.take(10, 100.0) == [] and a.wake_in(100.0) == 2.0
+    a.progress({CLICKS: True})  # a rebalance took orders 0 away
+    assert a.take(10, 101.0) == ["c1"] and a.wake_in(101.0) is None
+    a.progress({CLICKS: True, ORDERS: False})  # and gave it back, behind
+    fill(a, CLICKS, 2)
+    assert a.take(10, 150.0) == [] and a.timeouts == 0
+    assert a.take(10, 152.0) == ["c2"] and a.timeouts == 1 and a.gone == [ORDERS]
 
 
 def test_the_fetcher_goes_on_while_everything_waiting_is_held_back() -> None:
@@ -121,11 +135,28 @@ def test_the_fetcher_goes_on_while_everything_waiting_is_held_back() -> None:
         taker = asyncio.ensure_future(take_the_rest())
         await asyncio.wait_for(intake.put(ms(200, 201), {CLICKS: True, ORDERS: True}), 1)
         await asyncio.wait_for(taker, 1)
-        return first, paused, flow.paused, rest
+        after = set(flow.paused)
+        await intake.put(ms(*range(300, 308), topic="orders"), behind)
+        again = set(flow.paused)
+        intake.clear()  # a revocation: a partition kept stays paused at Faust unless resumed
+        return first, paused, after, rest, again, flow.paused
 
-    first, paused, after, rest = asyncio.run(scenario())
+    first, paused, after, rest, again, cleared = asyncio.run(scenario())
     assert first == [1, 2] and paused == {ORDERS} and after == set()
     assert rest == [3, *range(100, 108), 200, 201]
+    assert again == {ORDERS} and cleared == set()
+
+
+def test_the_intake_wakes_when_a_wait_runs_out() -> None:
+    async def scenario() -> tuple[bool, list[Any]]:
+        intake = Intake(limit=10, topics=["clicks", "orders"], wait_s=0.2)
+        await intake.put(ms(1, 2), {CLICKS: True, ORDERS: False})
+        taking = asyncio.ensure_future(intake.take())
+        await asyncio.sleep(0.05)
+        early = taking.done()
+        return early, ns(await asyncio.wait_for(taking, 2))  # no record comes: the timer
+
+    assert asyncio.run(scenario()) == (False, [1, 2])
 
 
 def _fed(order: list[tuple[dict[str, Any], int]]) -> tuple[int, int]:
