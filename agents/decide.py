@@ -3,7 +3,9 @@
 The decision task only moves records between Faust's consumer and DecisionWorker
 (agents/worker.py): it takes the records fetched (agents/intake.py: a fetch at a time, not
 through Faust's per-record streams), hands them over, and acknowledges them once the worker
-has checkpointed, so Faust never commits an offset whose effects are not saved.
+has checkpointed, so Faust never commits an offset whose effects are not saved. A batch closes
+a bounded number of attribution windows (app/pipeline.py); when it leaves ended ones behind,
+the next batch starts at once, with the records that may go or none.
 """
 
 from __future__ import annotations
@@ -85,15 +87,20 @@ def attach(app: faust.App, worker: DecisionWorker) -> None:
 
     async def _decide() -> None:
         consumer = app.consumer
+        behind = False
         while True:
-            messages = current(app, await intake.take())
+            # Windows left ended by the last batch's bound on closings: the next batch now,
+            # with whatever records may go (perhaps none), not when records come.
+            was_behind, behind = behind, False
+            messages = current(app, await intake.take(wait=not was_behind))
             try:
-                if messages:
-                    await _handle(consumer, messages)
+                if messages or was_behind:
+                    done = await _handle(consumer, messages)
+                    behind = done and worker.pipeline.engine.behind()
             finally:
                 intake.done()
 
-    async def _handle(consumer: Any, messages: list[Message]) -> None:
+    async def _handle(consumer: Any, messages: list[Message]) -> bool:
         try:
             done = await worker.handle_until_done([_record(m) for m in messages])
         except BatchFailed as exc:
@@ -106,6 +113,7 @@ def attach(app: faust.App, worker: DecisionWorker) -> None:
             for message in messages:
                 consumer.ack(message)
         pacer.after_batch()
+        return done
 
     # A stop lets the batch in hand finish and be acknowledged before Faust stops the
     # fetcher, commits for the last time and closes the producer (its decision task is

@@ -24,7 +24,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence, Set
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence, Set
+from functools import partial
 from typing import Any, Protocol, cast
 
 import faust
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 
 ALIGN_WAIT_S = 5.0  # (TACT_ALIGN_WAIT_S)
 _PAUSE_AT = 4  # a topic-partition with this many batches waiting is not fetched meanwhile
+
+
+# which assigned topic-partitions are caught up; or how to know it when asked; None: unknown
+CaughtUp = Mapping[Any, bool] | Callable[[], Mapping[Any, bool] | None] | None
 
 
 class Flow(Protocol):
@@ -84,20 +89,23 @@ class Intake:
         self.idle.set()
         self.closed = False
 
-    async def put(self, messages: list[Any], caught_up: Mapping[Any, bool] | None = None) -> None:
+    async def put(self, messages: list[Any], caught_up: CaughtUp = None) -> None:
         """Fetched records (each with `tp` and `value`, in offset order per topic-partition)
-        and, if known, which assigned input topic-partitions are caught up after them."""
+        and, if known, which assigned input topic-partitions are caught up after them (or
+        how to know, once the records are let in)."""
         while self.aligner.size >= self.limit and not self.wanting:
             self.room.clear()
             await self.room.wait()
         add = self.aligner.add
         # An event dated past the worker's clock is a dead letter (future_timestamp): it moves
-        # no clock, so it goes at once (else a bad clock would hold its topic back until the
+        # no clock, so it sorts first (else a bad clock would hold its topic back until the
         # other was read to its end).
         horizon = time.time() + self.max_future_s
         for message in messages:
             t = event_time(message.value)
             add(message.tp, EARLIEST if t > horizon else t, message)
+        if callable(caught_up):
+            caught_up = caught_up()
         if caught_up is not None:
             self.aligner.progress(caught_up)
         self.wanting = self.aligner.wanting(time.monotonic())
@@ -107,13 +115,15 @@ class Intake:
             self.paused |= full
             self.flow.pause_partitions(_faust(full))
 
-    def progress(self, caught_up: Mapping[Any, bool]) -> None:
-        """Which assigned input topic-partitions are caught up (a fetch that brought nothing)."""
-        if self.aligner.progress(caught_up):
+    def progress(self, caught_up: Mapping[Any, bool] | None) -> None:
+        """Which assigned input topic-partitions are caught up (a fetch that brought nothing;
+        None: not known now)."""
+        if caught_up is not None and self.aligner.progress(caught_up):
             self.arrived.set()
 
-    async def take(self) -> list[Any]:
-        """The records that may go (at most `limit`), once there is one (never once closed)."""
+    async def take(self, wait: bool = True) -> list[Any]:
+        """The records that may go (at most `limit`), once there is one (never once closed);
+        without `wait`, at once, perhaps none (but never once closed)."""
         aligner = self.aligner
         while True:
             if not self.closed:
@@ -124,7 +134,7 @@ class Intake:
                 self.wanting = aligner.wanting(time.monotonic())
                 if self.wanting:  # (the fetcher brings what a partition waits for)
                     self.room.set()
-                if batch:
+                if batch or not wait:
                     break
             self.arrived.clear()
             wake = None if self.closed else aligner.wake_in(time.monotonic())
@@ -132,8 +142,8 @@ class Intake:
                 await asyncio.wait_for(self.arrived.wait(), wake)
         if aligner.size < self.limit:
             self.room.set()
-        if self.paused:
-            emptier = self.paused - aligner.longer_than(self.limit * _PAUSE_AT)
+        if self.paused:  # (resumed at half the pause's length: not after every batch)
+            emptier = self.paused - aligner.longer_than(self.limit * _PAUSE_AT // 2)
             if emptier:
                 self.paused -= emptier
                 self._resume(emptier)
@@ -142,7 +152,8 @@ class Intake:
 
     def _timed_out(self, n: int) -> None:
         metrics.ALIGN_TIMEOUTS.inc(n)
-        gone = ", ".join(sorted(f"{tp.topic}:{tp.partition}" for tp in self.aligner.expired))
+        gone = ", ".join(f"{tp.topic}:{tp.partition}" for tp in self.aligner.gone)
+        self.aligner.gone.clear()
         log.warning(
             "%s: records in Kafka and none fetched for %g s (TACT_ALIGN_WAIT_S); the other "
             "topic of the partition goes on without waiting for them, out of event-time order "
@@ -219,7 +230,7 @@ class BatchConsumer(Consumer):
                     continue
                 for tp in {m.tp for m in messages}:
                     inbound[tp] = now  # (what Faust's streams record: its stall warnings)
-                caught_up = self._caught_up(intake.aligner.rank)
+                caught_up = partial(self._caught_up, intake.aligner.rank)
                 await self.wait_first(intake.put(messages, caught_up), self.suspend_flow.wait())
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -235,23 +246,23 @@ class BatchConsumer(Consumer):
             self.log.exception("Drain messages raised: %r", exc)
             raise
 
-    def _caught_up(self, topics: Mapping[str, int]) -> dict[TP, bool]:  # pragma: no cover
+    def _caught_up(self, topics: Mapping[str, int]) -> dict[TP, bool] | None:  # pragma: no cover
         """Each assigned topic-partition of `topics`: whether it is read to the highwater of
         its last fetch (nothing more in Kafka as of then). Read from aiokafka's own state, as
         Faust's `highwater` does: `position` would wait for a partition being reset."""
         consumer = cast(Any, self)._thread._consumer
         assignment = None if consumer is None else consumer._subscription.subscription
         assignment = None if assignment is None else assignment.assignment
-        if assignment is None:  # (between generations)
-            return {}
+        if assignment is None:  # (between generations: not known, not "none assigned")
+            return None
         caught_up = {}
         for tp in assignment.tps:
             if tp.topic in topics:
                 state = assignment.state_value(tp)
+                # each read once: the consumer's thread may reset the position meanwhile
+                position, highwater = state._position, state.highwater
                 caught_up[TP(tp.topic, tp.partition)] = (
-                    state.highwater is not None
-                    and state.has_valid_position
-                    and state.position >= state.highwater
+                    position is not None and highwater is not None and position >= highwater
                 )
         return caught_up
 

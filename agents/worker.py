@@ -501,5 +501,6 @@ def _count(result: BatchResult, redelivered: int, size: int, seconds: float) -> 
         metrics.STALE.inc(result.stale)
     for decision in result.decision_seconds:
         metrics.DECISION_SECONDS.observe(decision)
-    metrics.BATCH_SIZE.observe(size)
+    if size:  # (a batch without records only closes windows left by the last one's bound)
+        metrics.BATCH_SIZE.observe(size)
     metrics.BATCH_SECONDS.observe(seconds)

@@ -86,6 +86,10 @@ class Attribution:
         self.subscriber_value = {c: spec.subscriber_value for c, spec in policy.channels.items()}
         self.completion_s = policy.distraction.completion_hours * HOUR
         self._schedule: list[tuple[float, str]] = []  # (window end, customer)
+        # Entries of the schedule `advance` may still close (None: every one that ended): the
+        # worker's bound per batch, so one batch never thaws and checkpoints every customer
+        # behind a leap of the watermark (app/pipeline.py). Replay closes all at once.
+        self.close_limit: int | None = None
         self._closed: list[Outcome] = []
 
     # -- opening ------------------------------------------------------------------------------
@@ -316,16 +320,29 @@ class Attribution:
         """Move the watermark to `t` and close the windows that ended before it, in order of
         their ends (so the models learn in the same order whatever the schedule holds;
         customers not in memory close on their next event). `customers.get` gives a state
-        (the engine's makes a cold customer's state again)."""
-        if t <= self.models.watermark:
+        (the engine's makes a cold customer's state again). With `close_limit`, at most that
+        many entries of the schedule are closed (counted down): the others wait, ended, for
+        the next call, even one that does not move the watermark (`behind`)."""
+        watermark = self.models.watermark
+        if t > watermark:
+            self.models.watermark = watermark = t
+        elif self.close_limit is None:  # (all that ended before it is closed already)
             return
-        self.models.watermark = t
         schedule = self._schedule
-        while schedule and schedule[0][0] < t:
+        while schedule and schedule[0][0] < watermark:
+            if self.close_limit is not None:
+                if self.close_limit <= 0:
+                    return
+                self.close_limit -= 1
             until, cid = heapq.heappop(schedule)
             state = customers.get(cid)
             if state is not None and state.windows:
                 self._close(cid, state, math.nextafter(until, math.inf))  # ends <= until
+
+    def behind(self) -> bool:
+        """Whether windows that ended before the watermark wait on the schedule (left by
+        `close_limit`)."""
+        return bool(self._schedule) and self._schedule[0][0] < self.models.watermark
 
     def _close(self, cid: str, state: CustomerState, before: float) -> None:
         """Close the windows that ended before `before`."""

@@ -228,6 +228,17 @@ class DecisionEngine:
         self.unknown_sku_example = self.unknown_sku_example or sku
 
     # -- outcomes -------------------------------------------------------------------------------
+    def close_behind(self, limit: int | None) -> None:
+        """Close up to `limit` (None: all) of the windows that ended before the watermark and
+        still wait on the schedule, and bound the closings of the events that follow by what
+        is left of `limit` (the worker's bound per batch)."""
+        self.attribution.close_limit = limit
+        self.attribution.advance(self.models.watermark, self)
+
+    def behind(self) -> bool:
+        """Whether ended windows wait on the schedule (left by a bound on closings)."""
+        return self.attribution.behind()
+
     def take_outcomes(self) -> list[Outcome]:
         """The Outcome records whose windows closed since the last call, in closing order."""
         return self.attribution.take()

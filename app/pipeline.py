@@ -90,6 +90,10 @@ class BatchResult:
 
 
 _OWNERS_CACHED = 200_000
+# A worker's batch of N records closes at most this many times N windows of the attribution
+# schedule (a batch of 500: about 0.2 s of closing and checkpointing); the rest wait for the
+# next batch, which comes at once (agents/decide.py), records or not.
+CLOSINGS_PER_RECORD = 4
 DEFAULT_MAX_FUTURE_S = 300.0  # events dated further after the worker's clock: dead letters
 
 
@@ -103,8 +107,12 @@ class BatchPipeline:
         max_event_bytes: int,
         max_future_s: float = DEFAULT_MAX_FUTURE_S,
         partitions: Mapping[str, int] | None = None,
+        close_limit: int | None = None,
     ) -> None:
         self.engine = engine
+        # Windows the attribution schedule closes per batch at most (None: all that ended):
+        # the rest close in the next batches, first thing (see `decide`).
+        self.close_limit = close_limit
         self.families = dict(families)
         self.max_event_bytes = max_event_bytes
         self.max_future_s = max_future_s
@@ -173,6 +181,12 @@ class BatchPipeline:
         than `max_future_s` after `now` is a dead letter (`future_timestamp`): folded in, it
         would move the watermark and close every attribution window in memory at once."""
         result = BatchResult()
+        # First the windows left ended by the last batch's bound, then the events' (together
+        # at most `close_limit`): a watermark that passes the ends of 100,000 windows at once
+        # (a backlog) must not thaw and checkpoint all their customers in one batch. Closing
+        # later changes no Outcome (each is closed at its window's end, and a customer's own
+        # event closes their ended windows before it is folded in).
+        self.engine.close_behind(self.close_limit)
         for record, item in prepared.items:
             if isinstance(item, DeadLetter):
                 result.dead_letters.append(item)

@@ -28,7 +28,7 @@ from app.io.migrate import check_layout
 from app.io.redis_store import RedisStateStore
 from app.io.status import Status
 from app.logs import logging_config
-from app.pipeline import BatchPipeline
+from app.pipeline import CLOSINGS_PER_RECORD, BatchPipeline
 from app.policy import load_policy
 from app.sample import demo_catalog
 from app.settings import Settings
@@ -187,6 +187,7 @@ def run_worker(settings: Settings) -> None:
         settings.max_event_bytes,
         settings.max_future_skew_s,
         partitions,
+        close_limit=CLOSINGS_PER_RECORD * settings.batch_max,
     )
     attach(app, DecisionWorker(settings, store, pipeline, producer_sender(app)))
     if settings.metrics_port:

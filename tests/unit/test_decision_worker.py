@@ -205,6 +205,59 @@ def test_windows_of_evicted_customers_still_close() -> None:
     assert len(unswept) < 0.8 * len(expected_outcomes)
 
 
+def test_a_batch_closes_a_bounded_number_of_windows_and_the_next_ones_the_rest() -> None:
+    """A last event far after the rest passes the end of every window at once. With a bound of
+    20 closings a batch, the worker thaws and checkpoints at most that many of the customers
+    behind it per batch (most of them cold); the batches after it, without records, close the
+    rest: the same Outcomes as closing them all at once, and no checkpointed state keeps an
+    ended window."""
+    from datetime import timedelta
+
+    from app.actions import encode_outcome
+    from app.readiness import CustomerState
+    from schemas.types import event_seconds
+
+    events = list(generate(200, seed=6, arrival_span=timedelta(hours=3)))
+    events.append({**tick_after(events), "ts": "2026-06-01T00:00:00.000Z"})
+    reference = DecisionEngine(demo_catalog(), frozen())
+    for e in events:
+        reference.process(e)
+    want = {o.action_id: encode_outcome(o) for o in reference.take_outcomes()}
+
+    store, broker = InMemoryStateStore(), Broker()
+    s = settings(hot_customers=100)
+    engine = DecisionEngine(demo_catalog(), frozen())
+    pipeline = BatchPipeline(engine, s.input_topics, s.max_event_bytes, close_limit=20)
+    w = DecisionWorker(s, store, pipeline, broker.send)
+    w.assign([0])
+    records = as_records(events)
+    committed: list[int] = []
+    commit = store.commit
+
+    async def counted(states: Any, *args: Any, **kwargs: Any) -> None:
+        committed.append(len(states))
+        await commit(states, *args, **kwargs)
+
+    store.commit = counted  # type: ignore[method-assign]
+    run_batches(w, records[:-1], 50)
+    before = len(committed)
+    run_batches(w, records[-1:], 1)
+    after = 0
+    while engine.behind():
+        assert asyncio.run(w.handle([]))
+        after += 1
+    got = {codec.loads(v)["action_id"]: v for t, _, v in broker.sent if t == "outcomes" and v}
+    assert got == want and len(want) > 500
+    assert after > 5 and max(committed[before:]) <= 20 + 1  # (+ the last event's customer)
+    tick = event_seconds(events[-1]["ts"])
+    ended = [
+        cid
+        for cid, blob in store.customers.items()
+        if any(entry[3] < tick for entry in CustomerState.from_bytes(blob).windows)
+    ]
+    assert ended == []
+
+
 class CountingDueStore(InMemoryStateStore):
     """Counts the sweeps of the due index."""
 

@@ -420,3 +420,37 @@ def test_one_partitions_clock_does_not_close_another_partitions_windows() -> Non
     assert "c-here" not in early and "c-here" in later
     early, _ = run((None, None))
     assert "c-here" in early
+
+
+def test_closings_bounded_per_batch_give_the_same_outcomes_only_later() -> None:
+    """The worker's bound on closings per batch (`close_behind`): windows the watermark has
+    passed close at most `limit` customers at a time, in order of their ends, the rest first
+    thing in the next batches, and every Outcome is the one closing them all at once gives.
+    (Learning off: with it on, when a window closes decides when its lesson is learned.)"""
+    events = list(generate(300, seed=5, arrival_span=timedelta(hours=2)))
+    last = max(e["ts"] for e in events)
+    tick = {"event_id": "t", "type": "page_view", "page": "home", "customer_id": "t"}
+    tick["ts"] = "2026-06-01T00:00:00.000Z"  # passes the end of every window
+
+    straight = DecisionEngine(demo_catalog(), frozen_policy())
+    for e in [*events, tick]:
+        straight.process(e)
+    want = sorted(encode_outcome(o) for o in straight.take_outcomes())
+
+    bounded = DecisionEngine(demo_catalog(), frozen_policy())
+    got: list[bytes] = []
+    most = 0
+    batches = [events[i : i + 50] for i in range(0, len(events), 50)] + [[tick]]
+    after = 0  # batches without events, to close what was left
+    while batches or bounded.behind():
+        bounded.close_behind(25)  # a batch: what was left first, then its events
+        after += not batches
+        for e in batches.pop(0) if batches else []:
+            bounded.process(e)
+        closed = bounded.take_outcomes()
+        most = max(most, len({o.customer_id for o in closed if o.status == "closed"}))
+        got += [encode_outcome(o) for o in closed]
+    assert last < tick["ts"] and len(want) > 300
+    # customers whose windows closed in a batch: 25 from the schedule, and those with events
+    assert most <= 25 + 50 and after > 3
+    assert sorted(got) == want
