@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import deque
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -90,6 +91,8 @@ class Attribution:
         # worker's bound per batch, so one batch never thaws and checkpoints every customer
         # behind a leap of the watermark (app/pipeline.py). Replay closes all at once.
         self.close_limit: int | None = None
+        self._owed: deque[tuple[float, str]] = deque()  # taken off the schedule, not closed yet
+        self._owed_by: dict[str, float] = {}  # customer -> the latest end they are owed
         self._closed: list[Outcome] = []
 
     # -- opening ------------------------------------------------------------------------------
@@ -146,6 +149,7 @@ class Attribution:
         the windows of every customer in memory, as reopening each would put them back, and
         perhaps entries of customers dropped since, which closing passes over."""
         self._schedule = other._schedule
+        self._owed, self._owed_by = other._owed, other._owed_by
 
     # -- what follows -------------------------------------------------------------------------
     def ordered(self, cid: str, state: CustomerState, order: OrderPlaced, t: float) -> None:
@@ -312,7 +316,12 @@ class Attribution:
 
     # -- closing ------------------------------------------------------------------------------
     def close_due(self, cid: str, state: CustomerState, t: float) -> None:
-        """Close every window of this customer that ended before `t`."""
+        """Close every window of this customer that ended before `t`, and those the watermark
+        passed that still wait (`close_limit`): an order read now must not count in a window
+        the watermark passed before it was read, closed yet or not."""
+        owed = self._owed_by.pop(cid, None)
+        if owed is not None and owed >= t:
+            t = math.nextafter(owed, math.inf)
         if state.windows and any(e[END] < t for e in state.windows):
             self._close(cid, state, t)
 
@@ -323,26 +332,40 @@ class Attribution:
         (the engine's makes a cold customer's state again). With `close_limit`, at most that
         many entries of the schedule are closed (counted down): the others wait, ended, for
         the next call, even one that does not move the watermark (`behind`)."""
-        watermark = self.models.watermark
-        if t > watermark:
-            self.models.watermark = watermark = t
-        elif self.close_limit is None:  # (all that ended before it is closed already)
-            return
-        schedule = self._schedule
-        while schedule and schedule[0][0] < watermark:
+        schedule, owed, owed_by = self._schedule, self._owed, self._owed_by
+        if t > self.models.watermark:
+            self.models.watermark = t
+            if self.close_limit is None and not owed:  # (replay: all of them, now)
+                while schedule and schedule[0][0] < t:
+                    self._close_entry(*heapq.heappop(schedule), customers)
+                return
+            # What this move owes, in order of ends (a window opened later that has already
+            # ended waits for the next move, as without a bound).
+            while schedule and schedule[0][0] < t:
+                until, cid = entry = heapq.heappop(schedule)
+                owed.append(entry)
+                owed_by[cid] = until  # (the latest: popped in order of ends)
+        while owed:
+            if self.close_limit is not None and self.close_limit <= 0:
+                return
+            until, cid = owed.popleft()
+            latest = owed_by.get(cid)
+            if latest is None:  # (closed at their own event meanwhile: `close_due`)
+                continue
+            if latest == until:  # (their last one)
+                del owed_by[cid]
             if self.close_limit is not None:
-                if self.close_limit <= 0:
-                    return
                 self.close_limit -= 1
-            until, cid = heapq.heappop(schedule)
-            state = customers.get(cid)
-            if state is not None and state.windows:
-                self._close(cid, state, math.nextafter(until, math.inf))  # ends <= until
+            self._close_entry(until, cid, customers)
+
+    def _close_entry(self, until: float, cid: str, customers: States) -> None:
+        state = customers.get(cid)
+        if state is not None and state.windows:
+            self._close(cid, state, math.nextafter(until, math.inf))  # ends <= until
 
     def behind(self) -> bool:
-        """Whether windows that ended before the watermark wait on the schedule (left by
-        `close_limit`)."""
-        return bool(self._schedule) and self._schedule[0][0] < self.models.watermark
+        """Whether windows the watermark passed wait to be closed (left by `close_limit`)."""
+        return bool(self._owed)
 
     def _close(self, cid: str, state: CustomerState, before: float) -> None:
         """Close the windows that ended before `before`."""
@@ -363,6 +386,8 @@ class Attribution:
                 self._emit(cid, entry, t, "censored")
             state.windows = []
         self._schedule = []
+        self._owed.clear()
+        self._owed_by.clear()
 
     def take(self) -> list[Outcome]:
         """The Outcomes closed since the last call."""
