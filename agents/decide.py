@@ -95,12 +95,18 @@ def attach(app: faust.App, worker: DecisionWorker) -> None:
             messages = current(app, await intake.take(wait=not was_behind))
             try:
                 if messages or was_behind:
-                    done = await _handle(consumer, messages)
-                    behind = done and worker.pipeline.engine.behind()
+                    await _handle(consumer, messages)
+                # (a worker handing nothing until Kafka assigns it partitions again waits)
+                behind = (
+                    worker.pipeline.engine.behind()
+                    and not worker.revoked
+                    and worker.fenced_at is None
+                    and bool(worker.assigned)
+                )
             finally:
                 intake.done()
 
-    async def _handle(consumer: Any, messages: list[Message]) -> bool:
+    async def _handle(consumer: Any, messages: list[Message]) -> None:
         try:
             done = await worker.handle_until_done([_record(m) for m in messages])
         except BatchFailed as exc:
@@ -113,7 +119,6 @@ def attach(app: faust.App, worker: DecisionWorker) -> None:
             for message in messages:
                 consumer.ack(message)
         pacer.after_batch()
-        return done
 
     # A stop lets the batch in hand finish and be acknowledged before Faust stops the
     # fetcher, commits for the last time and closes the producer (its decision task is

@@ -330,8 +330,9 @@ class Attribution:
         their ends (so the models learn in the same order whatever the schedule holds;
         customers not in memory close on their next event). `customers.get` gives a state
         (the engine's makes a cold customer's state again). With `close_limit`, at most that
-        many entries of the schedule are closed (counted down): the others wait, ended, for
-        the next call, even one that does not move the watermark (`behind`)."""
+        many entries of the schedule are closed (counted down): the others wait, owed, for the
+        next calls, even ones that do not move the watermark (`behind`), or for the customer's
+        own event or checkpoint (`close_due`)."""
         schedule, owed, owed_by = self._schedule, self._owed, self._owed_by
         if t > self.models.watermark:
             self.models.watermark = t
@@ -362,6 +363,10 @@ class Attribution:
         state = customers.get(cid)
         if state is not None and state.windows:
             self._close(cid, state, math.nextafter(until, math.inf))  # ends <= until
+
+    def owed_customers(self) -> Mapping[str, float]:
+        """The customers with windows the watermark passed that wait to be closed."""
+        return self._owed_by
 
     def behind(self) -> bool:
         """Whether windows the watermark passed wait to be closed (left by `close_limit`)."""

@@ -235,6 +235,15 @@ class DecisionEngine:
         self.attribution.close_limit = limit
         self.attribution.advance(self.models.watermark, self)
 
+    def settle(self, customer_ids: Iterable[str]) -> None:
+        """Close the windows of these customers (in memory) that the watermark passed and a
+        bound on closings left open (before their states are saved)."""
+        owed = self.attribution.owed_customers()
+        for cid in [c for c in customer_ids if c in owed]:
+            state = self.get(cid)
+            if state is not None:
+                self.attribution.close_due(cid, state, -math.inf)
+
     def behind(self) -> bool:
         """Whether ended windows wait on the schedule (left by a bound on closings)."""
         return self.attribution.behind()

@@ -425,8 +425,8 @@ def test_one_partitions_clock_does_not_close_another_partitions_windows() -> Non
 @pytest.mark.parametrize("orders_late", [False, True])
 def test_closings_bounded_per_batch_give_the_same_outcomes_only_later(orders_late: bool) -> None:
     """The worker's bound on closings per batch (`close_behind`): windows the watermark has
-    passed close at most `limit` customers at a time, in order of their ends, the rest first
-    thing in the next batches, and every Outcome is the one closing them all at once gives.
+    passed close at most `limit` customers at a time, the rest in the next batches (some with
+    no events), and every Outcome is the one closing them all at once gives.
     (Learning off: with it on, when a window closes decides when its lesson is learned.) With
     the orders read after every click, windows opened for them have ended already: they stay
     open until the watermark moves again, as without a bound, and their returns count."""
