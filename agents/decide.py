@@ -96,7 +96,7 @@ def attach(app: faust.App, worker: DecisionWorker) -> None:
             try:
                 if messages or was_behind:
                     await _handle(consumer, messages)
-                # (a worker handing nothing until Kafka assigns it partitions again waits)
+                # (a worker handling nothing until Kafka assigns it partitions again waits)
                 behind = (
                     worker.pipeline.engine.behind()
                     and not worker.revoked
