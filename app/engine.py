@@ -229,9 +229,9 @@ class DecisionEngine:
 
     # -- outcomes -------------------------------------------------------------------------------
     def close_behind(self, limit: int | None) -> None:
-        """Close up to `limit` (None: all) of the windows that ended before the watermark and
-        still wait on the schedule, and bound the closings of the events that follow by what
-        is left of `limit` (the worker's bound per batch)."""
+        """Close up to `limit` (None: all) of the windows the watermark passed that still wait
+        to be closed, and bound the closings of the events that follow by what is left of
+        `limit` (the worker's bound per batch)."""
         self.attribution.close_limit = limit
         self.attribution.advance(self.models.watermark, self)
 
@@ -245,7 +245,7 @@ class DecisionEngine:
                 self.attribution.close_due(cid, state, -math.inf)
 
     def behind(self) -> bool:
-        """Whether ended windows wait on the schedule (left by a bound on closings)."""
+        """Whether windows the watermark passed wait to be closed (left by a bound)."""
         return self.attribution.behind()
 
     def take_outcomes(self) -> list[Outcome]:
