@@ -28,10 +28,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Generic, NamedTuple, TypeVar
 
-from app.decode import EARLIEST, event_time
-
 T = TypeVar("T")
-__all__ = ["EARLIEST", "TP", "Aligner", "event_time"]
 
 
 class TP(NamedTuple):
@@ -149,8 +146,8 @@ class Aligner(Generic[T]):
         """Whether a partition with items here is held back by a topic-partition with none and
         more in Kafka (the fetcher must bring its records, however much else waits)."""
         wanting = False
+        queues = self.queues
         for tps in self.groups.values():
-            queues = self.queues
             if len(tps) > 1 and any(queues.get(tp) for tp in tps):
                 for tp in tps:
                     if not queues.get(tp) and not self._may_pass(tp, now, count=False):
@@ -184,7 +181,7 @@ class Aligner(Generic[T]):
         self.expired.clear()
 
     def items(self) -> Iterable[T]:
-        """Every item waiting (for tests and the stop's count)."""
+        """Every item waiting (for tests)."""
         for queue in self.queues.values():
             for _, item in queue:
                 yield item

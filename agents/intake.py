@@ -32,7 +32,8 @@ import faust
 from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP, Message
 
-from agents.align import EARLIEST, Aligner, event_time
+from agents.align import Aligner
+from app.decode import EARLIEST, event_time
 from app.io import metrics
 from app.pipeline import DEFAULT_MAX_FUTURE_S
 

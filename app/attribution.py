@@ -336,10 +336,6 @@ class Attribution:
         schedule, owed, owed_by = self._schedule, self._owed, self._owed_by
         if t > self.models.watermark:
             self.models.watermark = t
-            if self.close_limit is None and not owed:  # (replay: all of them, now)
-                while schedule and schedule[0][0] < t:
-                    self._close_entry(*heapq.heappop(schedule), customers)
-                return
             # What this move owes, in order of ends (a window opened later that has already
             # ended waits for the next move, as without a bound).
             while schedule and schedule[0][0] < t:
@@ -357,12 +353,9 @@ class Attribution:
                 del owed_by[cid]
             if self.close_limit is not None:
                 self.close_limit -= 1
-            self._close_entry(until, cid, customers)
-
-    def _close_entry(self, until: float, cid: str, customers: States) -> None:
-        state = customers.get(cid)
-        if state is not None and state.windows:
-            self._close(cid, state, math.nextafter(until, math.inf))  # ends <= until
+            state = customers.get(cid)
+            if state is not None and state.windows:
+                self._close(cid, state, math.nextafter(until, math.inf))  # ends <= until
 
     def owed_customers(self) -> Mapping[str, float]:
         """The customers with windows the watermark passed that wait to be closed."""

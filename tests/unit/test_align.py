@@ -9,10 +9,10 @@ import collections
 import time
 from typing import Any
 
-from agents.align import EARLIEST, TP, Aligner, event_time
+from agents.align import TP, Aligner
 from agents.intake import Intake
 from app import codec
-from app.decode import decode_event
+from app.decode import EARLIEST, decode_event, event_time
 from app.engine import DecisionEngine
 from app.partitioning import partition_of
 from app.sample import demo_catalog, generate
