@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import sys
 from collections import deque
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -86,7 +87,10 @@ class Attribution:
         self.outbound = frozenset(c for c, spec in policy.channels.items() if spec.outbound)
         self.subscriber_value = {c: spec.subscriber_value for c, spec in policy.channels.items()}
         self.completion_s = policy.distraction.completion_hours * HOUR
-        self._schedule: list[tuple[float, str]] = []  # (window end, customer)
+        # (window end, customer): a customer's entries share one string of their id (interned:
+        # each event's id is a string of its own, and the schedule holds about five entries a
+        # customer, most of a cold customer's memory after its bytes)
+        self._schedule: list[tuple[float, str]] = []
         # Entries of the schedule `advance` may still close (None: every one that ended): the
         # worker's bound per batch, so one batch never thaws and checkpoints every customer
         # behind a leap of the watermark (app/pipeline.py). Replay closes all at once.
@@ -137,12 +141,13 @@ class Attribution:
         state.windows.append(entry)
         if action.play == "assist":
             state.assisted = max(state.assisted, t)
-        heapq.heappush(self._schedule, (entry[END], action.customer_id))
+        heapq.heappush(self._schedule, (entry[END], sys.intern(action.customer_id)))
 
     def reopen(self, customer_id: str, state: CustomerState) -> None:
         """Put a reloaded customer's open windows back on the schedule."""
+        cid = sys.intern(customer_id)
         for entry in state.windows:
-            heapq.heappush(self._schedule, (entry[END], customer_id))
+            heapq.heappush(self._schedule, (entry[END], cid))
 
     def take_schedule(self, other: Attribution) -> None:
         """Take over the schedule of another instance (the engine rewired for new models):
@@ -213,7 +218,7 @@ class Attribution:
             self._completion(entry, False)  # no order in time, or it was counted just now
             entry[PHASE] = 1
             entry[END] = t + self.return_window_s
-            heapq.heappush(self._schedule, (entry[END], order.customer_id))
+            heapq.heappush(self._schedule, (entry[END], sys.intern(order.customer_id)))
 
     def offered(self, state: CustomerState, t: float) -> set[str]:
         """SKUs of offers delivered to the customer whose windows are open at `t`."""

@@ -45,6 +45,12 @@ from schemas import (
     Refund,
 )
 
+# The cold tier's preset dictionary: the largest of the first states in line to go cold, up to
+# zlib's 32 KB
+_COLD_SAMPLE = 64
+_COLD_DICT_STATES = 4
+_COLD_DICT_MAX = 32 * 1024
+
 
 class DecisionEngine:
     """Readiness, models, the referee and arbitration behind one `process` call."""
@@ -68,6 +74,7 @@ class DecisionEngine:
         # made a state again when next needed (`get`): at their next event, or when the
         # attribution schedule reaches one of their windows, which stay on it meanwhile.
         self.cold: dict[str, bytes] = {}
+        self._cold_dict: bytes | None = None  # their compression's preset dictionary (`_freeze`)
         self.duplicates = 0  # events skipped because their id came again (producer retries)
         # events naming a SKU the catalog lacks (decided on all the same: nothing is offered
         # around an unknown item); many of them mean the events and the catalog disagree
@@ -273,10 +280,28 @@ class DecisionEngine:
         if state is None:
             blob = self.cold.pop(customer_id, None)
             if blob is not None:
-                state = self.customers[customer_id] = CustomerState.from_bytes(
-                    zlib.decompress(blob)
-                )
+                state = self.customers[customer_id] = CustomerState.from_bytes(self._thaw(blob))
         return state
+
+    def _freeze(self, blobs: dict[str, bytes]) -> dict[str, bytes]:
+        """Saved states compressed for the cold tier, with a preset dictionary: the largest
+        states of the first ones frozen and those next in line, whose keys, SKUs, versions and
+        shapes most states repeat (3.6 KB -> 1.0 KB on the generated stream, against 1.4 KB
+        without; about the same time). The bytes never leave this engine, so the dictionary
+        is its own."""
+        if self._cold_dict is None:
+            sample = [s.to_bytes() for s in itertools.islice(self.customers.values(), _COLD_SAMPLE)]
+            largest = sorted(sample, key=len, reverse=True)[:_COLD_DICT_STATES]
+            self._cold_dict = b"".join(largest)[-_COLD_DICT_MAX:]
+        out = {}
+        for cid, blob in blobs.items():
+            packer = zlib.compressobj(1, zdict=self._cold_dict)
+            out[cid] = packer.compress(blob) + packer.flush()
+        return out
+
+    def _thaw(self, blob: bytes) -> bytes:
+        assert self._cold_dict is not None  # (set by the first `_freeze`)
+        return zlib.decompressobj(zdict=self._cold_dict).decompress(blob)
 
     def restore(self, blobs: Mapping[str, bytes]) -> None:
         """Load saved customer states. If the watermark has moved since a state was saved,
@@ -313,8 +338,8 @@ class DecisionEngine:
                 customers[cid] = state
         if hot is not None and len(customers) > hot:
             frozen = list(itertools.islice(customers, len(customers) - hot))
-            for cid, blob in self.dump(frozen).items():
-                self.cold[cid] = zlib.compress(blob, 1)  # (3.4 KB -> 1.3 KB; 37 us, 15 back)
+            for cid, blob in self._freeze(self.dump(frozen)).items():
+                self.cold[cid] = blob
                 del customers[cid]
         cold = self.cold
         over = len(customers) + len(cold) - limit
