@@ -186,6 +186,20 @@ def test_the_worker_keeps_its_files_under_the_data_dir(tmp_path: Path) -> None:
     assert Path(app.conf.datadir).is_dir()  # made, parents too: Faust makes only the last
 
 
+@pytest.mark.parametrize("max_event_kib", [1024, 64, 8192])
+def test_a_fetch_brings_a_valid_events_batch_and_little_more(
+    tmp_path: Path, max_event_kib: int
+) -> None:
+    """What a fetch brings of a topic-partition: small (a backlog waits in Kafka, not in the
+    worker's memory), yet never below the largest valid event."""
+    from app.io.faust_app import build_app
+
+    settings = Settings(data_dir=tmp_path, max_event_bytes=max_event_kib * 1024)
+    fetch = build_app(settings).conf.consumer_max_fetch_size
+    assert fetch > settings.max_event_bytes
+    assert fetch <= max(512 * 1024, settings.max_event_bytes + 64 * 1024)
+
+
 def test_a_relative_data_dir_is_taken_from_where_tact_starts(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
