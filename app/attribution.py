@@ -335,7 +335,8 @@ class Attribution:
         their ends (so the models learn in the same order whatever the schedule holds;
         customers not in memory close on their next event). `customers.get` gives a state
         (the engine's makes a cold customer's state again). With `close_limit`, at most that
-        many entries of the schedule are closed (counted down): the others wait, owed, for the
+        many entries of the schedule of customers in memory are closed (counted down; those of
+        customers not in memory are passed over at no cost): the others wait, owed, for the
         next calls, even ones that do not move the watermark (`behind`), or for the customer's
         own event or checkpoint (`close_due`)."""
         schedule, owed, owed_by = self._schedule, self._owed, self._owed_by
@@ -356,10 +357,12 @@ class Attribution:
                 continue
             if latest == until:  # (their last one)
                 del owed_by[cid]
+            state = customers.get(cid)
+            if state is None:  # (not in memory: closed when loaded, at no cost now)
+                continue
             if self.close_limit is not None:
                 self.close_limit -= 1
-            state = customers.get(cid)
-            if state is not None and state.windows:
+            if state.windows:
                 self._close(cid, state, math.nextafter(until, math.inf))  # ends <= until
 
     def owed_customers(self) -> Mapping[str, float]:

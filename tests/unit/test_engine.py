@@ -446,6 +446,25 @@ def test_one_partitions_clock_does_not_close_another_partitions_windows() -> Non
     assert "c-here" in early
 
 
+def test_a_bound_on_closings_is_spent_on_customers_in_memory() -> None:
+    """Windows of customers no longer in memory close when they are loaded (the due index,
+    their next event): passing over them costs nothing, so they do not count against a
+    batch's bound, and the customers still in memory close within it."""
+    engine = DecisionEngine(demo_catalog(), frozen_policy())
+    for e in generate(200, seed=5, arrival_span=timedelta(hours=2)):
+        engine.process(e)
+    with_windows = [cid for cid, state in engine.customers.items() if state.windows]
+    kept = with_windows[::10]
+    engine.drop([cid for cid in engine.customers if cid not in kept])
+    engine.close_behind(0)  # the next event's move closes nothing of the schedule
+    tick = {"event_id": "t", "type": "page_view", "page": "home", "customer_id": "t"}
+    engine.process({**tick, "ts": "2026-06-01T00:00:00.000Z"})  # past every window's end
+    owed = engine.attribution.owed_customers()
+    assert len(owed) > 5 * len(kept) and all(cid in owed for cid in kept)
+    engine.close_behind(sum(cid in kept for _, cid in engine.attribution._owed))  # theirs alone
+    assert not [cid for cid in kept if cid in owed], "a kept customer's windows still wait"
+
+
 @pytest.mark.parametrize("orders_late", [False, True])
 def test_closings_bounded_per_batch_give_the_same_outcomes_only_later(orders_late: bool) -> None:
     """The worker's bound on closings per batch (`close_behind`): windows the watermark has
