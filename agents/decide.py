@@ -97,12 +97,7 @@ def attach(app: faust.App, worker: DecisionWorker) -> None:
                 if messages or was_behind:
                     await _handle(consumer, messages)
                 # (a worker handling nothing until Kafka assigns it partitions again waits)
-                behind = (
-                    worker.pipeline.engine.behind()
-                    and not worker.revoked
-                    and worker.fenced_at is None
-                    and bool(worker.assigned)
-                )
+                behind = worker.owes_closings()
             finally:
                 intake.done()
 

@@ -167,6 +167,16 @@ class DecisionWorker:
         metrics.CACHED.labels("hot").set(len(engine.customers))
         metrics.CACHED.labels("cold").set(len(engine.cold))
 
+    def owes_closings(self) -> bool:
+        """Whether a batch's bound on closings left windows the watermark passed open, and
+        this worker may handle a batch to close them (it owns partitions, not fenced)."""
+        return (
+            self.pipeline.engine.behind()
+            and not self.revoked
+            and self.fenced_at is None
+            and bool(self.assigned)
+        )
+
     async def handle_until_done(
         self, records: Sequence[Record], first_wait_s: float = _RETRY_FIRST_S
     ) -> bool:
