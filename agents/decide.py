@@ -16,11 +16,12 @@ from collections.abc import Awaitable
 from typing import Any, cast
 
 import faust
+from aiokafka.partitioner import DefaultPartitioner
 from faust.types import Message
 
 from agents.gcpacing import GcPacer
 from agents.intake import Intake, current, use_batches
-from agents.worker import BatchFailed, DecisionWorker, Headers
+from agents.worker import BatchFailed, DecisionWorker, OutRecord, Sender
 from app.pipeline import Record
 
 log = logging.getLogger(__name__)
@@ -40,13 +41,36 @@ def _record(message: Message) -> Record:
     )
 
 
-def producer_sender(app: faust.App) -> Any:
-    """A Sender on the Faust app's producer (sending now, not attached to the source event)."""
+def producer_sender(app: faust.App) -> Sender:
+    """A Sender on the Faust app's producer: a batch's records go out in batches of the
+    producer's size, one per topic-partition at a time (`create_batch`, `send_batch`), to the
+    partition Kafka's default partitioner gives their key (murmur2), each topic-partition's in
+    their order. A record at a time (`send`) took 2-3 times longer: a future, a metadata wait
+    and Faust's wrapper each."""
+    partitioner = DefaultPartitioner()
 
-    async def send(
-        topic: str, key: bytes | None, value: bytes | None, headers: Headers | None
-    ) -> Awaitable[Any]:
-        return await app.producer.send(topic, key, value, None, None, headers)
+    async def send(records: list[OutRecord]) -> list[Awaitable[Any]]:
+        # (aiokafka's producer under Faust's: Faust's send takes one record at a time)
+        producer = app.producer._ensure_producer()  # type: ignore[attr-defined]
+        partitions: dict[str, list[int]] = {}
+        batches: dict[tuple[str, int], Any] = {}
+        deliveries: list[Awaitable[Any]] = []
+        for topic, key, value, headers in records:
+            every = partitions.get(topic)
+            if every is None:
+                every = partitions[topic] = sorted(await producer.partitions_for(topic))
+            to = (topic, partitioner(key, every, every))
+            batch = batches.get(to)
+            if batch is None:
+                batch = batches[to] = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None, headers=headers or []) is None:
+                deliveries.append(await producer.send_batch(batch, topic, partition=to[1]))
+                batch = batches[to] = producer.create_batch()
+                # (an empty batch takes any record; one too big for the broker fails there)
+                batch.append(key=key, value=value, timestamp=None, headers=headers or [])
+        for (topic, partition), batch in batches.items():
+            deliveries.append(await producer.send_batch(batch, topic, partition=partition))
+        return deliveries
 
     return send
 

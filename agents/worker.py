@@ -71,9 +71,11 @@ class BatchFailed(Exception):
 
 
 Headers = list[tuple[str, bytes]]
-# send(topic, key, value, headers) buffers a record and returns an awaitable that completes
-# when the broker has it (raising if it could not be delivered).
-Sender = Callable[[str, bytes | None, bytes | None, Headers | None], Awaitable[Awaitable[Any]]]
+OutRecord = tuple[str, bytes | None, bytes | None, Headers | None]  # topic, key, value, headers
+# send(records) hands a batch's records to the producer, each topic-partition's in their
+# order, and returns awaitables that complete when the broker has them all (raising if any
+# could not be delivered).
+Sender = Callable[[list[OutRecord]], Awaitable[list[Awaitable[Any]]]]
 
 
 class DecisionWorker:
@@ -441,33 +443,32 @@ class DecisionWorker:
         return {cid: (partition, None) for cid, partition in due.items() if cid not in found}
 
     async def _send_all(self, result: BatchResult) -> list[Awaitable[Any]]:
-        """Hand every action, outcome and dead letter to the producer; return their
+        """Hand every action, outcome and dead letter to the producer, together; return their
         deliveries."""
-        deliveries = []
         unknown = [(_WORKER_HEADER, _WORKER), (_EPOCH_HEADER, b"-1")]
         headers = {  # per input partition, made once per batch
             p: [(_WORKER_HEADER, _WORKER), (_EPOCH_HEADER, str(e).encode())]
             for p, e in (self.epochs or {}).items()
         }
-        for action in result.actions:
-            partition = self.partition_of.get(action.customer_id, -1)
-            deliveries.append(
-                await self.send(
-                    self.settings.topic_actions,
-                    action.customer_id.encode("utf-8"),
-                    encode(action),
-                    headers.get(partition, unknown),
-                )
+        settings, partition_of = self.settings, self.partition_of
+        out: list[OutRecord] = [
+            (
+                settings.topic_actions,
+                action.customer_id.encode("utf-8"),
+                encode(action),
+                headers.get(partition_of.get(action.customer_id, -1), unknown),
             )
-        for outcome in result.outcomes:
-            deliveries.append(
-                await self.send(
-                    self.settings.topic_outcomes,
-                    outcome.customer_id.encode("utf-8"),
-                    encode_outcome(outcome),
-                    None,
-                )
+            for action in result.actions
+        ]
+        out += [
+            (
+                settings.topic_outcomes,
+                outcome.customer_id.encode("utf-8"),
+                encode_outcome(outcome),
+                None,
             )
+            for outcome in result.outcomes
+        ]
         for letter in result.dead_letters:
             record = letter.record
             log.warning(
@@ -481,15 +482,8 @@ class DecisionWorker:
                     "reason": letter.reason,
                 },
             )
-            deliveries.append(
-                await self.send(
-                    self.settings.topic_dead_letters,
-                    record.key,
-                    record.value,
-                    letter.headers(),
-                )
-            )
-        return deliveries
+            out.append((settings.topic_dead_letters, record.key, record.value, letter.headers()))
+        return await self.send(out) if out else []
 
 
 def _count(result: BatchResult, redelivered: int, size: int, seconds: float) -> None:

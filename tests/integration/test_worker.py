@@ -15,6 +15,7 @@ from app.engine import DecisionEngine
 from app.io import clients
 from app.io.kafka_admin import ensure_topics
 from app.io.redis_store import RedisKeys
+from app.partitioning import partition_of
 from app.policy import load_policy
 from app.sample import demo_catalog, generate
 from app.settings import Settings
@@ -107,6 +108,9 @@ def test_every_moment_on_both_topics_gets_its_decision(stack: Settings, start_wo
     for record in actions.settle():
         action = Action.model_validate_json(record.value)
         assert record.key.decode() == action.customer_id
+        # sent a batch at a time, to the partition Kafka's default partitioner gives the key
+        assert record.partition == partition_of(action.customer_id, stack.topic_partitions)
+        assert {k for k, _ in record.headers} == {"tact.worker", "tact.epoch"}
 
 
 def test_a_lagging_worker_fires_no_stale_offers(stack: Settings, start_worker: Any) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agents.worker import DecisionWorker, Headers
+from agents.worker import DecisionWorker, Headers, OutRecord
 from app import codec
 from app.actions import encode
 from app.engine import DecisionEngine
@@ -39,6 +39,10 @@ class Broker:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
+
+    async def send_all(self, records: list[OutRecord]) -> list[Awaitable[Any]]:
+        """The worker's Sender: a batch's records, one after the other."""
+        return [await self.send(*record) for record in records]
 
     def actions(self) -> list[bytes]:
         return [v for t, _, v in self.sent if t == "actions" and v is not None]
@@ -75,7 +79,7 @@ def worker(
     pipeline = BatchPipeline(
         DecisionEngine(demo_catalog(), policy), s.input_topics, s.max_event_bytes
     )
-    return DecisionWorker(s, store, pipeline, broker.send)
+    return DecisionWorker(s, store, pipeline, broker.send_all)
 
 
 def expected(events: list[dict[str, Any]], policy: Policy | None = None) -> list[bytes]:
@@ -228,7 +232,7 @@ def test_a_batch_closes_a_bounded_number_of_windows_and_the_next_ones_the_rest()
     s = settings(hot_customers=100)
     engine = DecisionEngine(demo_catalog(), frozen())
     pipeline = BatchPipeline(engine, s.input_topics, s.max_event_bytes, close_limit=20)
-    w = DecisionWorker(s, store, pipeline, broker.send)
+    w = DecisionWorker(s, store, pipeline, broker.send_all)
     w.assign([0])
     records = as_records(events)
     committed: list[int] = []
@@ -290,7 +294,7 @@ def test_no_checkpoint_keeps_a_window_the_watermark_passed_open(seed: int) -> No
         def new() -> DecisionWorker:
             engine = DecisionEngine(demo_catalog(), frozen())
             pipeline = BatchPipeline(engine, s.input_topics, s.max_event_bytes, close_limit=limit)
-            w = DecisionWorker(s, store, pipeline, broker.send)
+            w = DecisionWorker(s, store, pipeline, broker.send_all)
             w.assign([0])
             return w
 
