@@ -44,35 +44,50 @@ def _record(message: Message) -> Record:
 def producer_sender(app: faust.App) -> Sender:
     """A Sender on the Faust app's producer: a batch's records go out in batches of the
     producer's size, one per topic-partition at a time (`create_batch`, `send_batch`), to the
-    partition Kafka's default partitioner gives their key (murmur2), each topic-partition's in
-    their order. A record at a time (`send`) took 2-3 times longer: a future, a metadata wait
-    and Faust's wrapper each."""
-    partitioner = DefaultPartitioner()
+    partition aiokafka's `send` would choose (Kafka's default partitioner: murmur2 of the
+    key; a keyless dead letter, a partition with a leader at random), each topic-partition's
+    in their order. A record at a time (`send`) took 2-3 times longer: a future, a metadata
+    wait and Faust's wrapper each."""
 
     async def send(records: list[OutRecord]) -> list[Awaitable[Any]]:
         # (aiokafka's producer under Faust's: Faust's send takes one record at a time)
         producer = app.producer._ensure_producer()  # type: ignore[attr-defined]
-        partitions: dict[str, list[int]] = {}
-        batches: dict[tuple[str, int], Any] = {}
-        deliveries: list[Awaitable[Any]] = []
-        for topic, key, value, headers in records:
-            every = partitions.get(topic)
-            if every is None:
-                every = partitions[topic] = sorted(await producer.partitions_for(topic))
-            to = (topic, partitioner(key, every, every))
-            batch = batches.get(to)
-            if batch is None:
-                batch = batches[to] = producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None, headers=headers or []) is None:
-                deliveries.append(await producer.send_batch(batch, topic, partition=to[1]))
-                batch = batches[to] = producer.create_batch()
-                # (an empty batch takes any record; one too big for the broker fails there)
-                batch.append(key=key, value=value, timestamp=None, headers=headers or [])
-        for (topic, partition), batch in batches.items():
-            deliveries.append(await producer.send_batch(batch, topic, partition=partition))
-        return deliveries
+        return await send_batched(producer, records)
 
     return send
+
+
+async def send_batched(producer: Any, records: list[OutRecord]) -> list[Awaitable[Any]]:
+    """`records` handed to aiokafka `producer` in batches per topic-partition; their
+    deliveries."""
+    partitions: dict[str, tuple[list[int], list[int]]] = {}  # topic -> all, with a leader
+    batches: dict[tuple[str, int], Any] = {}
+    full: set[tuple[str, int]] = set()  # topic-partitions that sent a full batch already
+    deliveries: list[Awaitable[Any]] = []
+    for topic, key, value, headers in records:
+        known = partitions.get(topic)
+        if known is None:
+            every = sorted(await producer.partitions_for(topic))
+            led = sorted(producer.client.cluster.available_partitions_for_topic(topic) or ())
+            known = partitions[topic] = (every, led)
+        to = (topic, _PARTITIONER(key, *known))
+        batch = batches.get(to)
+        if batch is None:
+            batch = batches[to] = producer.create_batch()
+        if batch.append(key=key, value=value, timestamp=None, headers=headers or []) is None:
+            deliveries.append(await producer.send_batch(batch, topic, partition=to[1]))
+            full.add(to)
+            batch = batches[to] = producer.create_batch()
+            # (an empty batch takes any record; one too big for the broker fails there)
+            batch.append(key=key, value=value, timestamp=None, headers=headers or [])
+    # The rest, first those of topic-partitions that sent none yet: `send_batch` waits while
+    # a batch of its topic-partition is still queued, and they need not wait behind that.
+    for (topic, partition), batch in sorted(batches.items(), key=lambda kv: kv[0] in full):
+        deliveries.append(await producer.send_batch(batch, topic, partition=partition))
+    return deliveries
+
+
+_PARTITIONER = DefaultPartitioner()
 
 
 def attach(app: faust.App, worker: DecisionWorker) -> None:
