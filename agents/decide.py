@@ -20,6 +20,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from faust.types import Message
 
 from agents.gcpacing import GcPacer
+from agents.heap import HeapTrimmer
 from agents.intake import Intake, current, use_batches
 from agents.worker import BatchFailed, DecisionWorker, OutRecord, Sender
 from app.pipeline import Record
@@ -102,6 +103,7 @@ def attach(app: faust.App, worker: DecisionWorker) -> None:
     )
     inputs = set(settings.input_topics)
     pacer = GcPacer(settings.gc_full_every_s)
+    trimmer = HeapTrimmer(settings.heap_trim_every_s)
     intake = Intake(
         settings.batch_max,
         list(settings.input_topics),
@@ -153,6 +155,7 @@ def attach(app: faust.App, worker: DecisionWorker) -> None:
             for message in messages:
                 consumer.ack(message)
         pacer.after_batch()
+        trimmer.after_batch()
 
     # A stop lets the batch in hand finish and be acknowledged before Faust stops the
     # fetcher, commits for the last time and closes the producer (its decision task is

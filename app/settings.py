@@ -109,6 +109,13 @@ class Settings(BaseSettings):
         "seconds have passed since the last; survivors are frozen meanwhile "
         "(agents/gcpacing.py); 0: Python's own schedule",
     )
+    heap_trim_every_s: float = Field(
+        1.0,
+        ge=0,
+        le=3600,
+        description="between batches, at most this often, the memory freed inside the heap "
+        "goes back to the system (glibc's malloc_trim; agents/heap.py); 0: never",
+    )
     max_future_skew_s: float = Field(
         300.0,
         ge=0,
