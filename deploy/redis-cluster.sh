@@ -23,6 +23,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/pids.sh"
 repo=$(cd "$here/.." && pwd)
 host=127.0.0.1
 read -r -a ports <<<"${TACT_REDIS_CLUSTER_PORTS:-7101 7102 7103}"
@@ -44,13 +45,10 @@ info_field() {
 
 # The pid in a node's pid file when that process is alive and a redis-server.
 our_pid() {
-  local pidfile pid
+  local pidfile
   pidfile=$(dir_of "$1")/redis.pid
-  [[ -f "$pidfile" ]] || return 1
-  pid=$(cat "$pidfile")
-  [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
-  [[ "$(cat "/proc/$pid/comm" 2>/dev/null || echo redis-server)" == redis* ]] || return 1
-  printf '%s' "$pid"
+  pid_of "$pidfile" redis-server || return 1
+  cat "$pidfile"
 }
 
 # Every node answers and sees the whole cluster ok: all slots assigned and served, all nodes known.
@@ -165,7 +163,10 @@ stop() {
       log "stopping the node at $host:$port (pid $pid)"
       command -v redis-cli >/dev/null && cli "$port" shutdown >/dev/null 2>&1 || kill "$pid" 2>/dev/null || true
       pids+=("$pid")
-    elif command -v redis-cli >/dev/null && answers "$port"; then
+      continue
+    fi
+    rm -f "$(dir_of "$port")/redis.pid"  # (stale, if there: not a node of ours)
+    if command -v redis-cli >/dev/null && answers "$port"; then
       log "a Redis answers at $host:$port but was not started by this script; leaving it alone"
     fi
   done

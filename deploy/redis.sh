@@ -24,6 +24,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/pids.sh"
 repo=$(cd "$here/.." && pwd)
 url=${TACT_REDIS_URL:-redis://127.0.0.1:6379/0}
 # redis://[user:password@]host:port[/db]
@@ -135,7 +136,7 @@ start() {
       log "ready at $host:$port"
       return 0
     fi
-    if [[ "$said" == *LOADING* ]] && kill -0 "$(cat "$run/redis.pid" 2>/dev/null)" 2>/dev/null; then
+    if [[ "$said" == *LOADING* ]] && ours; then
       ((loading++ % 100)) || log "loading its data ($(du -sh "$run" | cut -f1) in $run); waiting"
     else
       tries=$((tries + 1))
@@ -147,12 +148,16 @@ start() {
   exit 1
 }
 
+ours() {
+  pid_of "$run/redis.pid" redis-server
+}
+
 stop() {
-  if [[ -f "$run/redis.pid" ]] && kill -0 "$(cat "$run/redis.pid")" 2>/dev/null; then
+  if ours; then
     log "stopping redis-server (pid $(cat "$run/redis.pid"))"
     cli shutdown >/dev/null 2>&1 || kill "$(cat "$run/redis.pid")"
     for _ in $(seq 1 50); do
-      [[ -f "$run/redis.pid" ]] && kill -0 "$(cat "$run/redis.pid")" 2>/dev/null || break
+      ours || break
       sleep 0.1
     done
   elif answers; then

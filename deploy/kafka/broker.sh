@@ -31,6 +31,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/../pids.sh"
 repo=$(cd "$here/../.." && pwd)
 version=$(tr -d '[:space:]' <"$here/VERSION")
 
@@ -170,7 +171,7 @@ jvm() {
 }
 
 pid_alive() {
-  [[ -f "$run/kafka.pid" ]] && kill -0 "$(cat "$run/kafka.pid")" 2>/dev/null
+  pid_of "$run/kafka.pid" "kafka.Kafka $run/server.properties"
 }
 
 start() {
@@ -238,10 +239,10 @@ stop() {
   log "stopping broker (pid $pid)"
   kill "$pid" 2>/dev/null || true
   for _ in $(seq 1 60); do
-    kill -0 "$pid" 2>/dev/null || break
+    pid_alive || break
     sleep 0.5
   done
-  if kill -0 "$pid" 2>/dev/null; then
+  if pid_alive; then
     log "broker did not stop in 30 s; killing it"
     kill -9 "$pid" 2>/dev/null || true
   fi
