@@ -477,12 +477,37 @@ class FlakyBroker(Broker):
         return await super().send(topic, key, value, headers)
 
 
-def test_a_failed_send_is_retried_from_the_checkpoint_without_losing_an_action() -> None:
-    """The batch half sent when the broker refused a record is handled again from the
-    checkpoint: every action comes out, the repeats are identical, and the batches after it
-    decide as if nothing had happened (nothing half-applied stayed in memory)."""
+class UndeliveringBroker(Broker):
+    """Takes every record, but the delivery of the one at `fail_at` fails, `times` times (as
+    a producer's batch the broker never acknowledged: its delivery future fails, after the
+    whole batch was handed over)."""
+
+    def __init__(self, fail_at: int, times: int) -> None:
+        super().__init__()
+        self.undelivered_at, self.times = fail_at, times
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None
+    ) -> Awaitable[Any]:
+        if len(self.sent) != self.undelivered_at or not self.times:
+            return await super().send(topic, key, value, headers)
+        self.times -= 1
+        self.sent.append((topic, key, value))
+        lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        lost.set_exception(ConnectionError("the broker never acknowledged the batch"))
+        return lost
+
+
+@pytest.mark.parametrize("failing", [FlakyBroker, UndeliveringBroker])
+def test_a_failed_send_is_retried_from_the_checkpoint_without_losing_an_action(
+    failing: type[FlakyBroker] | type[UndeliveringBroker],
+) -> None:
+    """The batch half sent when the broker refused a record, or whose delivery failed after
+    it was all handed over, is handled again from the checkpoint: every action comes out, the
+    repeats are identical, and the batches after it decide as if nothing had happened
+    (nothing half-applied stayed in memory)."""
     store, records = InMemoryStateStore(), as_records(EVENTS)
-    broker = FlakyBroker(fail_at=150, times=2)
+    broker = failing(fail_at=150, times=2)
     w = worker(store, broker, frozen())
 
     async def go() -> None:
