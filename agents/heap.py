@@ -15,24 +15,22 @@ Without glibc (musl, macOS) it does nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
-import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
-log = logging.getLogger(__name__)
-
 
 def _malloc_trim() -> Callable[[int], Any] | None:
-    name = ctypes.util.find_library("c")
+    """glibc's `malloc_trim`, from the C library the interpreter runs on (None without it)."""
     try:
-        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+        return getattr(ctypes.CDLL(None), "malloc_trim", None)
     except OSError:
         return None
 
 
 class HeapTrimmer:
+    """Trims the heap between batches, at most every `every_s` (0: never)."""
+
     def __init__(
         self,
         every_s: float,
