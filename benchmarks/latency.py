@@ -44,7 +44,13 @@ from app import codec
 from app.io import clients
 from app.sample import generate
 from app.settings import Settings
-from benchmarks.worker_throughput import ROOT, bench_settings, passthrough, start_worker
+from benchmarks.worker_throughput import (
+    ROOT,
+    bench_settings,
+    own_run,
+    passthrough,
+    start_worker,
+)
 from schemas import FAMILY_OF_TYPE
 
 _WARMUP_S = 5.0
@@ -144,10 +150,19 @@ def run(
     seconds: float,
     customers: int,
     floor: bool = False,
+    keep: bool = False,
 ) -> list[dict[str, float]]:
     """Each rate in turn through one `tact worker` (or, with `floor`, the raw passthrough)."""
     tag = uuid.uuid4().hex[:8]
     settings = bench_settings(tag, partitions=6, batch_max=500)
+    with own_run(settings, keep):
+        return _run(settings, rates, seconds, customers, floor)
+
+
+def _run(
+    settings: Settings, rates: list[float], seconds: float, customers: int, floor: bool
+) -> list[dict[str, float]]:
+    tag = settings.app_id.removeprefix("tact-bench-")
     topics = {"clickstream": settings.topic_clickstream, "orders": settings.topic_orders}
     producer = clients.producer(settings, linger_ms=0, acks=1)
     actions = Actions(settings)
@@ -220,6 +235,9 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="first the same rates through the raw floor (an aiokafka passthrough)",
     )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep each run's topics and Redis keys at its end"
+    )
     parser.add_argument("--passthrough", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.passthrough:  # the floor's own process (run by --floor)
@@ -235,8 +253,8 @@ def main(argv: list[str] | None = None) -> None:
     if any(r <= 0 for r in rates) or args.seconds <= 0:
         parser.error("rates and --seconds must be positive")
     if args.floor:
-        run(rates, args.seconds, args.customers, floor=True)
-    run(rates, args.seconds, args.customers)
+        run(rates, args.seconds, args.customers, floor=True, keep=args.keep)
+    run(rates, args.seconds, args.customers, keep=args.keep)
 
 
 if __name__ == "__main__":

@@ -18,18 +18,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import orjson
 from kafka.admin import NewTopic
 
 from app import codec
+from app.cli.demo import remove_namespace
 from app.io import clients
 from app.io.kafka_admin import ensure_topics
 from app.io.redis_store import checkpointed
@@ -157,12 +159,47 @@ def start_worker(
         )
 
 
+def own_run(settings: Settings, keep: bool) -> contextlib.AbstractContextManager[None]:
+    """The run's topics and Redis keys, removed at its end (unless `keep`): left behind, a
+    broker full of old runs' topics answered later runs more slowly (Performance: latency
+    p99 49-60 ms against 22-38 on a fresh stack)."""
+
+    @contextlib.contextmanager
+    def scope() -> Iterator[None]:
+        try:
+            yield
+        finally:
+            if keep:
+                print(f"kept this run's topics and Redis keys ({settings.app_id})", flush=True)
+            else:
+                topics, keys = remove_namespace(settings)
+                print(
+                    f"removed this run's {topics} topics and {keys:,} Redis keys "
+                    "(--keep to keep them)",
+                    flush=True,
+                )
+
+    return scope()
+
+
 def run(
-    customers: int, partitions: int, batch_max: int, profile: str | None = None
+    customers: int,
+    partitions: int,
+    batch_max: int,
+    profile: str | None = None,
+    keep: bool = False,
 ) -> dict[str, float]:
     tag = uuid.uuid4().hex[:8]
     settings = bench_settings(tag, partitions, batch_max)
-    raw_out = f"bench-raw-{tag}"
+    with own_run(settings, keep):
+        return _run(settings, customers, partitions, batch_max, profile)
+
+
+def _run(
+    settings: Settings, customers: int, partitions: int, batch_max: int, profile: str | None
+) -> dict[str, float]:
+    tag = settings.app_id.removeprefix("tact-bench-")
+    raw_out = f"{settings.app_id}-raw"  # (named under the app id: removed with the run)
     admin = clients.admin(settings)
     admin.create_topics([NewTopic(raw_out, partitions, settings.topic_replication)])
     admin.close()
@@ -234,8 +271,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--batch-max", type=int, default=500)
     parser.add_argument("--profile", help="run the worker under cProfile, writing here")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the run's topics and Redis keys at its end"
+    )
     args = parser.parse_args(argv)
-    run(args.customers, args.partitions, args.batch_max, args.profile)
+    run(args.customers, args.partitions, args.batch_max, args.profile, args.keep)
 
 
 if __name__ == "__main__":
