@@ -39,9 +39,8 @@ class HeapTrimmer:
     ) -> None:
         self.every_s = every_s
         self.clock = clock
-        self.trim = trim if trim is not None else _malloc_trim() if every_s > 0 else None
+        self.trim = None if every_s <= 0 else trim or _malloc_trim()
         self.next = clock() + every_s
-        self.calls = 0
 
     def after_batch(self) -> None:
         """Called between batches: trim the heap when due."""
@@ -51,5 +50,4 @@ class HeapTrimmer:
         if now < self.next:
             return
         self.trim(0)
-        self.calls += 1
         self.next = now + self.every_s

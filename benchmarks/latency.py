@@ -162,12 +162,11 @@ def run(
 def _run(
     settings: Settings, rates: list[float], seconds: float, customers: int, floor: bool
 ) -> list[dict[str, float]]:
-    tag = settings.app_id.removeprefix("tact-bench-")
     topics = {"clickstream": settings.topic_clickstream, "orders": settings.topic_orders}
     producer = clients.producer(settings, linger_ms=0, acks=1)
     actions = Actions(settings)
     actions.start()
-    log = ROOT / ".run" / f"bench-latency-{tag}.log"
+    log = ROOT / ".run" / f"{settings.app_id}-latency.log"
     if floor:
         worker = start_worker(settings, log, module=("benchmarks.latency", "--passthrough"))
     else:

@@ -14,7 +14,7 @@ import pytest
 
 from app.actions import action_id, after_quiet, encode, encode_outcome
 from app.arbitration import Arbiter
-from app.attribution import LEARN
+from app.attribution import ID, LEARN
 from app.catalog import write_jsonl
 from app.decisions import ACTING_TYPES, may_act
 from app.decode import decode_event
@@ -185,12 +185,12 @@ def test_a_windows_learning_features_are_kept_to_six_decimals(stream: list[dict]
     readiness signal said nothing the model uses, and made every checkpoint and cold state
     longer (a window's features: about 170 bytes of JSON, 100 rounded)."""
     engine = DecisionEngine(demo_catalog())
-    learned = []
+    learned = {}  # window id -> its features
     for event in stream:
         engine.process(event)
-        for state in engine.customers.values():
-            learned += [w[LEARN] for w in state.windows if w[LEARN] is not None]
-    floats = [x for learn in learned for x in learn if isinstance(x, float)]
+        state = engine.customers[event["customer_id"]]
+        learned.update((w[ID], w[LEARN]) for w in state.windows if w[LEARN] is not None)
+    floats = [x for learn in learned.values() for x in learn if isinstance(x, float)]
     assert len(floats) > 1000
     assert all(x == round(x, 6) for x in floats)
     assert any(x != round(x, 2) for x in floats)  # (rounded, not coarse)
