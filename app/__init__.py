@@ -3,12 +3,74 @@ imports); the edges live in `app/io/` and `app/cli/`.
 
 Importing `river.linear_model` (app/models.py) runs `river.proba`, for a Bayesian regression
 tact does not use, and that imports `scipy.stats`: 0.3 s of every command's start. It is
-loaded on its first use instead (importlib's LazyLoader), before anything imports River."""
+loaded on its first use instead (importlib's LazyLoader), before anything imports River.
+
+The hot modules may also be compiled with mypyc (`deploy/compile_core.py`, run by `make
+install`) into .compiled/ beside this package. They are used only while the manifest there
+matches these sources, byte for byte, and TACT_PURE_PYTHON is not set: an edited checkout runs
+pure Python until it is compiled again, and says so once."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
+import logging
+import os
 import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+COMPILED_GROUP = "tact_core"
+MANIFEST = "manifest.json"
+
+
+def sources_digest(root: Path) -> str:
+    """One digest of every Python source of the packages the compiled core is built from."""
+    h = hashlib.sha256()
+    for package in ("app", "schemas"):
+        for path in sorted((root / package).rglob("*.py")):
+            h.update(path.relative_to(root).as_posix().encode() + b"\0")
+            h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def compiled_core(root: Path, env: Mapping[str, str]) -> tuple[Path | None, str]:
+    """The directory of the compiled core to use (None: pure Python), and why."""
+    if env.get("TACT_PURE_PYTHON", "").strip().lower() in ("1", "true", "yes", "on"):
+        return None, "TACT_PURE_PYTHON is set"
+    built = root / ".compiled"
+    try:
+        manifest = json.loads((built / MANIFEST).read_text())
+    except FileNotFoundError:
+        return None, "not compiled (make install compiles it)"
+    except (OSError, ValueError) as e:
+        return None, f"{built / MANIFEST} is unreadable ({e})"
+    if not isinstance(manifest, dict) or manifest.get("python") != sys.implementation.cache_tag:
+        return None, f"compiled for another Python than {sys.implementation.cache_tag}"
+    if manifest.get("sources") != sources_digest(root):
+        return None, "the sources changed since it was compiled (make install compiles them)"
+    return built, "compiled"
+
+
+def _use_compiled_core() -> str:
+    if __name__ != "app":  # this file imported again as the module app.__init__
+        return "see the package app"
+    root = Path(__file__).resolve().parent.parent
+    built, why = compiled_core(root, os.environ)
+    if built is None:
+        if why.startswith("the sources changed"):
+            logging.getLogger("tact").warning("running the pure-Python core: %s", why)
+        return f"pure Python: {why}"
+    package = sys.modules["app"]
+    # The compiled modules share one library, imported by its top-level name.
+    if str(built) not in sys.path:
+        sys.path.append(str(built))
+    package.__path__.insert(0, str(built / "app"))
+    return "compiled (mypyc)"
+
+
+CORE_BUILD = _use_compiled_core()
 
 
 def _defer(name: str) -> None:

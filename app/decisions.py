@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from app.actions import action_id
 from app.arbitration import Arbiter
 from app.bandit import Draw, uniform
@@ -62,6 +64,7 @@ def may_act(event: Mapping[str, Any]) -> bool:
     return event.get("type") in ACTING_TYPES
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # subclassed outside the compiled core
 class Chooser:
     """Draws the arm of a decision from its distribution, with a uniform hashed from the seed
     and the action id: the same decision is drawn again when an event is redelivered.
@@ -311,10 +314,15 @@ class Decider:
             if (p := self.catalog.get(s)) is not None and p.kind == "consumable" and p.refill_days
         ]
         for sku in refills[:_MAX_REFILLS]:
-            action = self._schedule_refill(cid, state, event, t, sku, self._last)
+            # (read through a call: mypy narrows self._last to the None set above, and mypyc
+            # would compile that narrowing in)
+            action = self._schedule_refill(cid, state, event, t, sku, self._latest())
             if action is not None:
                 actions.append(action)
         return actions
+
+    def _latest(self) -> Context | None:
+        return self._last
 
     def _schedule_refill(
         self,

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from app.anyway import Anyway
 from app.arbitration import Arbiter
 from app.attribution import Attribution
@@ -52,6 +54,7 @@ _COLD_DICT_STATES = 4
 _COLD_DICT_MAX = 32 * 1024
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # subclassed outside the compiled core
 class DecisionEngine:
     """Readiness, models, the referee and arbitration behind one `process` call."""
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mypy_extensions import mypyc_attr
+
 from app.holdout import in_holdout
 from app.policy import Policy
 
@@ -40,6 +42,7 @@ class Assignment:
         return None
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # subclassed outside the compiled core
 class Experiments:
     """Assigns customers to the policy's experiments."""
 

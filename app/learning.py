@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from app.context import CENTRE, RELATION_PLAY
 from app.distraction import ASSIST, ASSIST_HELD, HELD
 from app.models import PRIOR, PRIOR_SCALE, Models
@@ -98,6 +100,7 @@ def organic_x(learn: list[Any], relation: str) -> dict[str, float]:
     return _offer_x(x, learn)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # subclassed outside the compiled core
 class Learner:
     """Turns closed windows into training examples (nothing when learning is off)."""
 

@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from app import CORE_BUILD  # the tact run below decides the same way (same checkout, same env)
+
 ROOT = Path(__file__).resolve().parents[1]
 TACT = Path(sys.executable).with_name("tact")
 UCI = ROOT.parent / "shared" / "datasets" / "uci_online_retail" / "online_retail.csv.gz"
@@ -61,11 +63,12 @@ def _replay(name: str, events: Path, catalog: Path, work: Path) -> dict[str, obj
         "seconds": round(seconds, 2),
         "events_per_s": round(lines / seconds),
         "peak_rss_mib": round(peak),
+        "core": CORE_BUILD,
     }
     print(
         f"{name:>9}: {lines:,} events -> {actions:,} actions in {seconds:.1f} s = "
         f"{lines / seconds:,.0f} events/s end to end (process start included); "
-        f"peak RSS {peak:,.0f} MiB"
+        f"peak RSS {peak:,.0f} MiB; {CORE_BUILD} core"
     )
     for line in summary.splitlines():
         print(f"           {line}")

@@ -30,7 +30,7 @@ from pathlib import Path
 import orjson
 from kafka.admin import NewTopic
 
-from app import codec
+from app import CORE_BUILD, codec
 from app.cli.demo import remove_namespace
 from app.io import clients
 from app.io.kafka_admin import ensure_topics
@@ -249,9 +249,10 @@ def _run(
         "events_per_s": steady,
         "total_s": t_end - t0,
         "peak_rss_mib": rss,
+        "core": CORE_BUILD,
     }
     print(
-        f"worker: first checkpoint {result['startup_s']:.1f} s after start; "
+        f"worker ({CORE_BUILD} core): first checkpoint {result['startup_s']:.1f} s after start; "
         f"{steady:,.0f} events/s after that ({steady / floor:.0%} of the raw floor); all "
         f"{events} in {result['total_s']:.1f} s; "
         f"peak RSS {rss:.0f} MiB (batch_max {batch_max}, {partitions} partitions)"

@@ -18,6 +18,7 @@ import faust
 
 from agents.decide import attach, producer_sender
 from agents.worker import DecisionWorker
+from app import CORE_BUILD
 from app.catalog import Catalog
 from app.engine import DecisionEngine
 from app.errors import ConfigurationError
@@ -162,7 +163,7 @@ def run_worker(settings: Settings) -> None:
         )
     log.info(
         "tact %s worker: group %s, inputs %s (%d partitions each), policy %s, catalog %s "
-        "(%d products), %s; Kafka %s (%s), Redis %s",
+        "(%d products), %s; core %s; Kafka %s (%s), Redis %s",
         version("tact"),
         settings.app_id,
         " + ".join(partitions),
@@ -177,6 +178,7 @@ def run_worker(settings: Settings) -> None:
             if settings.learner
             else "learning itself (one worker; several need TACT_LEARNER and tact learner)"
         ),
+        CORE_BUILD,
         settings.kafka_bootstrap,
         settings.kafka_security_protocol,
         settings.redis_shown,

@@ -9,6 +9,7 @@ import pytest
 from app.actions import outcome_json
 from app.catalog import Catalog
 from app.engine import DecisionEngine
+from app.learning import Learner
 from app.policy import Policy, load_policy
 from app.sample import DEMO_CATALOG, demo_catalog, generate
 from schemas import Action, Outcome
@@ -53,6 +54,26 @@ class Run:
     def outcome(self, action: Action) -> Outcome:
         (found,) = [o for o in self.outcomes if o.action_id == action.action_id]
         return found
+
+
+class TaughtLearner(Learner):
+    """The engine's learner, noting what each closed window teaches. (A subclass, not a patched
+    method: the compiled core's objects take no new attributes.)"""
+
+    def __init__(self, run: Run) -> None:
+        super().__init__(run.engine.policy, run.engine.models)
+        self.purchases: list[tuple[list[Any], bool, bool]] = []  # (features, delivered, bought)
+        self.engaged: list[bool] = []
+        run.engine.attribution.learner = self
+
+    def purchase(self, learn: list[Any], *args: Any) -> None:
+        *_, delivered, _segment, bought = args
+        self.purchases.append((learn, delivered, bought))
+        super().purchase(learn, *args)
+
+    def engagement(self, *args: Any) -> None:
+        self.engaged.append(args[-1])
+        super().engagement(*args)
 
 
 def onsite_upsell(run: Run, s: Shopper) -> Action:
@@ -105,14 +126,12 @@ def test_one_purchase_teaches_one_success(held_out: bool, accepted: bool) -> Non
     (entry,) = [e for e in state.windows if e[0] == first.action_id]
     second = Action.model_validate({**first.model_dump(), "action_id": "5" * 32})
     later = entry[2] + 600.0
-    attribution.open(state, second, later, later, entry[8], entry[13], entry[11], entry[15])
-    taught: dict[str, bool] = {}
-    learn = attribution._learn_purchase
-    attribution._learn_purchase = lambda e, bought: (  # type: ignore[method-assign]
-        taught.__setitem__(e[0], bought),
-        learn(e, bought),
-    )
+    features = list(entry[15])  # the same features, told apart by identity below
+    attribution.open(state, second, later, later, entry[8], entry[13], entry[11], features)
+    learner = TaughtLearner(run)
     run.feed(s.wait(hours=1).order(first.offer_sku))
+    whose = {id(entry[15]): first.action_id, id(features): second.action_id}
+    taught = {whose[id(learn)]: bought for learn, _, bought in learner.purchases}
     credited, other = (first, second) if accepted else (second, first)
     assert taught == {credited.action_id: True, other.action_id: False}
     run.feed(s.wait(days=40).view("RUN-SOCK-01"))
@@ -126,15 +145,10 @@ def test_an_offer_a_connector_reports_expired_is_never_counted_as_delivered() ->
     no channel cost, no credit for a later purchase, and P(accept) learns nothing from it
     (the window is a look at what the customer does unasked, as a holdout's is)."""
     run, s = Run(), Shopper("too-late")
-    taught: list[tuple[str, bool]] = []  # (action id, learned as delivered)
-    attribution = run.engine.attribution
-    learn = attribution._learn_purchase
-    attribution._learn_purchase = lambda entry, bought: (  # type: ignore[method-assign]
-        taught.append((entry[0], attribution._delivered(entry))),
-        learn(entry, bought),
-    )
+    learner = TaughtLearner(run)
     offer = onsite_upsell(run, s)
     assert offer.offer_sku is not None
+    (features,) = [e[15] for e in run.engine.customers[s.id].windows if e[0] == offer.action_id]
     run.feed(
         s.event(
             "message_feedback", channel=offer.channel, kind="expired", action_id=offer.action_id
@@ -145,7 +159,7 @@ def test_an_offer_a_connector_reports_expired_is_never_counted_as_delivered() ->
     outcome = run.outcome(offer)
     assert not outcome.delivered and outcome.channel_cost == 0.0
     assert outcome.attribution != "last_touch" and outcome.profit <= 0.0
-    assert [d for aid, d in taught if aid == offer.action_id] == [False]  # as unasked
+    assert [d for learn, d, _ in learner.purchases if learn is features] == [False]  # as unasked
 
 
 def test_an_expired_receipt_after_the_purchase_takes_the_credit_back() -> None:
@@ -366,8 +380,7 @@ def test_an_onsite_assist_is_learned_from_only_when_the_storefront_showed_it(
     """A connector's `delivered` receipt for an onsite Action means it was stored for the
     page, not that anyone saw it: only an impression (click, accept) teaches engagement."""
     run, s = Run(), Shopper(f"assist-{feedback}")
-    taught: list[bool] = []
-    run.engine.learner.engagement = lambda *args: taught.append(args[-1])  # type: ignore[method-assign]
+    learner = TaughtLearner(run)
     assist = None
     for sku in ("RUN-SHOE-01", "RUN-WATCH-01", "RUN-VEST-01", "RUN-JACKET-01", "RUN-SHOE-02"):
         found = [
@@ -389,4 +402,4 @@ def test_an_onsite_assist_is_learned_from_only_when_the_storefront_showed_it(
     s.wait(days=5)
     run.feed(s.view("RUN-SOCK-01"))
     run.finish()
-    assert bool(taught) is learned
+    assert bool(learner.engaged) is learned

@@ -1,0 +1,95 @@
+"""The compiled core (deploy/compile_core.py): used only while it matches the sources, and
+deciding exactly as the pure-Python one does."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import app
+from app import MANIFEST, compiled_core, sources_digest
+
+ROOT = Path(__file__).resolve().parents[2]
+TACT = [sys.executable, "-m", "app.cli"]
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """A checkout's sources and a compiled core built from them."""
+    (tmp_path / "app").mkdir()
+    (tmp_path / "schemas").mkdir()
+    (tmp_path / "app" / "engine.py").write_text("x = 1\n")
+    (tmp_path / "schemas" / "types.py").write_text("y = 2\n")
+    built = tmp_path / ".compiled"
+    built.mkdir()
+    manifest = {"sources": sources_digest(tmp_path), "python": sys.implementation.cache_tag}
+    (built / MANIFEST).write_text(json.dumps(manifest))
+    return tmp_path
+
+
+def test_a_core_compiled_from_these_sources_is_used(checkout: Path) -> None:
+    assert compiled_core(checkout, {}) == (checkout / ".compiled", "compiled")
+
+
+@pytest.mark.parametrize("path", ["app/engine.py", "schemas/types.py", "app/cli/new.py"])
+def test_an_edited_source_sends_tact_back_to_pure_python(checkout: Path, path: str) -> None:
+    (checkout / path).parent.mkdir(exist_ok=True)
+    (checkout / path).write_text("x = 3\n")
+    built, why = compiled_core(checkout, {})
+    assert built is None and "sources changed" in why
+
+
+def test_pure_python_is_chosen_when_asked_not_built_or_built_for_another_python(
+    checkout: Path,
+) -> None:
+    assert compiled_core(checkout, {"TACT_PURE_PYTHON": "1"}) == (None, "TACT_PURE_PYTHON is set")
+    assert compiled_core(checkout, {"TACT_PURE_PYTHON": "0"})[0] is not None
+    manifest = checkout / ".compiled" / MANIFEST
+    manifest.write_text(json.dumps({"sources": sources_digest(checkout), "python": "cpython-27"}))
+    assert "another Python" in compiled_core(checkout, {})[1]
+    manifest.write_text("{not json")
+    assert "unreadable" in compiled_core(checkout, {})[1]
+    manifest.unlink()
+    assert compiled_core(checkout, {}) == (None, "not compiled (make install compiles it)")
+
+
+def core_in(env: dict[str, str]) -> str:
+    code = "import app, app.engine; print(app.CORE_BUILD, '|', app.engine.__file__)"
+    run = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    return run.stdout.strip()
+
+
+def test_compiled_and_pure_python_cores_decide_byte_for_byte_alike(tmp_path: Path) -> None:
+    """`make install` compiles the core, so the rest of the suite runs on it: this is where
+    the pure-Python core is run too, on a whole stream, and compared."""
+    pure = {**os.environ, "TACT_PURE_PYTHON": "1"}
+    compiled = {k: v for k, v in os.environ.items() if k != "TACT_PURE_PYTHON"}
+    assert core_in(pure).startswith("pure Python: TACT_PURE_PYTHON is set |")
+    assert core_in(pure).endswith("app/engine.py")
+    assert core_in(compiled).startswith("compiled (mypyc) |"), (
+        f"the compiled core is not in use ({app.CORE_BUILD}): `make install` builds it"
+    )
+    assert core_in(compiled).endswith(".so")
+    events, catalog = tmp_path / "events.jsonl", tmp_path / "catalog.jsonl"
+    sample = ["sample", "--customers", "1500", "--events", str(events), "--catalog", str(catalog)]
+    subprocess.run([*TACT, *sample], env=pure, cwd=ROOT, check=True, capture_output=True)
+    for mode in ([], ["--learner"]):
+        out: dict[str, list[bytes]] = {}
+        for name, env in (("pure", pure), ("compiled", compiled)):
+            actions = tmp_path / f"{name}.jsonl"
+            replay = ["replay", str(events), "--catalog", str(catalog), "--out", str(actions)]
+            subprocess.run(
+                [*TACT, *replay, *mode], env=env, cwd=ROOT, check=True, capture_output=True
+            )
+            outcomes = actions.with_suffix(".outcomes.jsonl")
+            out[name] = [actions.read_bytes(), outcomes.read_bytes()]
+        assert out["pure"][0].count(b"\n") > 1000
+        assert out["pure"] == out["compiled"], f"the cores decided differently ({mode})"
