@@ -68,7 +68,7 @@ def _replay(name: str, events: Path, catalog: Path, work: Path) -> dict[str, obj
     print(
         f"{name:>9}: {lines:,} events -> {actions:,} actions in {seconds:.1f} s = "
         f"{lines / seconds:,.0f} events/s end to end (process start included); "
-        f"peak RSS {peak:,.0f} MiB; {CORE_BUILD} core"
+        f"peak RSS {peak:,.0f} MiB; core: {CORE_BUILD}"
     )
     for line in summary.splitlines():
         print(f"           {line}")

@@ -252,7 +252,7 @@ def _run(
         "core": CORE_BUILD,
     }
     print(
-        f"worker ({CORE_BUILD} core): first checkpoint {result['startup_s']:.1f} s after start; "
+        f"worker (core: {CORE_BUILD}): first checkpoint {result['startup_s']:.1f} s after start; "
         f"{steady:,.0f} events/s after that ({steady / floor:.0%} of the raw floor); all "
         f"{events} in {result['total_s']:.1f} s; "
         f"peak RSS {rss:.0f} MiB (batch_max {batch_max}, {partitions} partitions)"
