@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import sys
+import sysconfig
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -26,12 +27,18 @@ MANIFEST = "manifest.json"
 
 
 def sources_digest(root: Path) -> str:
-    """One digest of every Python source of the packages the compiled core is built from."""
+    """One digest of every Python source of the packages the compiled core is built from, and
+    of the script that builds it ("unreadable" when one cannot be read: never a match)."""
     h = hashlib.sha256()
-    for package in ("app", "schemas"):
-        for path in sorted((root / package).rglob("*.py")):
-            h.update(path.relative_to(root).as_posix().encode() + b"\0")
-            h.update(path.read_bytes() + b"\0")
+    paths = [p for package in ("app", "schemas") for p in sorted((root / package).rglob("*.py"))]
+    for path in [*paths, root / "deploy" / "compile_core.py"]:
+        if not path.is_file():  # an editor's lock file (a dangling link), or no build script
+            continue
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return "unreadable"
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + data + b"\0")
     return h.hexdigest()
 
 
@@ -46,10 +53,19 @@ def compiled_core(root: Path, env: Mapping[str, str]) -> tuple[Path | None, str]
         return None, "not compiled (make install compiles it)"
     except (OSError, ValueError) as e:
         return None, f"{built / MANIFEST} is unreadable ({e})"
-    if not isinstance(manifest, dict) or manifest.get("python") != sys.implementation.cache_tag:
-        return None, f"compiled for another Python than {sys.implementation.cache_tag}"
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    if not isinstance(manifest, dict) or manifest.get("suffix") != suffix:
+        return None, f"compiled for another Python or machine than this one ({suffix})"
     if manifest.get("sources") != sources_digest(root):
         return None, "the sources changed since it was compiled (make install compiles them)"
+    files = manifest.get("files")
+    for name, size in files.items() if isinstance(files, dict) else [("its file list", -1)]:
+        try:
+            whole = (built / name).stat().st_size == size
+        except OSError:
+            whole = False
+        if not whole:
+            return None, f"incomplete ({name}; deploy/compile_core.py --force compiles it again)"
     return built, "compiled"
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from app import MANIFEST, compiled_core, sources_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 TACT = [sys.executable, "-m", "app.cli"]
+SUFFIX = sysconfig.get_config_var("EXT_SUFFIX")
 
 
 @pytest.fixture
@@ -26,8 +28,13 @@ def checkout(tmp_path: Path) -> Path:
     (tmp_path / "app" / "engine.py").write_text("x = 1\n")
     (tmp_path / "schemas" / "types.py").write_text("y = 2\n")
     built = tmp_path / ".compiled"
-    built.mkdir()
-    manifest = {"sources": sources_digest(tmp_path), "python": sys.implementation.cache_tag}
+    (built / "app").mkdir(parents=True)
+    (built / "app" / f"engine{SUFFIX}").write_bytes(b"\x7fELF...")
+    manifest = {
+        "sources": sources_digest(tmp_path),
+        "suffix": SUFFIX,
+        "files": {f"app/engine{SUFFIX}": 7},
+    }
     (built / MANIFEST).write_text(json.dumps(manifest))
     return tmp_path
 
@@ -44,14 +51,33 @@ def test_an_edited_source_sends_tact_back_to_pure_python(checkout: Path, path: s
     assert built is None and "sources changed" in why
 
 
+def test_an_editors_lock_file_is_no_source(checkout: Path) -> None:
+    (checkout / "app" / ".#engine.py").symlink_to("root@host.1234:1700000000")  # dangling
+    assert compiled_core(checkout, {})[0] is not None
+
+
+@pytest.mark.parametrize("size", [None, 3])
+def test_a_core_missing_a_file_or_with_one_cut_short_is_not_used(
+    checkout: Path, size: int | None
+) -> None:
+    library = checkout / ".compiled" / "app" / f"engine{SUFFIX}"
+    if size is None:
+        library.unlink()
+    else:
+        library.write_bytes(library.read_bytes()[:size])
+    built, why = compiled_core(checkout, {})
+    assert built is None and why.startswith(f"incomplete (app/engine{SUFFIX}")
+
+
 def test_pure_python_is_chosen_when_asked_not_built_or_built_for_another_python(
     checkout: Path,
 ) -> None:
     assert compiled_core(checkout, {"TACT_PURE_PYTHON": "1"}) == (None, "TACT_PURE_PYTHON is set")
     assert compiled_core(checkout, {"TACT_PURE_PYTHON": "0"})[0] is not None
     manifest = checkout / ".compiled" / MANIFEST
-    manifest.write_text(json.dumps({"sources": sources_digest(checkout), "python": "cpython-27"}))
-    assert "another Python" in compiled_core(checkout, {})[1]
+    elsewhere = {**json.loads(manifest.read_text()), "suffix": ".cpython-27-sparc.so"}
+    manifest.write_text(json.dumps(elsewhere))
+    assert "another Python or machine" in compiled_core(checkout, {})[1]
     manifest.write_text("{not json")
     assert "unreadable" in compiled_core(checkout, {})[1]
     manifest.unlink()
@@ -59,7 +85,14 @@ def test_pure_python_is_chosen_when_asked_not_built_or_built_for_another_python(
 
 
 def core_in(env: dict[str, str]) -> str:
-    code = "import app, app.engine; print(app.CORE_BUILD, '|', app.engine.__file__)"
+    """What a tact process with `env` runs: its CORE_BUILD, and the kinds of file its modules
+    of the compiled core (all that .compiled/ holds) were loaded from."""
+    code = (
+        "import app, importlib, pathlib\n"
+        "names = {p.name.split('.')[0] for p in pathlib.Path('.compiled/app').iterdir()}\n"
+        "files = [importlib.import_module('app.' + n).__file__ for n in sorted(names)]\n"
+        "print(app.CORE_BUILD, '|', len(files), sorted({f.rsplit('.')[-1] for f in files}))"
+    )
     run = subprocess.run(
         [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True
     )
@@ -72,12 +105,11 @@ def test_compiled_and_pure_python_cores_decide_byte_for_byte_alike(tmp_path: Pat
     the pure-Python core is run too, on a whole stream, and compared."""
     pure = {**os.environ, "TACT_PURE_PYTHON": "1"}
     compiled = {k: v for k, v in os.environ.items() if k != "TACT_PURE_PYTHON"}
-    assert core_in(pure).startswith("pure Python: TACT_PURE_PYTHON is set |")
-    assert core_in(pure).endswith("app/engine.py")
-    assert core_in(compiled).startswith("compiled (mypyc) |"), (
+    assert (ROOT / ".compiled" / "app").is_dir(), "no compiled core: `make install` builds it"
+    assert core_in(pure) == "pure Python: TACT_PURE_PYTHON is set | 23 ['py']"
+    assert core_in(compiled) == "compiled (mypyc) | 23 ['so']", (
         f"the compiled core is not in use ({app.CORE_BUILD}): `make install` builds it"
     )
-    assert core_in(compiled).endswith(".so")
     events, catalog = tmp_path / "events.jsonl", tmp_path / "catalog.jsonl"
     sample = ["sample", "--customers", "1500", "--events", str(events), "--catalog", str(catalog)]
     subprocess.run([*TACT, *sample], env=pure, cwd=ROOT, check=True, capture_output=True)
