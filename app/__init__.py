@@ -65,7 +65,7 @@ def compiled_core(root: Path, env: Mapping[str, str]) -> tuple[Path | None, str]
         except OSError:
             whole = False
         if not whole:
-            return None, f"incomplete ({name}; deploy/compile_core.py --force compiles it again)"
+            return None, f"incomplete ({name}; make install compiles it again)"
     return built, "compiled"
 
 
@@ -75,7 +75,7 @@ def _use_compiled_core() -> str:
     root = Path(__file__).resolve().parent.parent
     built, why = compiled_core(root, os.environ)
     if built is None:
-        if why.startswith("the sources changed"):
+        if why.startswith(("the sources changed", "incomplete")):  # not what was meant
             logging.getLogger("tact").warning("running the pure-Python core: %s", why)
         return f"pure Python: {why}"
     package = sys.modules["app"]
