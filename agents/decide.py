@@ -75,12 +75,13 @@ async def send_batched(producer: Any, records: list[OutRecord]) -> list[Awaitabl
         batch = batches.get(to)
         if batch is None:
             batch = batches[to] = producer.create_batch()
-        record = {"key": key, "value": value, "timestamp": None, "headers": headers or []}
-        if batch.append(**record) is None:
+        headers = headers or []
+        if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
             deliveries.append(await producer.send_batch(batch, topic, partition=to[1]))
             full.add(to)
             batch = batches[to] = producer.create_batch()
-            batch.append(**record)  # (an empty batch takes any record; one too big fails later)
+            # (an empty batch takes any record; one too big for the broker fails there)
+            batch.append(key=key, value=value, timestamp=None, headers=headers)
     # The rest, first those of topic-partitions that sent none yet: `send_batch` waits while
     # a batch of its topic-partition is still queued, and they need not wait behind that.
     for (topic, partition), batch in sorted(batches.items(), key=lambda kv: kv[0] in full):

@@ -183,7 +183,7 @@ def run(
     batch_max: int,
     profile: str | None = None,
     keep: bool = False,
-) -> dict[str, float]:
+) -> dict[str, float | str]:
     tag = uuid.uuid4().hex[:8]
     settings = bench_settings(tag, partitions, batch_max)
     with own_run(settings, keep):

@@ -22,6 +22,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,18 +60,18 @@ CORE = [
     "terms",
 ]
 
-# mypy as `make typecheck` runs it, except that typed third-party packages are not followed:
-# mypyc keeps every function body it analyses, and River's and NumPy's bodies took mypy from
-# 15 s to 6.5 minutes. Their values are plain Python objects to the compiled code anyway.
-MYPY_CONFIG = """\
-[mypy]
-strict = True
-plugins = pydantic.mypy
 
-[mypy-faust.*,mode.*,kafka.*,aiokafka.*,river.*,crc32c.*,scipy.*,numpy.*,redis.*]
-follow_imports = skip
-ignore_missing_imports = True
-"""
+def mypy_config() -> str:
+    """mypy as `make typecheck` runs it (pyproject.toml's [tool.mypy]), except that typed
+    third-party packages are not followed: mypyc keeps every function body it analyses, and
+    River's and NumPy's bodies took mypy from 15 s to 6.5 minutes. Their values are plain
+    Python objects to the compiled code anyway."""
+    mypy = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
+    skipped = [m for o in mypy.get("overrides", []) for m in o["module"]] + ["numpy.*", "redis.*"]
+    return (
+        f"[mypy]\nstrict = {mypy.get('strict', False)}\nplugins = {', '.join(mypy['plugins'])}\n"
+        f"[mypy-{','.join(skipped)}]\nfollow_imports = skip\nignore_missing_imports = True\n"
+    )
 
 
 def unable() -> str | None:
@@ -96,7 +97,7 @@ def build(staging: Path) -> None:
 
     with tempfile.TemporaryDirectory(prefix="tact-compile-") as tmp:
         config = Path(tmp, "mypy.ini")
-        config.write_text(MYPY_CONFIG)
+        config.write_text(mypy_config())
         # setuptools reads the project's pyproject.toml from the working directory, and older
         # ones refuse its license field: build from an empty one.
         here = os.getcwd()
