@@ -9,8 +9,8 @@ from hashlib import blake2b
 from typing import Any, TypeVar
 
 from app import codec
+from app.timestamps import format_event_time
 from schemas import Action, Outcome, QuietHours, Suppression
-from schemas.types import format_event_time
 
 
 def relation_of(reasons: Iterable[str], play: str) -> str:

@@ -94,6 +94,40 @@ class Scored:
     eip: float
     spread: float = 0.0  # posterior standard deviation of eip (what exploration draws from)
 
+    # (written out: mypyc compiles this __init__, while the one dataclasses generates runs
+    # interpreted, about five times slower; one is made for every arm of every moment)
+    def __init__(
+        self,
+        offer: Offer,
+        channel: str,
+        frame: str,
+        intensity: str,
+        prior: float,
+        p_accept: float,
+        p_return: float,
+        p_organic: float,
+        value: float,
+        channel_cost: float,
+        pressure: float,
+        cannibalisation: float,
+        eip: float,
+        spread: float = 0.0,
+    ) -> None:
+        self.offer = offer
+        self.channel = channel
+        self.frame = frame
+        self.intensity = intensity
+        self.prior = prior
+        self.p_accept = p_accept
+        self.p_return = p_return
+        self.p_organic = p_organic
+        self.value = value
+        self.channel_cost = channel_cost
+        self.pressure = pressure
+        self.cannibalisation = cannibalisation
+        self.eip = eip
+        self.spread = spread
+
     def features(self, r: Readiness) -> dict[str, float]:
         """The acceptance model's input for this candidate (what it learns from)."""
         return accept_features(self.prior, self.channel, self.offer, self.frame, self.intensity, r)
@@ -149,6 +183,37 @@ class Terms:
     p_return: dict[str, float]  # product kind -> P(return), lazily filled
     discount_habit: float = 0.0  # what a discount offer seen costs in future full-price orders
 
+    # (written out, as Scored's: one per moment)
+    def __init__(
+        self,
+        signals: dict[str, float],
+        customer_logit: float,
+        readiness_prior: float,
+        w_prior: float,
+        by_channel: dict[str, tuple[float, float, float, float, bool]],
+        by_intensity: dict[str, tuple[float, float, float, float]],
+        stake_per_unit: float,
+        weights_at: int,
+        frame_prior: dict[str, float],
+        relation_prior: dict[str, float],
+        intensity_bounds: list[tuple[float, float]],
+        p_return: dict[str, float],
+        discount_habit: float = 0.0,
+    ) -> None:
+        self.signals = signals
+        self.customer_logit = customer_logit
+        self.readiness_prior = readiness_prior
+        self.w_prior = w_prior
+        self.by_channel = by_channel
+        self.by_intensity = by_intensity
+        self.stake_per_unit = stake_per_unit
+        self.weights_at = weights_at
+        self.frame_prior = frame_prior
+        self.relation_prior = relation_prior
+        self.intensity_bounds = intensity_bounds
+        self.p_return = p_return
+        self.discount_habit = discount_habit
+
 
 @dataclass(slots=True)
 class Context:
@@ -169,3 +234,38 @@ class Context:
     shown: list[Scored] = field(default_factory=list)  # every candidate (explanations only)
     at_stake: float = 0.0  # margin of the purchase under way (cart, and the item in focus)
     organic: tuple[int, float] = (-1, 0.0)  # (weights version, the customer's organic logit)
+
+    # (written out, as Scored's: one per moment)
+    def __init__(
+        self,
+        moment: MomentName,
+        t: float,
+        state: CustomerState,
+        readiness: Readiness,
+        segments: Segments,
+        verdict: Verdict,
+        assignment: Assignment,
+        focus: list[str],
+        drops: list[tuple[str, str]],
+        terms: Terms | None = None,
+        considered: int = 0,
+        channel_drops: list[str] | None = None,
+        shown: list[Scored] | None = None,
+        at_stake: float = 0.0,
+        organic: tuple[int, float] = (-1, 0.0),
+    ) -> None:
+        self.moment = moment
+        self.t = t
+        self.state = state
+        self.readiness = readiness
+        self.segments = segments
+        self.verdict = verdict
+        self.assignment = assignment
+        self.focus = focus
+        self.drops = drops
+        self.terms = terms
+        self.considered = considered
+        self.channel_drops = [] if channel_drops is None else channel_drops
+        self.shown = [] if shown is None else shown
+        self.at_stake = at_stake
+        self.organic = organic

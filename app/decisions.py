@@ -105,6 +105,37 @@ class Decision:
     actions: list[Action] = field(default_factory=list)
     note: str = ""
 
+    # (written out: mypyc compiles it, not the one dataclasses generates; one per moment)
+    def __init__(
+        self,
+        customer_id: str,
+        event_id: str,
+        moment: str,
+        t: float,
+        readiness: Readiness | None = None,
+        segments: Segments | None = None,
+        rules: list[str] | None = None,
+        candidates: list[Scored] | None = None,
+        drops: list[tuple[str, str]] | None = None,
+        chosen: Scored | None = None,
+        arms: list[tuple[Scored | None, float]] | None = None,
+        actions: list[Action] | None = None,
+        note: str = "",
+    ) -> None:
+        self.customer_id = customer_id
+        self.event_id = event_id
+        self.moment = moment
+        self.t = t
+        self.readiness = readiness
+        self.segments = segments
+        self.rules = [] if rules is None else rules
+        self.candidates = [] if candidates is None else candidates
+        self.drops = [] if drops is None else drops
+        self.chosen = chosen
+        self.arms = [] if arms is None else arms
+        self.actions = [] if actions is None else actions
+        self.note = note
+
 
 class Decider:
     def __init__(

@@ -18,8 +18,8 @@ from pydantic import ValidationError
 
 from app import codec
 from app.errors import BadInput
+from app.timestamps import event_seconds
 from schemas import EVENT_MODELS, FAMILY_OF_TYPE, Envelope, TopicFamily
-from schemas.types import event_seconds
 
 DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
 _DETAIL_LIMIT = 1000

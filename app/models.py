@@ -214,6 +214,7 @@ class Models:
         self.watermark = 0.0  # the latest event time the models have seen (not learned: each
         # worker's own, from its partitions' clocks)
         self.publication = 0  # with `tact learner`: which of its publications these models are
+        self._version: tuple[tuple[int, int], str] = ((-1, -1), "")  # (what it counts, version)
         # Where the models' changes go (`change`): None, applied at once (replay, tests, one
         # process); else a callable given each change, as an operation a learner applies
         # (`apply`) where these models stay as loaded: the journal of a decision worker
@@ -265,8 +266,11 @@ class Models:
     def version(self) -> str:
         """`<name>.<outcomes learned>`, and `.v<publication>` for models a learner published
         (unique per publication: one that moved only counts moves no outcome)."""
-        learned = f"{self.name}.{self.accept.updates + self.returns.updates + self.organic.updates}"
-        return f"{learned}.v{self.publication}" if self.publication else learned
+        key = (self.accept.updates + self.returns.updates + self.organic.updates, self.publication)
+        if key != self._version[0]:  # (read for every Action; it changes only as models learn)
+            learned = f"{self.name}.{key[0]}"
+            self._version = (key, f"{learned}.v{key[1]}" if key[1] else learned)
+        return self._version[1]
 
     def aov_prior(self, fallback: float) -> float:
         return float(self.order_value.get()) if self.order_value.n else fallback

@@ -17,6 +17,7 @@ from app.readiness import (
     Readiness,
     squash,
 )
+from app.timestamps import zone_offset_minutes
 from schemas import (
     AddToCart,
     CheckoutStart,
@@ -35,7 +36,6 @@ from schemas import (
     Search,
     SupportContact,
 )
-from schemas.types import zone_offset_minutes
 
 _POLICY_PAGES = frozenset({"faq", "returns_policy", "shipping_policy", "reviews"})
 _USED_UP = frozenset({"consumable", "subscription"})  # bought again and again

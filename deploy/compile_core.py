@@ -58,6 +58,7 @@ CORE = [
     "replay",
     "sequencing",
     "terms",
+    "timestamps",
 ]
 
 
