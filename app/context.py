@@ -95,7 +95,8 @@ class Scored:
     spread: float = 0.0  # posterior standard deviation of eip (what exploration draws from)
 
     # (written out: mypyc compiles this __init__, while the one dataclasses generates runs
-    # interpreted, about five times slower; one is made for every arm of every moment)
+    # interpreted, about five times slower; one is made for every arm still in contention;
+    # tests/unit/test_compiled_core.py checks it sets every field, with its default)
     def __init__(
         self,
         offer: Offer,

@@ -8,9 +8,10 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
 # (the functions live in the core, compiled with it; named here as the contract's)
-from app.timestamps import MAX_EPOCH_MS, MIN_EPOCH_MS, parse_event_time
+from app.timestamps import MAX_EPOCH_MS, MIN_EPOCH_MS
 from app.timestamps import event_seconds as event_seconds
 from app.timestamps import format_event_time as format_event_time
+from app.timestamps import parse_event_time as parse_event_time
 from app.timestamps import zone_offset_minutes as zone_offset_minutes
 
 EventTime = Annotated[

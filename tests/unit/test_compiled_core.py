@@ -3,14 +3,13 @@ deciding exactly as the pure-Python one does."""
 
 from __future__ import annotations
 
-import importlib.util
+import ast
 import json
 import os
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -102,14 +101,16 @@ def core_in(env: dict[str, str]) -> str:
     return run.stdout.strip()
 
 
-def _build_script() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "compile_core", ROOT / "deploy" / "compile_core.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _core_modules() -> list[str]:
+    """CORE of deploy/compile_core.py, read without running the script (it sets
+    TACT_PURE_PYTHON in its process: every later subprocess of a test would run pure)."""
+    tree = ast.parse((ROOT / "deploy" / "compile_core.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "CORE" for t in node.targets
+        ):
+            return list(ast.literal_eval(node.value))
+    raise AssertionError("deploy/compile_core.py assigns no CORE")
 
 
 def test_compiled_and_pure_python_cores_decide_byte_for_byte_alike(tmp_path: Path) -> None:
@@ -118,7 +119,7 @@ def test_compiled_and_pure_python_cores_decide_byte_for_byte_alike(tmp_path: Pat
     pure = {**os.environ, "TACT_PURE_PYTHON": "1"}
     compiled = {k: v for k, v in os.environ.items() if k != "TACT_PURE_PYTHON"}
     assert (ROOT / ".compiled" / "app").is_dir(), "no compiled core: `make install` builds it"
-    modules = len(_build_script().CORE)
+    modules = len(_core_modules())
     assert core_in(pure) == f"pure Python: TACT_PURE_PYTHON is set | {modules} ['py']"
     assert core_in(compiled) == f"compiled (mypyc) | {modules} ['so']", (
         f"the compiled core is not in use ({app.CORE_BUILD}): `make install` builds it"
@@ -138,3 +139,39 @@ def test_compiled_and_pure_python_cores_decide_byte_for_byte_alike(tmp_path: Pat
             out[name] = [actions.read_bytes(), outcomes.read_bytes()]
         assert out["pure"][0].count(b"\n") > 1000
         assert out["pure"] == out["compiled"], f"the cores decided differently ({mode})"
+
+
+_INIT_CHECK = """
+import dataclasses, sys
+from dataclasses import MISSING
+from app.context import Context, Scored, Terms
+from app.decisions import Decision
+
+for cls in (Scored, Terms, Context, Decision):
+    fields = dataclasses.fields(cls)
+    required = [f.name for f in fields if f.default is MISSING and f.default_factory is MISSING]
+    values = {f.name: ("value of", f.name) for f in fields}
+    for made in (cls(*values.values()), cls(**values)):  # in their order, and by name
+        assert {f.name: getattr(made, f.name) for f in fields} == values, cls
+    minimal, other = (cls(**{name: values[name] for name in required}) for _ in range(2))
+    for f in fields:
+        if f.default is not MISSING:
+            assert getattr(minimal, f.name) == f.default, (cls, f.name)
+        elif f.default_factory is not MISSING:
+            assert getattr(minimal, f.name) == f.default_factory(), (cls, f.name)
+            assert getattr(minimal, f.name) is not getattr(other, f.name), (cls, f.name)
+print("ok")
+"""
+
+
+def test_written_out_dataclass_inits_set_every_field_with_its_default() -> None:
+    """Scored, Terms, Context and Decision write out their __init__ for the compiled core
+    (the one dataclasses generates runs as Python): each must still take every field, in its
+    order and by name, and give each left out its default (a new list each time). Checked on
+    the pure-Python core, which does not check the values' types."""
+    env = {**os.environ, "TACT_PURE_PYTHON": "1"}
+    run = subprocess.run(
+        [sys.executable, "-c", _INIT_CHECK], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "ok"
