@@ -12,6 +12,8 @@ worker's share of the floor, its peak RSS, and actions out.
 With --profile the worker runs under cProfile (its main thread: the agent, the engine, the
 producer's and Redis's asyncio side; not Faust's consumer thread) and the profile is written
 there at its stop: `python -m pstats worker.prof`. Profiling slows it: not a throughput figure.
+cProfile sees no function of the compiled core (README "Performance"): their time is counted
+in their interpreted callers (set TACT_PURE_PYTHON=1 to profile the core as Python).
 """
 
 from __future__ import annotations
