@@ -142,7 +142,7 @@ def test_compiled_and_pure_python_cores_decide_byte_for_byte_alike(tmp_path: Pat
 
 
 _INIT_CHECK = """
-import dataclasses, sys
+import dataclasses
 from dataclasses import MISSING
 from app.context import Context, Scored, Terms
 from app.decisions import Decision
