@@ -11,6 +11,7 @@ from typing import Any
 from app import codec
 from app.sample import generate
 from app.settings import Settings
+from tests.integration.conftest import free_port
 from tests.integration.kafka_helpers import TopicReader, produce_events, producer
 from tests.integration.test_crash_recovery import burst_customers, interleave
 from tests.integration.test_worker import clickstream_only, expected_actions, topics_of
@@ -36,9 +37,10 @@ def test_scale_out_mid_stream(stack: Settings, start_worker: Any, frozen_policy:
 
     feeder = threading.Thread(target=produce_slowly)
     feeder.start()
-    second = start_worker(stack.model_copy(update={"metrics_port": stack.metrics_port + 1}))
+    second = start_worker(stack.model_copy(update={"metrics_port": free_port()}))
     deadline = time.monotonic() + 60
     while "assigned" not in second.log():
+        assert second.proc.poll() is None, f"the second worker exited:\n{second.log()}"
         assert time.monotonic() < deadline, "the second worker never got partitions"
         time.sleep(0.2)
     feeder.join()
