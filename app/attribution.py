@@ -60,6 +60,23 @@ _ONSITE_OFFERS = frozenset({"onsite_pdp", "onsite_cart"})
 _ENGAGED = frozenset({"accept", "click"})  # feedback that names the offer taken up
 
 
+# A window's text: in a state read back from bytes, every window holds a string of its own for
+# each (`share_text`)
+_TEXT = (PLAY, CHANNEL, SKU, RELATION, FRAME, INTENSITY, HOLDOUT, SEGMENT, VERSIONS, MOMENT)
+
+
+def share_text(state: CustomerState) -> None:
+    """One copy of each play, channel, SKU, frame... for every window in memory: a state read
+    back from bytes holds about ten strings of its own per window (some 500 bytes of its
+    2 KB), for as long as it stays in memory."""
+    for entry in state.windows:
+        for i in _TEXT:
+            if i < len(entry):
+                text = entry[i]
+                if type(text) is str:
+                    entry[i] = sys.intern(text)
+
+
 def _tally() -> list[Any]:
     return [{}, False, 0, 0, 0.0, 0.0, 0, 0.0, 0.0, 0.0, "", 0.0, 0.0, False, 0]
 

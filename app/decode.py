@@ -12,6 +12,7 @@ Every way a record can be unusable has a reason code, used in dead letters and m
 
 from __future__ import annotations
 
+import sys
 from typing import Any, cast
 
 from pydantic import ValidationError
@@ -70,6 +71,12 @@ def validate_object(obj: Any, family: TopicFamily | None = None) -> Envelope:
             "wrong_topic",
             f"{event_type} belongs on {FAMILY_OF_TYPE[event_type]}, not on {family}",
         )
+    customer_id = obj.get("customer_id")
+    if type(customer_id) is str:
+        # One string per customer, whatever number of events name them: the worker's maps
+        # (states, cold bytes, partitions, the attribution schedule) all key on it, and kept
+        # each event's own copy, one per map, for as long as the customer stays in memory.
+        obj["customer_id"] = sys.intern(customer_id)
     try:
         # The model's own validator: what model_validate runs, without its per-call overhead.
         return cast(Envelope, model.__pydantic_validator__.validate_python(obj))

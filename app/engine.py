@@ -24,7 +24,7 @@ from mypy_extensions import mypyc_attr
 
 from app.anyway import Anyway
 from app.arbitration import Arbiter
-from app.attribution import Attribution
+from app.attribution import Attribution, share_text
 from app.catalog import Catalog
 from app.decisions import Chooser, Decider, Decision
 from app.decode import validate_object
@@ -78,6 +78,9 @@ class DecisionEngine:
         # attribution schedule reaches one of their windows, which stay on it meanwhile.
         self.cold: dict[str, bytes] = {}
         self._cold_dict: bytes | None = None  # their compression's preset dictionary (`_freeze`)
+        # a compressor primed with it: copied for each state, as loading the dictionary into a
+        # new one took about as long as compressing the state
+        self._packer: Any = None
         self.duplicates = 0  # events skipped because their id came again (producer retries)
         # events naming a SKU the catalog lacks (decided on all the same: nothing is offered
         # around an unknown item); many of them mean the events and the catalog disagree
@@ -284,6 +287,7 @@ class DecisionEngine:
             blob = self.cold.pop(customer_id, None)
             if blob is not None:
                 state = self.customers[customer_id] = CustomerState.from_bytes(self._thaw(blob))
+                share_text(state)
         return state
 
     def _freeze(self, blobs: dict[str, bytes]) -> dict[str, bytes]:
@@ -296,9 +300,11 @@ class DecisionEngine:
             sample = [s.to_bytes() for s in itertools.islice(self.customers.values(), _COLD_SAMPLE)]
             largest = sorted(sample, key=len, reverse=True)[:_COLD_DICT_STATES]
             self._cold_dict = b"".join(largest)[-_COLD_DICT_MAX:]
+            self._packer = zlib.compressobj(1, zdict=self._cold_dict)
+        primed = self._packer
         out = {}
         for cid, blob in blobs.items():
-            packer = zlib.compressobj(1, zdict=self._cold_dict)
+            packer = primed.copy()
             out[cid] = packer.compress(blob) + packer.flush()
         return out
 
@@ -316,6 +322,7 @@ class DecisionEngine:
         watermark = self.models.watermark
         for customer_id, blob in blobs.items():
             state = self.customers[customer_id] = CustomerState.from_bytes(blob)
+            share_text(state)
             if watermark > state.saved_at:
                 self.attribution.close_due(customer_id, state, watermark)
             self.attribution.reopen(customer_id, state)

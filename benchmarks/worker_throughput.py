@@ -44,9 +44,10 @@ from schemas import FAMILY_OF_TYPE
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _peak_rss_mib(pid: int) -> float:
+def _rss_mib(pid: int, field: str = "VmHWM") -> float:
+    """The process's peak RSS (VmHWM), or its RSS now (VmRSS), in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -228,16 +229,17 @@ def _run(
     log = ROOT / ".run" / f"{settings.app_id}-worker.log"
     t0 = time.perf_counter()
     worker = start_worker(settings, log, profile)
-    first = None
+    first, rss_first = None, float("nan")
     try:
         while (done := sum(checkpointed(client, settings.redis_prefix).values())) < events:
             if first is None and done:
                 first = (time.perf_counter(), done)
+                rss_first = _rss_mib(worker.pid, "VmRSS")  # start-up's: imports, clients
             if worker.poll() is not None:
                 raise SystemExit(f"worker exited; see {log}")
             time.sleep(0.05)
         t_end = time.perf_counter()
-        rss = _peak_rss_mib(worker.pid)
+        rss = _rss_mib(worker.pid)
     finally:
         worker.terminate()
         worker.wait(timeout=60)
@@ -251,13 +253,19 @@ def _run(
         "events_per_s": steady,
         "total_s": t_end - t0,
         "peak_rss_mib": rss,
+        "rss_at_first_checkpoint_mib": rss_first,
+        # what each customer held costs past start-up (the worker holds every customer of the
+        # stream at its end: TACT_MAX_CACHED_CUSTOMERS is larger)
+        "kib_per_customer": (rss - rss_first) * 1024 / customers,
         "core": CORE_BUILD,
     }
     print(
         f"worker (core: {CORE_BUILD}): first checkpoint {result['startup_s']:.1f} s after start; "
         f"{steady:,.0f} events/s after that ({steady / floor:.0%} of the raw floor); all "
         f"{events} in {result['total_s']:.1f} s; "
-        f"peak RSS {rss:.0f} MiB (batch_max {batch_max}, {partitions} partitions)"
+        f"peak RSS {rss:.0f} MiB, {rss_first:.0f} at its first checkpoint: "
+        f"{result['kib_per_customer']:.1f} KiB a customer past that "
+        f"(batch_max {batch_max}, {partitions} partitions)"
     )
     return result
 

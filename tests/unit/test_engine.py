@@ -14,7 +14,7 @@ import pytest
 
 from app.actions import action_id, after_quiet, encode, encode_outcome
 from app.arbitration import Arbiter
-from app.attribution import ID, LEARN
+from app.attribution import CHANNEL, FRAME, ID, LEARN, PLAY, SEGMENT, SKU, VERSIONS
 from app.catalog import write_jsonl
 from app.decisions import ACTING_TYPES, may_act
 from app.decode import decode_event
@@ -242,6 +242,35 @@ def test_a_customers_windows_on_the_schedule_share_one_string_of_their_id() -> N
     schedule = engine.attribution._schedule
     assert len(schedule) > 2 * len({cid for _, cid in schedule})
     assert len({id(cid) for _, cid in schedule}) == len({cid for _, cid in schedule})
+
+
+def test_every_event_of_a_customer_names_them_with_one_string() -> None:
+    """The worker's maps key on the customer's id (states, cold bytes, partitions, the
+    schedule): each decoded event used to bring a string of its own, one per map."""
+    ids = [decode_event(orjson.dumps(e)).customer_id for e in generate(40, seed=5)]
+    first: dict[str, str] = {}
+    assert len(ids) > 2 * len(set(ids))
+    assert all(first.setdefault(cid, cid) is cid for cid in ids)
+
+
+def test_thawed_windows_share_their_text() -> None:
+    """A state made again from its bytes (cold, or loaded from the store) holds its windows'
+    plays, channels, SKUs... as one shared copy each, not ten strings of its own a window."""
+    engine = DecisionEngine(demo_catalog())
+    events = list(generate(300, seed=3))
+    for e in events[: len(events) // 3]:
+        engine.process(e)
+    with_windows = [cid for cid, s in engine.customers.items() if s.windows][:30]
+    others = [cid for cid in engine.customers if cid not in with_windows]
+    engine.trim(others, limit=10**6, hot=len(others))
+    assert set(engine.cold) == set(with_windows)
+    loaded = DecisionEngine(demo_catalog())
+    loaded.restore(engine.dump(others))
+    states = [engine.get(cid) for cid in with_windows] + list(loaded.customers.values())
+    windows = [w for state in states if state is not None for w in state.windows]
+    assert len(windows) > 40
+    for i in (PLAY, CHANNEL, SKU, FRAME, SEGMENT, VERSIONS):
+        assert len({id(w[i]) for w in windows}) == len({w[i] for w in windows}) < len(windows)
 
 
 def test_trim_drops_the_coldest_first() -> None:
