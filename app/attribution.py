@@ -27,9 +27,11 @@ Outcome is then queued (`take`) and the Learner (app/learning.py) is told what i
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import sys
+from array import array
 from collections import deque
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -81,6 +83,53 @@ def _tally() -> list[Any]:
     return [{}, False, 0, 0, 0.0, 0.0, 0, 0.0, 0.0, 0.0, "", 0.0, 0.0, False, 0]
 
 
+class Schedule:
+    """The ends of the open windows of every customer in memory or dropped since, given back
+    in order of (end, customer), each as often as it was added: what one heap of every
+    (end, customer) pair gives, in about half the memory. The heap holds a customer's earliest
+    end; the others wait in an array of the customer's (a cold customer's five windows took
+    440 bytes as pairs, now about 260)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, str]] = []
+        self._ends: dict[str, array[float]] = {}  # customer -> its ends, ascending
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def customers(self) -> list[str]:
+        return list(self._ends)
+
+    def add(self, end: float, customer_id: str) -> None:
+        self.size += 1
+        ends = self._ends.get(customer_id)
+        if ends is None:
+            self._ends[customer_id] = array("d", (end,))
+            heapq.heappush(self._heap, (end, customer_id))
+            return
+        if end < ends[0]:  # a new earliest: on the heap too (the old entry turns up later,
+            heapq.heappush(self._heap, (end, customer_id))  # and is passed over then)
+        bisect.insort(ends, end)
+
+    def pop_before(self, t: float) -> list[tuple[float, str]]:
+        """Take every end before `t`, in order of (end, customer)."""
+        heap, by_customer, out = self._heap, self._ends, []
+        while heap and heap[0][0] < t:
+            end, cid = heapq.heappop(heap)
+            ends = by_customer.get(cid)
+            if ends is None or ends[0] != end:  # (taken through another entry already)
+                continue
+            del ends[0]
+            out.append((end, cid))
+            if ends:  # the customer's next end goes on the heap (once more at worst)
+                heapq.heappush(heap, (ends[0], cid))
+            else:
+                del by_customer[cid]
+        self.size -= len(out)
+        return out
+
+
 class States(Protocol):
     """Customers' states by id, as closing windows reads them."""
 
@@ -107,7 +156,7 @@ class Attribution:
         # (window end, customer): a customer's entries share one string of their id (interned:
         # each event's id is a string of its own, and the schedule holds about five entries a
         # customer, most of a cold customer's memory after its bytes)
-        self._schedule: list[tuple[float, str]] = []
+        self._schedule = Schedule()
         # Entries of the schedule `advance` may still close (None: every one that ended): the
         # worker's bound per batch, so one batch never thaws and checkpoints every customer
         # behind a leap of the watermark (app/pipeline.py). Replay closes all at once.
@@ -158,13 +207,13 @@ class Attribution:
         state.windows.append(entry)
         if action.play == "assist":
             state.assisted = max(state.assisted, t)
-        heapq.heappush(self._schedule, (entry[END], sys.intern(action.customer_id)))
+        self._schedule.add(entry[END], sys.intern(action.customer_id))
 
     def reopen(self, customer_id: str, state: CustomerState) -> None:
         """Put a reloaded customer's open windows back on the schedule."""
         cid = sys.intern(customer_id)
         for entry in state.windows:
-            heapq.heappush(self._schedule, (entry[END], cid))
+            self._schedule.add(entry[END], cid)
 
     def take_schedule(self, other: Attribution) -> None:
         """Take over the schedule of another instance (the engine rewired for new models):
@@ -235,7 +284,7 @@ class Attribution:
             self._completion(entry, False)  # no order in time, or it was counted just now
             entry[PHASE] = 1
             entry[END] = t + self.return_window_s
-            heapq.heappush(self._schedule, (entry[END], sys.intern(order.customer_id)))
+            self._schedule.add(entry[END], sys.intern(order.customer_id))
 
     def offered(self, state: CustomerState, t: float) -> set[str]:
         """SKUs of offers delivered to the customer whose windows are open at `t`."""
@@ -361,10 +410,9 @@ class Attribution:
             self.models.watermark = t
             # What this move owes, in order of ends (a window opened later that has already
             # ended waits for the next move, as without a bound).
-            while schedule and schedule[0][0] < t:
-                until, cid = entry = heapq.heappop(schedule)
+            for entry in schedule.pop_before(t):
                 owed.append(entry)
-                owed_by[cid] = until  # (the latest: popped in order of ends)
+                owed_by[entry[1]] = entry[0]  # (the latest: taken in order of ends)
         while owed:
             if self.close_limit is not None and self.close_limit <= 0:
                 return
@@ -408,7 +456,7 @@ class Attribution:
             for entry in state.windows:
                 self._emit(cid, entry, t, "censored")
             state.windows = []
-        self._schedule = []
+        self._schedule = Schedule()
         self._owed.clear()
         self._owed_by.clear()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 import zlib
 from collections import Counter
@@ -14,7 +15,17 @@ import pytest
 
 from app.actions import action_id, after_quiet, encode, encode_outcome
 from app.arbitration import Arbiter
-from app.attribution import CHANNEL, FRAME, ID, LEARN, PLAY, SEGMENT, SKU, VERSIONS
+from app.attribution import (
+    CHANNEL,
+    FRAME,
+    ID,
+    LEARN,
+    PLAY,
+    SEGMENT,
+    SKU,
+    VERSIONS,
+    Schedule,
+)
 from app.catalog import write_jsonl
 from app.decisions import ACTING_TYPES, may_act
 from app.decode import decode_event
@@ -143,7 +154,7 @@ def test_models_swapped_in_keep_every_window_in_memory_on_schedule(stream: list[
                 fields.update(engine.models_changes())
                 engine.restore_models(fields)
                 if reopen:  # the schedule built again from the customers in memory
-                    engine.attribution._schedule = []
+                    engine.attribution._schedule = Schedule()
                     for cid, state in engine.customers.items():
                         engine.attribution.reopen(cid, state)
             out += [encode(a) for a in engine.process(event)]
@@ -233,15 +244,41 @@ def test_cold_customers_thaw_to_the_same_decisions(stream: list[dict]) -> None:
 
 
 def test_a_customers_windows_on_the_schedule_share_one_string_of_their_id() -> None:
-    """Each event decoded brings a string of its own; the schedule holds about five entries a
-    customer, so they keep one."""
+    """Each event decoded brings a string of its own; the schedule holds about five ends a
+    customer, under one string of their id, the one their state is kept under."""
     engine = DecisionEngine(demo_catalog())
     events = list(generate(300, seed=3))
     for event in events[: len(events) // 3]:
         engine.process_event(decode_event(orjson.dumps(event)))
     schedule = engine.attribution._schedule
-    assert len(schedule) > 2 * len({cid for _, cid in schedule})
-    assert len({id(cid) for _, cid in schedule}) == len({cid for _, cid in schedule})
+    on_it = schedule.customers()
+    assert len(schedule) > 2 * len(on_it)
+    kept = {cid: cid for cid in engine.customers}
+    assert on_it and all(kept[cid] is cid for cid in on_it)
+
+
+def test_the_schedule_gives_back_what_one_heap_of_every_pair_would() -> None:
+    """Ends added in any order (earlier than a customer's earliest, equal, again after being
+    taken), taken at watermarks that move: the same pairs in the same order as a heap of
+    every (end, customer) pair, the way the schedule was kept before."""
+    for seed in range(40):
+        draw, schedule, pairs = Random(seed), Schedule(), []
+        customers = [f"c{i}" for i in range(draw.randint(1, 12))]
+        t = 0.0
+        for _ in range(400):
+            if draw.random() < 0.7:
+                end = t + draw.choice([draw.uniform(-5, 50), float(draw.randint(0, 30))])
+                cid = draw.choice(customers)
+                schedule.add(end, cid)
+                heapq.heappush(pairs, (end, cid))
+            else:
+                t += draw.uniform(0, 15)
+                want = []
+                while pairs and pairs[0][0] < t:
+                    want.append(heapq.heappop(pairs))
+                assert schedule.pop_before(t) == want
+                assert len(schedule) == len(pairs)
+        assert schedule.pop_before(math.inf) == sorted(pairs)
 
 
 def test_every_event_of_a_customer_names_them_with_one_string() -> None:
