@@ -30,7 +30,6 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
-import sys
 from array import array
 from collections import deque
 from collections.abc import Mapping
@@ -38,6 +37,7 @@ from typing import Any, Protocol
 
 from app.actions import build_outcome, utc, was_shown
 from app.catalog import Catalog
+from app.codec import shared
 from app.distraction import MOMENTS as DISTRACTION_MOMENTS
 from app.learning import UPSELL_PLAYS, Learner
 from app.models import Models
@@ -69,14 +69,14 @@ _TEXT = (PLAY, CHANNEL, SKU, RELATION, FRAME, INTENSITY, HOLDOUT, SEGMENT, VERSI
 
 def share_text(state: CustomerState) -> None:
     """One copy of each play, channel, SKU, frame... for every window in memory: a state read
-    back from bytes holds about ten strings of its own per window (some 500 bytes of its
-    2 KB), for as long as it stays in memory."""
+    back from bytes holds about ten strings of its own per window (some 500 bytes of a
+    window's 1.8 KB), for as long as it stays in memory."""
     for entry in state.windows:
         for i in _TEXT:
             if i < len(entry):
                 text = entry[i]
                 if type(text) is str:
-                    entry[i] = sys.intern(text)
+                    entry[i] = shared(text)
 
 
 def _tally() -> list[Any]:
@@ -88,11 +88,20 @@ class Schedule:
     in order of (end, customer), each as often as it was added: what one heap of every
     (end, customer) pair gives, in about half the memory. The heap holds a customer's earliest
     end; the others wait in an array of the customer's (a cold customer's five windows took
-    440 bytes as pairs, now about 260)."""
+    440 bytes as pairs, now about 260).
+
+    An end earlier than a customer's earliest goes on the heap too, and the entry it displaced
+    stays there, noted in `_waiting`: when the customer's ends come back to its value, that
+    entry serves again, so a customer has at most one heap entry per end it holds."""
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, str]] = []
-        self._ends: dict[str, array[float]] = {}  # customer -> its ends, ascending
+        # customer -> its ends, ascending (`array[float]` is only read by mypy: annotations
+        # are not evaluated, and array is not subscriptable at run time on Python 3.11)
+        self._ends: dict[str, array[float]] = {}
+        # customer -> the values of their displaced heap entries, each later one smaller
+        # (every one of them still among the customer's ends, above the earliest)
+        self._waiting: dict[str, list[float]] = {}
         self.size = 0
 
     def __len__(self) -> int:
@@ -101,6 +110,10 @@ class Schedule:
     def customers(self) -> list[str]:
         return list(self._ends)
 
+    def entries(self) -> int:
+        """Entries on the heap (about one a customer)."""
+        return len(self._heap)
+
     def add(self, end: float, customer_id: str) -> None:
         self.size += 1
         ends = self._ends.get(customer_id)
@@ -108,8 +121,9 @@ class Schedule:
             self._ends[customer_id] = array("d", (end,))
             heapq.heappush(self._heap, (end, customer_id))
             return
-        if end < ends[0]:  # a new earliest: on the heap too (the old entry turns up later,
-            heapq.heappush(self._heap, (end, customer_id))  # and is passed over then)
+        if end < ends[0]:  # a new earliest: on the heap too; the old entry waits there
+            self._waiting.setdefault(customer_id, []).append(ends[0])
+            heapq.heappush(self._heap, (end, customer_id))
         bisect.insort(ends, end)
 
     def pop_before(self, t: float) -> list[tuple[float, str]]:
@@ -117,15 +131,19 @@ class Schedule:
         heap, by_customer, out = self._heap, self._ends, []
         while heap and heap[0][0] < t:
             end, cid = heapq.heappop(heap)
-            ends = by_customer.get(cid)
-            if ends is None or ends[0] != end:  # (taken through another entry already)
-                continue
+            ends = by_customer[cid]  # (each entry is a customer's earliest end when it comes)
             del ends[0]
             out.append((end, cid))
-            if ends:  # the customer's next end goes on the heap (once more at worst)
-                heapq.heappush(heap, (ends[0], cid))
-            else:
+            if not ends:
                 del by_customer[cid]
+                continue
+            waiting = self._waiting.get(cid)
+            if waiting and waiting[-1] == ends[0]:  # its displaced entry serves again
+                waiting.pop()
+                if not waiting:
+                    del self._waiting[cid]
+            else:
+                heapq.heappush(heap, (ends[0], cid))
         self.size -= len(out)
         return out
 
@@ -153,9 +171,7 @@ class Attribution:
         self.outbound = frozenset(c for c, spec in policy.channels.items() if spec.outbound)
         self.subscriber_value = {c: spec.subscriber_value for c, spec in policy.channels.items()}
         self.completion_s = policy.distraction.completion_hours * HOUR
-        # (window end, customer): a customer's entries share one string of their id (interned:
-        # each event's id is a string of its own, and the schedule holds about five entries a
-        # customer, most of a cold customer's memory after its bytes)
+        # Every open window's end, by customer (under one string of their id: `shared`)
         self._schedule = Schedule()
         # Entries of the schedule `advance` may still close (None: every one that ended): the
         # worker's bound per batch, so one batch never thaws and checkpoints every customer
@@ -207,11 +223,11 @@ class Attribution:
         state.windows.append(entry)
         if action.play == "assist":
             state.assisted = max(state.assisted, t)
-        self._schedule.add(entry[END], sys.intern(action.customer_id))
+        self._schedule.add(entry[END], shared(action.customer_id))
 
     def reopen(self, customer_id: str, state: CustomerState) -> None:
         """Put a reloaded customer's open windows back on the schedule."""
-        cid = sys.intern(customer_id)
+        cid = shared(customer_id)
         for entry in state.windows:
             self._schedule.add(entry[END], cid)
 
@@ -284,7 +300,7 @@ class Attribution:
             self._completion(entry, False)  # no order in time, or it was counted just now
             entry[PHASE] = 1
             entry[END] = t + self.return_window_s
-            self._schedule.add(entry[END], sys.intern(order.customer_id))
+            self._schedule.add(entry[END], shared(order.customer_id))
 
     def offered(self, state: CustomerState, t: float) -> set[str]:
         """SKUs of offers delivered to the customer whose windows are open at `t`."""

@@ -1,7 +1,10 @@
-"""The one place orjson is imported: JSON bytes in, JSON bytes out."""
+"""The one place orjson is imported: JSON bytes in, JSON bytes out; and one copy of the
+strings read from it that many objects repeat (`shared`)."""
 
 from __future__ import annotations
 
+import sys
+import sysconfig
 from typing import Any
 
 import orjson
@@ -29,3 +32,22 @@ def dumps_line(obj: Any) -> bytes:
 def dumps_sorted(obj: Any) -> bytes:
     """Like dumps, with keys sorted: for files people diff."""
     return orjson.dumps(obj, option=_DUMP_OPTIONS | orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
+
+
+def strings_can_be_shared(version: tuple[int, int, int], free_threaded: bool) -> bool:
+    """Whether `sys.intern` lets a string go once nothing holds it. Not on Python 3.12.0 to
+    3.12.5, nor on free-threaded builds, where interned strings are immortal (cpython
+    #113993): there, interning every customer id read would keep each one forever."""
+    return not (free_threaded or (3, 12, 0) <= version < (3, 12, 6))
+
+
+SHARING = strings_can_be_shared(
+    (sys.version_info[0], sys.version_info[1], sys.version_info[2]),
+    bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+)
+
+
+def shared(text: str) -> str:
+    """One copy of `text` for every holder of an equal string (customer ids, a window's play
+    or SKU): `sys.intern`'s, where interned strings are freed when no longer held."""
+    return sys.intern(text) if SHARING else text

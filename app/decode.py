@@ -12,7 +12,6 @@ Every way a record can be unusable has a reason code, used in dead letters and m
 
 from __future__ import annotations
 
-import sys
 from typing import Any, cast
 
 from pydantic import ValidationError
@@ -76,7 +75,7 @@ def validate_object(obj: Any, family: TopicFamily | None = None) -> Envelope:
         # One string per customer, whatever number of events name them: the worker's maps
         # (states, cold bytes, partitions, the attribution schedule) all key on it, and kept
         # each event's own copy, one per map, for as long as the customer stays in memory.
-        obj["customer_id"] = sys.intern(customer_id)
+        obj["customer_id"] = codec.shared(customer_id)
     try:
         # The model's own validator: what model_validate runs, without its per-call overhead.
         return cast(Envelope, model.__pydantic_validator__.validate_python(obj))

@@ -254,8 +254,9 @@ def _run(
         "total_s": t_end - t0,
         "peak_rss_mib": rss,
         "rss_at_first_checkpoint_mib": rss_first,
-        # what each customer held costs past start-up (the worker holds every customer of the
-        # stream at its end: TACT_MAX_CACHED_CUSTOMERS is larger)
+        # the peak past start-up's RSS, per customer: the worker holds every customer of the
+        # stream at its end (TACT_MAX_CACHED_CUSTOMERS is larger), and its peak includes what
+        # closing their windows churns (README "Memory per customer")
         "kib_per_customer": (rss - rss_first) * 1024 / customers,
         "core": CORE_BUILD,
     }

@@ -37,13 +37,15 @@ def test_scale_out_mid_stream(stack: Settings, start_worker: Any, frozen_policy:
 
     feeder = threading.Thread(target=produce_slowly)
     feeder.start()
-    second = start_worker(stack.model_copy(update={"metrics_port": free_port()}))
-    deadline = time.monotonic() + 60
-    while "assigned" not in second.log():
-        assert second.proc.poll() is None, f"the second worker exited:\n{second.log()}"
-        assert time.monotonic() < deadline, "the second worker never got partitions"
-        time.sleep(0.2)
-    feeder.join()
+    try:
+        second = start_worker(stack.model_copy(update={"metrics_port": free_port()}))
+        deadline = time.monotonic() + 60
+        while "assigned" not in second.log():
+            assert second.proc.poll() is None, f"the second worker exited:\n{second.log()}"
+            assert time.monotonic() < deadline, "the second worker never got partitions"
+            time.sleep(0.2)
+    finally:
+        feeder.join()
     produce_events(prod, topics, events[middle:])
     actions.wait_for(lambda r: {x.value for x in r} >= want, timeout=120, what="every action")
 

@@ -13,6 +13,7 @@ from random import Random
 import orjson
 import pytest
 
+from app import codec
 from app.actions import action_id, after_quiet, encode, encode_outcome
 from app.arbitration import Arbiter
 from app.attribution import (
@@ -278,7 +279,20 @@ def test_the_schedule_gives_back_what_one_heap_of_every_pair_would() -> None:
                     want.append(heapq.heappop(pairs))
                 assert schedule.pop_before(t) == want
                 assert len(schedule) == len(pairs)
+            assert schedule.entries() <= len(schedule)  # (never more than the old heap's)
         assert schedule.pop_before(math.inf) == sorted(pairs)
+
+
+def test_short_windows_under_a_long_one_keep_the_schedule_small() -> None:
+    """A converted window waits out its return window while short ones open and close under
+    it: the long one's entry serves again each time, not pushed once more per short window."""
+    schedule, t = Schedule(), 0.0
+    schedule.add(1000.0, "c")
+    for _ in range(1000):
+        schedule.add(t + 1.0, "c")
+        assert schedule.pop_before(t + 2.0) == [(t + 1.0, "c")]
+        t += 0.05
+    assert len(schedule) == 1 and schedule.entries() == 1
 
 
 def test_every_event_of_a_customer_names_them_with_one_string() -> None:
@@ -287,7 +301,25 @@ def test_every_event_of_a_customer_names_them_with_one_string() -> None:
     ids = [decode_event(orjson.dumps(e)).customer_id for e in generate(40, seed=5)]
     first: dict[str, str] = {}
     assert len(ids) > 2 * len(set(ids))
-    assert all(first.setdefault(cid, cid) is cid for cid in ids)
+    # (not where interned strings are immortal: `codec.strings_can_be_shared`)
+    assert all(first.setdefault(cid, cid) is cid for cid in ids) == codec.SHARING
+
+
+@pytest.mark.parametrize(
+    ("version", "free_threaded", "can"),
+    [
+        ((3, 11, 7), False, True),
+        ((3, 12, 0), False, False),
+        ((3, 12, 5), False, False),
+        ((3, 12, 6), False, True),
+        ((3, 13, 1), False, True),
+        ((3, 13, 1), True, False),
+    ],
+)
+def test_strings_are_shared_only_where_interned_ones_can_be_freed(
+    version: tuple[int, int, int], free_threaded: bool, can: bool
+) -> None:
+    assert codec.strings_can_be_shared(version, free_threaded) is can
 
 
 def test_thawed_windows_share_their_text() -> None:
@@ -307,7 +339,9 @@ def test_thawed_windows_share_their_text() -> None:
     windows = [w for state in states if state is not None for w in state.windows]
     assert len(windows) > 40
     for i in (PLAY, CHANNEL, SKU, FRAME, SEGMENT, VERSIONS):
-        assert len({id(w[i]) for w in windows}) == len({w[i] for w in windows}) < len(windows)
+        copies, values = len({id(w[i]) for w in windows}), len({w[i] for w in windows})
+        assert values < len(windows)
+        assert copies == values if codec.SHARING else copies > values
 
 
 def test_trim_drops_the_coldest_first() -> None:
