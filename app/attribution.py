@@ -131,7 +131,9 @@ class Schedule:
         heap, by_customer, out = self._heap, self._ends, []
         while heap and heap[0][0] < t:
             end, cid = heapq.heappop(heap)
-            ends = by_customer[cid]  # (each entry is a customer's earliest end when it comes)
+            ends = by_customer.get(cid)
+            if ends is None or ends[0] != end:  # (never: each entry comes as its customer's
+                continue  # earliest end; a defect here must not stop closing for the others)
             del ends[0]
             out.append((end, cid))
             if not ends:
