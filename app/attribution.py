@@ -102,10 +102,9 @@ class Schedule:
         # customer -> the values of their displaced heap entries, each later one smaller
         # (every one of them still among the customer's ends, above the earliest)
         self._waiting: dict[str, list[float]] = {}
-        self.size = 0
 
     def __len__(self) -> int:
-        return self.size
+        return sum(len(ends) for ends in self._ends.values())
 
     def customers(self) -> list[str]:
         return list(self._ends)
@@ -115,7 +114,6 @@ class Schedule:
         return len(self._heap)
 
     def add(self, end: float, customer_id: str) -> None:
-        self.size += 1
         ends = self._ends.get(customer_id)
         if ends is None:
             self._ends[customer_id] = array("d", (end,))
@@ -146,7 +144,6 @@ class Schedule:
                     del self._waiting[cid]
             else:
                 heapq.heappush(heap, (ends[0], cid))
-        self.size -= len(out)
         return out
 
 
