@@ -304,9 +304,8 @@ class DecisionWorker:
         clocks = {  # (those that moved: on a cluster each partition is a transaction)
             p: t for p, t in engine.clocks.items() if p in self.assigned and self.saved.get(p) != t
         }
-        states = {
-            cid: (self._partition(cid), blob) for cid, blob in engine.dump(result.touched).items()
-        }
+        saved = engine.dump(result.touched)
+        states = {cid: (self._partition(cid), blob) for cid, blob in saved.items()}
         if self.learner:  # what it learned goes to the learner, with the checkpoint
             journal = {p: codec.dumps(changes) for p, changes in self.journal.items()}
             await self.store.commit(
@@ -319,9 +318,10 @@ class DecisionWorker:
             await self.store.commit(states, prepared.offsets, models, due, self.epochs, clocks)
         self.committed.update(prepared.offsets)
         self.saved.update(clocks)
-        # Everything is in the store now: the least recently used may go cold, or go.
+        # Everything is in the store now: the least recently used may go cold, or go; those
+        # made states again only to close windows go cold first (as the bytes just saved).
         limit, hot = self.settings.max_cached_customers, self.settings.hot_customers
-        for cid in engine.trim(result.touched, limit, hot):
+        for cid in engine.trim(prepared.customer_ids(), limit, hot, saved):
             self.partition_of.pop(cid, None)
         self._cached()
         _count(result, prepared.redelivered, len(records), time.perf_counter() - started)

@@ -81,6 +81,9 @@ class DecisionEngine:
         # a compressor primed with it: copied for each state, as loading the dictionary into a
         # new one took about as long as compressing the state
         self._packer: Any = None
+        # Customers made states again from bytes (cold, or loaded) since the last `trim`: most
+        # only to close a window of theirs (they may not come back for weeks)
+        self._thawed: list[str] = []
         self.duplicates = 0  # events skipped because their id came again (producer retries)
         # events naming a SKU the catalog lacks (decided on all the same: nothing is offered
         # around an unknown item); many of them mean the events and the catalog disagree
@@ -288,6 +291,7 @@ class DecisionEngine:
             if blob is not None:
                 state = self.customers[customer_id] = CustomerState.from_bytes(self._thaw(blob))
                 share_text(state)
+                self._thawed.append(customer_id)
         return state
 
     def _freeze(self, blobs: dict[str, bytes]) -> dict[str, bytes]:
@@ -323,6 +327,7 @@ class DecisionEngine:
         for customer_id, blob in blobs.items():
             state = self.customers[customer_id] = CustomerState.from_bytes(blob)
             share_text(state)
+            self._thawed.append(customer_id)
             if watermark > state.saved_at:
                 self.attribution.close_due(customer_id, state, watermark)
             self.attribution.reopen(customer_id, state)
@@ -336,19 +341,38 @@ class DecisionEngine:
             out[cid] = state.to_bytes()
         return out
 
-    def trim(self, recent: Iterable[str], limit: int, hot: int | None = None) -> list[str]:
+    def trim(
+        self,
+        recent: Iterable[str],
+        limit: int,
+        hot: int | None = None,
+        saved: Mapping[str, bytes] | None = None,
+    ) -> list[str]:
         """Keep at most `limit` customers in memory, least recently used first out; `recent`
         were just used. Of those kept, at most `hot` stay states (None: all): the others are
-        kept cold, as the bytes `dump` gives, until `get`. Only call when every state is
-        saved elsewhere. Returns the customers dropped."""
+        kept cold, as the bytes `dump` gives (`saved`: what it gave for some of them, which
+        have not changed since), until `get`. Those made states again since the last call
+        (`get`, `restore`) and not in `recent` (to close a window) go cold first. Only call
+        when every state is saved elsewhere. Returns the customers dropped."""
         customers = self.customers
+        recent = list(recent)
+        used = set(recent)
         for cid in recent:
             state = customers.pop(cid, None)
             if state is not None:  # dicts keep insertion order: move to the end
                 customers[cid] = state
+        thawed, self._thawed = self._thawed, []
         if hot is not None and len(customers) > hot:
-            frozen = list(itertools.islice(customers, len(customers) - hot))
-            for cid, blob in self._freeze(self.dump(frozen)).items():
+            over = len(customers) - hot
+            passing = [c for c in dict.fromkeys(thawed) if c in customers and c not in used]
+            del passing[over:]
+            first = set(passing)
+            rest = (c for c in customers if c not in first)
+            frozen = passing + list(itertools.islice(rest, over - len(passing)))
+            saved = saved or {}
+            made = self.dump([c for c in frozen if c not in saved])
+            blobs = {cid: made[cid] if cid in made else saved[cid] for cid in frozen}
+            for cid, blob in self._freeze(blobs).items():
                 self.cold[cid] = blob
                 del customers[cid]
         cold = self.cold
@@ -392,6 +416,7 @@ class DecisionEngine:
         hook = self.on_decision
         self.customers.clear()
         self.cold.clear()
+        self._thawed.clear()
         self.clocks = {}
         self.models = self._new_models()
         self._wire()

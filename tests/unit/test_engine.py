@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 import math
 import zlib
-from collections import Counter
+from collections import Counter, deque
 from datetime import timedelta
 from pathlib import Path
 from random import Random
@@ -25,6 +25,7 @@ from app.attribution import (
     SEGMENT,
     SKU,
     VERSIONS,
+    Owed,
     Schedule,
 )
 from app.catalog import write_jsonl
@@ -258,6 +259,36 @@ def test_a_customers_windows_on_the_schedule_share_one_string_of_their_id() -> N
     assert on_it and all(kept[cid] is cid for cid in on_it)
 
 
+def taken(schedule: Schedule, t: float) -> list[tuple[float, str]]:
+    owed = Owed()
+    schedule.pop_before(t, owed)
+    return list(owed)
+
+
+def test_owed_ends_come_out_in_the_order_they_went_in() -> None:
+    """What a leap of the watermark owes, taken a batch's bound at a time: first in, first
+    out, across the cuts that free what was taken, with each customer's latest end."""
+    owed, queue, draw = Owed(), deque[tuple[float, str]](), Random(7)
+    for _ in range(300):
+        for _ in range(draw.randint(0, 400)):
+            entry = (draw.uniform(0, 1e6), f"c{draw.randint(0, 50)}")
+            owed.append(*entry)
+            queue.append(entry)
+        for _ in range(min(len(queue), draw.randint(0, 300))):  # (falling behind)
+            assert owed.popleft() == queue.popleft()
+        assert len(owed) == len(queue) and bool(owed) == bool(queue)
+        assert owed._next < 4096 or 2 * owed._next < len(owed._ids)  # (what was taken goes)
+    assert list(owed) == list(queue) and len(queue) > 10_000
+    while queue:
+        assert owed.popleft() == queue.popleft()
+    assert not owed and len(owed) == 0
+    latest: dict[str, float] = {}
+    for end, cid in [(1.0, "a"), (2.0, "b"), (3.0, "a")]:
+        owed.append(end, cid)
+        latest[cid] = end
+    assert {cid: owed.latest[cid] for cid in latest} == latest
+
+
 def test_the_schedule_gives_back_what_one_heap_of_every_pair_would() -> None:
     """Ends added in any order (earlier than a customer's earliest, equal, again after being
     taken), taken at watermarks that move: the same pairs in the same order as a heap of
@@ -277,10 +308,10 @@ def test_the_schedule_gives_back_what_one_heap_of_every_pair_would() -> None:
                 want = []
                 while pairs and pairs[0][0] < t:
                     want.append(heapq.heappop(pairs))
-                assert schedule.pop_before(t) == want
+                assert taken(schedule, t) == want
                 assert len(schedule) == len(pairs)
             assert schedule.entries() <= len(schedule)  # (never more than the old heap's)
-        assert schedule.pop_before(math.inf) == sorted(pairs)
+        assert taken(schedule, math.inf) == sorted(pairs)
 
 
 def test_short_windows_under_a_long_one_keep_the_schedule_small() -> None:
@@ -290,7 +321,7 @@ def test_short_windows_under_a_long_one_keep_the_schedule_small() -> None:
     schedule.add(1000.0, "c")
     for _ in range(1000):
         schedule.add(t + 1.0, "c")
-        assert schedule.pop_before(t + 2.0) == [(t + 1.0, "c")]
+        assert taken(schedule, t + 2.0) == [(t + 1.0, "c")]
         t += 0.05
     assert len(schedule) == 1 and schedule.entries() == 1
 
@@ -342,6 +373,40 @@ def test_thawed_windows_share_their_text() -> None:
         copies, values = len({id(w[i]) for w in windows}), len({w[i] for w in windows})
         assert values < len(windows)
         assert copies == values if codec.SHARING else copies > values
+
+
+def test_customers_made_states_only_to_close_windows_go_cold_first() -> None:
+    """The schedule reaching a cold customer's window makes their state again; at the next
+    trim, they go cold again before the customers whose events came last, as the bytes just
+    saved (the worker's checkpoint), and those stay hot."""
+    engine = DecisionEngine(demo_catalog(), frozen_policy())
+    for e in generate(200, seed=5, arrival_span=timedelta(hours=2)):
+        engine.process(e)
+    with_windows = [cid for cid, s in engine.customers.items() if s.windows]
+    others = [cid for cid in engine.customers if cid not in with_windows]
+    assert len(others) > len(with_windows) > 5
+    engine.trim(others, limit=10**6, hot=len(others))
+    assert set(engine.cold) == set(with_windows)
+    engine.take_outcomes()
+    tick = {"event_id": "t", "type": "page_view", "page": "home", "customer_id": "t"}
+    engine.process({**tick, "ts": "2026-06-01T00:00:00.000Z"})  # past every window's end
+    closed = {o.customer_id for o in engine.take_outcomes()}
+    assert closed == set(with_windows) and not engine.cold
+    saved = engine.dump(closed | {"t"})
+    assert engine.trim(["t"], limit=10**6, hot=len(others) + 1, saved=saved) == []
+    assert set(engine.customers) == {*others, "t"} and set(engine.cold) == closed
+    assert all(engine._thaw(engine.cold[cid]) == saved[cid] for cid in closed)
+    # loaded from the store to close their windows (the worker's sweep): likewise, before
+    # customers kept from earlier batches
+    earlier, latest = others[: len(others) // 2], others[len(others) // 2 :]
+    blobs = engine.dump(others)
+    loaded = DecisionEngine(demo_catalog(), frozen_policy())
+    loaded.restore({cid: blobs[cid] for cid in earlier})
+    loaded.trim(earlier, limit=10**6)
+    loaded.restore({cid: saved[cid] for cid in closed})
+    loaded.restore({cid: blobs[cid] for cid in latest})
+    loaded.trim(latest, limit=10**6, hot=len(others))
+    assert set(loaded.customers) == set(others) and set(loaded.cold) == closed
 
 
 def test_trim_drops_the_coldest_first() -> None:
