@@ -253,9 +253,11 @@ class DecisionEngine:
 
     def settle(self, customer_ids: Iterable[str]) -> None:
         """Close the windows of these customers (in memory) that the watermark passed and a
-        bound on closings left open (before their states are saved)."""
+        bound on closings left open (before their states are saved), customer by customer in
+        order of id: the models learn in the same order whatever order the ids come in (the
+        worker's are a set, whose order changes with the process's string hashing)."""
         owed = self.attribution.owed_customers()
-        for cid in [c for c in customer_ids if c in owed]:
+        for cid in sorted(c for c in customer_ids if c in owed):
             state = self.get(cid)
             if state is not None:
                 self.attribution.close_due(cid, state, -math.inf)

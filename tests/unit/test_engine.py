@@ -393,20 +393,28 @@ def test_customers_made_states_only_to_close_windows_go_cold_first() -> None:
     closed = {o.customer_id for o in engine.take_outcomes()}
     assert closed == set(with_windows) and not engine.cold
     saved = engine.dump(closed | {"t"})
-    assert engine.trim(["t"], limit=10**6, hot=len(others) + 1, saved=saved) == []
+    marked = {cid: blob + b" " for cid, blob in saved.items()}  # (the same state, as JSON)
+    assert engine.trim(["t"], limit=10**6, hot=len(others) + 1, saved=marked) == []
     assert set(engine.customers) == {*others, "t"} and set(engine.cold) == closed
-    assert all(engine._thaw(engine.cold[cid]) == saved[cid] for cid in closed)
-    # loaded from the store to close their windows (the worker's sweep): likewise, before
-    # customers kept from earlier batches
+    assert all(engine._thaw(engine.cold[cid]) == marked[cid] for cid in closed)  # not again
+    # loaded from the store to close their windows (the worker's sweep, after the batch's own
+    # customers are loaded): likewise, before customers kept from earlier batches
     earlier, latest = others[: len(others) // 2], others[len(others) // 2 :]
     blobs = engine.dump(others)
-    loaded = DecisionEngine(demo_catalog(), frozen_policy())
-    loaded.restore({cid: blobs[cid] for cid in earlier})
-    loaded.trim(earlier, limit=10**6)
-    loaded.restore({cid: saved[cid] for cid in closed})
-    loaded.restore({cid: blobs[cid] for cid in latest})
-    loaded.trim(latest, limit=10**6, hot=len(others))
+
+    def load(hot: int) -> DecisionEngine:
+        loaded = DecisionEngine(demo_catalog(), frozen_policy())
+        loaded.restore({cid: blobs[cid] for cid in earlier})
+        loaded.trim(earlier, limit=10**6)
+        loaded.restore({cid: blobs[cid] for cid in latest})
+        loaded.restore({cid: saved[cid] for cid in sorted(closed)})
+        loaded.trim(latest, limit=10**6, hot=hot)
+        return loaded
+
+    loaded = load(hot=len(others))
     assert set(loaded.customers) == set(others) and set(loaded.cold) == closed
+    loaded = load(hot=len(others) + len(closed) - 3)  # (room for all but three of them)
+    assert list(loaded.cold) == sorted(closed)[:3] and set(others) <= set(loaded.customers)
 
 
 def test_trim_drops_the_coldest_first() -> None:
@@ -645,6 +653,28 @@ def test_a_bound_on_closings_is_spent_on_customers_in_memory() -> None:
     assert len(owed) > 5 * len(kept) and all(cid in owed for cid in kept)
     engine.close_behind(sum(cid in kept for _, cid in engine.attribution._owed))  # theirs alone
     assert not [cid for cid in kept if cid in owed], "a kept customer's windows still wait"
+
+
+def test_settling_closes_in_the_same_order_whatever_order_the_customers_come_in() -> None:
+    """The worker settles the customers a batch touched, a set: iterated in an order that
+    changes with each process's string hashing. What is closed, and so what the models learn
+    next, must not."""
+    events = list(generate(200, seed=5, arrival_span=timedelta(hours=2)))
+    tick = {"event_id": "t", "type": "page_view", "page": "home", "customer_id": "t"}
+
+    def settled(order: int) -> list[bytes]:
+        engine = DecisionEngine(demo_catalog())  # (learning on)
+        for e in events:
+            engine.process(e)
+        engine.take_outcomes()
+        engine.close_behind(0)  # every window the tick passes is owed, none closed
+        engine.process({**tick, "ts": "2026-06-01T00:00:00.000Z"})
+        owed = list(engine.attribution.owed_customers())
+        assert len(owed) > 5 and not engine.take_outcomes()
+        engine.settle(owed[::order])
+        return [encode_outcome(o) for o in engine.take_outcomes()]
+
+    assert settled(1) == settled(-1)
 
 
 @pytest.mark.parametrize("orders_late", [False, True])
