@@ -324,9 +324,12 @@ class DecisionEngine:
         (an order the customer placed before a window's end, processed after the watermark
         passed it, must not count in it); a window that had already ended when it was saved
         (made for an event older than the watermark) stays open until the watermark moves,
-        as in memory. The others are rescheduled. Their Outcomes wait in `take_outcomes()`."""
+        as in memory. The others are rescheduled. Their Outcomes wait in `take_outcomes()`.
+        Loaded in order of id: what closes, and so what the models learn next, must not
+        depend on the order the worker asked for them (a set's, which changes with the
+        process's string hashing)."""
         watermark = self.models.watermark
-        for customer_id, blob in blobs.items():
+        for customer_id, blob in sorted(blobs.items()):
             state = self.customers[customer_id] = CustomerState.from_bytes(blob)
             share_text(state)
             self._thawed.append(customer_id)

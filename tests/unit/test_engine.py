@@ -677,6 +677,27 @@ def test_settling_closes_in_the_same_order_whatever_order_the_customers_come_in(
     assert settled(1) == settled(-1)
 
 
+def test_loading_closes_in_the_same_order_whatever_order_the_states_come_in() -> None:
+    """States loaded after the watermark passed their windows' ends close those windows as
+    they load (the worker asks the store for a set of customers): the same closings, in the
+    same order, whatever order the states come in."""
+    engine = DecisionEngine(demo_catalog())
+    for e in generate(200, seed=5, arrival_span=timedelta(hours=2)):
+        engine.process(e)
+    blobs = engine.dump([cid for cid, s in engine.customers.items() if s.windows])
+    assert len(blobs) > 5
+    tick = {"event_id": "t", "type": "page_view", "page": "home", "customer_id": "t"}
+
+    def loaded(order: int) -> list[bytes]:
+        later = DecisionEngine(demo_catalog())  # (learning on)
+        later.process({**tick, "ts": "2026-06-01T00:00:00.000Z"})  # past every window's end
+        later.restore(dict(list(blobs.items())[::order]))
+        return [encode_outcome(o) for o in later.take_outcomes()]
+
+    closed = loaded(1)
+    assert len(closed) > len(blobs) and closed == loaded(-1)
+
+
 @pytest.mark.parametrize("orders_late", [False, True])
 def test_closings_bounded_per_batch_give_the_same_outcomes_only_later(orders_late: bool) -> None:
     """The worker's bound on closings per batch (`close_behind`): windows the watermark has
