@@ -277,7 +277,8 @@ class DecisionWorker:
         for record, item in prepared.items:
             if isinstance(item, Envelope):
                 self.partition_of[item.customer_id] = record.partition
-        missing = [cid for cid in prepared.customer_ids() if not engine.knows(cid)]
+        batch_customers = prepared.customer_ids()
+        missing = [cid for cid in batch_customers if not engine.knows(cid)]
         engine.restore(
             await self.store.load_customers({c: self.partition_of[c] for c in missing}, self.epochs)
         )
@@ -321,7 +322,7 @@ class DecisionWorker:
         # Everything is in the store now: the least recently used may go cold, or go; those
         # made states again only to close windows go cold first (as the bytes just saved).
         limit, hot = self.settings.max_cached_customers, self.settings.hot_customers
-        for cid in engine.trim(prepared.customer_ids(), limit, hot, saved):
+        for cid in engine.trim(batch_customers, limit, hot, saved):
             self.partition_of.pop(cid, None)
         self._cached()
         _count(result, prepared.redelivered, len(records), time.perf_counter() - started)

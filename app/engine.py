@@ -291,9 +291,15 @@ class DecisionEngine:
         if state is None:
             blob = self.cold.pop(customer_id, None)
             if blob is not None:
-                state = self.customers[customer_id] = CustomerState.from_bytes(self._thaw(blob))
-                share_text(state)
-                self._thawed.append(customer_id)
+                state = self._load(customer_id, self._thaw(blob))
+        return state
+
+    def _load(self, customer_id: str, blob: bytes) -> CustomerState:
+        """A state made again from the bytes `dump` gave (a cold one's, or the store's), kept
+        among the states and noted for `trim`."""
+        state = self.customers[customer_id] = CustomerState.from_bytes(blob)
+        share_text(state)
+        self._thawed.append(customer_id)
         return state
 
     def _freeze(self, blobs: dict[str, bytes]) -> dict[str, bytes]:
@@ -330,9 +336,7 @@ class DecisionEngine:
         process's string hashing)."""
         watermark = self.models.watermark
         for customer_id, blob in sorted(blobs.items()):
-            state = self.customers[customer_id] = CustomerState.from_bytes(blob)
-            share_text(state)
-            self._thawed.append(customer_id)
+            state = self._load(customer_id, blob)
             if watermark > state.saved_at:
                 self.attribution.close_due(customer_id, state, watermark)
             self.attribution.reopen(customer_id, state)
@@ -376,7 +380,7 @@ class DecisionEngine:
             frozen = passing + list(itertools.islice(rest, over - len(passing)))
             saved = saved or {}
             made = self.dump([c for c in frozen if c not in saved])
-            blobs = {cid: made[cid] if cid in made else saved[cid] for cid in frozen}
+            blobs = {cid: saved[cid] if cid in saved else made[cid] for cid in frozen}
             for cid, blob in self._freeze(blobs).items():
                 self.cold[cid] = blob
                 del customers[cid]
