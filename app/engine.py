@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import itertools
 import math
-import zlib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import zstandard
 from mypy_extensions import mypyc_attr
 
 from app.anyway import Anyway
@@ -47,11 +47,12 @@ from schemas import (
     Refund,
 )
 
-# The cold tier's preset dictionary: the largest of the first states in line to go cold, up to
-# zlib's 32 KB
-_COLD_SAMPLE = 64
+# The cold tier's dictionary: trained on the first states in line to go cold (else, when they
+# are too few or too alike for zstd to train on, the largest of them as they are)
+_COLD_SAMPLE = 256
 _COLD_DICT_STATES = 4
 _COLD_DICT_MAX = 32 * 1024
+_COLD_LEVEL = 3
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # subclassed outside the compiled core
@@ -77,10 +78,9 @@ class DecisionEngine:
         # made a state again when next needed (`get`): at their next event, or when the
         # attribution schedule reaches one of their windows, which stay on it meanwhile.
         self.cold: dict[str, bytes] = {}
-        self._cold_dict: bytes | None = None  # their compression's preset dictionary (`_freeze`)
-        # a compressor primed with it: copied for each state, as loading the dictionary into a
-        # new one took about as long as compressing the state
-        self._packer: Any = None
+        # their compressor and decompressor, with a dictionary of their own (`_freeze`)
+        self._packer: zstandard.ZstdCompressor | None = None
+        self._unpacker: zstandard.ZstdDecompressor | None = None
         # Customers made states again from bytes (cold, or loaded) since the last `trim`: most
         # only to close a window of theirs (they may not come back for weeks)
         self._thawed: list[str] = []
@@ -303,26 +303,37 @@ class DecisionEngine:
         return state
 
     def _freeze(self, blobs: dict[str, bytes]) -> dict[str, bytes]:
-        """Saved states compressed for the cold tier, with a preset dictionary: the largest
-        states of the first ones frozen and those next in line, whose keys, SKUs, versions and
-        shapes most states repeat (3.6 KB -> 1.0 KB on the generated stream, against 1.4 KB
-        without; about the same time). The bytes never leave this engine, so the dictionary
-        is its own."""
-        if self._cold_dict is None:
-            sample = [s.to_bytes() for s in itertools.islice(self.customers.values(), _COLD_SAMPLE)]
-            largest = sorted(sample, key=len, reverse=True)[:_COLD_DICT_STATES]
-            self._cold_dict = b"".join(largest)[-_COLD_DICT_MAX:]
-            self._packer = zlib.compressobj(1, zdict=self._cold_dict)
-        primed = self._packer
-        out = {}
-        for cid, blob in blobs.items():
-            packer = primed.copy()
-            out[cid] = packer.compress(blob) + packer.flush()
-        return out
+        """Saved states compressed for the cold tier (zstd) with a dictionary trained on the
+        first states in line to go cold, whose keys, SKUs, versions and shapes most states
+        repeat: 3.3 KB -> 0.69 KB on the generated stream in 9 us, where zlib with the largest
+        states as its preset dictionary gave 1.0 KB in 29 us. The bytes never leave this
+        engine, so the dictionary is its own."""
+        packer = self._packer
+        if packer is None:
+            packer = self._packer = self._new_packer()
+        # (copied: the bytes zstd returns keep the allocation of the bound it compressed into,
+        # the size of the state, and its freed tail is seldom used again: 3.3 KB a customer)
+        return {cid: bytes(memoryview(packer.compress(blob))) for cid, blob in blobs.items()}
+
+    def _new_packer(self) -> zstandard.ZstdCompressor:
+        sample: list[bytes | bytearray | memoryview] = [
+            s.to_bytes() for s in itertools.islice(self.customers.values(), _COLD_SAMPLE)
+        ]
+        try:
+            trained = zstandard.train_dictionary(_COLD_DICT_MAX, sample)
+        except zstandard.ZstdError:  # (too few, or too small, to train on)
+            largest = sorted(map(bytes, sample), key=len, reverse=True)[:_COLD_DICT_STATES]
+            trained = zstandard.ZstdCompressionDict(
+                b"".join(largest)[-_COLD_DICT_MAX:], dict_type=zstandard.DICT_TYPE_RAWCONTENT
+            )
+        self._unpacker = zstandard.ZstdDecompressor(dict_data=trained)
+        return zstandard.ZstdCompressor(
+            level=_COLD_LEVEL, dict_data=trained, write_checksum=False, write_dict_id=False
+        )
 
     def _thaw(self, blob: bytes) -> bytes:
-        assert self._cold_dict is not None  # (set by the first `_freeze`)
-        return zlib.decompressobj(zdict=self._cold_dict).decompress(blob)
+        assert self._unpacker is not None  # (made with the first `_freeze`'s packer)
+        return self._unpacker.decompress(blob)
 
     def restore(self, blobs: Mapping[str, bytes]) -> None:
         """Load saved customer states. If the watermark has moved since a state was saved,
