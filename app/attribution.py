@@ -31,7 +31,7 @@ import bisect
 import heapq
 import math
 from array import array
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from app.actions import build_outcome, utc, was_shown
@@ -91,7 +91,9 @@ class Schedule:
 
     An end earlier than a customer's earliest goes on the heap too, and the entry it displaced
     stays there, noted in `_waiting`: when the customer's ends come back to its value, that
-    entry serves again, so a customer has at most one heap entry per end it holds."""
+    entry serves again, so a customer has at most one heap entry per end it holds. Ends taken
+    off together (`drop_before`) leave their entries on the heap, passed over when they come
+    up."""
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, str]] = []
@@ -123,70 +125,68 @@ class Schedule:
             heapq.heappush(self._heap, (end, customer_id))
         bisect.insort(ends, end)
 
-    def pop_before(self, t: float, into: Owed) -> None:
-        """Take every end before `t`, in order of (end, customer), onto `into`."""
+    def pop_first(self, t: float) -> tuple[float, str] | None:
+        """Take the first (end, customer) before `t` off (None: no end is before `t`)."""
         heap, by_customer = self._heap, self._ends
         while heap and heap[0][0] < t:
             end, cid = heapq.heappop(heap)
             ends = by_customer.get(cid)
-            if ends is None or ends[0] != end:  # (never: each entry comes as its customer's
-                continue  # earliest end; a defect here must not stop closing for the others)
+            if ends is None or ends[0] != end:  # (its ends were taken: `drop_before`)
+                continue
             del ends[0]
-            into.append(end, cid)
             if not ends:
                 del by_customer[cid]
-                continue
-            waiting = self._waiting.get(cid)
-            if waiting and waiting[-1] == ends[0]:  # its displaced entry serves again
-                waiting.pop()
-                if not waiting:
-                    del self._waiting[cid]
             else:
-                heapq.heappush(heap, (ends[0], cid))
+                self._chain(cid, ends[0])
+            return end, cid
+        return None
 
+    def _chain(self, customer_id: str, earliest: float) -> None:
+        """Give the customer's earliest end an entry on the heap: its displaced entry of that
+        value serves again if it has one."""
+        waiting = self._waiting.get(customer_id)
+        if waiting and waiting[-1] == earliest:
+            waiting.pop()
+            if not waiting:
+                del self._waiting[customer_id]
+        else:
+            heapq.heappush(self._heap, (earliest, customer_id))
 
-class Owed:
-    """The ends the watermark passed that wait to be closed (left by a bound on closings), in
-    the order they were taken off the schedule, and the latest of each customer: 16 bytes an
-    end where a deque of (end, customer) pairs took about 90. A leap of the watermark owes
-    the ends of every open window at once (the 100,000-customer stream: 400,000)."""
+    def first_before(self, t: float) -> bool:
+        """Whether an end before `t` waits."""
+        heap, by_customer = self._heap, self._ends
+        while heap and heap[0][0] < t:
+            end, cid = heap[0]
+            ends = by_customer.get(cid)
+            if ends is not None and ends[0] == end:
+                return True
+            heapq.heappop(heap)  # (its ends were taken: `drop_before`)
+        return False
 
-    def __init__(self) -> None:
-        self._ends = array("d")
-        self._ids: list[str] = []
-        self._next = 0  # the first not taken yet (those before it are cut off in chunks)
-        self.latest: dict[str, float] = {}  # customer -> the latest end they are owed
+    def owes(self, customer_id: str, t: float) -> int:
+        """How many of the customer's ends are before `t`."""
+        ends = self._ends.get(customer_id)
+        return 0 if ends is None else bisect.bisect_left(ends, t)
 
-    def __len__(self) -> int:
-        return len(self._ids) - self._next
-
-    def __bool__(self) -> bool:
-        return self._next < len(self._ids)
-
-    def __iter__(self) -> Iterator[tuple[float, str]]:
-        ends, ids = self._ends, self._ids
-        return ((ends[i], ids[i]) for i in range(self._next, len(ids)))
-
-    def append(self, end: float, customer_id: str) -> None:
-        self._ends.append(end)
-        self._ids.append(customer_id)
-        self.latest[customer_id] = end  # (taken in order of ends: the latest)
-
-    def popleft(self) -> tuple[float, str]:
-        i = self._next
-        end, cid = self._ends[i], self._ids[i]
-        i += 1
-        if i == len(self._ids):
-            self._ends, self._ids, i = array("d"), [], 0
-        elif i >= _OWED_CUT and 2 * i >= len(self._ids):
-            del self._ends[:i]
-            del self._ids[:i]
-            i = 0
-        self._next = i
-        return end, cid
-
-
-_OWED_CUT = 4096
+    def drop_before(self, customer_id: str, t: float) -> float | None:
+        """Take the customer's ends before `t` off; the latest of them (None: none was).
+        Their heap entries stay, passed over when they come up."""
+        ends = self._ends.get(customer_id)
+        if ends is None or not ends[0] < t:
+            return None
+        k = bisect.bisect_left(ends, t)
+        latest = ends[k - 1]
+        del ends[:k]
+        waiting = self._waiting.pop(customer_id, None)
+        if not ends:
+            del self._ends[customer_id]
+            return latest
+        if waiting:  # (entries of values taken off are passed over too)
+            kept = [v for v in waiting if v >= ends[0]]
+            if kept:
+                self._waiting[customer_id] = kept
+        self._chain(customer_id, ends[0])
+        return latest
 
 
 class States(Protocol):
@@ -218,7 +218,11 @@ class Attribution:
         # worker's bound per batch, so one batch never thaws and checkpoints every customer
         # behind a leap of the watermark (app/pipeline.py). Replay closes all at once.
         self.close_limit: int | None = None
-        self._owed = Owed()  # taken off the schedule, not closed yet
+        # The ends on the schedule before the watermark are owed (passed, not closed yet: left
+        # by `close_limit`). A window added with an end before it (made for an event older
+        # than the watermark, or reloaded) waits here for the watermark's next move, as it
+        # would without a bound.
+        self._late: list[tuple[float, str]] = []
         self._closed: list[Outcome] = []
 
     # -- opening ------------------------------------------------------------------------------
@@ -263,20 +267,26 @@ class Attribution:
         state.windows.append(entry)
         if action.play == "assist":
             state.assisted = max(state.assisted, t)
-        self._schedule.add(entry[END], shared(action.customer_id))
+        self._add(entry[END], shared(action.customer_id))
+
+    def _add(self, end: float, customer_id: str) -> None:
+        if end < self.models.watermark:  # (owed from its next move)
+            self._late.append((end, customer_id))
+        else:
+            self._schedule.add(end, customer_id)
 
     def reopen(self, customer_id: str, state: CustomerState) -> None:
         """Put a reloaded customer's open windows back on the schedule."""
         cid = shared(customer_id)
         for entry in state.windows:
-            self._schedule.add(entry[END], cid)
+            self._add(entry[END], cid)
 
     def take_schedule(self, other: Attribution) -> None:
         """Take over the schedule of another instance (the engine rewired for new models):
         the windows of every customer in memory, as reopening each would put them back, and
         perhaps entries of customers dropped since, which closing passes over."""
         self._schedule = other._schedule
-        self._owed = other._owed
+        self._late = other._late
 
     # -- what follows -------------------------------------------------------------------------
     def ordered(self, cid: str, state: CustomerState, order: OrderPlaced, t: float) -> None:
@@ -340,7 +350,7 @@ class Attribution:
             self._completion(entry, False)  # no order in time, or it was counted just now
             entry[PHASE] = 1
             entry[END] = t + self.return_window_s
-            self._schedule.add(entry[END], shared(order.customer_id))
+            self._add(entry[END], shared(order.customer_id))
 
     def offered(self, state: CustomerState, t: float) -> set[str]:
         """SKUs of offers delivered to the customer whose windows are open at `t`."""
@@ -446,7 +456,7 @@ class Attribution:
         """Close every window of this customer that ended before `t`, and those the watermark
         passed that still wait (`close_limit`): an order read now must not count in a window
         the watermark passed before it was read, closed yet or not."""
-        owed = self._owed.latest.pop(cid, None)
+        owed = self._schedule.drop_before(cid, self.models.watermark)
         if owed is not None and owed >= t:
             t = math.nextafter(owed, math.inf)
         if state.windows and any(e[END] < t for e in state.windows):
@@ -458,40 +468,41 @@ class Attribution:
         customers not in memory close on their next event). `customers.get` gives a state
         (the engine's makes a cold customer's state again). With `close_limit`, at most that
         many entries of the schedule of customers in memory are closed (counted down; those of
-        customers not in memory are passed over at no cost): the others wait, owed, for the
-        next calls, even ones that do not move the watermark (`behind`), or for the customer's
-        own event or checkpoint (`close_due`)."""
-        owed = self._owed
-        owed_by = owed.latest
-        if t > self.models.watermark:
-            self.models.watermark = t
-            # What this move owes, in order of ends (a window opened later that has already
-            # ended waits for the next move, as without a bound).
-            self._schedule.pop_before(t, owed)
-        while owed:
-            if self.close_limit is not None and self.close_limit <= 0:
+        customers not in memory are passed over at no cost): the others wait on the schedule,
+        owed, for the next calls, even ones that do not move the watermark (`behind`), or for
+        the customer's own event or checkpoint (`close_due`). What the watermark passed stays on
+        the schedule until it is closed (a leap past 430,000 ends took them all into a list).
+        The watermark lowered (`DecisionEngine.set_clocks`: a partition whose clock is behind)
+        owes only what it has passed."""
+        schedule = self._schedule
+        watermark = self.models.watermark
+        if t > watermark:
+            watermark = self.models.watermark = t
+            late, self._late = self._late, []
+            for end, cid in late:
+                schedule.add(end, cid)
+        while self.close_limit is None or self.close_limit > 0:
+            taken = schedule.pop_first(watermark)
+            if taken is None:
                 return
-            until, cid = owed.popleft()
-            latest = owed_by.get(cid)
-            if latest is None:  # (closed at their own event meanwhile: `close_due`)
-                continue
-            if latest == until:  # (their last one)
-                del owed_by[cid]
+            until, cid = taken
             state = customers.get(cid)
             if state is None:  # (not in memory: closed when loaded, at no cost now)
                 continue
             if self.close_limit is not None:
                 self.close_limit -= 1
+            after = math.nextafter(until, math.inf)
+            schedule.drop_before(cid, after)  # (other windows of theirs ending then: closed too)
             if state.windows:
-                self._close(cid, state, math.nextafter(until, math.inf))  # ends <= until
+                self._close(cid, state, after)  # ends <= until
 
-    def owed_customers(self) -> Mapping[str, float]:
-        """The customers with windows the watermark passed that wait to be closed."""
-        return self._owed.latest
+    def owes(self, customer_id: str) -> int:
+        """How many windows of the customer the watermark passed wait to be closed."""
+        return self._schedule.owes(customer_id, self.models.watermark)
 
     def behind(self) -> bool:
         """Whether windows the watermark passed wait to be closed (left by `close_limit`)."""
-        return bool(self._owed)
+        return self._schedule.first_before(self.models.watermark)
 
     def _close(self, cid: str, state: CustomerState, before: float) -> None:
         """Close the windows that ended before `before`."""
@@ -512,7 +523,7 @@ class Attribution:
                 self._emit(cid, entry, t, "censored")
             state.windows = []
         self._schedule = Schedule()
-        self._owed = Owed()
+        self._late = []
 
     def take(self) -> list[Outcome]:
         """The Outcomes closed since the last call."""

@@ -256,8 +256,8 @@ class DecisionEngine:
         bound on closings left open (before their states are saved), customer by customer in
         order of id: the models learn in the same order whatever order the ids come in (the
         worker's are a set, whose order changes with the process's string hashing)."""
-        owed = self.attribution.owed_customers()
-        for cid in sorted(c for c in customer_ids if c in owed):
+        owes = self.attribution.owes
+        for cid in sorted(c for c in customer_ids if owes(c)):
             state = self.get(cid)
             if state is not None:
                 self.attribution.close_due(cid, state, -math.inf)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import Counter, deque
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from random import Random
@@ -17,8 +17,8 @@ from app import codec
 from app.actions import action_id, after_quiet, encode, encode_outcome
 from app.arbitration import Arbiter
 from app.attribution import (
-    _OWED_CUT,
     CHANNEL,
+    END,
     FRAME,
     ID,
     LEARN,
@@ -26,12 +26,11 @@ from app.attribution import (
     SEGMENT,
     SKU,
     VERSIONS,
-    Owed,
     Schedule,
 )
 from app.catalog import write_jsonl
 from app.decisions import ACTING_TYPES, may_act
-from app.decode import decode_event
+from app.decode import decode_event, validate_object
 from app.engine import _COLD_LEVEL, DecisionEngine
 from app.errors import BadInput, ConfigurationError
 from app.policy import Policy, load_policy
@@ -263,33 +262,11 @@ def test_a_customers_windows_on_the_schedule_share_one_string_of_their_id() -> N
 
 
 def taken(schedule: Schedule, t: float) -> list[tuple[float, str]]:
-    owed = Owed()
-    schedule.pop_before(t, owed)
-    return list(owed)
-
-
-def test_owed_ends_come_out_in_the_order_they_went_in() -> None:
-    """What a leap of the watermark owes, taken a batch's bound at a time: first in, first
-    out, across the cuts that free what was taken, with each customer's latest end."""
-    owed, queue, draw = Owed(), deque[tuple[float, str]](), Random(7)
-    for _ in range(300):
-        for _ in range(draw.randint(0, 400)):
-            entry = (draw.uniform(0, 1e6), f"c{draw.randint(0, 50)}")
-            owed.append(*entry)
-            queue.append(entry)
-        for _ in range(min(len(queue), draw.randint(0, 300))):  # (falling behind)
-            assert owed.popleft() == queue.popleft()
-        assert len(owed) == len(queue) and bool(owed) == bool(queue)
-        assert owed._next < _OWED_CUT or 2 * owed._next < len(owed._ids)  # (taken: freed)
-    assert list(owed) == list(queue) and len(queue) > 10_000
-    while queue:
-        assert owed.popleft() == queue.popleft()
-    assert not owed and len(owed) == 0
-    latest: dict[str, float] = {}
-    for end, cid in [(1.0, "a"), (2.0, "b"), (3.0, "a")]:
-        owed.append(end, cid)
-        latest[cid] = end
-    assert {cid: owed.latest[cid] for cid in latest} == latest
+    out = []
+    while (first := schedule.pop_first(t)) is not None:
+        out.append(first)
+    assert not schedule.first_before(t)
+    return out
 
 
 def test_the_schedule_gives_back_what_one_heap_of_every_pair_would() -> None:
@@ -315,6 +292,41 @@ def test_the_schedule_gives_back_what_one_heap_of_every_pair_would() -> None:
                 assert len(schedule) == len(pairs)
             assert schedule.entries() <= len(schedule)  # (never more than the old heap's)
         assert taken(schedule, math.inf) == sorted(pairs)
+
+
+def test_a_customers_ends_taken_off_the_schedule_never_come_back() -> None:
+    """A customer's own event closes what the watermark passed of theirs (`drop_before`):
+    those ends leave the schedule, the latest given back, and the rest come out in the same
+    order as a heap of every pair holding only what is left."""
+    for seed in range(60):
+        draw, schedule, pairs = Random(seed), Schedule(), []
+        customers = [f"c{i}" for i in range(draw.randint(1, 8))]
+        t = 0.0
+        for _ in range(400):
+            roll = draw.random()
+            if roll < 0.6:
+                end = t + draw.choice([draw.uniform(-5, 50), float(draw.randint(0, 30))])
+                cid = draw.choice(customers)
+                schedule.add(end, cid)
+                heapq.heappush(pairs, (end, cid))
+            elif roll < 0.8:
+                cid, before = draw.choice(customers), t + draw.uniform(-5, 40)
+                mine = [end for end, c in pairs if c == cid and end < before]
+                assert schedule.owes(cid, before) == len(mine)
+                assert schedule.drop_before(cid, before) == (max(mine) if mine else None)
+                pairs = [(end, c) for end, c in pairs if c != cid or end >= before]
+                heapq.heapify(pairs)
+                assert schedule.owes(cid, before) == 0
+            else:
+                t += draw.uniform(0, 15)
+                assert schedule.first_before(t) == bool(pairs and pairs[0][0] < t)
+                want = []
+                while pairs and pairs[0][0] < t:
+                    want.append(heapq.heappop(pairs))
+                assert taken(schedule, t) == want
+            assert len(schedule) == len(pairs)
+        assert taken(schedule, math.inf) == sorted(pairs)
+        assert schedule.entries() == 0 and not schedule.customers()
 
 
 def test_short_windows_under_a_long_one_keep_the_schedule_small() -> None:
@@ -652,10 +664,11 @@ def test_a_bound_on_closings_is_spent_on_customers_in_memory() -> None:
     engine.close_behind(0)  # the next event's move closes nothing of the schedule
     tick = {"event_id": "t", "type": "page_view", "page": "home", "customer_id": "t"}
     engine.process({**tick, "ts": "2026-06-01T00:00:00.000Z"})  # past every window's end
-    owed = engine.attribution.owed_customers()
-    assert len(owed) > 5 * len(kept) and all(cid in owed for cid in kept)
-    engine.close_behind(sum(cid in kept for _, cid in engine.attribution._owed))  # theirs alone
-    assert not [cid for cid in kept if cid in owed], "a kept customer's windows still wait"
+    owes = engine.attribution.owes
+    owed = [cid for cid in engine.attribution._schedule.customers() if owes(cid)]
+    assert len(owed) > 5 * len(kept) and all(owes(cid) for cid in kept)
+    engine.close_behind(sum(owes(cid) for cid in kept))  # theirs alone
+    assert not [cid for cid in kept if owes(cid)], "a kept customer's windows still wait"
 
 
 def test_settling_closes_in_the_same_order_whatever_order_the_customers_come_in() -> None:
@@ -672,7 +685,8 @@ def test_settling_closes_in_the_same_order_whatever_order_the_customers_come_in(
         engine.take_outcomes()
         engine.close_behind(0)  # every window the tick passes is owed, none closed
         engine.process({**tick, "ts": "2026-06-01T00:00:00.000Z"})
-        owed = list(engine.attribution.owed_customers())
+        owes = engine.attribution.owes
+        owed = [cid for cid in engine.attribution._schedule.customers() if owes(cid)]
         assert len(owed) > 5 and not engine.take_outcomes()
         engine.settle(owed[::order])
         return [encode_outcome(o) for o in engine.take_outcomes()]
@@ -699,6 +713,33 @@ def test_loading_closes_in_the_same_order_whatever_order_the_states_come_in() ->
 
     closed = loaded(1)
     assert len(closed) > len(blobs) and closed == loaded(-1)
+
+
+@pytest.mark.parametrize("limit", [None, 0, 5])
+def test_a_watermark_lowered_owes_only_what_it_has_passed(limit: int | None) -> None:
+    """A rebalance can give a worker a partition whose clock is behind, and the watermark
+    falls (`set_clocks`). A window opened then, ending between the two, stays open until the
+    watermark passes its end: an order a few hours later converts it."""
+    engine = DecisionEngine(demo_catalog(), frozen_policy())
+
+    def event(shopper_event: dict, partition: int) -> None:
+        engine.close_behind(limit)  # (a batch)
+        engine.process_event(validate_object(shopper_event), partition)
+
+    event(Shopper("ahead").wait(days=10).page("home"), 0)
+    engine.set_clocks({0: engine.clocks[0], 1: Shopper("behind").t.timestamp()})
+    customer = Shopper("c")
+    for e in (customer.view("RUN-JACKET-01"), customer.add("RUN-JACKET-01")):
+        event(e, 1)
+    window = next(w for w in engine.customers["c"].windows if w[SKU])
+    assert engine.models.watermark < window[END] < engine.clocks[0]
+    event(Shopper("other").wait(hours=1).page("home"), 1)  # the watermark moves an hour
+    event(customer.wait(hours=2).order(window[SKU]), 1)
+    for partition in (0, 1):
+        event(Shopper(f"z{partition}", "2026-12-30T00:00:00").page("home"), partition)
+    engine.close_behind(None)
+    outcome = next(o for o in engine.take_outcomes() if o.action_id == window[ID])
+    assert outcome.converted and outcome.status == "closed"
 
 
 @pytest.mark.parametrize("orders_late", [False, True])
