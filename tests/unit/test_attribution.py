@@ -403,3 +403,28 @@ def test_an_onsite_assist_is_learned_from_only_when_the_storefront_showed_it(
     run.feed(s.view("RUN-SOCK-01"))
     run.finish()
     assert bool(learner.engaged) is learned
+
+
+def test_windows_of_one_customer_ending_together_cost_a_bound_one_closing() -> None:
+    """The worker's bound counts the closings it makes from the schedule. Windows of one
+    customer ending at the same moment close together at the first of them: the others are
+    not a closing each."""
+    run, first, second = Run(), Shopper("a-twice"), Shopper("b-once")
+    offer = onsite_upsell(run, first)
+    attribution, state = run.engine.attribution, run.engine.customers[first.id]
+    (entry,) = [e for e in state.windows if e[0] == offer.action_id]
+    twin = Action.model_validate({**offer.model_dump(), "action_id": "6" * 32})
+    attribution.open(state, twin, entry[1], entry[2], entry[8], entry[13], entry[11], None)
+    onsite_upsell(run, second.wait(hours=1))
+    engine = run.engine
+    engine.close_behind(0)  # every window the tick passes is owed, none closed
+    run.feed(Shopper("tick", "2026-12-30T00:00:00").page("home"))
+    passed = engine.models.watermark
+    windows = [(c, e[3]) for c, s in engine.customers.items() for e in s.windows if e[3] < passed]
+    assert len(set(windows)) == len(windows) - 1  # (the twin's end)
+    batches = 0
+    while engine.behind() and batches < 100:
+        engine.close_behind(1)
+        batches += 1
+    assert batches == len(set(windows))
+    assert len(engine.take_outcomes()) == len(windows)
