@@ -127,19 +127,16 @@ class Schedule:
 
     def pop_first(self, t: float) -> tuple[float, str] | None:
         """Take the first (end, customer) before `t` off (None: no end is before `t`)."""
-        heap, by_customer = self._heap, self._ends
-        while heap and heap[0][0] < t:
-            end, cid = heapq.heappop(heap)
-            ends = by_customer.get(cid)
-            if ends is None or ends[0] != end:  # (its ends were taken: `drop_before`)
-                continue
-            del ends[0]
-            if not ends:
-                del by_customer[cid]
-            else:
-                self._chain(cid, ends[0])
-            return end, cid
-        return None
+        if not self.first_before(t):
+            return None
+        end, cid = heapq.heappop(self._heap)
+        ends = self._ends[cid]
+        del ends[0]
+        if ends:
+            self._chain(cid, ends[0])
+        else:
+            del self._ends[cid]
+        return end, cid
 
     def _chain(self, customer_id: str, earliest: float) -> None:
         """Give the customer's earliest end an entry on the heap: its displaced entry of that
@@ -153,7 +150,8 @@ class Schedule:
             heapq.heappush(self._heap, (earliest, customer_id))
 
     def first_before(self, t: float) -> bool:
-        """Whether an end before `t` waits."""
+        """Whether an end before `t` waits (on top of the heap, once those whose ends were
+        taken are passed over)."""
         heap, by_customer = self._heap, self._ends
         while heap and heap[0][0] < t:
             end, cid = heap[0]
