@@ -22,6 +22,7 @@ from typing import Any
 import zstandard
 from mypy_extensions import mypyc_attr
 
+from app import codec
 from app.anyway import Anyway
 from app.arbitration import Arbiter
 from app.attribution import Attribution, share_text
@@ -313,7 +314,7 @@ class DecisionEngine:
             packer = self._packer = self._new_packer()
         # (copied: the bytes zstd returns keep the allocation of the bound it compressed into,
         # the size of the state, and its freed tail is seldom used again: 3.3 KB a customer)
-        return {cid: bytes(memoryview(packer.compress(blob))) for cid, blob in blobs.items()}
+        return {cid: codec.exact(packer.compress(blob)) for cid, blob in blobs.items()}
 
     def _new_packer(self) -> zstandard.ZstdCompressor:
         sample: list[bytes | bytearray | memoryview] = [
