@@ -212,4 +212,4 @@ def write_jsonl(specs: Iterable[ProductSpec], path: str | Path) -> None:
     """Write catalog lines (used by the sample and dataset adapters)."""
     with Path(path).open("wb") as out:
         for spec in specs:
-            out.write(codec.dumps(spec.model_dump(exclude_defaults=True)) + b"\n")
+            out.write(codec.dumps_line(spec.model_dump(exclude_defaults=True)))

@@ -43,7 +43,7 @@ def run_sample(
         for event in generate(
             customers, seed=seed, start=start, arrival_span=arrivals, prefix=prefix
         ):
-            out.write(codec.dumps(event) + b"\n")
+            out.write(codec.dumps_line(event))
             first, last = first or event["ts"], event["ts"]
             count += 1
     if catalog_out:

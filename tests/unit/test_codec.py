@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import sys
-import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
 import zstandard
 
 from app import codec
+from tests.memory import traced
 
 
 def held(make: Callable[[int], bytes], n: int = 200) -> tuple[int, int]:
     """The memory traced for `n` bytes objects kept, and the sum of their sizes."""
-    tracemalloc.start()
-    try:
+    with traced() as memory:
         kept = [make(i) for i in range(n)]
-        traced, _ = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return traced, sum(map(sys.getsizeof, kept))
+        taken = memory()
+    return taken, sum(map(sys.getsizeof, kept))
 
 
 OUTCOME: dict[str, Any] = {  # an Outcome's size of JSON (850 B)
@@ -34,8 +31,8 @@ OUTCOME: dict[str, Any] = {  # an Outcome's size of JSON (850 B)
 
 
 def test_dumped_bytes_hold_no_more_memory_than_their_length() -> None:
-    """orjson from 3.12 hands back the buffer it wrote into, at least 4 KB and never shrunk:
-    16 KB for an Outcome. The worker holds a batch's thousands of them at once."""
+    """orjson hands back the buffer it wrote into, never shrunk (from 3.12 at least 4 KB: 16
+    KB for an Outcome). The worker holds a batch's thousands of them at once."""
     traced, size = held(lambda i: codec.dumps({**OUTCOME, "n": i}))
     assert size > 200 * 800
     assert traced < size + 8 * 1024  # (and the list)

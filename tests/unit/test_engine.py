@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import sys
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -37,6 +38,7 @@ from app.policy import Policy, load_policy
 from app.sample import DEMO_CATALOG, demo_catalog, generate
 from schemas import FAMILY_OF_TYPE, Action
 from tests.builders import Shopper
+from tests.memory import traced
 
 
 def run(engine: DecisionEngine, events: list[dict]) -> list[bytes]:
@@ -244,6 +246,22 @@ def test_cold_customers_thaw_to_the_same_decisions(stream: list[dict]) -> None:
     # kept compressed with a dictionary of their own kind: much smaller than without one
     cold_bytes, plain_bytes = sizes
     assert cold_bytes < 0.7 * plain_bytes
+
+
+def test_the_cold_tier_holds_no_more_memory_than_its_bytes(stream: list[dict]) -> None:
+    """zstd's `compress` returns bytes in an allocation of the bound it compressed into (the
+    size of the state); kept as they came, a cold customer would cost that, not its 0.7 KB."""
+    engine = DecisionEngine(demo_catalog())
+    for event in stream:
+        engine.process(event)
+    saved = engine.dump(list(engine.customers))
+    engine._freeze(saved)  # (the first trains the dictionary)
+    with traced() as memory:
+        cold = engine._freeze(saved)
+        taken = memory()
+    size = sum(map(sys.getsizeof, cold.values())) + sys.getsizeof(cold)
+    assert len(cold) > 300 and sum(map(len, saved.values())) > 3 * size
+    assert taken < size + 8 * 1024
 
 
 def test_a_customers_windows_on_the_schedule_share_one_string_of_their_id() -> None:
