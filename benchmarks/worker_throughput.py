@@ -8,12 +8,16 @@ both in events/s (each from its first batch to its last, so start-up is reported
 worker's share of the floor, its peak RSS, and actions out.
 
     python -m benchmarks.worker_throughput --customers 8000 [--profile worker.prof]
+        [--marks marks.jsonl]
 
 With --profile the worker runs under cProfile (its main thread: the agent, the engine, the
 producer's and Redis's asyncio side; not Faust's consumer thread) and the profile is written
 there at its stop: `python -m pstats worker.prof`. Profiling slows it: not a throughput figure.
 cProfile sees no function of the compiled core (README "Performance"): their time is counted
 in their interpreted callers (set TACT_PURE_PYTHON=1 to profile the core as Python).
+
+With --marks the worker's RSS is read at each step of every batch (benchmarks/marked_worker.py:
+a few reads of /proc a batch) and the run ends with what each step added.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from app.io.kafka_admin import ensure_topics
 from app.io.redis_store import checkpointed
 from app.sample import generate
 from app.settings import Settings
+from benchmarks import marked_worker
 from schemas import FAMILY_OF_TYPE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,10 +138,11 @@ def start_worker(
     log: Path,
     profile: str | None = None,
     module: tuple[str, ...] = ("app.cli", "worker"),
+    env: dict[str, str] | None = None,
     **extra: object,
 ) -> subprocess.Popen[bytes]:
     """One `tact worker` process (or `python -m *module`) on `settings` (and `extra` TACT_
-    settings), logging to `log`."""
+    settings, and `env`), logging to `log`."""
     names = (
         "app_id",
         "topic_clickstream",
@@ -149,7 +155,7 @@ def start_worker(
     )
     values = {k: getattr(settings, k) for k in names}
     values.update(metrics_port=0, log_format="json", **extra)
-    env = {**os.environ, **{f"TACT_{k.upper()}": str(v) for k, v in values.items()}}
+    env = {**os.environ, **(env or {}), **{f"TACT_{k.upper()}": str(v) for k, v in values.items()}}
     log.parent.mkdir(exist_ok=True)
     profiled = ["-m", "cProfile", "-o", str(Path(profile).resolve())] if profile else []
     with log.open("wb") as out:
@@ -186,15 +192,21 @@ def run(
     batch_max: int,
     profile: str | None = None,
     keep: bool = False,
+    marks: str | None = None,
 ) -> dict[str, float | str]:
     tag = uuid.uuid4().hex[:8]
     settings = bench_settings(tag, partitions, batch_max)
     with own_run(settings, keep):
-        return _run(settings, customers, partitions, batch_max, profile)
+        return _run(settings, customers, partitions, batch_max, profile, marks)
 
 
 def _run(
-    settings: Settings, customers: int, partitions: int, batch_max: int, profile: str | None
+    settings: Settings,
+    customers: int,
+    partitions: int,
+    batch_max: int,
+    profile: str | None,
+    marks: str | None = None,
 ) -> dict[str, float]:
     raw_out = f"{settings.app_id}-raw"  # (named under the app id: removed with the run)
     admin = clients.admin(settings)
@@ -228,7 +240,12 @@ def _run(
     client = clients.redis_client(settings)
     log = ROOT / ".run" / f"{settings.app_id}-worker.log"
     t0 = time.perf_counter()
-    worker = start_worker(settings, log, profile)
+    if marks:  # (the worker with its RSS marked at each step of every batch)
+        Path(marks).write_bytes(b"")
+        module, env = ("benchmarks.marked_worker",), {"BENCH_MARKS_FILE": marks}
+        worker = start_worker(settings, log, profile, module=module, env=env)
+    else:
+        worker = start_worker(settings, log, profile)
     first, rss_first = None, float("nan")
     try:
         while (done := sum(checkpointed(client, settings.redis_prefix).values())) < events:
@@ -268,6 +285,9 @@ def _run(
         f"{result['kib_per_customer']:.1f} KiB a customer past that "
         f"(batch_max {batch_max}, {partitions} partitions)"
     )
+    if marks:
+        with open(marks, "rb") as lines:
+            print("\n".join(marked_worker.summary(lines)))
     return result
 
 
@@ -280,8 +300,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--keep", action="store_true", help="keep the run's topics and Redis keys at its end"
     )
+    parser.add_argument(
+        "--marks",
+        metavar="FILE",
+        help="mark the worker's RSS at each step of every batch into FILE (JSON lines) and "
+        "say which steps grow it (benchmarks/marked_worker.py)",
+    )
     args = parser.parse_args(argv)
-    run(args.customers, args.partitions, args.batch_max, args.profile, args.keep)
+    run(args.customers, args.partitions, args.batch_max, args.profile, args.keep, args.marks)
 
 
 if __name__ == "__main__":
