@@ -33,9 +33,9 @@ OUTCOME: dict[str, Any] = {  # an Outcome's size of JSON (850 B)
 def test_dumped_bytes_hold_no_more_memory_than_their_length() -> None:
     """orjson hands back the buffer it wrote into, never shrunk (from 3.12 at least 4 KB: 16
     KB for an Outcome). The worker holds a batch's thousands of them at once."""
-    traced, size = held(lambda i: codec.dumps({**OUTCOME, "n": i}))
+    taken, size = held(lambda i: codec.dumps({**OUTCOME, "n": i}))
     assert size > 200 * 800
-    assert traced < size + 8 * 1024  # (and the list)
+    assert taken < size + 8 * 1024  # (and the list)
 
 
 def test_exact_copies_compressed_bytes_into_their_own_size() -> None:
@@ -43,5 +43,5 @@ def test_exact_copies_compressed_bytes_into_their_own_size() -> None:
     the cold tier keeps a copy of their own size."""
     packer = zstandard.ZstdCompressor(level=3)
     state = codec.dumps([OUTCOME] * 4)
-    traced, size = held(lambda i: codec.exact(packer.compress(state + str(i).encode())))
-    assert traced < size + 8 * 1024
+    taken, size = held(lambda i: codec.exact(packer.compress(state + str(i).encode())))
+    assert taken < size + 8 * 1024
