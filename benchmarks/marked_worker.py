@@ -28,12 +28,15 @@ STEPS = (
     ("committed", "the checkpoint in Redis"),
     ("trimmed", "trim: states to cold bytes, or dropped"),
 )
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-def rss_mib() -> float:
-    with open("/proc/self/statm", "rb") as statm:
-        return int(statm.read().split()[1]) * _PAGE / 2**20
+def rss_mib(pid: int | str = "self", field: str = "VmRSS") -> float:
+    """A process's RSS now (VmRSS), or its peak (VmHWM), in MiB."""
+    with open(f"/proc/{pid}/status", "rb") as status:
+        for line in status:
+            if line.startswith(f"{field}:".encode()):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 class Marks:

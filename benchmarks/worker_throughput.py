@@ -49,14 +49,6 @@ from schemas import FAMILY_OF_TYPE
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _rss_mib(pid: int, field: str = "VmHWM") -> float:
-    """The process's peak RSS (VmHWM), or its RSS now (VmRSS), in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 async def passthrough(
     settings: Settings, topics: list[str], out: str, linger_ms: int, wait_ms: int
 ) -> AsyncIterator[int]:
@@ -240,23 +232,22 @@ def _run(
     client = clients.redis_client(settings)
     log = ROOT / ".run" / f"{settings.app_id}-worker.log"
     t0 = time.perf_counter()
+    module, env = ("app.cli", "worker"), {}
     if marks:  # (the worker with its RSS marked at each step of every batch)
         Path(marks).write_bytes(b"")
         module, env = ("benchmarks.marked_worker",), {"BENCH_MARKS_FILE": marks}
-        worker = start_worker(settings, log, profile, module=module, env=env)
-    else:
-        worker = start_worker(settings, log, profile)
+    worker = start_worker(settings, log, profile, module=module, env=env)
     first, rss_first = None, float("nan")
     try:
         while (done := sum(checkpointed(client, settings.redis_prefix).values())) < events:
             if first is None and done:
                 first = (time.perf_counter(), done)
-                rss_first = _rss_mib(worker.pid, "VmRSS")  # start-up's: imports, clients
+                rss_first = marked_worker.rss_mib(worker.pid)  # start-up's: imports, clients
             if worker.poll() is not None:
                 raise SystemExit(f"worker exited; see {log}")
             time.sleep(0.05)
         t_end = time.perf_counter()
-        rss = _rss_mib(worker.pid)
+        rss = marked_worker.rss_mib(worker.pid, "VmHWM")
     finally:
         worker.terminate()
         worker.wait(timeout=60)

@@ -669,6 +669,12 @@ def test_one_partitions_clock_does_not_close_another_partitions_windows() -> Non
     assert "c-here" in early
 
 
+def owed_customers(engine: DecisionEngine) -> list[str]:
+    """The customers with windows the watermark passed that wait to be closed."""
+    attribution = engine.attribution
+    return [cid for cid in attribution._schedule.customers() if attribution.owes(cid)]
+
+
 def test_a_bound_on_closings_is_spent_on_customers_in_memory() -> None:
     """Windows of customers no longer in memory close when they are loaded (the due index,
     their next event): passing over them costs nothing, so they do not count against a
@@ -683,7 +689,7 @@ def test_a_bound_on_closings_is_spent_on_customers_in_memory() -> None:
     tick = {"event_id": "t", "type": "page_view", "page": "home", "customer_id": "t"}
     engine.process({**tick, "ts": "2026-06-01T00:00:00.000Z"})  # past every window's end
     owes = engine.attribution.owes
-    owed = [cid for cid in engine.attribution._schedule.customers() if owes(cid)]
+    owed = owed_customers(engine)
     assert len(owed) > 5 * len(kept) and all(owes(cid) for cid in kept)
     engine.close_behind(sum(owes(cid) for cid in kept))  # theirs alone
     assert not [cid for cid in kept if owes(cid)], "a kept customer's windows still wait"
@@ -703,8 +709,7 @@ def test_settling_closes_in_the_same_order_whatever_order_the_customers_come_in(
         engine.take_outcomes()
         engine.close_behind(0)  # every window the tick passes is owed, none closed
         engine.process({**tick, "ts": "2026-06-01T00:00:00.000Z"})
-        owes = engine.attribution.owes
-        owed = [cid for cid in engine.attribution._schedule.customers() if owes(cid)]
+        owed = owed_customers(engine)
         assert len(owed) > 5 and not engine.take_outcomes()
         engine.settle(owed[::order])
         return [encode_outcome(o) for o in engine.take_outcomes()]
