@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 from app.actions import build_outcome, utc, was_shown
 from app.catalog import Catalog
-from app.codec import shared
+from app.codec import rounded, shared
 from app.distraction import MOMENTS as DISTRACTION_MOMENTS
 from app.learning import UPSELL_PLAYS, Learner
 from app.models import Models
@@ -623,15 +623,15 @@ class Attribution:
                     "converted": bool(tally[CONVERTED]),
                     "attribution": _CREDIT[tally[CREDIT]],
                     "quantity": tally[QTY],
-                    "revenue": round(tally[REVENUE], 4),
-                    "margin": round(tally[MARGIN], 4),
+                    "revenue": rounded(tally[REVENUE], 4),
+                    "margin": rounded(tally[MARGIN], 4),
                     "returned_quantity": tally[RET_QTY],
-                    "return_loss": round(tally[RET_LOSS], 4),
+                    "return_loss": rounded(tally[RET_LOSS], 4),
                     "channel_cost": cost,
                     "unsubscribe_cost": unsub,
-                    "profit": round(tally[MARGIN] - tally[RET_LOSS] - cost - unsub, 4),
-                    "window_margin": round(tally[WINDOW_MARGIN], 4),
-                    "window_profit": round(
+                    "profit": rounded(tally[MARGIN] - tally[RET_LOSS] - cost - unsub, 4),
+                    "window_margin": rounded(tally[WINDOW_MARGIN], 4),
+                    "window_profit": rounded(
                         tally[WINDOW_MARGIN] - tally[RET_LOSS] - cost - unsub, 4
                     ),
                     "policy_version": policy_version,

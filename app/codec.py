@@ -3,6 +3,7 @@ strings read from it that many objects repeat (`shared`)."""
 
 from __future__ import annotations
 
+import math
 import sys
 import sysconfig
 from typing import Any
@@ -64,3 +65,35 @@ def shared(text: str) -> str:
     """One copy of `text` for every holder of an equal string (customer ids, a window's play
     or SKU): `sys.intern`'s, where interned strings are freed when no longer held."""
     return sys.intern(text) if SHARING else text
+
+
+_TENS = [10.0**n for n in range(16)]  # each exact as a float
+_BOUND = 2.0**50  # |x * 10**digits| below this: the fast path of `rounded`
+
+
+def rounded(x: float, digits: int) -> float:
+    """`round(x, digits)` for a float and 0 <= digits < 16: the same float, in about a
+    quarter of the time (round formats the decimal digits and parses them back: 5% of a
+    replay's time, in the Actions' and Outcomes' figures).
+
+    y = x * 10**digits is the exact product rounded, and rounding is monotonic: as k + 1/2 is
+    a float (|y| < 2**50), y is below it when the exact product is, and above it when that
+    is. So the product rounds to the same integer as y, and k / 10**digits is the float
+    nearest that decimal, as round's result is (k and 10**digits are exact floats, and a
+    division is correctly rounded). y - floor(y) is exact (Sterbenz's lemma; fl(y + 1) for
+    -1 < y < 0, monotonic too). At a half exactly (a tie, or a product that rounded onto
+    one: round decides by the exact decimal), beyond the bound, for nan and infinities:
+    round() itself."""
+    scale = _TENS[digits]
+    y = x * scale
+    if -_BOUND < y < _BOUND:
+        k = math.floor(y)
+        fraction = y - k
+        if fraction < 0.5:
+            result = k / scale
+        elif fraction > 0.5:
+            result = (k + 1) / scale
+        else:
+            return round(x, digits)
+        return result if result != 0.0 else math.copysign(0.0, x)  # (round keeps -0.0)
+    return round(x, digits)

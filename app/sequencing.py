@@ -15,6 +15,7 @@ from typing import Any
 from app.actions import action_id, after_quiet, build, quiet_hours, suppression, utc
 from app.attribution import Attribution
 from app.bandit import uniform
+from app.codec import rounded
 from app.context import Context, Scored
 from app.distraction import MOMENTS as DISTRACTION_MOMENTS
 from app.economics import Economics
@@ -137,11 +138,11 @@ class Sequencer:
         )
         # (to 6 decimals, as `predicted`: it teaches the same, and the window's JSON, in every
         # checkpoint and cold state until it closes, is shorter: 170 bytes of features, 100)
-        learn = [round(x, 6) if isinstance(x, float) else x for x in features]
+        learn = [rounded(x, 6) if isinstance(x, float) else x for x in features]
         predicted = [
-            round(best.p_accept, 6),
-            round(best.p_organic, 6),
-            round(best.p_return, 6),
+            rounded(best.p_accept, 6),
+            rounded(best.p_organic, 6),
+            rounded(best.p_return, 6),
         ]
         self.attribution.open(
             state,
@@ -294,7 +295,7 @@ class Sequencer:
                 if suppress
                 else [],
                 "holdout": holdout,
-                "expected_profit": round(expected_profit, 4),
+                "expected_profit": rounded(expected_profit, 4),
                 "propensity": propensity,
                 "experiments": experiments,
                 "reasons": reasons[:_MAX_REASONS],
