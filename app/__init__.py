@@ -5,6 +5,11 @@ Importing `river.linear_model` (app/models.py) runs `river.proba`, for a Bayesia
 tact does not use, and that imports `scipy.stats`: 0.3 s of every command's start. It is
 loaded on its first use instead (importlib's LazyLoader), before anything imports River.
 
+OpenBLAS (numpy's and scipy's, one each) starts a thread per core, and those spin after each
+call into it: app/bandit.py's one call at import kept two threads busy for 0.1 s each, on the
+core of a pinned replay or beside a worker's broker. tact's arrays are small: one thread each
+(OPENBLAS_NUM_THREADS, unless set), before anything imports numpy.
+
 The hot modules may also be compiled with mypyc (`deploy/compile_core.py`, run by `make
 install`) into .compiled/ beside this package. They are used only while the manifest there
 matches these sources, byte for byte, and TACT_PURE_PYTHON is not set: an edited checkout runs
@@ -104,4 +109,5 @@ def _defer(name: str) -> None:
     setattr(sys.modules[parent], child, module)
 
 
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 _defer("river.proba")
