@@ -253,9 +253,10 @@ class CustomerState:
 _FIELDS = tuple(CustomerState.__dataclass_fields__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Readiness:
-    """Scores at one moment, each in [0, 1] unless noted."""
+    """Scores at one moment, each in [0, 1] unless noted. Not changed once made (a refill's
+    moment takes a copy: `dataclasses.replace`)."""
 
     confidence: float
     urgency: float
@@ -267,6 +268,33 @@ class Readiness:
     ltv_score: float  # ltv against the policy's high-LTV threshold, capped at 1
     due_consumable: str | None  # the consumable most due for a refill
     new_customer: bool
+
+    # (written out, and so not frozen: mypyc compiles this __init__, while the one dataclasses
+    # generates runs as Python, a frozen one setting each field through object.__setattr__:
+    # 850 ns a Readiness, one for every moment; tests/unit/test_compiled_core.py checks it)
+    def __init__(
+        self,
+        confidence: float,
+        urgency: float,
+        price_sensitivity: float,
+        maturity: float,
+        risk: float,
+        posture: dict[str, float],
+        ltv: float,
+        ltv_score: float,
+        due_consumable: str | None,
+        new_customer: bool,
+    ) -> None:
+        self.confidence = confidence
+        self.urgency = urgency
+        self.price_sensitivity = price_sensitivity
+        self.maturity = maturity
+        self.risk = risk
+        self.posture = posture
+        self.ltv = ltv
+        self.ltv_score = ltv_score
+        self.due_consumable = due_consumable
+        self.new_customer = new_customer
 
     def signal(self, name: str, channel: str) -> float:
         if name == "posture":

@@ -146,8 +146,9 @@ import dataclasses
 from dataclasses import MISSING
 from app.context import Context, Scored, Terms
 from app.decisions import Decision
+from app.readiness import Readiness
 
-for cls in (Scored, Terms, Context, Decision):
+for cls in (Scored, Terms, Context, Decision, Readiness):
     fields = dataclasses.fields(cls)
     required = [f.name for f in fields if f.default is MISSING and f.default_factory is MISSING]
     values = {f.name: ("value of", f.name) for f in fields}
@@ -165,7 +166,7 @@ print("ok")
 
 
 def test_written_out_dataclass_inits_set_every_field_with_its_default() -> None:
-    """Scored, Terms, Context and Decision write out their __init__ for the compiled core
+    """Scored, Terms, Context, Decision and Readiness write out their __init__ for the compiled core
     (the one dataclasses generates runs as Python): each must still take every field, in its
     order and by name, and give each left out its default (a new list each time). Checked on
     the pure-Python core, which does not check the values' types."""
