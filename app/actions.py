@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import lru_cache
 from hashlib import blake2b
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from app import codec
 from app.timestamps import format_event_time
@@ -22,9 +22,9 @@ def relation_of(reasons: Iterable[str], play: str) -> str:
 
 
 # Channels that reach the customer outside the store (the policy marks them `outbound`).
-MESSAGE_CHANNELS = frozenset({"email", "sms", "paid_retargeting"})
-_SHOWN_MESSAGE = frozenset({"delivered", "open", "impression", "click", "accept"})
-_SHOWN_ONSITE = frozenset({"impression", "click", "accept"})
+MESSAGE_CHANNELS: Final = frozenset({"email", "sms", "paid_retargeting"})
+_SHOWN_MESSAGE: Final = frozenset({"delivered", "open", "impression", "click", "accept"})
+_SHOWN_ONSITE: Final = frozenset({"impression", "click", "accept"})
 
 
 def was_shown(
@@ -48,7 +48,7 @@ def action_id(customer_id: str, event_id: str, slot: str) -> str:
     return blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
-_ACTION_FIELDS = frozenset(Action.model_fields)
+_ACTION_FIELDS: Final = frozenset(Action.model_fields)
 
 
 def build(fields: dict[str, Any]) -> Action:
@@ -60,9 +60,9 @@ def build(fields: dict[str, Any]) -> Action:
     return _construct(Action, fields, _ACTION_FIELDS)
 
 
-_SUPPRESSION_FIELDS = frozenset(Suppression.model_fields)
-_QUIET_FIELDS = frozenset(QuietHours.model_fields)
-_OUTCOME_FIELDS = frozenset(Outcome.model_fields)
+_SUPPRESSION_FIELDS: Final = frozenset(Suppression.model_fields)
+_QUIET_FIELDS: Final = frozenset(QuietHours.model_fields)
+_OUTCOME_FIELDS: Final = frozenset(Outcome.model_fields)
 
 
 def suppression(channel: str, until: datetime) -> Suppression:

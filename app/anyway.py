@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from app.catalog import Catalog, Product
 from app.readiness import DAY, CustomerState
 
-FOLLOW_RELATIONS = ("accessories", "bundle_with", "warranty")
-_MAX_WATCH = 16
-_REFILL_SPAN = 1.5  # a rebuy within this many refill cycles keeps the habit
+FOLLOW_RELATIONS: Final = ("accessories", "bundle_with", "warranty")
+_MAX_WATCH: Final = 16
+_REFILL_SPAN: Final = 1.5  # a rebuy within this many refill cycles keeps the habit
 
 
 class AnywayCounts:

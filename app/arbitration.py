@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from math import exp
-from typing import Any
+from typing import Any, Final
 
 from app.anyway import Anyway
 from app.context import Context, Offer, Scored, Terms, tag
@@ -30,11 +30,13 @@ from app.readiness import DAY
 from app.referee import Referee, Verdict, margin_tier
 from app.terms import TermsBuilder
 
-_VALUE_FRAMES = frozenset({"cost_efficiency", "risk_reduction"})  # frames that change the value
+# frames that change the value
+_VALUE_FRAMES: Final = frozenset({"cost_efficiency", "risk_reduction"})
 
 
 # Where a Scored's fields put its expected profit and spread (arms enter as bare fields).
-_EIP, _SPREAD = (list(Scored.__dataclass_fields__).index(name) for name in ("eip", "spread"))
+_EIP: Final = list(Scored.__dataclass_fields__).index("eip")
+_SPREAD: Final = list(Scored.__dataclass_fields__).index("spread")
 
 
 class _Race:

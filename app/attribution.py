@@ -32,7 +32,7 @@ import heapq
 import math
 from array import array
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from app.actions import build_outcome, utc, was_shown
 from app.catalog import Catalog
@@ -44,26 +44,56 @@ from app.policy import Policy
 from app.readiness import DAY, HOUR, CustomerState
 from schemas import Action, OrderPlaced, OrderReturned, Outcome, Refund
 
-# A window, as a list in the customer's state (compact JSON):
-(ID, DECIDED, START, END, PHASE, PLAY, CHANNEL, SKU, RELATION, FRAME, INTENSITY, HOLDOUT) = range(
-    12
-)
-(PROPENSITY, SEGMENT, VERSIONS, LEARN, TALLY, PREDICTED, MOMENT) = range(12, 19)
+# A window, as a list in the customer's state (compact JSON), and its fields' places (Final,
+# as the core's other constants: compiled, mypyc puts a Final's value in the code, where any
+# other module name is looked up in the module's dict at each use):
+ID: Final = 0
+DECIDED: Final = 1
+START: Final = 2
+END: Final = 3
+PHASE: Final = 4
+PLAY: Final = 5
+CHANNEL: Final = 6
+SKU: Final = 7
+RELATION: Final = 8
+FRAME: Final = 9
+INTENSITY: Final = 10
+HOLDOUT: Final = 11
+PROPENSITY: Final = 12
+SEGMENT: Final = 13
+VERSIONS: Final = 14
+LEARN: Final = 15
+TALLY: Final = 16
+PREDICTED: Final = 17
+MOMENT: Final = 18
 # PHASE: 0 purchase window, 1 return window (converted). HOLDOUT: "" or the reason held out.
 # TALLY: running figures. PREDICTED: [P(accept), P(organic), P(return)] at decision time, or None.
 # MOMENT: the decision's moment (older windows have none).
-(FEEDBACK, CONVERTED, CREDIT, QTY, REVENUE, MARGIN, RET_QTY, RET_LOSS) = range(8)
-(UNSUB, WINDOW_MARGIN, ORDER_ID, ORDER_TOTAL, REFUNDED, RETURNED, COMPLETED) = range(8, 15)
+FEEDBACK: Final = 0
+CONVERTED: Final = 1
+CREDIT: Final = 2
+QTY: Final = 3
+REVENUE: Final = 4
+MARGIN: Final = 5
+RET_QTY: Final = 6
+RET_LOSS: Final = 7
+UNSUB: Final = 8
+WINDOW_MARGIN: Final = 9
+ORDER_ID: Final = 10
+ORDER_TOTAL: Final = 11
+REFUNDED: Final = 12
+RETURNED: Final = 13
+COMPLETED: Final = 14
 # COMPLETED: for an onsite offer at a distraction moment (app/distraction.py), whether the
 # purchase under way was told: 0 not yet, 1 completed in time, 2 not.
-_CREDIT = ("none", "last_touch", "other_touch")
-_ONSITE_OFFERS = frozenset({"onsite_pdp", "onsite_cart"})
-_ENGAGED = frozenset({"accept", "click"})  # feedback that names the offer taken up
+_CREDIT: Final = ("none", "last_touch", "other_touch")
+_ONSITE_OFFERS: Final = frozenset({"onsite_pdp", "onsite_cart"})
+_ENGAGED: Final = frozenset({"accept", "click"})  # feedback that names the offer taken up
 
 
 # A window's text: in a state read back from bytes, every window holds a string of its own for
 # each (`share_text`)
-_TEXT = (PLAY, CHANNEL, SKU, RELATION, FRAME, INTENSITY, HOLDOUT, SEGMENT, VERSIONS, MOMENT)
+_TEXT: Final = (PLAY, CHANNEL, SKU, RELATION, FRAME, INTENSITY, HOLDOUT, SEGMENT, VERSIONS, MOMENT)
 
 
 def share_text(state: CustomerState) -> None:

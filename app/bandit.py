@@ -24,16 +24,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from hashlib import blake2b
-from typing import Any
+from typing import Any, Final
 
 from numpy.polynomial.legendre import leggauss
 
 _NODES, _WEIGHTS = leggauss(16)
-_QUADRATURE = tuple(zip(_NODES.tolist(), _WEIGHTS.tolist(), strict=True))
-_Z_MAX = 6.0
-_SQRT2 = math.sqrt(2.0)
-_SQRT_2PI = math.sqrt(2.0 * math.pi)
-_SCALE = float(2**64)
+_QUADRATURE: Final = tuple(zip(_NODES.tolist(), _WEIGHTS.tolist(), strict=True))
+_Z_MAX: Final = 6.0
+_SQRT2: Final = math.sqrt(2.0)
+_SQRT_2PI: Final = math.sqrt(2.0 * math.pi)
+_SCALE: Final = float(2**64)
 
 
 def uniform(seed: int, key: str) -> float:

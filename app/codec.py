@@ -6,13 +6,13 @@ from __future__ import annotations
 import math
 import sys
 import sysconfig
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
 JSONDecodeError = orjson.JSONDecodeError
 
-_DUMP_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
+_DUMP_OPTIONS: Final = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
 
 
 def loads(data: bytes | str) -> Any:
@@ -67,8 +67,8 @@ def shared(text: str) -> str:
     return sys.intern(text) if SHARING else text
 
 
-_TENS = [10.0**n for n in range(16)]  # each exact as a float
-_BOUND = 2.0**50  # |x * 10**digits| below this: the fast path of `rounded`
+_TENS: Final = [10.0**n for n in range(16)]  # each exact as a float
+_BOUND: Final = 2.0**50  # |x * 10**digits| below this: the fast path of `rounded`
 
 
 def rounded(x: float, digits: int) -> float:

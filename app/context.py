@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Final
 
 from app.catalog import Product
 from app.experiments import Assignment
@@ -15,15 +16,15 @@ from schemas.types import Play
 
 # Readiness signals (0 to 1) enter the models centred on this: uncentred, each is also a second
 # intercept, and the noise of their steps moved the level of every prediction together.
-CENTRE = 0.5
-SIGNAL_FEATURES = (
+CENTRE: Final = 0.5
+SIGNAL_FEATURES: Final = (
     ("confidence", "r:conf"),
     ("urgency", "r:urg"),
     ("price_sensitivity", "r:price"),
     ("maturity", "r:mat"),
     ("risk", "r:risk"),
 )
-RELATION_PLAY: dict[str, Play] = {
+RELATION_PLAY: Final[dict[str, Play]] = {
     "self": "assist",
     "accessories": "expand",
     "bundle_with": "expand",
@@ -33,14 +34,14 @@ RELATION_PLAY: dict[str, Play] = {
     "warranty": "commit",
     "upgrade": "commit",
 }
-ONSITE = frozenset({"onsite_pdp", "onsite_cart", "post_purchase"})
+ONSITE: Final = frozenset({"onsite_pdp", "onsite_cart", "post_purchase"})
 # Offers of an item the customer neither buys already (refill, subscription) nor considers at
 # a price it is measured against (assist, upgrade): how dear it is for the store is the ask.
-NEW_ASKS = frozenset({"accessories", "bundle_with", "affinity", "warranty"})
+NEW_ASKS: Final = frozenset({"accessories", "bundle_with", "affinity", "warranty"})
 # The offer's own features in the acceptance and organic models (app/learning.py _offer_x and
 # accept_x), in this order wherever their weights are read for scoring (app/terms.py Tables,
 # app/economics.py _Weights)
-OFFER_FEATURES = ("x:price", "x:level", "x:seen", "x:base", "x:passed")
+OFFER_FEATURES: Final = ("x:price", "x:level", "x:seen", "x:base", "x:passed")
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Final
 
 from mypy_extensions import mypyc_attr
 
@@ -29,7 +29,7 @@ from app.referee import Segments, segments_of
 from app.sequencing import ONSITE_UPSELL, UPSELL_PLAYS, Sequencer, cancellations, prune_live
 from schemas import Action, Envelope
 
-_MAX_REFILLS = 2
+_MAX_REFILLS: Final = 2
 
 
 # Builds the arm for (offer sku, relation, channel, frame, intensity) in the current moment,
@@ -37,11 +37,11 @@ _MAX_REFILLS = 2
 ArmResolver = Callable[[str, str, str, str, str], "Scored | None"]
 
 
-NO_ACTION = -1.0  # a chooser's probability meaning: make no Action at all (no arm has it)
+NO_ACTION: Final = -1.0  # a chooser's probability meaning: make no Action at all (no arm has it)
 
 # The event types that can call for an Action (a page view only of a product); every other
 # event only updates its customer's state.
-ACTING_TYPES = frozenset(
+ACTING_TYPES: Final = frozenset(
     {
         "page_view",
         "add_to_cart",

@@ -12,7 +12,7 @@ Every way a record can be unusable has a reason code, used in dead letters and m
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from pydantic import ValidationError
 
@@ -21,12 +21,12 @@ from app.errors import BadInput
 from app.timestamps import event_seconds
 from schemas import EVENT_MODELS, FAMILY_OF_TYPE, Envelope, TopicFamily
 
-DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
-_DETAIL_LIMIT = 1000
+DEFAULT_MAX_EVENT_BYTES: Final = 1024 * 1024
+_DETAIL_LIMIT: Final = 1000
 
-EARLIEST = float("-inf")
+EARLIEST: Final = float("-inf")
 
-REASONS = ("too_large", "not_json", "not_object", "unknown_type", "wrong_topic", "schema")
+REASONS: Final = ("too_large", "not_json", "not_object", "unknown_type", "wrong_topic", "schema")
 
 
 def decode_event(

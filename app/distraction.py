@@ -15,15 +15,15 @@ the value of assists in arbitration.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from app.policy import INTENSITY_ORDER, Policy
 
-MOMENTS = ("browse", "cart", "checkout")
-HELD = "held"
+MOMENTS: Final = ("browse", "cart", "checkout")
+HELD: Final = "held"
 ASSIST, ASSIST_HELD = "assist", "assist_held"
-_ENGAGE_PRIOR = 0.15  # the share of assists shown that a customer engages with, a priori
-_MIN_SD = 0.001  # the least sd of a prior effect (a prior of 0 can still be learned from)
+_ENGAGE_PRIOR: Final = 0.15  # the share of assists shown that a customer engages with, a priori
+_MIN_SD: Final = 0.001  # the least sd of a prior effect (a prior of 0 can still be learned from)
 
 
 class CompletionCounts:

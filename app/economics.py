@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from math import exp, log
+from typing import Final
 
 from app.anyway import Anyway
 from app.catalog import Product
@@ -29,10 +30,10 @@ from app.models import PRIOR, PRIOR_SCALE, Models, OnlineLogit
 from app.policy import Policy
 from app.readiness import Readiness
 
-_MAX_ORGANIC = 0.6
-_VISIT_S = 2 * 3600.0  # assists this recent were in the same visit
+_MAX_ORGANIC: Final = 0.6
+_VISIT_S: Final = 2 * 3600.0  # assists this recent were in the same visit
 # Relations whose items customers buy on their own after the base, and the counts they use.
-_FOLLOWS = {
+_FOLLOWS: Final = {
     "accessories": "accessories",
     "bundle_with": "bundle_with",
     "warranty": "warranty",

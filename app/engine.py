@@ -17,7 +17,7 @@ import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import zstandard
 from mypy_extensions import mypyc_attr
@@ -50,10 +50,10 @@ from schemas import (
 
 # The cold tier's dictionary: trained on the first states in line to go cold (else, when they
 # are too few or too alike for zstd to train on, the largest of them as they are)
-_COLD_SAMPLE = 256
-_COLD_DICT_STATES = 4
-_COLD_DICT_MAX = 32 * 1024
-_COLD_LEVEL = 3
+_COLD_SAMPLE: Final = 256
+_COLD_DICT_STATES: Final = 4
+_COLD_DICT_MAX: Final = 32 * 1024
+_COLD_LEVEL: Final = 3
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # subclassed outside the compiled core

@@ -15,13 +15,14 @@ on them without knowing the salts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from mypy_extensions import mypyc_attr
 
 from app.holdout import in_holdout
 from app.policy import Policy
 
-_CACHE_LIMIT = 100_000
+_CACHE_LIMIT: Final = 100_000
 
 
 @dataclass(frozen=True, slots=True)

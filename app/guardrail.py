@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from app.policy import Policy
 from app.readiness import DAY
 
-_PRIOR_MESSAGES = 500.0  # the policy's unsubscribe_risk weighs as much as this many messages
-_MAX_PRICE = 1000.0
-_STEP_S = 3600.0  # the price is recomputed at most once per hour of event time (and at once
+_PRIOR_MESSAGES: Final = 500.0  # the policy's unsubscribe_risk weighs as much as this many messages
+_MAX_PRICE: Final = 1000.0
+_STEP_S: Final = 3600.0  # the price is recomputed at most once per hour of event time (and at once
 # after an unsubscribe), so the weights that depend on it are rebuilt rarely
 
 

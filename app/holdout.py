@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from hashlib import blake2b
+from typing import Final
 
-_SCALE = float(2**64)
+_SCALE: Final = float(2**64)
 
 
 def holdout_draw(customer_id: str, salt: str) -> float:

@@ -19,7 +19,7 @@ on at decision time.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from mypy_extensions import mypyc_attr
 
@@ -29,16 +29,24 @@ from app.models import PRIOR, PRIOR_SCALE, Models
 from app.policy import Policy
 
 # The learning features of a window: what the offer was scored on at decision time.
-L_PRIOR, L_CONF, L_URG, L_PRICE, L_MAT, L_RISK, L_POST, L_LTV, L_KIND, L_RETURN, L_ORGANIC = range(
-    11
-)
-L_STEP = 11  # the offer's price step (app/context.py price_step); absent in older windows
-L_SEEN = 12  # 1 when the customer had looked at the offered item; absent in older windows
-L_BASE = 13  # 1 when the item it goes with was in the cart or bought lately; likewise
-L_PASSED = 14  # earlier offers of the item not bought since (accept only); likewise
-L_LEVEL = 15  # the offer's price level (app/catalog.py); likewise
-_SIGNAL_KEYS = ("r:conf", "r:urg", "r:price", "r:mat", "r:risk", "r:post", "r:ltv")
-UPSELL_PLAYS = frozenset({"expand", "commit"})
+L_PRIOR: Final = 0
+L_CONF: Final = 1
+L_URG: Final = 2
+L_PRICE: Final = 3
+L_MAT: Final = 4
+L_RISK: Final = 5
+L_POST: Final = 6
+L_LTV: Final = 7
+L_KIND: Final = 8
+L_RETURN: Final = 9
+L_ORGANIC: Final = 10
+L_STEP: Final = 11  # the offer's price step (app/context.py price_step); absent in older windows
+L_SEEN: Final = 12  # 1 when the customer had looked at the offered item; absent in older windows
+L_BASE: Final = 13  # 1 when the item it goes with was in the cart or bought lately; likewise
+L_PASSED: Final = 14  # earlier offers of the item not bought since (accept only); likewise
+L_LEVEL: Final = 15  # the offer's price level (app/catalog.py); likewise
+_SIGNAL_KEYS: Final = ("r:conf", "r:urg", "r:price", "r:mat", "r:risk", "r:post", "r:ltv")
+UPSELL_PLAYS: Final = frozenset({"expand", "commit"})
 
 
 def accept_x(

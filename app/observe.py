@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Final
 
 from app.catalog import Catalog
 from app.policy import Policy
@@ -37,8 +38,8 @@ from schemas import (
     SupportContact,
 )
 
-_POLICY_PAGES = frozenset({"faq", "returns_policy", "shipping_policy", "reviews"})
-_USED_UP = frozenset({"consumable", "subscription"})  # bought again and again
+_POLICY_PAGES: Final = frozenset({"faq", "returns_policy", "shipping_policy", "reviews"})
+_USED_UP: Final = frozenset({"consumable", "subscription"})  # bought again and again
 # Returns per item bought before any history: a Beta(1, 9) prior, 10% return rate.
 _RETURN_PRIOR_RETURNS, _RETURN_PRIOR_ITEMS = 1.0, 10.0
 

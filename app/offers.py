@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from app.anyway import Anyway
 from app.catalog import Catalog, Product, Relation
 from app.context import Context, Offer
@@ -9,16 +11,16 @@ from app.models import Models
 from app.policy import OfferRelation, Policy
 from app.readiness import DAY
 
-_RELATIONS: tuple[Relation, ...] = (
+_RELATIONS: Final[tuple[Relation, ...]] = (
     "warranty",
     "subscription",
     "upgrade",
     "accessories",
     "bundle_with",
 )
-_OWNED_DAYS = 365  # a durable item bought within this is not offered again
-_MAX_FOCUS = 5  # items of a cart or order whose relations are considered (the most valuable)
-_MAX_MADE = 100_000  # offers kept for reuse (then made afresh)
+_OWNED_DAYS: Final = 365  # a durable item bought within this is not offered again
+_MAX_FOCUS: Final = 5  # items of a cart or order whose relations are considered (the most valuable)
+_MAX_MADE: Final = 100_000  # offers kept for reuse (then made afresh)
 
 
 class Offers:

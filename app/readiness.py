@@ -19,24 +19,24 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from hashlib import blake2b
-from typing import Any
+from typing import Any, Final
 
 from app import codec
 
-HOUR = 3600.0
-DAY = 86400.0
-LN2 = math.log(2.0)
+HOUR: Final = 3600.0
+DAY: Final = 86400.0
+LN2: Final = math.log(2.0)
 
-_MAX_VIEWED = 20
-_RECENT_IDS = 8
-_MAX_CONSUMABLES = 8
-_MAX_OWNED = 24  # durable items remembered per customer (the latest bought)
-_MAX_OFFERED = 24  # items offered remembered per customer (the latest offered)
-MAX_PASSED = 4  # earlier offers of an item counted at most
-_MAX_CART = 50
+_MAX_VIEWED: Final = 20
+_RECENT_IDS: Final = 8
+_MAX_CONSUMABLES: Final = 8
+_MAX_OWNED: Final = 24  # durable items remembered per customer (the latest bought)
+_MAX_OFFERED: Final = 24  # items offered remembered per customer (the latest offered)
+MAX_PASSED: Final = 4  # earlier offers of an item counted at most
+_MAX_CART: Final = 50
 
 # Decayed signals: name -> family (its half-life comes from the policy).
-SIGNALS: dict[str, str] = {
+SIGNALS: Final[dict[str, str]] = {
     "pdp": "confidence",
     "review": "confidence",
     "policy": "confidence",
@@ -53,7 +53,7 @@ SIGNALS: dict[str, str] = {
     "o_click": "posture",
     "o_dismiss": "posture",
 }
-POSTURE_CHANNELS = ("email", "sms", "paid_retargeting", "account_portal")
+POSTURE_CHANNELS: Final = ("email", "sms", "paid_retargeting", "account_portal")
 
 
 def _id_hash(event_id: str) -> int:
@@ -250,7 +250,7 @@ class CustomerState:
         return cls(**{k: v for k, v in data.items() if k in _FIELDS})
 
 
-_FIELDS = tuple(CustomerState.__dataclass_fields__)
+_FIELDS: Final = tuple(CustomerState.__dataclass_fields__)
 
 
 @dataclass(slots=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import Final
 
 from app.catalog import Product
 from app.policy import INTENSITY_ORDER, MomentName, Policy, Rule
@@ -63,7 +64,8 @@ def segments_of(policy: Policy, r: Readiness) -> Segments:
     return found
 
 
-_SEGMENTS: dict[tuple[str, str, str, bool, bool], Segments] = {}  # made once each (immutable)
+# made once each (immutable)
+_SEGMENTS: Final[dict[tuple[str, str, str, bool, bool], Segments]] = {}
 
 
 def margin_tier(policy: Policy, product: Product) -> str:

@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from app import codec
 from app.actions import encode_line, encode_outcome_line
@@ -19,7 +19,7 @@ from app.engine import DecisionEngine
 from app.errors import BadInput
 from schemas import Action, Outcome
 
-_RAW_LIMIT = 64 * 1024  # of a bad line, this much is kept in its dead letter
+_RAW_LIMIT: Final = 64 * 1024  # of a bad line, this much is kept in its dead letter
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import Any, Final
 
 from app.actions import action_id, after_quiet, build, quiet_hours, suppression, utc
 from app.attribution import Attribution
@@ -25,10 +25,10 @@ from app.policy import Policy
 from app.readiness import DAY, HOUR, CustomerState
 from schemas import Action, Envelope, QuietHours
 
-ONSITE_UPSELL = frozenset({"onsite_pdp", "onsite_cart"})
-UPSELL_PLAYS = frozenset({"expand", "commit"})
-_MAX_REASONS = 12
-_MAX_SCHEDULED = 64  # pending scheduled offers remembered per customer
+ONSITE_UPSELL: Final = frozenset({"onsite_pdp", "onsite_cart"})
+UPSELL_PLAYS: Final = frozenset({"expand", "commit"})
+_MAX_REASONS: Final = 12
+_MAX_SCHEDULED: Final = 64  # pending scheduled offers remembered per customer
 _log = logging.getLogger(__name__)
 
 

@@ -5,11 +5,11 @@ that they are compiled with the core: tact formats three timestamps per event.""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 # Epoch milliseconds beyond year 9999 are surely a unit mistake (seconds or microseconds).
-MAX_EPOCH_MS = 253_402_300_799_999
-MIN_EPOCH_MS = 0
+MAX_EPOCH_MS: Final = 253_402_300_799_999
+MIN_EPOCH_MS: Final = 0
 
 
 def parse_event_time(value: Any) -> datetime:
@@ -67,10 +67,10 @@ def format_event_time(value: datetime) -> str:
     return prefix + _SECONDS[value.second] + _MILLISECONDS[value.microsecond // 1000]
 
 
-_MINUTES: dict[int, str] = {}  # "YYYY-MM-DDTHH:MM:" by minute (a number for each)
-_MAX_MINUTES = 4096
-_SECONDS = [f"{s:02d}." for s in range(60)]  # "SS."
-_MILLISECONDS = [f"{ms:03d}Z" for ms in range(1000)]  # "mmmZ"
+_MINUTES: Final[dict[int, str]] = {}  # "YYYY-MM-DDTHH:MM:" by minute (a number for each)
+_MAX_MINUTES: Final = 4096
+_SECONDS: Final = [f"{s:02d}." for s in range(60)]  # "SS."
+_MILLISECONDS: Final = [f"{ms:03d}Z" for ms in range(1000)]  # "mmmZ"
 
 
 def zone_offset_minutes(value: datetime) -> int | None:
