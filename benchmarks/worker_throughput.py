@@ -84,25 +84,35 @@ async def passthrough(
         await producer.stop()
 
 
-def raw_floor(settings: Settings, topics: list[str], out: str, events: int) -> float:
-    """Events/s of the raw passthrough of `topics` into `out` (from its first batch)."""
+def raw_floor(settings: Settings, topics: list[str], out: str, events: int) -> tuple[float, float]:
+    """Events/s of the raw passthrough of `topics` into `out` (from its first batch), and the
+    CPU seconds it took an event (this process's, which does nothing else meanwhile)."""
 
-    async def measure() -> float:
+    async def measure() -> tuple[float, float]:
         seen, first = 0, None
         batches = passthrough(settings, topics, out, linger_ms=5, wait_ms=500)
         try:
             async for n in batches:
                 seen += n
                 if first is None:
-                    first = (time.perf_counter(), seen)
+                    first = (time.perf_counter(), seen, time.process_time())
                 if seen >= events:
                     break
         finally:
             await batches.aclose()
         assert first is not None
-        return (events - first[1]) / (time.perf_counter() - first[0])
+        counted = events - first[1]
+        cpu = (time.process_time() - first[2]) / counted
+        return counted / (time.perf_counter() - first[0]), cpu
 
     return asyncio.run(measure())
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time a process has taken so far, user and system (/proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat", "rb") as stat:
+        fields = stat.read().rsplit(b")", 1)[1].split()  # (after the command's name)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def bench_settings(tag: str, partitions: int, batch_max: int) -> Settings:
@@ -226,8 +236,12 @@ def _run(
         f"({events / produce_s:,.0f}/s with kafka-python)",
         flush=True,
     )
-    floor = raw_floor(settings, list(topics.values()), raw_out, events)
-    print(f"raw aiokafka passthrough: {floor:,.0f} events/s", flush=True)
+    floor, floor_cpu = raw_floor(settings, list(topics.values()), raw_out, events)
+    print(
+        f"raw aiokafka passthrough: {floor:,.0f} events/s, {floor_cpu * 1e6:.1f} us of CPU an "
+        "event",
+        flush=True,
+    )
 
     client = clients.redis_client(settings)
     log = ROOT / ".run" / f"{settings.app_id}-worker.log"
@@ -237,17 +251,19 @@ def _run(
         Path(marks).write_bytes(b"")
         module, env = ("benchmarks.marked_worker",), {"BENCH_MARKS_FILE": marks}
     worker = start_worker(settings, log, profile, module=module, env=env)
-    first, rss_first = None, float("nan")
+    first, rss_first, cpu_first = None, float("nan"), 0.0
     try:
         while (done := sum(checkpointed(client, settings.redis_prefix).values())) < events:
             if first is None and done:
                 first = (time.perf_counter(), done)
                 rss_first = marked_worker.rss_mib(worker.pid)  # start-up's: imports, clients
+                cpu_first = cpu_seconds(worker.pid)
             if worker.poll() is not None:
                 raise SystemExit(f"worker exited; see {log}")
             time.sleep(0.05)
         t_end = time.perf_counter()
         rss = marked_worker.rss_mib(worker.pid, "VmHWM")
+        cpu = (cpu_seconds(worker.pid) - cpu_first) / (events - first[1])
     finally:
         worker.terminate()
         worker.wait(timeout=60)
@@ -259,6 +275,11 @@ def _run(
         "startup_s": first[0] - t0,
         "raw_events_per_s": floor,
         "events_per_s": steady,
+        # CPU seconds an event, after the first checkpoint and in the floor: less swayed by
+        # what else the machine runs than events/s (a worker waiting on its broker and Redis
+        # takes no CPU meanwhile)
+        "cpu_us_per_event": cpu * 1e6,
+        "raw_cpu_us_per_event": floor_cpu * 1e6,
         "total_s": t_end - t0,
         "peak_rss_mib": rss,
         "rss_at_first_checkpoint_mib": rss_first,
@@ -270,7 +291,8 @@ def _run(
     }
     print(
         f"worker (core: {CORE_BUILD}): first checkpoint {result['startup_s']:.1f} s after start; "
-        f"{steady:,.0f} events/s after that ({steady / floor:.0%} of the raw floor); all "
+        f"{steady:,.0f} events/s after that ({steady / floor:.0%} of the raw floor), "
+        f"{cpu * 1e6:.1f} us of CPU an event ({floor_cpu / cpu:.0%} of the floor's pace); all "
         f"{events} in {result['total_s']:.1f} s; "
         f"peak RSS {rss:.0f} MiB, {rss_first:.0f} at its first checkpoint: "
         f"{result['kib_per_customer']:.1f} KiB a customer past that "
