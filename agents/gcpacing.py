@@ -14,8 +14,15 @@ the first batch and then at the first batch once `full_every_s` (TACT_GC_FULL_EV
 has passed, everything is unfrozen and collected: one pause of the old kind per interval
 instead of several a minute, logged with its length and the objects held before and after.
 The pause grows with what the worker holds (61 ms at start-up with the demo's customers; with
-a few hundred thousand cached customers expect several hundred ms). 0 leaves Python's
-collector as it is.
+a few hundred thousand cached customers expect several hundred ms).
+
+The young generation is collected after YOUNG allocations rather than Python's 700 (as
+`tact replay` does): an event's objects live for thousands of allocations, and each
+collection examined those still alive, and moved them on to be examined again. In a worker
+at 8,000 customers that was 7.5% of its CPU, now 3.8% (perf samples in
+gc_collect_main); a collection of 100,000 young objects takes about 2 ms.
+
+0 leaves Python's collector as it is.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 FREEZE_EVERY_S = 1.0
+YOUNG = 100_000  # allocations between collections of the young generation
 
 
 class GcPacer:
@@ -43,6 +51,8 @@ class GcPacer:
         self.next_full = clock()  # the first batch collects what starting up left
         self.next_freeze = self.next_full
         self.full_collections = 0
+        if self.enabled:
+            gc.set_threshold(YOUNG, 50, 100)
 
     @property
     def enabled(self) -> bool:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agents.gcpacing import GcPacer
+from agents.gcpacing import YOUNG, GcPacer
 
 
 class Clock:
@@ -21,8 +21,10 @@ class Clock:
 @pytest.fixture(autouse=True)
 def unfrozen() -> Iterator[None]:
     gc.unfreeze()
+    thresholds = gc.get_threshold()
     yield
     gc.unfreeze()
+    gc.set_threshold(*thresholds)
 
 
 def cycle() -> None:
@@ -61,9 +63,16 @@ def test_survivors_are_frozen_at_most_once_per_interval_and_everything_is_collec
     assert len(kept) == 1000
 
 
+def test_the_young_generation_is_collected_after_many_allocations_not_hundreds() -> None:
+    GcPacer(full_every_s=600.0)
+    assert gc.get_threshold()[0] == YOUNG
+
+
 def test_zero_leaves_pythons_collector_alone() -> None:
     clock = Clock()
+    thresholds = gc.get_threshold()
     pacer = GcPacer(full_every_s=0.0, clock=clock)
+    assert gc.get_threshold() == thresholds
     for _ in range(3):
         pacer.after_batch()
         clock.now += 700.0
