@@ -388,8 +388,15 @@ class DecisionEngine:
             passing = [c for c in dict.fromkeys(thawed) if c in customers and c not in used]
             del passing[over:]
             first = set(passing)
-            rest = (c for c in customers if c not in first)
-            frozen = passing + list(itertools.islice(rest, over - len(passing)))
+            # then the least recently used, from the front (a loop: mypyc makes a generator
+            # expression a list, and islice over it listed every state at each batch)
+            frozen = passing
+            if len(frozen) < over:
+                for cid in customers:
+                    if cid not in first:
+                        frozen.append(cid)
+                        if len(frozen) >= over:
+                            break
             saved = saved or {}
             made = self.dump([c for c in frozen if c not in saved])
             blobs = {cid: saved[cid] if cid in saved else made[cid] for cid in frozen}
