@@ -8,7 +8,8 @@ loaded on its first use instead (importlib's LazyLoader), before anything import
 OpenBLAS (numpy's and scipy's, one each) starts a thread per core, and those spin after each
 call into it: app/bandit.py's one call at import kept two threads busy for 0.1 s each, on the
 core of a pinned replay or beside a worker's broker. tact's arrays are small: one thread each
-(OPENBLAS_NUM_THREADS, unless set), before anything imports numpy.
+(OPENBLAS_NUM_THREADS, unless set; OpenBLAS reads it before OMP_NUM_THREADS), before anything
+imports numpy (a program that imported numpy before tact keeps its threads).
 
 The hot modules may also be compiled with mypyc (`deploy/compile_core.py`, run by `make
 install`) into .compiled/ beside this package. They are used only while the manifest there

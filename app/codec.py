@@ -55,7 +55,7 @@ def strings_can_be_shared(version: tuple[int, int, int], free_threaded: bool) ->
     return not (free_threaded or (3, 12, 0) <= version < (3, 12, 6))
 
 
-SHARING = strings_can_be_shared(
+SHARING: Final = strings_can_be_shared(
     (sys.version_info[0], sys.version_info[1], sys.version_info[2]),
     bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
 )
@@ -72,7 +72,8 @@ _BOUND: Final = 2.0**50  # |x * 10**digits| below this: the fast path of `rounde
 
 
 def rounded(x: float, digits: int) -> float:
-    """`round(x, digits)` for a float and 0 <= digits < 16: the same float, in about a
+    """`round(x, digits)` for a float (not an int: this gives 5.0 for 5, round gives 5) and
+    0 <= digits < 16: the same float, in about a
     quarter of the time (round formats the decimal digits and parses them back: 5% of a
     replay's time, in the Actions' and Outcomes' figures).
 

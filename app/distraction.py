@@ -21,7 +21,8 @@ from app.policy import INTENSITY_ORDER, Policy
 
 MOMENTS: Final = ("browse", "cart", "checkout")
 HELD: Final = "held"
-ASSIST, ASSIST_HELD = "assist", "assist_held"
+ASSIST: Final = "assist"
+ASSIST_HELD: Final = "assist_held"
 _ENGAGE_PRIOR: Final = 0.15  # the share of assists shown that a customer engages with, a priori
 _MIN_SD: Final = 0.001  # the least sd of a prior effect (a prior of 0 can still be learned from)
 

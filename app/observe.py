@@ -41,7 +41,8 @@ from schemas import (
 _POLICY_PAGES: Final = frozenset({"faq", "returns_policy", "shipping_policy", "reviews"})
 _USED_UP: Final = frozenset({"consumable", "subscription"})  # bought again and again
 # Returns per item bought before any history: a Beta(1, 9) prior, 10% return rate.
-_RETURN_PRIOR_RETURNS, _RETURN_PRIOR_ITEMS = 1.0, 10.0
+_RETURN_PRIOR_RETURNS: Final = 1.0
+_RETURN_PRIOR_ITEMS: Final = 10.0
 
 
 class ReadinessTracker:
