@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 FREEZE_EVERY_S = 1.0
 YOUNG = 100_000  # allocations between collections of the young generation
+THRESHOLDS = (YOUNG, 50, 100)  # gc.set_threshold's, here and in `tact replay`
 
 
 class GcPacer:
@@ -52,7 +53,7 @@ class GcPacer:
         self.next_freeze = self.next_full
         self.full_collections = 0
         if self.enabled:
-            gc.set_threshold(YOUNG, 50, 100)
+            gc.set_threshold(*THRESHOLDS)
 
     @property
     def enabled(self) -> bool:

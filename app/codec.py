@@ -73,9 +73,9 @@ _BOUND: Final = 2.0**50  # |x * 10**digits| below this: the fast path of `rounde
 
 def rounded(x: float, digits: int) -> float:
     """`round(x, digits)` for a float (not an int: this gives 5.0 for 5, round gives 5) and
-    0 <= digits < 16: the same float, in about a
-    quarter of the time (round formats the decimal digits and parses them back: 5% of a
-    replay's time, in the Actions' and Outcomes' figures).
+    0 <= digits < 16: the same float, in about a quarter of the time (round formats the
+    decimal digits and parses them back: 5% of a replay's time, in the Actions' and Outcomes'
+    figures).
 
     y = x * 10**digits is the exact product rounded, and rounding is monotonic: as k + 1/2 is
     a float (|y| < 2**50), y is below it when the exact product is, and above it when that

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
+from agents.gcpacing import THRESHOLDS
 from app import codec
 from app.engine import DecisionEngine
 from app.replay import Replayer, ReplayStats
@@ -68,7 +69,7 @@ def tune_gc() -> None:
     cyclic collector would otherwise rescan again and again (about 12% of the time). Objects
     loaded so far are frozen out of collection and full collections are made rare."""
     gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
+    gc.set_threshold(*THRESHOLDS)
 
 
 def _lines(source: BinaryIO) -> Iterator[bytes]:
